@@ -1,0 +1,28 @@
+"""Build steps that pyproject.toml cannot express: the cffi syscall module and the static pause binary."""
+import os
+import subprocess
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+
+class BuildExtAndPause(build_ext):
+    """Compile csrc/pause.c into pyrun/bin/pause next to the extension modules."""
+
+    def run(self):
+        super().run()
+        if self.inplace:
+            out_dir = os.path.join("src", "pyrun", "bin")
+        else:
+            out_dir = os.path.join(self.build_lib, "pyrun", "bin")
+        os.makedirs(out_dir, exist_ok=True)
+        target = os.path.join(out_dir, "pause")
+        cc = os.environ.get("CC", "cc")
+        cmd = [cc, "-Os", "-static", "-s", "-Wall", "-Werror", "-o", target, os.path.join("csrc", "pause.c")]
+        subprocess.run(cmd, check=True)
+
+
+setup(
+    cffi_modules=["csrc/build_syscalls.py:ffibuilder"],
+    cmdclass={"build_ext": BuildExtAndPause},
+)

@@ -1,0 +1,1 @@
+"""The runtime: sandboxes (pause), containers (monitor + init), pod lifecycle and state."""
