@@ -34,6 +34,18 @@ def disable() -> None:
     os.environ.pop(ENV, None)
 
 
+def disable_fd() -> None:
+    """Close the inherited explain descriptor, so a long-lived process does not hold the CLI's stderr open."""
+    global _fd
+    if _fd is not None:
+        try:
+            os.close(_fd)
+        except OSError:
+            pass
+    _fd = None
+    os.environ.pop(ENV, None)
+
+
 def from_environment(prefix: str = "") -> None:
     """Pick up the sink a parent process passed down (used by monitor and init)."""
     global _fd, _prefix

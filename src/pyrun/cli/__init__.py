@@ -1,0 +1,1 @@
+"""The pyrun command line (Click): parse -> call the runtime -> print / exit code."""

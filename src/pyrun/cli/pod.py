@@ -1,0 +1,188 @@
+"""`pyrun pod ...`, `pyrun logs`, `pyrun exec`, `pyrun gc`."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import click
+
+from pyrun.cli.output import age, print_json, table
+
+
+def _runtime(ctx: click.Context):
+    from pyrun.runtime.pod import PodRuntime
+    return PodRuntime(ctx.obj)
+
+
+@click.group()
+def pod() -> None:
+    """Create, list, inspect, stop and remove pods."""
+
+
+@pod.command("create")
+@click.argument("spec", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--strict", is_flag=True, help="Treat warnings (unsupported fields) as errors.")
+@click.option("-o", "--output", type=click.Choice(["id", "json"]), default="id", show_default=True)
+@click.pass_context
+def pod_create(ctx: click.Context, spec: str, strict: bool, output: str) -> None:
+    """Create a pod from a Kubernetes Pod manifest (JSON or YAML) and start its containers."""
+    from pyrun.errors import SpecError
+    from pyrun.spec import load_pod_file
+    loaded = load_pod_file(spec)
+    for w in loaded.warnings:
+        click.echo(f"pyrun: warning: {w}", err=True)
+    if strict and loaded.warnings:
+        raise SpecError([("", "warnings are errors with --strict")], source=spec)
+    created = _runtime(ctx).create(loaded)
+    if output == "json":
+        print_json(created)
+    else:
+        click.echo(created["id"])
+
+
+@pod.command("ls")
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_context
+def pod_ls(ctx: click.Context, output: str) -> None:
+    """List pods."""
+    rt = _runtime(ctx)
+    pods = rt.list()
+    if output == "json":
+        print_json([_summary(rt, p) for p in pods])
+        return
+    rows = []
+    for p in pods:
+        s = _summary(rt, p)
+        ready = sum(1 for c in s["containers"] if c["state"] == "running")
+        rows.append([p["name"], p["namespace"], p["id"][:12], p["state"], s.get("ip") or "-", p.get("qos", "-"),
+                     f"{ready}/{len(s['containers'])}", age(p["created_at"])])
+    click.echo(table(["NAME", "NAMESPACE", "ID", "STATE", "IP", "QOS", "READY", "AGE"], rows))
+
+
+def _summary(rt, p: dict) -> dict:
+    containers = [{"name": c["name"], "id": c["id"], "state": c["status"].get("state"),
+                   "exit_code": c["status"].get("exit_code"), "reason": c["status"].get("reason")}
+                  for c in rt.containers(p)]
+    return {"id": p["id"], "name": p["name"], "namespace": p["namespace"], "state": p["state"],
+            "ip": (p.get("network") or {}).get("ip"), "qos": p.get("qos"), "created_at": p["created_at"],
+            "containers": containers}
+
+
+@pod.command("inspect")
+@click.argument("pod_ref")
+@click.pass_context
+def pod_inspect(ctx: click.Context, pod_ref: str) -> None:
+    """Show everything about a pod as JSON: namespaces, pids, mounts, cgroups, containers."""
+    from pyrun.runtime.inspect import inspect_pod
+    rt = _runtime(ctx)
+    print_json(inspect_pod(rt, rt.get(pod_ref)))
+
+
+@pod.command("stop")
+@click.argument("pod_refs", nargs=-1, required=True)
+@click.option("-t", "--timeout", type=click.FloatRange(min=0), default=None,
+              help="Grace period in seconds (default: the pod's terminationGracePeriodSeconds).")
+@click.pass_context
+def pod_stop(ctx: click.Context, pod_refs: tuple[str, ...], timeout: float | None) -> None:
+    """Stop pods: SIGTERM, the grace period, then SIGKILL."""
+    rt = _runtime(ctx)
+    for ref in pod_refs:
+        p = rt.stop(ref, timeout)
+        click.echo(p["id"])
+
+
+@pod.command("rm")
+@click.argument("pod_refs", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="Stop (kill) running pods first.")
+@click.pass_context
+def pod_rm(ctx: click.Context, pod_refs: tuple[str, ...], force: bool) -> None:
+    """Remove pods and everything they made."""
+    rt = _runtime(ctx)
+    for ref in pod_refs:
+        p = rt.get(ref)
+        rt.remove(ref, force=force)
+        click.echo(p["id"])
+
+
+@click.command("logs")
+@click.argument("pod_ref")
+@click.argument("container", required=False)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing until the container exits.")
+@click.option("--timestamps", is_flag=True, help="Show each line's timestamp.")
+@click.pass_context
+def logs(ctx: click.Context, pod_ref: str, container: str | None, follow: bool, timestamps: bool) -> None:
+    """Print a container's output (stdout and stderr, from its CRI-format log file)."""
+    from pyrun.runtime.logs import render_entries
+    rt = _runtime(ctx)
+    p = rt.get(pod_ref)
+    c = _pick_container(rt, p, container)
+    out = sys.stdout.buffer
+    try:
+        f = open(c["log_path"], "rb")
+    except FileNotFoundError:
+        return
+    with f:
+        pending = b""
+        while True:
+            chunk = f.read()
+            if chunk:
+                data = pending + chunk
+                lines = data.split(b"\n")
+                pending = lines.pop()
+                out.write(render_entries([ln + b"\n" for ln in lines], timestamps=timestamps))
+                out.flush()
+            if not follow:
+                break
+            if rt.find_container(p, c["name"])["status"].get("state") in ("exited", "unknown") and not chunk:
+                break
+            if not chunk:
+                time.sleep(0.1)
+
+
+def _pick_container(rt, p: dict, name: str | None) -> dict:
+    from pyrun.errors import UsageError
+    if name:
+        return rt.find_container(p, name)
+    entries = p.get("containers", [])
+    if len(entries) != 1:
+        names = ", ".join(e["name"] for e in entries)
+        raise UsageError(f"pod {p['name']} has {len(entries)} containers; name one of: {names}")
+    return rt.find_container(p, entries[0]["name"])
+
+
+@click.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("pod_ref")
+@click.argument("container")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("-e", "--env", multiple=True, help="Extra environment variable NAME=VALUE.")
+@click.option("-w", "--workdir", default=None, help="Working directory inside the container.")
+@click.pass_context
+def exec_cmd(ctx: click.Context, pod_ref: str, container: str, command: tuple[str, ...], env: tuple[str, ...],
+             workdir: str | None) -> None:
+    """Run COMMAND in a running container: pyrun exec POD CONTAINER -- CMD [ARGS...]."""
+    from pyrun.errors import InvalidState
+    from pyrun.runtime import nsexec
+    from pyrun.runtime.state import StateStore
+    rt = _runtime(ctx)
+    c = rt.find_container(rt.get(pod_ref), container)
+    if c["status"].get("state") != "running":
+        raise InvalidState(f"container {c['name']} is {c['status'].get('state')}, not running")
+    argv = nsexec.command(StateStore(ctx.obj.root).container_dir(c["id"]), list(command), list(env), workdir)
+    sys.stdout.flush()
+    os.execv(argv[0], argv)  # the exit code of the command becomes ours
+
+
+@click.command("gc")
+@click.pass_context
+def gc_cmd(ctx: click.Context) -> None:
+    """Remove what crashed pyrun commands left behind (pods, containers, names, addresses)."""
+    from pyrun.runtime.gc import collect_all
+    report = collect_all(ctx.obj)
+    for kind in ("pods", "containers", "names"):
+        for item in report.get(kind, []):
+            click.echo(f"removed {kind[:-1]} {item[:12] if kind != 'names' else item}")
+    if not any(report.get(k) for k in ("pods", "containers", "names")):
+        click.echo("nothing to clean up")
+
+

@@ -1,0 +1,126 @@
+"""One container of a pod: its directories, its init config, its monitor.
+
+  containers/<id>/upper, work    the overlay's writable layer (kept after exit, for inspection)
+  containers/<id>/rootfs         mount point of the overlay inside the container's mount namespace
+  containers/<id>/config.json    what the init needs (namespaces, rootfs, mounts, process, cgroups)
+  containers/<id>/container.json the record (CLI/CRI), status.json (the monitor)
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from pyrun import explain
+from pyrun.errors import ContainerStartError, InvalidState
+from pyrun.runtime import faults, sync
+from pyrun.runtime.monitor import request
+from pyrun.runtime.procs import ProcessRef, kill_now, terminate
+from pyrun.runtime.state import CONTAINER_CREATED, CONTAINER_EXITED, StateStore, now_ns, read_json_or, write_json
+
+
+def init_config(*, cid: str, name: str, pod_id: str, cdir: Path, lower: list[str], namespaces: dict,
+                mounts: list[dict], process: dict, capabilities: list[str], cgroup_procs: list[str],
+                oom_events: str | None, log_path: str) -> dict:
+    """The document the monitor and init read (pure)."""
+    return {
+        "id": cid, "name": name, "pod_id": pod_id,
+        "namespaces": namespaces,
+        "rootfs": {"lower": lower, "upper": str(cdir / "upper"), "work": str(cdir / "work"),
+                   "target": str(cdir / "rootfs")},
+        "mounts": mounts, "process": process, "capabilities": capabilities,
+        "cgroup_procs": cgroup_procs, "oom_events": oom_events, "log_path": log_path,
+    }
+
+
+def make_dirs(cdir: Path) -> None:
+    for sub in ("upper", "work", "rootfs"):
+        (cdir / sub).mkdir(parents=True, exist_ok=True)
+
+
+def spawn_monitor(cdir: Path, timeout: float = 60.0) -> ProcessRef:
+    """Start the container's monitor; return the init process once it is set up (created)."""
+    parent, child = sync.socketpair()
+    fds = [child.fileno()]
+    fd = os.environ.get(explain.ENV)
+    if fd and fd.isdigit():
+        fds.append(int(fd))
+    faults.check("spawn-monitor")
+    with open(cdir / "monitor.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "pyrun.runtime.monitor", str(cdir), str(child.fileno())],
+                                pass_fds=fds, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True)
+    child.close()
+    try:
+        proc.wait()
+        msg = sync.recv(parent, "ready", timeout=timeout, peer="container monitor")
+    except sync.StepFailed as e:
+        raise ContainerStartError(read_json_or(cdir / "config.json", {}).get("name", "?"), e.step, e.message) from None
+    finally:
+        parent.close()
+    return ProcessRef(msg["pid"], msg["start_time"])
+
+
+def start(cdir: Path, name: str) -> int:
+    """Release a created container: its init execs the workload. Returns the workload pid."""
+    faults.check("start-container")
+    try:
+        reply = request(cdir, "start", timeout=40)
+    except sync.StepFailed as e:
+        raise ContainerStartError(name, e.step, e.message) from None
+    return reply["pid"]
+
+
+def processes(store: StateStore, cid: str) -> tuple[ProcessRef | None, ProcessRef | None]:
+    """(init/workload, monitor) of a container, from the monitor's files."""
+    cdir = store.container_dir(cid)
+    status = read_json_or(cdir / "status.json", {})
+    init = ProcessRef.from_dict(status) if status.get("state") != CONTAINER_EXITED else None
+    monitor = ProcessRef.from_dict(read_json_or(cdir / "monitor.json", {}))
+    return init, monitor
+
+
+def stop(store: StateStore, cid: str, grace: float) -> None:
+    """SIGTERM, wait `grace` seconds, SIGKILL; then wait for the monitor to record the exit."""
+    init, monitor = processes(store, cid)
+    if init:
+        terminate([init], grace)
+    if monitor and not monitor.wait_gone(10.0):
+        kill_now([monitor])
+
+
+def destroy(store: StateStore, cid: str) -> None:
+    """Kill whatever is left of a container and remove its directory (idempotent)."""
+    cdir = store.container_dir(cid)
+    if not cdir.exists():
+        return
+    init, monitor = processes(store, cid)
+    kill_now([r for r in (init, monitor) if r])
+    from pyrun.runtime.mounts import unmount_under
+    unmount_under(cdir)
+    shutil.rmtree(cdir, ignore_errors=True)
+
+
+def state_of(store: StateStore, cid: str) -> dict:
+    """The container status, corrected when the monitor died without recording an exit."""
+    rec = store.read_container(cid)
+    status = rec["status"]
+    if status.get("state") != CONTAINER_EXITED:
+        _, monitor = processes(store, cid)
+        if monitor is None or not monitor.alive():
+            status = dict(status, state="unknown", reason="MonitorGone")
+    return dict(rec, status=status)
+
+
+def require_created(rec: dict) -> None:
+    if rec["status"].get("state") != CONTAINER_CREATED:
+        raise InvalidState(f"container {rec['name']} is {rec['status'].get('state')}, not created")
+
+
+def write_record(store: StateStore, rec: dict) -> None:
+    store.write_container(rec)
+
+
+__all__ = ["init_config", "make_dirs", "spawn_monitor", "start", "stop", "destroy", "state_of", "write_json", "now_ns"]

@@ -1,0 +1,72 @@
+"""Crash recovery: remove what a killed `pyrun` left half-made.
+
+A pod stays in state `creating` while its creator runs; the record names the
+creator (pid + start time). If that process is gone and the pod is still
+`creating` (or `removing`), nobody will finish it: `collect_crashed` destroys it.
+It runs at the start of `pod create` and `pod ls`, and `pyrun gc` runs it too,
+together with the removal of orphaned containers and name reservations.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+
+from pyrun.config import Config
+from pyrun.errors import NotFound
+from pyrun.runtime.procs import ProcessRef
+from pyrun.runtime.state import POD_CREATING, POD_REMOVING, StateStore, read_json_or
+
+
+def crashed_pods(store: StateStore) -> list[str]:
+    out = []
+    for pod_id in store.pod_ids():
+        pod = read_json_or(store.pod_dir(pod_id) / "pod.json", None)
+        if pod is None:
+            # no record yet: a creator died right after mkdir (or is just starting: give it a moment)
+            with contextlib.suppress(FileNotFoundError):
+                import time
+                if time.time() - os.stat(store.pod_dir(pod_id)).st_mtime > 30:
+                    out.append(pod_id)
+            continue
+        if pod.get("state") == POD_REMOVING:
+            out.append(pod_id)
+        elif pod.get("state") == POD_CREATING:
+            creator = ProcessRef.from_dict(pod.get("creator"))
+            if creator is None or not creator.alive():
+                out.append(pod_id)
+    return out
+
+
+def collect_crashed(cfg: Config) -> list[str]:
+    from pyrun.runtime.pod import PodRuntime
+    store = StateStore(cfg.root)
+    victims = crashed_pods(store)
+    rt = PodRuntime(cfg)
+    for pod_id in victims:
+        rt.destroy(pod_id)
+    return victims
+
+
+def collect_all(cfg: Config) -> dict:
+    """`pyrun gc`: crashed pods, orphaned containers and names, dead network allocations."""
+    store = StateStore(cfg.root)
+    report = {"pods": collect_crashed(cfg), "containers": [], "names": []}
+    live_containers = set()
+    for pod_id in store.pod_ids():
+        with contextlib.suppress(NotFound, ValueError):
+            for entry in store.read_pod(pod_id).get("containers", []):
+                live_containers.add(entry["id"])
+    from pyrun.runtime import container as ctr
+    for cid in store.container_ids():
+        if cid not in live_containers:
+            ctr.destroy(store, cid)
+            report["containers"].append(cid)
+    if store.names_dir.exists():
+        for name in os.listdir(store.names_dir):
+            target = os.readlink(store.names_dir / name)
+            if not store.pod_dir(target).exists():
+                os.unlink(store.names_dir / name)
+                report["names"].append(name)
+    from pyrun.runtime import podnet
+    report["network"] = podnet.gc(cfg, set(store.pod_ids()))
+    return report

@@ -1,0 +1,156 @@
+"""A container's init: the forked child of the monitor that becomes the workload.
+
+It runs in a process that the monitor forked right after it was freshly started
+(single-threaded, no locks held). The monitor has already put it in the pod's PID
+namespace (setns/unshare of pid applies to children) and in its cgroups. Steps, in
+order, each reported by name if it fails:
+
+  join namespaces   setns(2) into the pod's net, ipc and uts namespaces
+  mount namespace   unshare(CLONE_NEWNS); mount --make-rprivate /
+  rootfs            mount -t overlay (image layers + the container's upper/work)
+  /proc /dev /sys   fresh proc, tmpfs /dev with device nodes, devpts, shm, mqueue, ro sysfs
+  mounts            /etc/hostname, /etc/hosts, /etc/resolv.conf and the volumes
+  pivot_root        the rootfs becomes /, the host's root is detached
+  user              resolve the user in the container's /etc/passwd and /etc/group
+  capabilities      limit every set to the container's list
+  setuid            setgroups/setgid/setuid
+  chdir             into the working directory
+  ... report `ready`, wait for `start` ...
+  exec              execve(2) the workload (PATH from the container's env)
+
+Fail closed: any exception ends in `error` to the monitor and _exit(1); the
+workload is never executed after a failed step.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+
+from pyrun import explain
+from pyrun.runtime import faults, linux, rootfs, sync
+# Everything the init needs after pivot_root must be imported now: the host's
+# filesystem, and with it the Python library, is gone after that step.
+from pyrun.runtime.caps import apply_capabilities, preload as _preload_caps
+from pyrun.runtime.users import resolve_user
+
+
+class Step:
+    """Names the set-up step in progress, so a failure says which one failed."""
+
+    def __init__(self) -> None:
+        self.name = "start"
+
+    def __call__(self, name: str) -> None:
+        self.name = name
+        faults.check("init-" + name.replace(" ", "-").replace("/", ""))
+
+
+def run(config: dict, sock: socket.socket) -> None:
+    """Never returns: execs the workload or exits 1 after reporting the failed step."""
+    step = Step()
+    try:
+        sync.recv(sock, "go", timeout=30, peer="monitor")
+        process = _set_up(config, step)
+        sync.send(sock, "ready")
+        sync.recv(sock, "start", peer="monitor")
+        step("exec")
+        _exec(process, sock)
+    except BaseException as e:  # noqa: BLE001 - fail closed on anything
+        try:
+            sync.send_error(sock, step.name, _describe(e))
+        finally:
+            os._exit(1)
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, sync.SyncError):
+        return str(e)
+    return str(e) or type(e).__name__
+
+
+def _set_up(config: dict, step: Step) -> dict:
+    ns = config["namespaces"]
+    _preload_caps()
+    step("join namespaces")
+    for kind in ("ipc", "uts", "net"):
+        if ns.get(kind):
+            linux.setns(ns[kind], kind)
+
+    step("mount namespace")
+    linux.unshare(["mnt"])
+    linux.make_private("/")
+
+    step("rootfs")
+    fs = config["rootfs"]
+    root = fs["target"]
+    rootfs.mount_overlay(fs["lower"], fs["upper"], fs["work"], root)
+
+    step("mount /proc")
+    rootfs.mount_proc(root)
+    step("mount /dev")
+    rootfs.mount_dev(root)
+    step("mount /sys")
+    rootfs.mount_sys(root)
+
+    for m in config.get("mounts", []):
+        step(f"mount {m['destination']}")
+        rootfs.bind_into(root, m["source"], m["destination"], m.get("readonly", False))
+
+    step("pivot_root")
+    linux.pivot_root(root)
+
+    process = config["process"]
+    step("user")
+    user = resolve_user(process.get("user", ""), _read("/etc/passwd"), _read("/etc/group"))
+
+    step("capabilities")
+    apply_capabilities(config.get("capabilities", []))
+
+    step("setuid")
+    if user.uid != 0 or user.gid != 0 or user.groups:
+        explain.emit(explain.argv("setpriv", f"--reuid={user.uid}", f"--regid={user.gid}",
+                                  "--groups=" + ",".join(map(str, user.groups)) if user.groups else "--clear-groups"))
+    os.setgroups(list(user.groups))
+    os.setgid(user.gid)
+    os.setuid(user.uid)
+
+    step("chdir")
+    cwd = process.get("cwd") or "/"
+    try:
+        os.chdir(cwd)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"working directory {cwd} does not exist in the container") from None
+
+    env = list(process["env"])
+    if not any(e.startswith("HOME=") for e in env):
+        env.append(f"HOME={user.home}")
+    return {"args": process["args"], "env": env}
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _exec(process: dict, sock: socket.socket) -> None:
+    args = process["args"]
+    env = dict(e.split("=", 1) for e in process["env"])
+    explain.emit(explain.argv("exec", *args))
+    os.set_inheritable(sock.fileno(), False)  # EOF on the monitor's end means exec succeeded
+    explain_fd = os.environ.get(explain.ENV, "")
+    if explain_fd.isdigit():
+        os.set_inheritable(int(explain_fd), False)  # the workload must not hold the CLI's stderr
+    env.pop(explain.ENV, None)
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores these; the workload must not inherit that
+        signal.signal(sig, signal.SIG_DFL)
+    try:
+        os.execvpe(args[0], args, env)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{args[0]!r}: executable file not found in $PATH "
+                                f"({env.get('PATH', '')})") from None
+    except PermissionError:
+        raise PermissionError(f"{args[0]!r}: permission denied") from None

@@ -1,0 +1,304 @@
+"""The per-container monitor (a "shim", like conmon or containerd-shim).
+
+One small process per container, started fresh (`python -m pyrun.runtime.monitor`)
+and detached from the CLI, so containers keep running after `pyrun` exits:
+
+  * it forks the container's init (pyrun.runtime.init) into the pod's PID
+    namespace (or a new one) and writes the child's pid into its cgroups
+    *before* letting it continue, so nothing runs unconstrained;
+  * it is the workload's parent: it reaps it and records exit code, finish time
+    and reason (Completed, Error, OOMKilled) in status.json;
+  * it copies the workload's stdout/stderr into the container log file in the
+    CRI format;
+  * it listens on ctl.sock (SOCK_SEQPACKET) for `start`, `status` and
+    `reopen-log`, so `pyrun`/the CRI server can start a created container later.
+
+See pyrun.runtime.sync for the message diagram.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+from pyrun import explain
+from pyrun.runtime import linux, sync
+from pyrun.runtime.logs import LineSplitter
+from pyrun.runtime.procs import ProcessRef
+from pyrun.runtime.state import (CONTAINER_CREATED, CONTAINER_EXITED, CONTAINER_RUNNING, now_ns, read_json,
+                                 write_json)
+
+CTL_SOCKET = "ctl.sock"
+
+
+def socket_path(cdir: Path) -> str:
+    """A path for ctl.sock short enough for sun_path (108 bytes), via /proc/self/fd when needed."""
+    path = str(cdir / CTL_SOCKET)
+    return path
+
+
+def connect(cdir: Path, timeout: float = 10.0) -> socket.socket:
+    """Connect to a monitor's control socket (long state roots go through an O_PATH dir fd)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.settimeout(timeout)
+    path = str(cdir / CTL_SOCKET)
+    if len(path.encode()) < 100:
+        s.connect(path)
+        return s
+    dfd = os.open(cdir, os.O_PATH | os.O_CLOEXEC)
+    try:
+        s.connect(f"/proc/self/fd/{dfd}/{CTL_SOCKET}")
+    finally:
+        os.close(dfd)
+    return s
+
+
+def request(cdir: Path, type_: str, timeout: float = 15.0, **fields) -> sync.Message:
+    """Send one control request and return the reply (raises StepFailed on an error reply)."""
+    try:
+        s = connect(cdir, timeout)
+    except (FileNotFoundError, ConnectionRefusedError):
+        from pyrun.errors import InvalidState
+        raise InvalidState("the container's monitor is not running") from None
+    with s:
+        sync.send(s, type_, **fields)
+        return sync.recv(s, {type_ + "-ok"}, timeout=timeout, peer="container monitor")
+
+
+class Monitor:
+    def __init__(self, cdir: Path, launcher: socket.socket):
+        self.cdir = cdir
+        self.config = read_json(cdir / "config.json")
+        self.launcher: socket.socket | None = launcher
+        self.status: dict = {"state": CONTAINER_CREATED}
+        self.child: ProcessRef | None = None
+        self.init_sock: socket.socket | None = None
+        self.log_path = Path(self.config["log_path"])
+        self.log = None
+        self.oom_baseline = 0
+
+    # --- status -------------------------------------------------------------------------------
+    def save(self, **changes) -> None:
+        self.status.update(changes)
+        write_json(self.cdir / "status.json", self.status)
+
+    # --- start-up -----------------------------------------------------------------------------
+    def start_init(self) -> None:
+        """Fork the init into the pod's PID namespace, place it in its cgroups, wait for ready."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log = open(self.log_path, "ab", buffering=0)
+        self.out_r, out_w = os.pipe()
+        self.err_r, err_w = os.pipe()
+        mine, theirs = sync.socketpair()
+        pid_ns = self.config["namespaces"].get("pid")
+        if pid_ns:
+            linux.setns(pid_ns, "pid")
+        else:
+            linux.unshare(["pid"])
+        self.oom_baseline = self._oom_count()
+        pid = os.fork()
+        if pid == 0:  # the container's init
+            try:
+                mine.close()
+                os.close(self.out_r)
+                os.close(self.err_r)
+                self._child_stdio(out_w, err_w)
+                from pyrun.runtime import init
+                init.run(self.config, theirs)
+            finally:
+                os._exit(1)
+        os.close(out_w)
+        os.close(err_w)
+        theirs.close()
+        self.init_sock = mine
+        self.child = ProcessRef.of(pid)
+        self.save(pid=pid, start_time=self.child.start_time)
+        for procs in self.config.get("cgroup_procs", []):
+            linux.write_file(procs, str(pid))
+        sync.send(mine, "go")
+        sync.recv(mine, "ready", timeout=120, peer="container init")
+
+    def _child_stdio(self, out_w: int, err_w: int) -> None:
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        os.setsid()
+
+    def _oom_count(self) -> int:
+        path = self.config.get("oom_events")
+        if not path:
+            return 0
+        try:
+            with open(path) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except OSError:
+            pass
+        return 0
+
+    # --- control requests ---------------------------------------------------------------------
+    def handle(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                msg = sync.recv(conn, {"start", "status", "reopen-log"}, timeout=5, peer="client")
+            except (sync.SyncError, OSError, ValueError):
+                return
+            if msg.type == "status":
+                sync.send(conn, "status-ok", **self.status)
+            elif msg.type == "reopen-log":
+                self.log.close()
+                self.log = open(self.log_path, "ab", buffering=0)
+                sync.send(conn, "reopen-log-ok")
+            elif msg.type == "start":
+                self.start_workload(conn)
+
+    def start_workload(self, conn: socket.socket) -> None:
+        if self.status["state"] != CONTAINER_CREATED or self.init_sock is None:
+            sync.send_error(conn, "start", f"container is {self.status['state']}, not created")
+            return
+        sync.send(self.init_sock, "start")
+        try:
+            reply = sync.wait_eof_or_message(self.init_sock, timeout=30)
+        except sync.SyncError as e:
+            reply = sync.Message("error", {"step": "exec", "message": str(e)})
+        self.init_sock.close()
+        self.init_sock = None
+        if reply is None:
+            self.save(state=CONTAINER_RUNNING, started_at=now_ns())
+            sync.send(conn, "start-ok", pid=self.child.pid)
+        else:
+            self.save(error={"step": reply.get("step"), "message": reply.get("message")})
+            sync.send_error(conn, reply.get("step", "exec"), reply.get("message", ""))
+
+    # --- the loop -----------------------------------------------------------------------------
+    def serve(self, listener: socket.socket) -> None:
+        sel = selectors.DefaultSelector()
+        splitters = {self.out_r: LineSplitter("stdout"), self.err_r: LineSplitter("stderr")}
+        for fd in splitters:
+            sel.register(fd, selectors.EVENT_READ, "pipe")
+        sel.register(listener, selectors.EVENT_READ, "ctl")
+        pidfd = os.pidfd_open(self.child.pid)
+        sel.register(pidfd, selectors.EVENT_READ, "exit")
+        exited = False
+        while not exited:
+            for key, _ in sel.select():
+                if key.data == "ctl":
+                    conn, _ = listener.accept()
+                    self.handle(conn)
+                elif key.data == "pipe":
+                    if not self._copy(key.fd, splitters[key.fd]):
+                        sel.unregister(key.fd)
+                elif key.data == "exit":
+                    exited = True
+        _, wstatus = os.waitpid(self.child.pid, 0)
+        self._drain(splitters)
+        self._record_exit(wstatus)
+
+    def _copy(self, fd: int, splitter: LineSplitter) -> bool:
+        data = os.read(fd, 65536)
+        if not data:
+            for entry in splitter.flush(now_ns()):
+                self.log.write(entry)
+            return False
+        for entry in splitter.feed(data, now_ns()):
+            self.log.write(entry)
+        return True
+
+    def _drain(self, splitters: dict[int, LineSplitter]) -> None:
+        """Copy what is left in the pipes; give up after a second if something still holds them open."""
+        deadline = time.monotonic() + 1.0
+        open_fds = set(splitters)
+        while open_fds and time.monotonic() < deadline:
+            import select
+            ready, _, _ = select.select(list(open_fds), [], [], max(0.0, deadline - time.monotonic()))
+            for fd in ready:
+                if not self._copy(fd, splitters[fd]):
+                    open_fds.discard(fd)
+        for fd, splitter in splitters.items():
+            for entry in splitter.flush(now_ns()):
+                self.log.write(entry)
+
+    def _record_exit(self, wstatus: int) -> None:
+        code = os.waitstatus_to_exitcode(wstatus)
+        signaled = code < 0
+        if signaled:
+            code = 128 - code
+        oom = self._oom_count() > self.oom_baseline
+        if oom:
+            reason = "OOMKilled"
+        elif self.status["state"] == CONTAINER_CREATED:
+            reason = "NeverStarted"
+        elif code == 0:
+            reason = "Completed"
+        else:
+            reason = "Error"
+        self.save(state=CONTAINER_EXITED, exit_code=code, finished_at=now_ns(), reason=reason,
+                  signal=signal.Signals(code - 128).name if signaled and code - 128 in signal.valid_signals() else None)
+
+
+def _listen(cdir: Path) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    path = cdir / CTL_SOCKET
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    if len(str(path).encode()) < 100:
+        s.bind(str(path))
+    else:
+        dfd = os.open(cdir, os.O_PATH | os.O_CLOEXEC)
+        try:
+            s.bind(f"/proc/self/fd/{dfd}/{CTL_SOCKET}")
+        finally:
+            os.close(dfd)
+    os.chmod(path, 0o600)
+    s.listen(16)
+    return s
+
+
+def run(cdir: Path, launcher: socket.socket) -> int:
+    mon = Monitor(cdir, launcher)
+    write_json(cdir / "monitor.json", ProcessRef.of(os.getpid()).to_dict())
+    try:
+        mon.start_init()
+        listener = _listen(cdir)
+    except BaseException as e:  # report and clean up: the workload must never run
+        step, message = (e.step, e.message) if isinstance(e, sync.StepFailed) else ("monitor", str(e) or type(e).__name__)
+        if mon.child:
+            mon.child.signal(signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(mon.child.pid, 0)
+        mon.save(state=CONTAINER_EXITED, exit_code=-1, reason="StartError", error={"step": step, "message": message},
+                 finished_at=now_ns())
+        with contextlib.suppress(OSError):
+            sync.send_error(launcher, step, message)
+        return 1
+    sync.send(launcher, "ready", pid=mon.child.pid, start_time=mon.child.start_time)
+    launcher.close()
+    explain.disable_fd()
+    try:
+        mon.serve(listener)
+    finally:
+        listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            (cdir / CTL_SOCKET).unlink()
+    return 0
+
+
+def main() -> None:
+    cdir, sync_fd = Path(sys.argv[1]), int(sys.argv[2])
+    explain.from_environment()
+    launcher = socket.socket(fileno=sync_fd)
+    if os.fork() != 0:  # detach: the launcher waits only for this first process
+        os._exit(0)
+    os._exit(run(cdir, launcher))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Find and remove the mounts pyrun left under a directory (from /proc/self/mountinfo, proc(5))."""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from pyrun.runtime import linux
+
+
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and len(field[i + 1:i + 4]) == 3 and field[i + 1:i + 4].isdigit():
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def mount_points(mountinfo: str = "/proc/self/mountinfo") -> list[str]:
+    with open(mountinfo) as f:
+        return [_unescape(line.split()[4]) for line in f if line.strip()]
+
+
+def mounts_under(directory: Path | str, mountinfo: str = "/proc/self/mountinfo") -> list[str]:
+    """Mount points at or below `directory`, deepest first (the order to unmount them)."""
+    base = os.path.abspath(directory)
+    found = [m for m in mount_points(mountinfo) if m == base or m.startswith(base + "/")]
+    return sorted(set(found), key=lambda m: (-m.count("/"), m))
+
+
+def unmount_under(directory: Path | str) -> None:
+    """Lazily unmount everything mounted at or below `directory` (stacked mounts too)."""
+    for _ in range(8):  # a point can have several mounts stacked on it
+        points = mounts_under(directory)
+        if not points:
+            return
+        for m in points:
+            with contextlib.suppress(FileNotFoundError, OSError):
+                linux.umount(m, detach=True)

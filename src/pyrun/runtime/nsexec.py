@@ -1,0 +1,124 @@
+"""Run a command inside a running container: `pyrun exec` and the CRI's Exec/ExecSync.
+
+A fresh process (`python -m pyrun.runtime.nsexec CONTAINER_DIR -- CMD...`) opens the
+container's namespaces from /proc/<pid>/ns of its workload, joins its cgroups,
+setns(2)es into each (the mount namespace last), then forks (a PID namespace only
+applies to children) and the child execs the command as the container's user with
+the container's environment and capabilities. The exit code is passed through.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from pyrun import explain
+from pyrun.errors import InvalidState
+from pyrun.runtime import linux
+from pyrun.runtime.caps import apply_capabilities, preload as preload_caps
+from pyrun.runtime.procs import ProcessRef
+from pyrun.runtime.users import resolve_user
+
+NS_ORDER = ("ipc", "uts", "net", "pid", "mnt")
+
+
+def _load(cdir: Path) -> tuple[dict, dict]:
+    with open(cdir / "config.json") as f:
+        config = json.load(f)
+    with open(cdir / "status.json") as f:
+        status = json.load(f)
+    return config, status
+
+
+def enter(cdir: Path, argv: list[str], extra_env: list[str] | None = None, cwd: str | None = None) -> int:
+    config, status = _load(cdir)
+    preload_caps()  # after setns into the mount namespace the host's Python library is out of sight
+    ref = ProcessRef.from_dict(status)
+    if status.get("state") != "running" or ref is None or not ref.alive():
+        raise InvalidState(f"container {config['name']} is not running")
+    fds = {kind: os.open(f"/proc/{ref.pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC) for kind in NS_ORDER}
+    if ProcessRef.of(ref.pid) != ref:
+        raise InvalidState(f"container {config['name']} exited")
+    for procs in config.get("cgroup_procs", []):
+        linux.write_file(procs, str(os.getpid()))
+    explain.emit(explain.argv("nsenter", f"--target={ref.pid}", "--ipc", "--uts", "--net", "--pid", "--mount",
+                              "--", *argv))
+    for kind in NS_ORDER:
+        if os.readlink(f"/proc/self/ns/{kind}") != os.readlink(f"/proc/{ref.pid}/ns/{kind}"):
+            _setns_fd(fds[kind], kind)
+        os.close(fds[kind])
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _child(config, argv, extra_env or [], cwd)
+        except BaseException as e:  # noqa: BLE001
+            os.write(2, f"pyrun exec: {e}\n".encode())
+            os._exit(126 if not isinstance(e, FileNotFoundError) else 127)
+    _, wstatus = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(wstatus)
+    return 128 - code if code < 0 else code
+
+
+def _setns_fd(fd: int, kind: str) -> None:
+    from pyrun.errors import SyscallError
+    lib = linux._need_lib()
+    if lib.setns(fd, linux.NAMESPACE_FLAGS[kind]) != 0:
+        raise SyscallError.from_errno(linux._ffi.errno, f"setns {kind}")
+
+
+def _child(config: dict, argv: list[str], extra_env: list[str], cwd: str | None) -> None:
+    process = config["process"]
+    user = resolve_user(process.get("user", ""), _read("/etc/passwd"), _read("/etc/group"))
+    apply_capabilities(config.get("capabilities", []))
+    os.setgroups(list(user.groups))
+    os.setgid(user.gid)
+    os.setuid(user.uid)
+    os.chdir(cwd or process.get("cwd") or "/")
+    env = dict(e.split("=", 1) for e in process["env"])
+    env.setdefault("HOME", user.home)
+    env.update(e.split("=", 1) for e in extra_env)
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+    os.execvpe(argv[0], argv, env)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def command(cdir: Path, argv: list[str], env: list[str] = (), cwd: str | None = None) -> list[str]:
+    """The command line that runs `argv` in the container (for subprocess callers)."""
+    cmd = [sys.executable, "-m", "pyrun.runtime.nsexec", str(cdir)]
+    for e in env:
+        cmd += ["--env", e]
+    if cwd:
+        cmd += ["--cwd", cwd]
+    return cmd + ["--", *argv]
+
+
+def main() -> None:
+    import argparse
+    p = argparse.ArgumentParser(prog="pyrun-nsexec")
+    p.add_argument("cdir")
+    p.add_argument("--env", action="append", default=[])
+    p.add_argument("--cwd")
+    p.add_argument("argv", nargs=argparse.REMAINDER)
+    args = p.parse_args()
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    explain.from_environment()
+    try:
+        code = enter(Path(args.cdir), argv, args.env, args.cwd)
+    except Exception as e:  # noqa: BLE001 - report like the CLI does
+        sys.stderr.write(f"pyrun: error: {e}\n")
+        code = getattr(e, "exit_code", 126)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

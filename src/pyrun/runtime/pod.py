@@ -1,0 +1,249 @@
+"""Pod lifecycle: create (sandbox + containers), start, stop, remove — with rollback.
+
+`create` reserves the pod's name first (so two concurrent creates cannot both make
+it), then every step that makes something registers its undo on an ExitStack; if
+any later step fails, the stack unwinds and nothing is left. The same idempotent
+undo functions make up `destroy`, used by `pod rm -f` and by `pyrun gc` after a
+crash.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+from pyrun.config import Config
+from pyrun.errors import InvalidState, NotFound, PyrunError
+from pyrun.runtime import container as ctr
+from pyrun.runtime import faults, resources, sandbox
+from pyrun.runtime.mounts import unmount_under
+from pyrun.runtime.procs import ProcessRef, kill_now, terminate
+from pyrun.runtime.state import (CONTAINER_CREATED, CONTAINER_EXITED, CONTAINER_RUNNING, POD_CREATING,
+                                 POD_REMOVING, POD_RUNNING, POD_STOPPED, POD_TRANSITIONS, StateStore,
+                                 check_transition, new_id, now_ns)
+
+
+class PodRuntime:
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.store = StateStore(cfg.root)
+
+    # --- create ---------------------------------------------------------------------------------
+    def create(self, loaded, start: bool = True) -> dict:
+        """Create (and by default start) a pod from a validated spec; returns the pod record."""
+        from pyrun.images.store import ImageStore
+        from pyrun.spec.qos import qos_class
+        spec = loaded.pod
+        self.store.ensure()
+        from pyrun.runtime import gc
+        gc.collect_crashed(self.cfg)
+        images = ImageStore(self.cfg.image_root)
+        resolved = {c.name: images.resolve(c.image) for c in spec.containers}  # NotFound before anything exists
+        pod_id = new_id()
+        uid = spec.uid or _uuid()
+        with contextlib.ExitStack() as undo:
+            self.store.reserve_name(spec.namespace, spec.name, pod_id)
+            undo.callback(self.store.release_name, spec.namespace, spec.name, pod_id)
+            pod_dir = self.store.pod_dir(pod_id)
+            pod_dir.mkdir(mode=0o711)
+            undo.callback(self._remove_pod_dir, pod_id)
+            pod = {
+                "id": pod_id, "name": spec.name, "namespace": spec.namespace, "uid": uid,
+                "state": POD_CREATING, "created_at": now_ns(), "hostname": spec.hostname,
+                "labels": dict(spec.labels), "annotations": dict(spec.annotations),
+                "qos": qos_class(spec), "share_pid": spec.share_process_namespace,
+                "host_network": spec.host_network, "grace_period": spec.termination_grace_period,
+                "warnings": list(loaded.warnings), "spec": spec.raw, "containers": [],
+                "creator": ProcessRef.of(os.getpid()).to_dict(), "log_dir": str(pod_dir / "logs"),
+            }
+            self.store.write_pod(pod)
+            faults.check("pod-dir")
+
+            pod["cgroup"] = resources.create_pod_cgroup(self.cfg, pod, spec)
+            undo.callback(resources.remove_cgroup, self.cfg, pod.get("cgroup"))
+            self.store.write_pod(pod)
+            faults.check("pod-cgroup")
+
+            undo.callback(self._kill_sandbox, pod_id)
+            pause = sandbox.launch(pod_dir, spec.hostname, spec.share_process_namespace, spec.host_network,
+                                   cgroup_procs=resources.procs_files(self.cfg, pod.get("cgroup")))
+            pod["pause"] = pause.to_dict()
+            pod["namespaces"] = {k: str(pod_dir / "ns" / k)
+                                 for k in sandbox.namespace_kinds(spec.share_process_namespace, spec.host_network)}
+            self.store.write_pod(pod)
+            faults.check("sandbox")
+
+            from pyrun.runtime import podnet
+            pod["network"] = podnet.attach(self.cfg, pod, spec)
+            undo.callback(podnet.detach, self.cfg, pod)
+            podnet.write_etc_files(pod_dir / "etc", pod, spec)
+            self.store.write_pod(pod)
+            faults.check("network")
+
+            from pyrun.runtime.volumes import prepare_volumes
+            sources = prepare_volumes(pod_dir, spec.volumes)
+            faults.check("volumes")
+
+            for c in spec.containers:
+                cid = new_id()
+                pod["containers"].append({"name": c.name, "id": cid})
+                self.store.write_pod(pod)
+                undo.callback(ctr.destroy, self.store, cid)
+                self._create_container(pod, spec, c, cid, resolved[c.name], images, sources)
+            faults.check("containers")
+
+            if start:
+                for entry in pod["containers"]:
+                    self._start_container(pod, entry)
+            pod["state"] = POD_RUNNING
+            pod.pop("creator", None)
+            self.store.write_pod(pod)
+            undo.pop_all()
+        return pod
+
+    def _create_container(self, pod: dict, spec, c, cid: str, image, images, sources: dict) -> None:
+        from pyrun.runtime.caps import DEFAULT_CAPABILITIES
+        from pyrun.runtime.volumes import mount_list
+        from pyrun.spec.process import resolve_process
+        cdir = self.store.container_dir(cid)
+        cdir.mkdir(mode=0o711)
+        ctr.make_dirs(cdir)
+        pod_ip = (pod.get("network") or {}).get("ip")
+        proc = resolve_process(c, (image.config or {}).get("config") or {}, spec, pod_ip=pod_ip,
+                               node_name=os.uname().nodename)
+        cg = resources.create_container_cgroup(self.cfg, pod, c, cid)
+        log_path = Path(pod["log_dir"]) / c.name / "0.log"
+        rec = {"id": cid, "pod_id": pod["id"], "name": c.name, "image": c.image, "image_id": image.id,
+               "image_name": image.name, "created_at": now_ns(), "log_path": str(log_path),
+               "process": {"args": list(proc.args), "env": list(proc.env), "cwd": proc.cwd, "user": proc.user},
+               "cgroup": cg, "resources": {"requests": dict(c.resources.requests), "limits": dict(c.resources.limits)}}
+        self.store.write_container(rec)
+        namespaces = dict(pod["namespaces"])
+        namespaces.setdefault("pid", None)
+        config = ctr.init_config(
+            cid=cid, name=c.name, pod_id=pod["id"], cdir=cdir,
+            lower=[str(d) for d in images.layer_dirs(image)], namespaces=namespaces,
+            mounts=mount_list(c, sources, self.store.pod_dir(pod["id"]) / "etc", pod["host_network"]),
+            process=rec["process"], capabilities=list(DEFAULT_CAPABILITIES),
+            cgroup_procs=resources.procs_files(self.cfg, cg), oom_events=resources.oom_events_file(self.cfg, cg),
+            log_path=str(log_path))
+        ctr.write_json(cdir / "config.json", config)
+        ctr.spawn_monitor(cdir)
+
+    def _start_container(self, pod: dict, entry: dict) -> None:
+        ctr.start(self.store.container_dir(entry["id"]), entry["name"])
+
+    # --- queries --------------------------------------------------------------------------------
+    def get(self, ref: str) -> dict:
+        return self.store.find_pod(ref)
+
+    def containers(self, pod: dict) -> list[dict]:
+        out = []
+        for entry in pod.get("containers", []):
+            with contextlib.suppress(NotFound):
+                out.append(ctr.state_of(self.store, entry["id"]))
+        return out
+
+    def find_container(self, pod: dict, name: str) -> dict:
+        for entry in pod.get("containers", []):
+            if entry["name"] == name or entry["id"].startswith(name):
+                return ctr.state_of(self.store, entry["id"])
+        names = ", ".join(e["name"] for e in pod.get("containers", []))
+        raise NotFound(f"pod {pod['name']} has no container {name!r} (containers: {names})")
+
+    def list(self) -> list[dict]:
+        from pyrun.runtime import gc
+        gc.collect_crashed(self.cfg)
+        return self.store.pods()
+
+    # --- stop and remove ------------------------------------------------------------------------
+    def stop(self, ref: str, grace: float | None = None) -> dict:
+        pod = self.get(ref)
+        with self.store.pod_lock(pod["id"]):
+            pod = self.store.read_pod(pod["id"])
+            if pod["state"] == POD_CREATING:
+                raise InvalidState(f"pod {pod['name']} is still being created")
+            grace = pod.get("grace_period", 30) if grace is None else grace
+            self._stop_containers(pod, grace)
+            self._kill_sandbox(pod["id"])
+            check_transition(POD_TRANSITIONS, pod["state"], POD_STOPPED, f"pod {pod['name']}")
+            pod["state"] = POD_STOPPED
+            self.store.write_pod(pod)
+        return pod
+
+    def _stop_containers(self, pod: dict, grace: float) -> None:
+        ids = [e["id"] for e in pod.get("containers", [])]
+        inits, monitors = [], []
+        for cid in ids:
+            init, monitor = ctr.processes(self.store, cid)
+            if init:
+                inits.append(init)
+            if monitor:
+                monitors.append(monitor)
+        terminate(inits, grace)  # all containers get SIGTERM together, as the kubelet does
+        from pyrun.runtime.procs import wait_pids_gone
+        if not wait_pids_gone(monitors, 10.0):
+            kill_now(monitors)
+        for cid in ids:
+            resources.kill_cgroup(self.cfg, self._container_cgroup(cid))
+
+    def _container_cgroup(self, cid: str):
+        with contextlib.suppress(NotFound):
+            return self.store.read_container(cid).get("cgroup")
+        return None
+
+    def remove(self, ref: str, force: bool = False) -> None:
+        pod = self.get(ref)
+        if pod["state"] == POD_RUNNING and not force:
+            raise InvalidState(f"pod {pod['name']} is running: stop it first, or use rm -f")
+        if pod["state"] == POD_CREATING and not force:
+            raise InvalidState(f"pod {pod['name']} is being created; use rm -f if its creator died")
+        self.destroy(pod["id"])
+
+    def destroy(self, pod_id: str) -> None:
+        """Remove everything a pod made, whatever state it is in (idempotent)."""
+        pod_dir = self.store.pod_dir(pod_id)
+        if not pod_dir.exists():
+            return
+        with self.store.pod_lock(pod_id):
+            try:
+                pod = self.store.read_pod(pod_id)
+            except (NotFound, ValueError):
+                pod = {"id": pod_id, "containers": []}
+            if pod.get("state") != POD_REMOVING and "state" in pod:
+                pod["state"] = POD_REMOVING
+                self.store.write_pod(pod)
+            for entry in pod.get("containers", []):
+                cg = self._container_cgroup(entry["id"])
+                ctr.destroy(self.store, entry["id"])
+                resources.remove_cgroup(self.cfg, cg)
+            self._kill_sandbox(pod_id)
+            from pyrun.runtime import podnet
+            podnet.detach(self.cfg, pod)
+            resources.remove_cgroup(self.cfg, pod.get("cgroup"))
+        self._remove_pod_dir(pod_id)
+        if pod.get("name"):
+            self.store.release_name(pod.get("namespace", "default"), pod["name"], pod_id)
+
+    def _kill_sandbox(self, pod_id: str) -> None:
+        from pyrun.runtime.state import read_json_or
+        pod_dir = self.store.pod_dir(pod_id)
+        info = read_json_or(pod_dir / "sandbox.json", {})
+        pause = ProcessRef.from_dict(info.get("pause"))
+        if pause:
+            terminate([pause], 2.0)
+
+    def _remove_pod_dir(self, pod_id: str) -> None:
+        pod_dir = self.store.pod_dir(pod_id)
+        if pod_dir.exists():
+            unmount_under(pod_dir)
+            shutil.rmtree(pod_dir, ignore_errors=True)
+
+
+def _uuid() -> str:
+    import uuid
+    return str(uuid.uuid4())
+
+
+__all__ = ["PodRuntime", "CONTAINER_CREATED", "CONTAINER_EXITED", "CONTAINER_RUNNING", "PyrunError"]

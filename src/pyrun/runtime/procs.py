@@ -1,0 +1,110 @@
+"""Process identity and waiting.
+
+A pid alone is not an identity: pids are reused. pyrun records (pid, start time)
+from /proc/<pid>/stat (field 22, proc(5)) and only signals a pid whose start
+time still matches, so it never kills a process it did not start.
+"""
+from __future__ import annotations
+
+import os
+import select
+import signal
+import time
+from dataclasses import dataclass
+
+from pyrun.runtime import linux
+
+
+def start_time(pid: int, proc: str = "/proc") -> int | None:
+    """The process start time in clock ticks since boot, or None if the pid is gone."""
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # comm (field 2) may contain spaces and parentheses: split after the last ')'.
+    fields = data[data.rindex(b")") + 2:].split()
+    return int(fields[19])
+
+
+def is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return True
+    return data[data.rindex(b")") + 2:].split()[0] in (b"Z", b"X")
+
+
+@dataclass(frozen=True)
+class ProcessRef:
+    pid: int
+    start_time: int
+
+    @classmethod
+    def of(cls, pid: int) -> "ProcessRef":
+        st = start_time(pid)
+        if st is None:
+            raise ProcessLookupError(pid)
+        return cls(pid, st)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "ProcessRef | None":
+        if not d or not d.get("pid"):
+            return None
+        return cls(int(d["pid"]), int(d.get("start_time") or 0))
+
+    def to_dict(self) -> dict:
+        return {"pid": self.pid, "start_time": self.start_time}
+
+    def alive(self) -> bool:
+        return start_time(self.pid) == self.start_time and not is_zombie(self.pid)
+
+    def signal(self, sig: int) -> bool:
+        """Send sig if this is still the same process; True if it was sent."""
+        if start_time(self.pid) != self.start_time:
+            return False
+        linux.kill(self.pid, sig)
+        return True
+
+    def wait_gone(self, timeout: float) -> bool:
+        """Wait until the process has exited (any parent); True if it did within timeout."""
+        return wait_pids_gone([self], timeout)
+
+
+def wait_pids_gone(refs: list[ProcessRef], timeout: float) -> bool:
+    """Wait for all processes to exit, using pidfds (pidfd_open(2)) where possible."""
+    deadline = time.monotonic() + timeout
+    for ref in refs:
+        if not ref.alive():
+            continue
+        try:
+            fd = os.pidfd_open(ref.pid)
+        except ProcessLookupError:
+            continue
+        try:
+            if start_time(ref.pid) != ref.start_time:
+                continue  # the pid was reused before we opened it
+            while ref.alive():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                # readable when the process exits; zombies of foreign parents count as gone
+                select.select([fd], [], [], min(left, 0.05))
+        finally:
+            os.close(fd)
+    return True
+
+
+def terminate(refs: list[ProcessRef], grace: float) -> None:
+    """SIGTERM, wait up to `grace` seconds, then SIGKILL what is left and wait for it."""
+    live = [r for r in refs if r.signal(signal.SIGTERM)]
+    if live and not wait_pids_gone(live, grace):
+        for r in live:
+            r.signal(signal.SIGKILL)
+        wait_pids_gone(live, 5.0)
+
+
+def kill_now(refs: list[ProcessRef]) -> None:
+    live = [r for r in refs if r.signal(signal.SIGKILL)]
+    wait_pids_gone(live, 5.0)

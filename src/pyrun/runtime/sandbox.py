@@ -1,0 +1,155 @@
+"""The pod sandbox: a pause process that holds the pod's namespaces.
+
+`launch()` runs in the CLI (or CRI server) and starts a *fresh* process,
+`python -m pyrun.runtime.sandbox`, because unshare(2) and fork(2) must not run in a
+multi-threaded caller. That launcher:
+
+  1. unshare --ipc --uts [--net] [--pid]     (new namespaces for the pod)
+  2. hostname <pod hostname>; ip link set lo up
+  3. pins each namespace: mount --bind /proc/self/ns/<kind> <pod>/ns/<kind>
+     (for pid: /proc/self/ns/pid_for_children), so they outlive every process
+  4. forks; the child execs `pause` (PID 1 of the pod's PID namespace when shared)
+  5. records the pause process in sandbox.json, reports `ready`, and exits.
+
+The pause process is then re-parented to init: nothing of pyrun stays alive per pod
+but pause itself.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pyrun import explain
+from pyrun.runtime import faults, sync
+from pyrun.runtime.procs import ProcessRef
+
+PIN_KINDS_ORDER = ("net", "ipc", "uts", "pid")
+
+
+def pause_binary() -> str:
+    path = Path(__file__).resolve().parent.parent / "bin" / "pause"
+    if not path.exists():
+        from pyrun.errors import PyrunError
+        raise PyrunError(f"the pause binary is missing at {path}: reinstall pyrun (pip install builds it)")
+    return str(path)
+
+
+def namespace_kinds(share_pid: bool, host_network: bool) -> list[str]:
+    """Which namespaces a pod gets of its own (pure). hostNetwork pods keep the node's net and uts."""
+    kinds = ["ipc"]
+    if not host_network:
+        kinds += ["net", "uts"]
+    if share_pid:
+        kinds.append("pid")
+    return kinds
+
+
+# --- caller side (CLI / CRI) ---------------------------------------------------------------------
+
+def launch(pod_dir: Path, hostname: str, share_pid: bool, host_network: bool,
+           cgroup_procs: list[str] = (), timeout: float = 10.0) -> ProcessRef:
+    """Start the pod's pause process in new namespaces (and in the pod's cgroups); return it once it runs."""
+    parent, child = sync.socketpair()
+    fds = [child.fileno()]
+    cmd = [sys.executable, "-m", "pyrun.runtime.sandbox", "--pod-dir", str(pod_dir), "--hostname", hostname,
+           "--sync-fd", str(child.fileno())]
+    if share_pid:
+        cmd.append("--share-pid")
+    if host_network:
+        cmd.append("--host-network")
+    for procs in cgroup_procs:
+        cmd += ["--cgroup-procs", procs]
+    fd = os.environ.get(explain.ENV)
+    if fd and fd.isdigit():
+        fds.append(int(fd))
+    with open(pod_dir / "sandbox.log", "ab") as log:
+        proc = subprocess.Popen(cmd, pass_fds=fds, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True)
+    child.close()
+    try:
+        msg = sync.recv(parent, "ready", timeout=timeout, peer="sandbox launcher")
+    except sync.StepFailed as e:
+        from pyrun.errors import PyrunError
+        raise PyrunError(f"pod sandbox: {e.step} failed: {e.message}") from None
+    finally:
+        parent.close()
+        proc.wait()
+    return ProcessRef(msg["pid"], msg["start_time"])
+
+
+# --- launcher side (fresh process) ---------------------------------------------------------------
+
+def _run(args: argparse.Namespace, sock) -> None:
+    from pyrun.runtime import linux
+    from pyrun.runtime.state import write_json
+    pod_dir = Path(args.pod_dir)
+    kinds = namespace_kinds(args.share_pid, args.host_network)
+    step = "join cgroup"
+    try:
+        for procs in args.cgroup_procs:  # pause is forked from here, so it is born in the pod cgroup
+            linux.write_file(procs, str(os.getpid()))
+        step = "unshare"
+        linux.unshare(kinds)
+        faults.check("sandbox-unshare")
+        if "uts" in kinds:
+            step = "sethostname"
+            linux.sethostname(args.hostname)
+        if "net" in kinds:
+            step = "loopback"
+            from pyrun.netns.loopback import loopback_up
+            loopback_up()
+        step = "pin namespaces"
+        ns_dir = pod_dir / "ns"
+        ns_dir.mkdir(exist_ok=True)
+        for kind in PIN_KINDS_ORDER:
+            if kind not in kinds:
+                continue
+            target = ns_dir / kind
+            target.touch()
+            source = "/proc/self/ns/pid_for_children" if kind == "pid" else f"/proc/self/ns/{kind}"
+            linux.bind_mount(source, str(target), recursive=False)
+        faults.check("sandbox-pin")
+        step = "start pause"
+        pause = pause_binary()
+        explain.emit(explain.argv(pause) + " &")
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setsid()
+                fd = os.open(pod_dir / "pause.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                os.dup2(fd, 1)
+                os.dup2(fd, 2)
+                null = os.open("/dev/null", os.O_RDONLY)
+                os.dup2(null, 0)
+                os.closerange(3, 1 << 16)
+                os.execv(pause, ["pause"])
+            finally:
+                os._exit(127)
+        ref = ProcessRef.of(pid)
+        write_json(pod_dir / "sandbox.json", {"pause": ref.to_dict(), "namespaces": kinds})
+        sync.send(sock, "ready", pid=ref.pid, start_time=ref.start_time)
+    except Exception as e:  # report the step; the caller rolls back
+        sync.send_error(sock, step, str(e))
+        raise SystemExit(1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import socket
+    p = argparse.ArgumentParser(prog="pyrun-sandbox")
+    p.add_argument("--pod-dir", required=True)
+    p.add_argument("--hostname", required=True)
+    p.add_argument("--sync-fd", type=int, required=True)
+    p.add_argument("--share-pid", action="store_true")
+    p.add_argument("--host-network", action="store_true")
+    p.add_argument("--cgroup-procs", action="append", default=[])
+    args = p.parse_args(argv)
+    explain.from_environment()
+    sock = socket.socket(fileno=args.sync_fd)
+    _run(args, sock)
+
+
+if __name__ == "__main__":
+    main()

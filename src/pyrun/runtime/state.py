@@ -1,0 +1,216 @@
+"""On-disk state: atomic JSON records, per-pod locks, name reservations, state transitions.
+
+Layout under the state root (Config.root):
+  pods/<pod-id>/pod.json         the pod record (written by the CLI/CRI under the pod lock)
+  pods/<pod-id>/lock             flock(2) target serialising changes to one pod
+  pods/<pod-id>/ns/{net,ipc,uts,pid}   pinned namespaces (bind mounts of /proc/<pause>/ns/*)
+  pods/<pod-id>/sandbox.json     written by the sandbox launcher: the pause process
+  names/<namespace>_<name>       symlink -> pod id: the name reservation (symlink(2) is atomic)
+  containers/<id>/container.json the container record (CLI/CRI)
+  containers/<id>/status.json    written only by the container's monitor (pid, exit code, ...)
+
+Each file has one writer, and every write is a temp file + rename(2), so a reader
+never sees half a record and a killed writer never leaves one.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from pyrun.errors import AlreadyExists, InvalidState, NotFound
+
+# Pod states and the transitions allowed between them.
+POD_CREATING = "creating"
+POD_RUNNING = "running"
+POD_STOPPED = "stopped"
+POD_REMOVING = "removing"
+POD_TRANSITIONS = {
+    POD_CREATING: {POD_RUNNING, POD_REMOVING, POD_STOPPED},
+    POD_RUNNING: {POD_STOPPED, POD_REMOVING},
+    POD_STOPPED: {POD_STOPPED, POD_REMOVING, POD_RUNNING},
+    POD_REMOVING: {POD_REMOVING},
+}
+
+# Container states (the CRI's: CREATED, RUNNING, EXITED, UNKNOWN).
+CONTAINER_CREATED = "created"
+CONTAINER_RUNNING = "running"
+CONTAINER_EXITED = "exited"
+CONTAINER_UNKNOWN = "unknown"
+CONTAINER_TRANSITIONS = {
+    CONTAINER_CREATED: {CONTAINER_RUNNING, CONTAINER_EXITED},
+    CONTAINER_RUNNING: {CONTAINER_EXITED},
+    CONTAINER_EXITED: set(),
+    CONTAINER_UNKNOWN: {CONTAINER_EXITED},
+}
+
+
+def check_transition(table: dict[str, set[str]], current: str, new: str, what: str) -> None:
+    """Raise InvalidState unless current -> new is allowed (pure)."""
+    if new not in table.get(current, set()):
+        raise InvalidState(f"{what} is {current}; it cannot become {new}")
+
+
+def new_id() -> str:
+    """A 64-hex-digit id, like containerd's."""
+    return secrets.token_hex(32)
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+# --- atomic files --------------------------------------------------------------------------------
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically: temp file in the same directory, fsync, rename(2)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_json_or(path: Path, default: Any) -> Any:
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        return default
+
+
+@contextlib.contextmanager
+def locked(path: Path, shared: bool = False) -> Iterator[None]:
+    """Hold flock(2) on `path` (created if missing) for the duration of the block."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+# --- the store -----------------------------------------------------------------------------------
+
+class StateStore:
+    """Pod and container records under one state root."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.pods_dir = self.root / "pods"
+        self.containers_dir = self.root / "containers"
+        self.names_dir = self.root / "names"
+
+    def ensure(self) -> None:
+        for d in (self.root, self.pods_dir, self.containers_dir, self.names_dir):
+            d.mkdir(mode=0o711, parents=True, exist_ok=True)
+
+    # pods
+    def pod_dir(self, pod_id: str) -> Path:
+        return self.pods_dir / pod_id
+
+    def pod_lock(self, pod_id: str) -> contextlib.AbstractContextManager:
+        return locked(self.pod_dir(pod_id) / "lock")
+
+    def pod_ids(self) -> list[str]:
+        try:
+            return sorted(p.name for p in self.pods_dir.iterdir() if p.is_dir())
+        except FileNotFoundError:
+            return []
+
+    def read_pod(self, pod_id: str) -> dict:
+        try:
+            return read_json(self.pod_dir(pod_id) / "pod.json")
+        except FileNotFoundError:
+            raise NotFound(f"pod {pod_id[:12]} not found") from None
+
+    def write_pod(self, pod: dict) -> None:
+        write_json(self.pod_dir(pod["id"]) / "pod.json", pod)
+
+    def pods(self) -> list[dict]:
+        out = []
+        for pid in self.pod_ids():
+            try:
+                out.append(self.read_pod(pid))
+            except (NotFound, ValueError):
+                continue  # a pod dir without a record yet (creating) or being removed
+        return out
+
+    def find_pod(self, ref: str) -> dict:
+        """Find a pod by name, namespace/name, full id or unique id prefix."""
+        if "/" in ref:
+            ns, name = ref.split("/", 1)
+        else:
+            ns, name = "default", ref
+        target = self._name_target(ns, name)
+        if target:
+            with contextlib.suppress(NotFound):
+                return self.read_pod(target)
+        matches = [p for p in self.pod_ids() if p.startswith(ref)] if len(ref) >= 4 else []
+        if len(matches) == 1:
+            return self.read_pod(matches[0])
+        if len(matches) > 1:
+            raise NotFound(f"pod id prefix {ref!r} is ambiguous ({len(matches)} pods)")
+        raise NotFound(f"pod {ref!r} not found")
+
+    # names
+    def _name_path(self, namespace: str, name: str) -> Path:
+        return self.names_dir / f"{namespace}_{name}"
+
+    def _name_target(self, namespace: str, name: str) -> str | None:
+        try:
+            return os.readlink(self._name_path(namespace, name))
+        except (FileNotFoundError, OSError):
+            return None
+
+    def reserve_name(self, namespace: str, name: str, pod_id: str) -> None:
+        """Reserve namespace/name for pod_id; AlreadyExists if another pod holds it."""
+        try:
+            os.symlink(pod_id, self._name_path(namespace, name))
+        except FileExistsError:
+            holder = self._name_target(namespace, name) or "?"
+            raise AlreadyExists(f"pod {namespace}/{name} already exists (id {holder[:12]})") from None
+
+    def release_name(self, namespace: str, name: str, pod_id: str) -> None:
+        """Release the reservation if (and only if) pod_id holds it."""
+        if self._name_target(namespace, name) == pod_id:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._name_path(namespace, name))
+
+    def name_holder(self, namespace: str, name: str) -> str | None:
+        return self._name_target(namespace, name)
+
+    # containers
+    def container_dir(self, cid: str) -> Path:
+        return self.containers_dir / cid
+
+    def read_container(self, cid: str) -> dict:
+        """The container record merged with the monitor's status file."""
+        d = self.container_dir(cid)
+        try:
+            rec = read_json(d / "container.json")
+        except FileNotFoundError:
+            raise NotFound(f"container {cid[:12]} not found") from None
+        rec["status"] = read_json_or(d / "status.json", {"state": CONTAINER_CREATED})
+        return rec
+
+    def write_container(self, rec: dict) -> None:
+        rec = {k: v for k, v in rec.items() if k != "status"}
+        write_json(self.container_dir(rec["id"]) / "container.json", rec)
+
+    def container_ids(self) -> list[str]:
+        try:
+            return sorted(p.name for p in self.containers_dir.iterdir() if p.is_dir())
+        except FileNotFoundError:
+            return []

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Run every pyrun test, as root: unit tests, integration tests on this kernel,
+# and the integration tests again inside a pure cgroup v2 qemu VM.
+#   ./test.sh                 everything
+#   ./test.sh --no-vm         skip the qemu VM stage
+#   ./test.sh -- PYTEST_ARGS  pass arguments to the host pytest run
+set -euo pipefail
+cd "$(dirname "$0")"
+VM=1
+PYTEST_ARGS=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --no-vm) VM=0 ;;
+        --) shift; PYTEST_ARGS=("$@"); break ;;
+        *) PYTEST_ARGS+=("$1") ;;
+    esac
+    shift
+done
+./setup.sh --no-demo
+status=0
+.venv/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/integration "${PYTEST_ARGS[@]}" || status=$?
+if [ "$VM" = 1 ] && [ -x tests/vm/run-tests.sh ]; then
+    tests/vm/run-tests.sh || status=$?
+fi
+exit $status
