@@ -94,12 +94,12 @@ def _read(path: str) -> str:
 
 def command(cdir: Path, argv: list[str], env: list[str] = (), cwd: str | None = None) -> list[str]:
     """The command line that runs `argv` in the container (for subprocess callers)."""
-    cmd = [sys.executable, "-m", "pyrun.runtime.nsexec", str(cdir)]
+    cmd = [sys.executable, "-m", "pyrun.runtime.nsexec"]
     for e in env:
         cmd += ["--env", e]
     if cwd:
         cmd += ["--cwd", cwd]
-    return cmd + ["--", *argv]
+    return cmd + [str(cdir), "--", *argv]
 
 
 def main() -> None:

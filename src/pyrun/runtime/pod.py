@@ -75,8 +75,11 @@ class PodRuntime:
             faults.check("sandbox")
 
             from pyrun.runtime import podnet
-            pod["network"] = podnet.attach(self.cfg, pod, spec)
-            undo.callback(podnet.detach, self.cfg, pod)
+            if podnet.wants_network(self.cfg, spec):
+                pod["network"] = {"pending": True}  # so a crash from here on is detached by gc
+                self.store.write_pod(pod)
+                undo.callback(podnet.detach, self.cfg, pod)
+                pod["network"] = podnet.attach(self.cfg, pod, spec)
             podnet.write_etc_files(pod_dir / "etc", pod, spec)
             self.store.write_pod(pod)
             faults.check("network")

@@ -1,4 +1,8 @@
-"""The runtime's seam to pod networking (placeholder until pyrun.netns lands)."""
+"""The runtime's seam to pod networking (pyrun.netns): attach, detach, /etc files, gc.
+
+`--network none` pods (and hostNetwork pods) get no veth; the pyroute2 import
+(≈ 200 ms) is only paid by pods that do.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,30 +10,60 @@ from pathlib import Path
 from pyrun.runtime import linux
 
 
-def attach(cfg, pod, spec):
-    return None
+def wants_network(cfg, spec_or_pod) -> bool:
+    host_network = getattr(spec_or_pod, "host_network", None)
+    if host_network is None:
+        host_network = spec_or_pod.get("host_network", False)
+    return cfg.extra.get("network_mode", "bridge") != "none" and not host_network
 
 
-def detach(cfg, pod) -> None:
-    return None
+def _ports(spec) -> list[dict]:
+    out = []
+    for c in spec.containers:
+        for p in c.ports:
+            out.append({"containerPort": p.container_port, "hostPort": p.host_port, "protocol": p.protocol,
+                        "hostIP": p.host_ip})
+    return out
+
+
+def attach(cfg, pod: dict, spec) -> dict | None:
+    """Give the pod an address on the node bridge (a veth pair); None when it has no pod network."""
+    if not wants_network(cfg, spec):
+        return None
+    from pyrun.netns.pod import attach_pod
+    att = attach_pod(cfg, pod["id"], pod["namespaces"]["net"], ports=_ports(spec), hostname=spec.hostname)
+    return att.to_json()
+
+
+def detach(cfg, pod: dict) -> None:
+    """Idempotent: removes the veth, rules and address of a pod that had (or was getting) a network."""
+    if not pod.get("network"):
+        return
+    from pyrun.netns.pod import detach_pod
+    detach_pod(cfg, pod["id"], (pod.get("namespaces") or {}).get("net"))
 
 
 def write_etc_files(etc_dir: Path, pod: dict, spec) -> None:
+    """/etc/hostname, /etc/hosts and /etc/resolv.conf for the pod's containers (kubelet-style)."""
+    from pyrun.netns.dns import host_resolv_conf_path, render_hosts, render_resolv_conf
     etc_dir.mkdir(exist_ok=True)
     ip = (pod.get("network") or {}).get("ip")
-    hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-    if ip:
-        hosts += f"{ip}\t{spec.hostname}\n"
-    else:
-        hosts += f"127.0.1.1\t{spec.hostname}\n"
+    try:
+        etc = Path("/etc/resolv.conf").read_text()
+        node_resolv = Path(host_resolv_conf_path(etc)).read_text()
+    except OSError:
+        node_resolv = ""
+    hosts = render_hosts(spec.hostname, [ip] if ip else [], host_aliases=spec.host_aliases)
+    resolv = render_resolv_conf(spec.dns_policy, dns_config=spec.dns_config, host_resolv_conf=node_resolv,
+                                namespace=spec.namespace, host_network=spec.host_network)
     linux.write_file(str(etc_dir / "hostname"), spec.hostname + "\n", quiet=True)
     linux.write_file(str(etc_dir / "hosts"), hosts, quiet=True)
-    try:
-        resolv = Path("/etc/resolv.conf").read_text()
-    except OSError:
-        resolv = ""
     linux.write_file(str(etc_dir / "resolv.conf"), resolv, quiet=True)
 
 
 def gc(cfg, live_pod_ids: set[str]):
-    return []
+    """Remove veths, rules and addresses of pods that no longer exist (only if pyrun ever networked here)."""
+    if not (cfg.network_dir).exists():
+        return {}
+    from pyrun.netns.pod import gc_network
+    return gc_network(cfg, live_pod_ids)

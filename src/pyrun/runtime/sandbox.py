@@ -105,12 +105,8 @@ def _run(args: argparse.Namespace, sock) -> None:
         ns_dir = pod_dir / "ns"
         ns_dir.mkdir(exist_ok=True)
         for kind in PIN_KINDS_ORDER:
-            if kind not in kinds:
-                continue
-            target = ns_dir / kind
-            target.touch()
-            source = "/proc/self/ns/pid_for_children" if kind == "pid" else f"/proc/self/ns/{kind}"
-            linux.bind_mount(source, str(target), recursive=False)
+            if kind in kinds and kind != "pid":
+                _pin(f"/proc/self/ns/{kind}", ns_dir / kind)
         faults.check("sandbox-pin")
         step = "start pause"
         pause = pause_binary()
@@ -128,12 +124,22 @@ def _run(args: argparse.Namespace, sock) -> None:
                 os.execv(pause, ["pause"])
             finally:
                 os._exit(127)
+        if "pid" in kinds:  # a new PID namespace can only be pinned once its first process exists
+            step = "pin namespaces"
+            _pin(f"/proc/{pid}/ns/pid", ns_dir / "pid")
         ref = ProcessRef.of(pid)
         write_json(pod_dir / "sandbox.json", {"pause": ref.to_dict(), "namespaces": kinds})
         sync.send(sock, "ready", pid=ref.pid, start_time=ref.start_time)
     except Exception as e:  # report the step; the caller rolls back
         sync.send_error(sock, step, str(e))
         raise SystemExit(1)
+
+
+def _pin(source: str, target: Path) -> None:
+    """Keep a namespace alive without a process: bind-mount its nsfs file (namespaces(7))."""
+    from pyrun.runtime import linux
+    target.touch()
+    linux.bind_mount(source, str(target), recursive=False)
 
 
 def main(argv: list[str] | None = None) -> None:
