@@ -60,8 +60,8 @@ class PodRuntime:
             self.store.write_pod(pod)
             faults.check("pod-dir")
 
-            pod["cgroup"] = resources.create_pod_cgroup(self.cfg, pod, spec)
-            undo.callback(resources.remove_cgroup, self.cfg, pod.get("cgroup"))
+            undo.callback(lambda: resources.remove_cgroup(self.cfg, pod.get("cgroup")))
+            resources.create_pod_cgroup(self.cfg, pod, spec)
             self.store.write_pod(pod)
             faults.check("pod-cgroup")
 

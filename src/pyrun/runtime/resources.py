@@ -1,30 +1,115 @@
-"""The runtime's seam to pyrun.cgroups (placeholder until the cgroups layer lands)."""
+"""The runtime's seam to pyrun.cgroups: a pod's and its containers' cgroups in the kubelet's layout.
+
+Records keep cgroups as plain strings (CgroupPath rendered below each hierarchy's
+root): pod["cgroup"] = {"path": ".../pod<uid>", "sandbox": ".../pod<uid>/pause"} and
+container["cgroup"] = {"path": ".../pod<uid>/<container-id>"}. The pause process gets
+its own leaf, as the kubelet does, because cgroup v2 allows no process in a cgroup
+that hands controllers down to children.
+"""
 from __future__ import annotations
 
+from pyrun.config import Config
 
-def create_pod_cgroup(cfg, pod, spec):
-    return None
-
-
-def create_container_cgroup(cfg, pod, container, cid):
-    return None
+SANDBOX_LEAF = "pause"
 
 
-def procs_files(cfg, cg) -> list[str]:
-    return []
+def _cgroups(cfg: Config):
+    from pyrun.cgroups import open_cgroups
+    return open_cgroups(cfg)
 
 
-def oom_events_file(cfg, cg):
-    return None
+def _pids_max(cfg: Config) -> int:
+    from pyrun.cgroups import DEFAULT_PIDS_MAX
+    return int(cfg.extra.get("pids_max") or DEFAULT_PIDS_MAX)
 
 
-def kill_cgroup(cfg, cg) -> None:
-    return None
+def create_pod_cgroup(cfg: Config, pod: dict, spec) -> dict:
+    """Create pod<uid> (with the pod-level limits) and the sandbox's leaf; returns the record."""
+    from pyrun.cgroups import pod_limits
+    cg = _cgroups(cfg)
+    path = cg.pod_path(pod["qos"], pod["uid"])
+    record = {"path": path.cgroupfs}
+    pod["cgroup"] = record  # recorded before it exists: a crash from here on is cleaned by gc
+    cg.create(path, pod_limits([c.resources for c in spec.containers], pod["qos"], _pids_max(cfg)))
+    sandbox = cg.container_path(path, SANDBOX_LEAF)
+    cg.create(sandbox, None)
+    record["sandbox"] = sandbox.cgroupfs
+    return record
 
 
-def remove_cgroup(cfg, cg) -> None:
-    return None
+def create_container_cgroup(cfg: Config, pod: dict, container, cid: str) -> dict | None:
+    from pyrun.cgroups import CgroupPath, container_limits
+    if not pod.get("cgroup"):
+        return None
+    cg = _cgroups(cfg)
+    path = cg.container_path(CgroupPath.parse(pod["cgroup"]["path"]), cid)
+    cg.create(path, container_limits(container.resources, _pids_max(cfg)))
+    return {"path": path.cgroupfs}
 
 
-def describe(cfg, cg):
-    return cg
+def _leaf(record: dict | None):
+    from pyrun.cgroups import CgroupPath
+    if not record:
+        return None
+    return CgroupPath.parse(record.get("sandbox") or record["path"])
+
+
+def procs_files(cfg: Config, record: dict | None) -> list[str]:
+    """cgroup.procs files a new process writes its pid to (the sandbox leaf for a pod)."""
+    leaf = _leaf(record)
+    return _cgroups(cfg).procs_files(leaf) if leaf else []
+
+
+def oom_events_file(cfg: Config, record: dict | None) -> str | None:
+    leaf = _leaf(record)
+    return _cgroups(cfg).oom_events_file(leaf) if leaf else None
+
+
+def kill_cgroup(cfg: Config, record: dict | None) -> None:
+    """Kill every process left in the cgroup (and below)."""
+    from pyrun.cgroups import CgroupPath
+    if record:
+        _cgroups(cfg).kill_all(CgroupPath.parse(record["path"]))
+
+
+def remove_cgroup(cfg: Config, record: dict | None) -> None:
+    """Kill what is left, then remove the cgroup bottom-up (idempotent)."""
+    from pyrun.cgroups import CgroupPath
+    if record:
+        _cgroups(cfg).remove(CgroupPath.parse(record["path"]))
+
+
+def describe(cfg: Config, record: dict | None) -> dict | None:
+    """Per-controller directories, for `pod inspect`."""
+    from pyrun.cgroups import CgroupPath
+    if not record:
+        return None
+    out = dict(record)
+    try:
+        out["directories"] = _cgroups(cfg).paths(CgroupPath.parse(record["path"]))
+    except Exception as e:  # noqa: BLE001 - inspect shows what it can
+        out["error"] = str(e)
+    return out
+
+
+def stats(cfg: Config, record: dict | None):
+    from pyrun.cgroups import CgroupPath
+    return _cgroups(cfg).stats(CgroupPath.parse(record["path"])) if record else None
+
+
+def stats_targets(cfg: Config, pod_ref: str | None) -> list:
+    """(display name, CgroupPath) for `pyrun stats`: each pod, then each of its containers."""
+    from pyrun.cgroups import CgroupPath
+    from pyrun.runtime.state import StateStore
+    store = StateStore(cfg.root)
+    pods = [store.find_pod(pod_ref)] if pod_ref else store.pods()
+    out = []
+    for pod in pods:
+        if not pod.get("cgroup"):
+            continue
+        out.append((f"{pod['name']} (pod)", CgroupPath.parse(pod["cgroup"]["path"])))
+        for entry in pod.get("containers", []):
+            rec = store.read_container(entry["id"])
+            if rec.get("cgroup"):
+                out.append((f"{pod['name']}/{entry['name']}", CgroupPath.parse(rec["cgroup"]["path"])))
+    return out

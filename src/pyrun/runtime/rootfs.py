@@ -68,11 +68,16 @@ def ensure_mount_point(root: str, dest: str, is_file: bool) -> str:
 
 
 def mount_overlay(lower: list[str], upper: str, work: str, target: str) -> None:
-    """mount -t overlay: image layers (top first) read-only, the container's own upper/work."""
-    data = f"lowerdir={':'.join(lower)},upperdir={upper},workdir={work}"
-    if len(data) >= 4096:
-        raise PyrunError(f"overlay options are {len(data)} bytes; the kernel takes at most 4095 "
-                         f"({len(lower)} layers)")
+    """mount -t overlay: image layers (top first) read-only, the container's own upper/work.
+
+    mount(2) takes one page of options; with many layers the lowerdirs are given
+    relative to the layer store, from inside it (overlayfs resolves them at mount time).
+    """
+    from pathlib import Path
+    from pyrun.images.overlay import compact_mount_data
+    data, cwd = compact_mount_data([Path(p) for p in lower], Path(upper), Path(work))
+    if cwd is not None:
+        os.chdir(cwd)
     linux.mount("overlay", target, "overlay", 0, data)
 
 
