@@ -1,0 +1,321 @@
+"""Cgroups: the driver the runtime calls (create, add_process, kill_all, remove, stats).
+
+One object works on every layout (v2, v1, hybrid): a cgroup name (CgroupPath) is
+created as a directory in every hierarchy pyrun uses (those of cpu, cpuacct,
+memory, pids, hugetlb, freezer, plus the v2 one for cgroup.kill), and each
+controller's files are rendered for the version of the hierarchy it lives in.
+
+- v2 needs controllers switched on top-down: `+cpu` in cgroup.subtree_control of
+  every ancestor (cgroup-v2.rst, "Enabling and Disabling"). pyrun does it from
+  the hierarchy root down to the new cgroup's parent (the root's subtree_control
+  is empty where no systemd runs). v2 forbids processes in a cgroup that has
+  controllers enabled for children ("no internal processes"): put processes
+  only into container cgroups (the pause process too), never into a pod cgroup.
+- The runtime adds a forked child with add_process() (or the child writes its
+  pid to procs_files()) before it execs, so nothing runs unconstrained.
+- kill_all(): cgroup.kill on v2 (kernel >= 5.14) kills the whole subtree; where
+  the tasks are also in v1 hierarchies (hybrid/legacy), pyrun then freezes
+  (v1 freezer.state / v2 cgroup.freeze), SIGKILLs every pid listed, thaws, and
+  repeats until no pid is left, so a forking process cannot escape.
+- remove(): kill_all(), rmdir the subtree bottom-up in every hierarchy
+  (retrying EBUSY while dying tasks leave), then rmdir the now-empty levels
+  pyrun created up to the parent. Nothing outside the parent is touched.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from pyrun.cgroups import cpu, fs, hugetlb, memory, pids
+from pyrun.cgroups.layout import CONTROLLERS, Hierarchy, Layout, read_host_layout
+from pyrun.cgroups.limits import Limits
+from pyrun.cgroups.names import CgroupPath, container_path, pod_path
+from pyrun.errors import CgroupError
+from pyrun.runtime import linux
+
+LIMIT_CONTROLLERS = (cpu, memory, pids, hugetlb)
+V2_CONTROLLERS = ("cpu", "memory", "pids", "hugetlb")  # what pyrun enables in cgroup.subtree_control
+
+
+@dataclass(frozen=True)
+class Stats:
+    """One cgroup's usage; None where the controller is not available."""
+
+    cpu_usage_ns: int | None = None
+    cpu_nr_throttled: int | None = None
+    cpu_throttled_ns: int | None = None
+    memory_usage: int | None = None
+    memory_working_set: int | None = None
+    memory_limit: int | None = None
+    pids_current: int | None = None
+    hugetlb_usage: dict[str, int] = field(default_factory=dict)
+
+
+def required_controllers(limits: Limits) -> list[str]:
+    """The controllers that must exist for these limits to bite."""
+    need = []
+    if limits.cpu_shares is not None or limits.cpu_quota is not None:
+        need.append("cpu")
+    if limits.memory_max is not None:
+        need.append("memory")
+    if limits.pids_max is not None:
+        need.append("pids")
+    if limits.hugetlb:
+        need.append("hugetlb")
+    return need
+
+
+class Cgroups:
+    """The cgroups of one pyrun instance, below `parent` in every hierarchy.
+
+    root: re-root the layout's mount points from `layout_root` (/sys/fs/cgroup)
+    to this directory (tests on temp dirs). own_parent: whether remove() may
+    rmdir the parent itself once it is empty (False for a CRI-given parent).
+    """
+
+    def __init__(self, layout: Layout, parent: str | CgroupPath = "pyrun", root: str | os.PathLike | None = None,
+                 *, own_parent: bool = True, layout_root: str = "/sys/fs/cgroup",
+                 rmdir: Callable[[str], None] = fs.rmdir):
+        self.layout = layout.rebased(layout_root, os.fspath(root)) if root is not None else layout
+        self.parent = parent if isinstance(parent, CgroupPath) else CgroupPath.parse(parent)
+        if not self.parent.components:
+            raise CgroupError("the cgroup parent must not be the root cgroup")
+        self.own_parent = own_parent
+        self._rmdir = rmdir
+        self._hierarchies = self.layout.used_hierarchies()
+
+    # --- names -----------------------------------------------------------------------------------
+
+    def pod_path(self, qos: str, pod_uid: str) -> CgroupPath:
+        return pod_path(self.parent, qos, pod_uid)
+
+    def container_path(self, pod: CgroupPath, container_id: str) -> CgroupPath:
+        return container_path(pod, container_id)
+
+    def _check(self, path: CgroupPath) -> None:
+        if not path.is_within(self.parent):
+            raise CgroupError(f"cgroup {path} is outside pyrun's parent {self.parent}")
+
+    def _dir(self, h: Hierarchy, path: CgroupPath) -> str:
+        return os.path.join(h.mount_point, *path.components)
+
+    def paths(self, path: CgroupPath) -> dict[str, str]:
+        """{controller: directory} for `pod inspect`."""
+        out = {}
+        for c in CONTROLLERS:
+            h = self.layout.hierarchy_for(c)
+            if h is not None:
+                out[c] = self._dir(h, path)
+        return out
+
+    def procs_files(self, path: CgroupPath) -> list[str]:
+        """Every cgroup.procs file of the cgroup (one per hierarchy); write a pid (or "0" for yourself) to each."""
+        return [os.path.join(self._dir(h, path), "cgroup.procs") for h in self._hierarchies]
+
+    # --- create and join -------------------------------------------------------------------------
+
+    def create(self, path: CgroupPath, limits: Limits | None = None) -> None:
+        """mkdir -p the cgroup in every hierarchy (enabling v2 controllers on the way) and apply limits.
+
+        Idempotent: an existing cgroup gets the limits written again.
+        """
+        self._check(path)
+        limits = limits or Limits()
+        required = required_controllers(limits)
+        for c in required:
+            self.layout.require(c)
+        for h in self._hierarchies:
+            if h.version == 2:
+                self._enable_v2_controllers(h, path, required)
+            fs.mkdir(self._dir(h, path))
+        self.apply(path, limits)
+
+    def _enable_v2_controllers(self, h: Hierarchy, path: CgroupPath, required: list[str]) -> None:
+        wanted = [c for c in V2_CONTROLLERS if self.layout.hierarchy_for(c) is h]
+        level = h.mount_point
+        for component in path.components:
+            if not wanted:
+                return
+            fs.mkdir(level)
+            control = os.path.join(level, "cgroup.subtree_control")
+            enabled = set((fs.read(control) or "").split())
+            for c in [c for c in wanted if c not in enabled]:
+                err = fs.write_errno(control, f"+{c}")
+                if err and c in required:
+                    raise CgroupError(f"the cgroup controller `{c}` is not available under {level}: "
+                                      f"writing +{c} to {control} failed: {os.strerror(err)}")
+                if err:
+                    wanted.remove(c)  # optional: not for this cgroup then
+            level = os.path.join(level, component)
+
+    def apply(self, path: CgroupPath, limits: Limits) -> None:
+        """Write every controller's files for `limits` into the existing cgroup."""
+        for module in LIMIT_CONTROLLERS:
+            h = self.layout.hierarchy_for(module.CONTROLLER)
+            if h is None:
+                continue
+            directory = self._dir(h, path)
+            files = module.render_v2(limits) if h.version == 2 else module.render_v1(limits)
+            items = list(files.items())
+            if module is memory and h.version == 1:
+                current = fs.read(os.path.join(directory, "memory.memsw.limit_in_bytes"))
+                items = memory.order_v1(files, int(current) if current and current.strip().isdigit() else None)
+            for name, value in items:
+                file = os.path.join(directory, name)
+                if name in module.OPTIONAL_FILES and not os.path.exists(file):
+                    continue
+                fs.write(file, value)
+
+    def add_process(self, path: CgroupPath, pid: int) -> None:
+        """Move `pid` into the cgroup in every hierarchy (cgroup.procs moves the whole thread group)."""
+        for procs in self.procs_files(path):
+            fs.write(procs, str(pid))
+
+    # --- kill and remove -------------------------------------------------------------------------
+
+    def _subtree_dirs(self, path: CgroupPath) -> list[str]:
+        """Every existing directory of the cgroup and its descendants, deepest first, in all hierarchies."""
+        out = []
+        for h in self._hierarchies:
+            top = self._dir(h, path)
+            if os.path.isdir(top):
+                out += [d for d, _, _ in os.walk(top, topdown=False)]
+        return out
+
+    def pids(self, path: CgroupPath) -> set[int]:
+        """Every pid in the cgroup or below it, in any hierarchy."""
+        found: set[int] = set()
+        for d in self._subtree_dirs(path):
+            found |= {int(p) for p in (fs.read(os.path.join(d, "cgroup.procs")) or "").split()}
+        return found
+
+    def _freeze(self, path: CgroupPath, frozen: bool) -> None:
+        h = self.layout.hierarchy_for("freezer")
+        if h is None:
+            return
+        d = self._dir(h, path)
+        if h.version == 1 and os.path.exists(os.path.join(d, "freezer.state")):
+            fs.write_errno(os.path.join(d, "freezer.state"), "FROZEN" if frozen else "THAWED")
+        elif h.version == 2 and os.path.exists(os.path.join(d, "cgroup.freeze")):
+            fs.write_errno(os.path.join(d, "cgroup.freeze"), "1" if frozen else "0")
+
+    def kill_all(self, path: CgroupPath, timeout: float = 5.0) -> None:
+        """SIGKILL every process in the cgroup and its descendants; return when none is left."""
+        self._check(path)
+        v2 = self.layout.unified
+        if v2 is not None:
+            kill_file = os.path.join(self._dir(v2, path), "cgroup.kill")
+            if os.path.exists(kill_file):
+                fs.write_errno(kill_file, "1")
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            left = self.pids(path)
+            if not left:
+                return
+            if time.monotonic() > deadline:
+                raise CgroupError(f"processes {sorted(left)} in cgroup {path} survived SIGKILL for {timeout}s")
+            self._freeze(path, True)
+            try:
+                for pid in sorted(left):
+                    linux.kill(pid, signal.SIGKILL)
+            finally:
+                self._freeze(path, False)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    def _rmdir_retry(self, d: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._rmdir(d)
+                return
+            except FileNotFoundError:
+                return
+            except OSError as e:
+                if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                    raise CgroupError(f"cannot remove cgroup {d}: {e.strerror}") from None
+                time.sleep(0.02)
+
+    def remove(self, path: CgroupPath, timeout: float = 5.0) -> None:
+        """Kill what is left, remove the cgroup subtree everywhere, then the empty levels up to the parent."""
+        self._check(path)
+        self.kill_all(path, timeout)
+        for d in self._subtree_dirs(path):
+            self._rmdir_retry(d, timeout)
+        self._prune_parents(path)
+
+    def _prune_parents(self, path: CgroupPath) -> None:
+        levels: list[CgroupPath] = []
+        p = path.parent
+        while p.is_within(self.parent) and (p != self.parent or self.own_parent):
+            levels.append(p)
+            if p == self.parent:
+                break
+            p = p.parent
+        for h in self._hierarchies:
+            for level in levels:
+                try:
+                    self._rmdir(self._dir(h, level))
+                except FileNotFoundError:
+                    continue
+                except OSError:
+                    break  # not empty (EBUSY / ENOTEMPTY): other pods live there
+
+    # --- observe ---------------------------------------------------------------------------------
+
+    def _reader(self, controller: str, path: CgroupPath) -> tuple[Hierarchy | None, Callable[[str], str | None]]:
+        h = self.layout.hierarchy_for(controller)
+        d = self._dir(h, path) if h is not None else None
+        return h, (lambda name: fs.read(os.path.join(d, name)) if d else None)
+
+    def stats(self, path: CgroupPath) -> Stats:
+        values: dict = {}
+        cpu_h, read_cpu = self._reader("cpu", path)
+        acct_h, read_acct = self._reader("cpuacct", path)
+        if cpu_h is not None and cpu_h.version == 2:
+            values |= cpu.stats_v2(read_cpu)
+        elif acct_h is not None and acct_h.version == 2:
+            values |= cpu.stats_v2(read_acct)
+        elif cpu_h is not None or acct_h is not None:
+            values |= cpu.stats_v1(read_cpu, read_acct)
+        for module in (memory, pids, hugetlb):
+            h, read = self._reader(module.CONTROLLER, path)
+            if h is not None:
+                values |= module.stats_v2(read) if h.version == 2 else module.stats_v1(read)
+        return Stats(**values)
+
+    def oom_kills(self, path: CgroupPath) -> int:
+        h, read = self._reader("memory", path)
+        if h is None:
+            return 0
+        return memory.oom_kills_v2(read) if h.version == 2 else memory.oom_kills_v1(read)
+
+    def oom_events_file(self, path: CgroupPath) -> str | None:
+        """The file with the cgroup's "oom_kill N" line (v2 memory.events, v1 memory.oom_control), if any."""
+        h = self.layout.hierarchy_for("memory")
+        if h is None:
+            return None
+        return os.path.join(self._dir(h, path), "memory.events" if h.version == 2 else "memory.oom_control")
+
+    def oom_killed(self, path: CgroupPath) -> bool:
+        """Did the kernel OOM-kill a task of this cgroup (v2: or of a descendant)?"""
+        return self.oom_kills(path) > 0
+
+
+def open_cgroups(config) -> Cgroups:
+    """Detect this host's layout once and return the driver for config.cgroup_parent."""
+    return Cgroups(read_host_layout(str(config.cgroup_root)), parent=config.cgroup_parent)
+
+
+def stats_targets(config, pod: str | None) -> list[tuple[str, CgroupPath]]:
+    """(display name, cgroup) pairs for `pyrun stats [POD]`.
+
+    A stub: the runtime fills it from pod state (every container of `pod`, or of
+    every pod when pod is None).
+    """
+    return []

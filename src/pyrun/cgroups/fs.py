@@ -1,0 +1,57 @@
+"""The thin side-effect layer of pyrun.cgroups: every read, mkdir, write and rmdir in a cgroup tree.
+
+Writes go through pyrun.runtime.linux so explain mode shows them
+(`echo '50000 100000' > /sys/fs/cgroup/.../cpu.max`); failures become a
+CgroupError naming the file and the value.
+"""
+from __future__ import annotations
+
+import errno
+import os
+
+from pyrun import explain
+from pyrun.errors import CgroupError, SyscallError
+from pyrun.runtime import linux
+
+
+def read(path: str) -> str | None:
+    """The file's text, or None when it does not exist (or the cgroup went away)."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        if e.errno == errno.ENODEV:  # a removed cgroup whose files are still open
+            return None
+        raise CgroupError(f"cannot read {path}: {e.strerror}") from None
+
+
+def mkdir(path: str) -> None:
+    try:
+        linux.mkdir(path)
+    except SyscallError as e:
+        raise CgroupError(f"cannot create cgroup {path}: {e.strerror}") from None
+
+
+def write(path: str, value: str) -> None:
+    """Write one value to one cgroup file."""
+    try:
+        linux.write_file(path, value)
+    except SyscallError as e:
+        raise CgroupError(f"cannot write {value!r} to {path}: {os.strerror(e.errno)}") from None
+
+
+def write_errno(path: str, value: str) -> int:
+    """Like write(), but return the errno (0 on success) for callers that decide what a failure means."""
+    try:
+        linux.write_file(path, value)
+    except SyscallError as e:
+        return e.errno or errno.EIO
+    return 0
+
+
+def rmdir(path: str) -> None:
+    """rmdir(2) of a cgroup directory (its control files go with it); raises OSError."""
+    explain.emit(explain.argv("rmdir", path))
+    os.rmdir(path)

@@ -1,0 +1,394 @@
+"""Safe layer unpacking: pure member checks (`check_member`) and a thin writer (`unpack_layer`).
+
+Policy (documented here because users will ask):
+- A leading "/" is stripped from member names and hardlink targets, as docker
+  and containerd do; "." components are dropped. Any ".." component is refused.
+- Every path component below the layer directory is opened with O_NOFOLLOW
+  relative to its parent's file descriptor (openat(2)), so a member can never
+  be written through a symlink, whether the symlink came earlier in the same
+  tar or was planted any other way. check_member also refuses paths through
+  symlinks it has seen, so the error names the member instead of ELOOP.
+- Symlink *targets* are not checked: they are only followed inside the
+  container, after pivot_root.
+- Hardlink targets must be an earlier member of the same layer, inside it.
+- Device nodes, fifos, ownership, modes, mtimes and pax SCHILY.xattr.* are kept
+  (ownership, devices and trusted.* xattrs need root). trusted.overlay.* xattrs
+  from a tar are dropped: only the opaque-dir translation below may set them.
+- Whiteouts become overlayfs whiteouts: ".wh.<name>" -> a 0/0 character device
+  <name>; ".wh..wh..opq" -> xattr trusted.overlay.opaque=y on its directory.
+  A whiteout never hides a file of its own layer (OCI image-spec, layer.md).
+- Each layer is unpacked on its own into an empty directory (not onto its
+  parents): a member path through a lower layer's symlink makes a real directory.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import AbstractSet, BinaryIO
+
+from pyrun.errors import ImageError
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+OPAQUE_XATTR = "trusted.overlay.opaque"
+NAME_MAX = 255
+PATH_MAX = 4096
+XATTR_PAX_PREFIX = "SCHILY.xattr."
+
+_KINDS = {
+    tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.CONTTYPE: "file", tarfile.GNUTYPE_SPARSE: "file",
+    tarfile.DIRTYPE: "dir", tarfile.SYMTYPE: "symlink", tarfile.LNKTYPE: "hardlink",
+    tarfile.CHRTYPE: "chardev", tarfile.BLKTYPE: "blockdev", tarfile.FIFOTYPE: "fifo",
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What one tar member asks for, after the checks.
+
+    kind: file, dir, symlink, hardlink, chardev, blockdev, fifo, whiteout, opaque.
+    parts: the path inside the layer as components; for "whiteout" the path of
+    the hidden entry, for "opaque" the directory made opaque.
+    """
+
+    kind: str
+    parts: tuple[str, ...]
+    member: str
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+    mtime: float = 0
+    link_target: str = ""
+    link_parts: tuple[str, ...] = ()
+    devmajor: int = 0
+    devminor: int = 0
+    xattrs: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        return "/".join(self.parts) or "."
+
+
+def split_path(name: str, layer: str, member: str, what: str = "path") -> tuple[str, ...]:
+    """'/./a//b/' -> ('a', 'b'); refuses '..' and over-long names. Pure."""
+    if "\x00" in name:
+        raise ImageError(f"layer {layer}: member {member!r}: {what} contains a NUL byte")
+    if len(os.fsencode(name)) > PATH_MAX:
+        raise ImageError(f"layer {layer}: member {member[:80]!r}...: {what} is longer than {PATH_MAX} bytes")
+    parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    for p in parts:
+        if p == "..":
+            raise ImageError(f"layer {layer}: member {member!r}: {what} has a '..' component "
+                             "and would land outside the layer directory")
+        if len(os.fsencode(p)) > NAME_MAX:
+            raise ImageError(f"layer {layer}: member {member[:80]!r}...: {what} has a component "
+                             f"longer than {NAME_MAX} bytes")
+    return parts
+
+
+def _through_symlink(parts: tuple[str, ...], symlinks: AbstractSet[tuple[str, ...]]) -> str | None:
+    for i in range(1, len(parts)):
+        if parts[:i] in symlinks:
+            return "/".join(parts[:i])
+    return None
+
+
+def _xattrs(info: tarfile.TarInfo) -> dict[str, bytes]:
+    out = {}
+    for key, value in (info.pax_headers or {}).items():
+        if key.startswith(XATTR_PAX_PREFIX):
+            name = key[len(XATTR_PAX_PREFIX):]
+            if name.startswith("trusted.overlay."):
+                continue
+            out[name] = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+    return out
+
+
+def check_member(info: tarfile.TarInfo, layer: str,
+                 symlinks: AbstractSet[tuple[str, ...]] = frozenset()) -> Entry:
+    """Decide what a tar member may do inside a layer directory, or raise ImageError. Pure.
+
+    `symlinks` holds the paths (as component tuples) of symlinks created by
+    earlier members of the same layer.
+    """
+    member = info.name
+    kind = _KINDS.get(info.type)
+    if kind is None:
+        raise ImageError(f"layer {layer}: member {member!r}: unsupported tar member type {info.type!r}")
+    parts = split_path(member, layer, member)
+    via = _through_symlink(parts, symlinks)
+    if via:
+        raise ImageError(f"layer {layer}: member {member!r}: path goes through the symlink {via!r} "
+                         "of an earlier member")
+    if not parts:
+        if kind != "dir":
+            raise ImageError(f"layer {layer}: member {member!r}: only a directory may name the layer root")
+    base = parts[-1] if parts else ""
+    common = dict(member=member, mode=stat.S_IMODE(info.mode), uid=info.uid, gid=info.gid,
+                  mtime=info.mtime, xattrs=_xattrs(info))
+    if base == OPAQUE_MARKER:
+        return Entry("opaque", parts[:-1], **common)
+    if base.startswith(WHITEOUT_PREFIX):
+        hidden = base[len(WHITEOUT_PREFIX):]
+        if hidden in ("", ".", "..") or hidden.startswith(WHITEOUT_PREFIX):
+            if hidden.startswith(WHITEOUT_PREFIX):  # aufs metadata (.wh..wh.plnk, ...): nothing to do
+                return Entry("opaque-ignored", parts, **common)
+            raise ImageError(f"layer {layer}: member {member!r}: invalid whiteout name")
+        return Entry("whiteout", parts[:-1] + (hidden,), **common)
+    if kind == "hardlink":
+        target = split_path(info.linkname, layer, member, "hardlink target")
+        if not target:
+            raise ImageError(f"layer {layer}: member {member!r}: hardlink to the layer root")
+        via = _through_symlink(target, symlinks)
+        if via:
+            raise ImageError(f"layer {layer}: member {member!r}: hardlink target {info.linkname!r} "
+                             f"goes through the symlink {via!r}")
+        return Entry("hardlink", parts, link_target=info.linkname, link_parts=target, **common)
+    if kind == "symlink":
+        if not info.linkname or "\x00" in info.linkname:
+            raise ImageError(f"layer {layer}: member {member!r}: empty or invalid symlink target")
+        return Entry("symlink", parts, link_target=info.linkname, **common)
+    if kind in ("chardev", "blockdev"):
+        return Entry(kind, parts, devmajor=info.devmajor, devminor=info.devminor, **common)
+    return Entry(kind, parts, **common)
+
+
+# --- the writer ---------------------------------------------------------------------------------
+
+class _Dirs:
+    """Open directories below the layer root, one O_NOFOLLOW component at a time (openat(2))."""
+
+    def __init__(self, root_fd: int, layer: str):
+        self.root_fd = root_fd
+        self.layer = layer
+
+    def open(self, parts: tuple[str, ...], member: str, create: bool) -> int:
+        fd = os.dup(self.root_fd)
+        try:
+            for p in parts:
+                nfd = self._step(fd, p, parts, member, create)
+                os.close(fd)
+                fd = nfd
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _step(self, fd: int, name: str, parts: tuple[str, ...], member: str, create: bool) -> int:
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            return os.open(name, flags, dir_fd=fd)
+        except FileNotFoundError:
+            if not create:
+                raise ImageError(f"layer {self.layer}: member {member!r}: {'/'.join(parts)} does not exist") from None
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise ImageError(f"layer {self.layer}: member {member!r}: path component {name!r} is a "
+                                 "symlink or not a directory; refusing to write through it") from None
+            raise
+        os.mkdir(name, 0o755, dir_fd=fd)  # a parent the tar did not list: root-owned 0755, like docker
+        return os.open(name, flags, dir_fd=fd)
+
+
+def _lstat(name: str, dir_fd: int) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _remove(name: str, dir_fd: int, st: os.stat_result) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        import shutil
+        shutil.rmtree(name, dir_fd=dir_fd)
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+
+
+class LayerWriter:
+    """Writes checked entries below one directory. Not thread-safe; one per layer."""
+
+    def __init__(self, root: Path, layer: str, privileged: bool | None = None):
+        self.layer = layer
+        self.privileged = os.geteuid() == 0 if privileged is None else privileged
+        self.root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        self.dirs = _Dirs(self.root_fd, layer)
+        self.symlinks: set[tuple[str, ...]] = set()
+        self.created: set[tuple[str, ...]] = set()
+        self.dir_meta: dict[tuple[str, ...], Entry] = {}
+
+    def close(self) -> None:
+        os.close(self.root_fd)
+
+    def _fail(self, e: Entry, what: str) -> ImageError:
+        return ImageError(f"layer {self.layer}: member {e.member!r}: {what}")
+
+    def write(self, e: Entry, content: BinaryIO | None) -> None:
+        if e.kind == "opaque-ignored":
+            return
+        if e.kind == "opaque":
+            self._opaque(e)
+            return
+        if not e.parts:
+            self.dir_meta[()] = e
+            return
+        pfd = self.dirs.open(e.parts[:-1], e.member, create=True)
+        try:
+            self._write_in(pfd, e.parts[-1], e, content)
+        finally:
+            os.close(pfd)
+        self._forget(e.parts)
+        if e.kind == "symlink":
+            self.symlinks.add(e.parts)
+        if e.kind != "whiteout":
+            self.created.add(e.parts)
+
+    def _forget(self, parts: tuple[str, ...]) -> None:
+        n = len(parts)
+        self.symlinks = {s for s in self.symlinks if s[:n] != parts}
+        self.dir_meta = {d: m for d, m in self.dir_meta.items() if d[:n] != parts or d == parts}
+
+    def _write_in(self, pfd: int, name: str, e: Entry, content: BinaryIO | None) -> None:
+        old = _lstat(name, pfd)
+        if e.kind == "whiteout":
+            if old is not None and e.parts in self.created:
+                return  # a whiteout hides lower layers only, never its own layer's files
+            if old is not None:
+                _remove(name, pfd, old)
+            self._mknod(pfd, name, e, stat.S_IFCHR, 0, 0)
+            return
+        if e.kind == "dir" and old is not None and stat.S_ISDIR(old.st_mode):
+            self.dir_meta[e.parts] = e
+            return
+        if old is not None:
+            _remove(name, pfd, old)
+        if e.kind == "dir":
+            os.mkdir(name, 0o700, dir_fd=pfd)
+            self.dir_meta[e.parts] = e
+        elif e.kind == "file":
+            self._file(pfd, name, e, content)
+        elif e.kind == "symlink":
+            os.symlink(e.link_target, name, dir_fd=pfd)
+            self._meta_at(pfd, name, e, chmod=False)
+        elif e.kind == "hardlink":
+            self._hardlink(pfd, name, e)
+        elif e.kind in ("chardev", "blockdev"):
+            self._mknod(pfd, name, e, stat.S_IFCHR if e.kind == "chardev" else stat.S_IFBLK, e.devmajor, e.devminor)
+        elif e.kind == "fifo":
+            os.mkfifo(name, 0o600, dir_fd=pfd)
+            self._meta_at(pfd, name, e)
+
+    def _file(self, pfd: int, name: str, e: Entry, content: BinaryIO | None) -> None:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd)
+        try:
+            if content is not None:
+                while chunk := content.read(1 << 20):
+                    os.write(fd, chunk)
+            self._chown(e, lambda: os.fchown(fd, e.uid, e.gid))
+            os.fchmod(fd, e.mode)
+            self._set_xattrs(fd, e)
+            os.utime(fd, (e.mtime, e.mtime))
+        finally:
+            os.close(fd)
+
+    def _hardlink(self, pfd: int, name: str, e: Entry) -> None:
+        if e.link_parts not in self.created:
+            raise self._fail(e, f"hardlink target {e.link_target!r} is not an earlier member of this layer")
+        tfd = self.dirs.open(e.link_parts[:-1], e.member, create=False)
+        try:
+            os.link(e.link_parts[-1], name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+        except OSError as err:
+            raise self._fail(e, f"cannot hardlink to {e.link_target!r}: {err.strerror}") from None
+        finally:
+            os.close(tfd)
+
+    def _mknod(self, pfd: int, name: str, e: Entry, fmt: int, major: int, minor: int) -> None:
+        try:
+            os.mknod(name, fmt | 0o600, os.makedev(major, minor), dir_fd=pfd)
+        except PermissionError:
+            what = "whiteout" if e.kind == "whiteout" else "device node"
+            raise self._fail(e, f"creating a {what} needs root (CAP_MKNOD)") from None
+        self._meta_at(pfd, name, e)
+
+    def _meta_at(self, pfd: int, name: str, e: Entry, chmod: bool = True) -> None:
+        """Metadata for entries we must not open (devices, fifos, symlinks): *at() calls, no following."""
+        self._chown(e, lambda: os.chown(name, e.uid, e.gid, dir_fd=pfd, follow_symlinks=False))
+        if chmod:
+            os.chmod(name, e.mode, dir_fd=pfd)  # just created by us as a non-symlink in a dir we hold
+        if e.xattrs:
+            self._set_xattrs(f"/proc/self/fd/{pfd}/{name}", e, follow=False)
+        os.utime(name, (e.mtime, e.mtime), dir_fd=pfd, follow_symlinks=False)
+
+    def _chown(self, e: Entry, call) -> None:
+        try:
+            call()
+        except PermissionError:
+            if self.privileged:
+                raise
+            # unprivileged (tests, rootless): ownership cannot be kept
+
+    def _set_xattrs(self, target, e: Entry, follow: bool = True) -> None:
+        for key, value in e.xattrs.items():
+            try:
+                os.setxattr(target, key, value, follow_symlinks=follow)
+            except OSError as err:
+                if err.errno in (errno.ENOTSUP, errno.EOPNOTSUPP) or (not self.privileged and err.errno == errno.EPERM):
+                    continue
+                raise self._fail(e, f"cannot set xattr {key}: {err.strerror}") from None
+
+    def _opaque(self, e: Entry) -> None:
+        fd = self.dirs.open(e.parts, e.member, create=True)
+        try:
+            os.setxattr(fd, OPAQUE_XATTR, b"y")
+        except OSError as err:
+            raise self._fail(e, f"cannot mark the directory opaque ({OPAQUE_XATTR}): {err.strerror}"
+                             + (" (needs root)" if err.errno == errno.EPERM else "")) from None
+        finally:
+            os.close(fd)
+
+    def finish(self) -> None:
+        """Directory metadata last, deepest first, so writing children does not change their mtimes."""
+        for parts in sorted(self.dir_meta, key=len, reverse=True):
+            e = self.dir_meta[parts]
+            try:
+                fd = self.dirs.open(parts, e.member, create=False)
+            except ImageError:
+                continue  # replaced by a later member
+            try:
+                self._chown(e, lambda: os.fchown(fd, e.uid, e.gid))
+                os.fchmod(fd, e.mode)
+                self._set_xattrs(fd, e)
+                os.utime(fd, (e.mtime, e.mtime))
+            finally:
+                os.close(fd)
+
+
+def unpack_layer(stream: BinaryIO, dest: Path, layer: str, privileged: bool | None = None) -> None:
+    """Unpack an (uncompressed) tar stream into the existing, empty directory `dest`.
+
+    ImageError names the layer and the member for every refusal; truncated or
+    corrupt streams are ImageErrors too.
+    """
+    writer = LayerWriter(dest, layer, privileged)
+    member: str | None = None
+    try:
+        with tarfile.open(fileobj=stream, mode="r|", errorlevel=2) as tar:
+            for info in tar:
+                member = info.name
+                entry = check_member(info, layer, writer.symlinks)
+                writer.write(entry, tar.extractfile(info) if entry.kind == "file" else None)
+        member = None
+        writer.finish()
+    except (tarfile.TarError, EOFError) as e:
+        raise ImageError(f"layer {layer}: bad or truncated tar stream: {e}") from None
+    except ImageError:
+        raise
+    except OSError as e:
+        where = f"member {member!r}" if member else "setting directory metadata"
+        raise ImageError(f"layer {layer}: {where}: {e}") from None
+    finally:
+        writer.close()

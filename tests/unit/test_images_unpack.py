@@ -1,0 +1,212 @@
+"""check_member against crafted members, and the writer against crafted tars (no root needed)."""
+import os
+import stat
+import tarfile
+
+import pytest
+
+from pyrun.errors import ImageError
+from pyrun.images.build import LayerBuilder, gzip_bytes
+from pyrun.images.unpack import check_member, unpack_layer
+
+from _images_helpers import crafted_tar, raw_info, stream
+
+L = "sha256:layer"
+
+
+# --- check_member (pure) ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["../x", "a/../../x", "a/..", "..", "./../etc/passwd", "/../x"])
+def test_dotdot_refused(name):
+    with pytest.raises(ImageError, match=r"layer sha256:layer: member .*'\.\.'"):
+        check_member(raw_info(name), L)
+
+
+@pytest.mark.parametrize("name, parts", [
+    ("/etc/passwd", ("etc", "passwd")), ("./etc//passwd", ("etc", "passwd")), ("//a/./b", ("a", "b")),
+])
+def test_absolute_and_dot_paths_are_stripped(name, parts):
+    assert check_member(raw_info(name), L).parts == parts
+
+
+def test_root_entry_only_as_directory():
+    assert check_member(raw_info("./", tarfile.DIRTYPE), L).parts == ()
+    with pytest.raises(ImageError, match="layer root"):
+        check_member(raw_info("/", tarfile.REGTYPE), L)
+
+
+def test_path_through_earlier_symlink_refused():
+    with pytest.raises(ImageError, match="through the symlink 'evil'"):
+        check_member(raw_info("evil/passwd"), L, symlinks={("evil",)})
+    # the symlink itself being replaced is fine
+    assert check_member(raw_info("evil", tarfile.DIRTYPE), L, symlinks={("evil",)}).kind == "dir"
+
+
+@pytest.mark.parametrize("target", ["../outside", "/../../etc/shadow", "a/../../b"])
+def test_hardlink_escape_refused(target):
+    with pytest.raises(ImageError, match="hardlink target"):
+        check_member(raw_info("x", tarfile.LNKTYPE, target), L)
+
+
+def test_hardlink_through_symlink_refused():
+    with pytest.raises(ImageError, match="through the symlink 'lnk'"):
+        check_member(raw_info("x", tarfile.LNKTYPE, "lnk/passwd"), L, symlinks={("lnk",)})
+    # linking to the symlink itself is fine
+    assert check_member(raw_info("x", tarfile.LNKTYPE, "/lnk"), L, symlinks={("lnk",)}).link_parts == ("lnk",)
+
+
+def test_symlink_targets_are_not_restricted():
+    e = check_member(raw_info("bin/sh", tarfile.SYMTYPE, "/../../../bin/busybox"), L)
+    assert (e.kind, e.link_target) == ("symlink", "/../../../bin/busybox")
+
+
+def test_device_nodes_are_kept():
+    info = raw_info("dev/null", tarfile.CHRTYPE, mode=0o666)
+    info.devmajor, info.devminor = 1, 3
+    e = check_member(info, L)
+    assert (e.kind, e.devmajor, e.devminor, e.mode) == ("chardev", 1, 3, 0o666)
+    assert check_member(raw_info("dev/sda", tarfile.BLKTYPE), L).kind == "blockdev"
+    assert check_member(raw_info("p", tarfile.FIFOTYPE), L).kind == "fifo"
+
+
+def test_huge_names_refused():
+    with pytest.raises(ImageError, match="longer than 255"):
+        check_member(raw_info("a" * 256), L)
+    with pytest.raises(ImageError, match="longer than 4096"):
+        check_member(raw_info("/".join(["d" * 200] * 21)), L)
+
+
+def test_unknown_member_type_refused():
+    with pytest.raises(ImageError, match="unsupported tar member type"):
+        check_member(raw_info("x", b"Z"), L)
+
+
+def test_whiteouts_translated():
+    e = check_member(raw_info("etc/.wh.passwd"), L)
+    assert (e.kind, e.parts) == ("whiteout", ("etc", "passwd"))
+    e = check_member(raw_info("var/cache/.wh..wh..opq"), L)
+    assert (e.kind, e.parts) == ("opaque", ("var", "cache"))
+    assert check_member(raw_info(".wh..wh.plnk"), L).kind == "opaque-ignored"
+    for bad in ("a/.wh.", "a/.wh..", "a/.wh..."):
+        with pytest.raises(ImageError):
+            check_member(raw_info(bad), L)
+
+
+def test_xattrs_from_pax_and_overlay_ones_dropped():
+    info = raw_info("bin/ping")
+    info.pax_headers = {"SCHILY.xattr.security.capability": "\x01\x00\x00\x02",
+                        "SCHILY.xattr.trusted.overlay.redirect": "/etc", "comment": "x"}
+    assert check_member(info, L).xattrs == {"security.capability": b"\x01\x00\x00\x02"}
+
+
+# --- the writer ---------------------------------------------------------------------------------
+
+def unpack(tmp_path, data: bytes):
+    dest = tmp_path / "layer"
+    dest.mkdir()
+    unpack_layer(stream(data), dest, L)
+    return dest
+
+
+def test_unpack_files_dirs_links(tmp_path):
+    layer = LayerBuilder(mtime=1000)
+    layer.dir("etc", mode=0o750).file("etc/passwd", b"root\n", mode=0o600)
+    layer.file("usr/bin/tool", b"#!/bin/sh\n", mode=0o4755)  # parents missing from the tar
+    layer.symlink("bin", "usr/bin").hardlink("etc/passwd-", "etc/passwd")
+    layer.dir("tmp", mode=0o1777)
+    dest = unpack(tmp_path, layer.tar_bytes())
+    assert (dest / "etc/passwd").read_bytes() == b"root\n"
+    assert stat.S_IMODE(os.stat(dest / "etc").st_mode) == 0o750
+    assert stat.S_IMODE(os.stat(dest / "etc/passwd").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(dest / "usr/bin/tool").st_mode) == 0o4755
+    assert stat.S_IMODE(os.stat(dest / "tmp").st_mode) == 0o1777
+    assert os.stat(dest / "etc").st_mtime == 1000 and os.stat(dest / "etc/passwd").st_mtime == 1000
+    assert os.readlink(dest / "bin") == "usr/bin"
+    assert os.lstat(dest / "bin").st_mtime == 1000
+    assert os.stat(dest / "etc/passwd-").st_ino == os.stat(dest / "etc/passwd").st_ino
+
+
+def test_file_through_earlier_symlink_never_escapes(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    data = crafted_tar((raw_info("evil", tarfile.SYMTYPE, str(outside)), None), (raw_info("evil/pwned"), b"x"))
+    with pytest.raises(ImageError, match="'evil/pwned'.*symlink 'evil'"):
+        unpack(tmp_path, data)
+    assert list(outside.iterdir()) == []
+
+
+def test_relative_symlink_escape_via_dotdot_target(tmp_path):
+    # symlink pointing up and out, then a file through it
+    data = crafted_tar((raw_info("a", tarfile.DIRTYPE, mode=0o755), None),
+                       (raw_info("a/up", tarfile.SYMTYPE, "../.."), None), (raw_info("a/up/escaped"), b"x"))
+    with pytest.raises(ImageError, match="symlink"):
+        unpack(tmp_path, data)
+    assert not (tmp_path / "escaped").exists()
+
+
+def test_hardlink_to_outside_file_refused(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("s")
+    data = crafted_tar((raw_info("h", tarfile.LNKTYPE, "../secret"), None))
+    with pytest.raises(ImageError, match="'h'.*'\\.\\.'"):
+        unpack(tmp_path, data)
+    (tmp_path / "2").mkdir()
+    data = crafted_tar((raw_info("h", tarfile.LNKTYPE, str(secret)), None))  # absolute: "/tmp/.../secret"
+    with pytest.raises(ImageError, match="not an earlier member"):
+        unpack(tmp_path / "2", data)
+    assert os.stat(secret).st_nlink == 1
+
+
+def test_hardlink_through_symlink_refused_by_writer(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "f").write_text("s")
+    data = crafted_tar((raw_info("s", tarfile.SYMTYPE, str(outside)), None),
+                       (raw_info("h", tarfile.LNKTYPE, "s/f"), None))
+    with pytest.raises(ImageError, match="through the symlink"):
+        unpack(tmp_path, data)
+
+
+def test_later_member_replaces_earlier(tmp_path):
+    data = crafted_tar((raw_info("x", tarfile.SYMTYPE, "/etc"), None), (raw_info("x", tarfile.DIRTYPE, mode=0o755), None),
+                       (raw_info("x/f"), b"ok"), (raw_info("y"), b"1"), (raw_info("y"), b"2"))
+    dest = unpack(tmp_path, data)
+    assert (dest / "x").is_dir() and not (dest / "x").is_symlink()
+    assert (dest / "x/f").read_bytes() == b"ok" and (dest / "y").read_bytes() == b"2"
+
+
+def test_whiteout_becomes_char_device(tmp_path):
+    data = LayerBuilder().dir("etc").whiteout("etc/gone").tar_bytes()
+    try:
+        dest = unpack(tmp_path, data)
+    except ImageError as e:
+        pytest.skip(f"no whiteout devices here: {e}")
+    st = os.lstat(dest / "etc/gone")
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+    assert not (dest / "etc/.wh.gone").exists()
+
+
+def test_whiteout_does_not_hide_own_layer(tmp_path):
+    data = crafted_tar((raw_info("keep"), b"mine"), (raw_info(".wh.keep"), b""))
+    dest = unpack(tmp_path, data)
+    assert (dest / "keep").read_bytes() == b"mine"
+
+
+def test_truncated_stream(tmp_path):
+    data = LayerBuilder().file("big", b"z" * 20000).tar_bytes()
+    with pytest.raises(ImageError, match="layer sha256:layer: bad or truncated"):
+        unpack(tmp_path, data[:5000])
+
+
+def test_garbage_stream(tmp_path):
+    with pytest.raises(ImageError, match="bad or truncated"):
+        unpack(tmp_path, b"\x01" * 1024)
+
+
+def test_truncated_gzip_layer(tmp_path):
+    from pyrun.images.blobs import DecompressingReader
+    dest = tmp_path / "l"
+    dest.mkdir()
+    gz = gzip_bytes(LayerBuilder().file("a", os.urandom(50000)).tar_bytes())[:20000]
+    with pytest.raises(ImageError):
+        unpack_layer(DecompressingReader(stream(gz), "layer x"), dest, "x")
