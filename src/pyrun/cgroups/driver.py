@@ -310,12 +310,3 @@ class Cgroups:
 def open_cgroups(config) -> Cgroups:
     """Detect this host's layout once and return the driver for config.cgroup_parent."""
     return Cgroups(read_host_layout(str(config.cgroup_root)), parent=config.cgroup_parent)
-
-
-def stats_targets(config, pod: str | None) -> list[tuple[str, CgroupPath]]:
-    """(display name, cgroup) pairs for `pyrun stats [POD]`.
-
-    A stub: the runtime fills it from pod state (every container of `pod`, or of
-    every pod when pod is None).
-    """
-    return []

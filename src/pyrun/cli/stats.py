@@ -1,7 +1,7 @@
 """`pyrun stats [POD] [--watch]`: cpu, memory and pids of each container's cgroup.
 
-The lead wires the command into the CLI group; the targets come from
-pyrun.cgroups.stats_targets(config, pod), which the runtime fills from pod state.
+The targets (each pod and each of its containers) come from
+pyrun.runtime.resources.stats_targets(config, pod), from pod state.
 """
 from __future__ import annotations
 

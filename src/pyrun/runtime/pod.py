@@ -31,17 +31,42 @@ class PodRuntime:
 
     # --- create ---------------------------------------------------------------------------------
     def create(self, loaded, start: bool = True) -> dict:
-        """Create (and by default start) a pod from a validated spec; returns the pod record."""
+        """Create (and by default start) a pod from a validated spec; returns the pod record.
+
+        The sandbox is made first; if anything after it fails, the whole pod is destroyed.
+        """
         from pyrun.images.store import ImageStore
-        from pyrun.spec.qos import qos_class
         spec = loaded.pod
+        images = ImageStore(self.cfg.image_root)
+        for c in spec.containers:  # NotFound before anything exists
+            images.resolve(c.image)
+        pod = self.create_sandbox(spec, loaded.warnings, ready=False)
+        try:
+            for c in spec.containers:
+                self.create_container(pod["id"], c)
+            faults.check("containers")
+            if start:
+                for entry in self.store.read_pod(pod["id"])["containers"]:
+                    self.start_container(entry["id"])
+            with self.store.pod_lock(pod["id"]):
+                pod = self.store.read_pod(pod["id"])
+                pod["state"] = POD_RUNNING
+                pod.pop("creator", None)
+                self.store.write_pod(pod)
+        except BaseException:
+            self.destroy(pod["id"])
+            raise
+        return pod
+
+    def create_sandbox(self, spec, warnings=(), *, ready: bool = True, log_dir: str | None = None,
+                       extra: dict | None = None) -> dict:
+        """Reserve the name, then make the pod cgroup, the pause process with its pinned
+        namespaces, the pod network, /etc files and volumes. Each step registers its undo."""
+        from pyrun.spec.qos import qos_class
         self.store.ensure()
         from pyrun.runtime import gc
         gc.collect_crashed(self.cfg)
-        images = ImageStore(self.cfg.image_root)
-        resolved = {c.name: images.resolve(c.image) for c in spec.containers}  # NotFound before anything exists
         pod_id = new_id()
-        uid = spec.uid or _uuid()
         with contextlib.ExitStack() as undo:
             self.store.reserve_name(spec.namespace, spec.name, pod_id)
             undo.callback(self.store.release_name, spec.namespace, spec.name, pod_id)
@@ -49,13 +74,14 @@ class PodRuntime:
             pod_dir.mkdir(mode=0o711)
             undo.callback(self._remove_pod_dir, pod_id)
             pod = {
-                "id": pod_id, "name": spec.name, "namespace": spec.namespace, "uid": uid,
+                "id": pod_id, "name": spec.name, "namespace": spec.namespace, "uid": spec.uid or _uuid(),
                 "state": POD_CREATING, "created_at": now_ns(), "hostname": spec.hostname,
                 "labels": dict(spec.labels), "annotations": dict(spec.annotations),
                 "qos": qos_class(spec), "share_pid": spec.share_process_namespace,
                 "host_network": spec.host_network, "grace_period": spec.termination_grace_period,
-                "warnings": list(loaded.warnings), "spec": spec.raw, "containers": [],
-                "creator": ProcessRef.of(os.getpid()).to_dict(), "log_dir": str(pod_dir / "logs"),
+                "warnings": list(warnings), "spec": spec.raw, "containers": [],
+                "creator": ProcessRef.of(os.getpid()).to_dict(), "log_dir": log_dir or str(pod_dir / "logs"),
+                **(extra or {}),
             }
             self.store.write_pod(pod)
             faults.check("pod-dir")
@@ -85,27 +111,45 @@ class PodRuntime:
             faults.check("network")
 
             from pyrun.runtime.volumes import prepare_volumes
-            sources = prepare_volumes(pod_dir, spec.volumes)
+            pod["volumes"] = prepare_volumes(pod_dir, spec.volumes)
             faults.check("volumes")
-
-            for c in spec.containers:
-                cid = new_id()
-                pod["containers"].append({"name": c.name, "id": cid})
-                self.store.write_pod(pod)
-                undo.callback(ctr.destroy, self.store, cid)
-                self._create_container(pod, spec, c, cid, resolved[c.name], images, sources)
-            faults.check("containers")
-
-            if start:
-                for entry in pod["containers"]:
-                    self._start_container(pod, entry)
-            pod["state"] = POD_RUNNING
-            pod.pop("creator", None)
+            if ready:
+                pod["state"] = POD_RUNNING
+                pod.pop("creator", None)
             self.store.write_pod(pod)
             undo.pop_all()
         return pod
 
-    def _create_container(self, pod: dict, spec, c, cid: str, image, images, sources: dict) -> None:
+    def pod_spec(self, pod: dict):
+        """The PodSpec a pod was made from (re-validated from the stored manifest)."""
+        from pyrun.spec import parse_pod
+        return parse_pod(pod["spec"], source=f"pod {pod['name']}").pod
+
+    def create_container(self, pod_id: str, c, *, log_path: str | None = None, extra_mounts: list[dict] = (),
+                         extra: dict | None = None) -> dict:
+        """Create one container in an existing sandbox: rootfs dirs, cgroup, monitor + init (state created)."""
+        from pyrun.errors import AlreadyExists
+        from pyrun.images.store import ImageStore
+        images = ImageStore(self.cfg.image_root)
+        image = images.resolve(c.image)
+        cid = new_id()
+        with self.store.pod_lock(pod_id):
+            pod = self.store.read_pod(pod_id)
+            if pod["state"] not in (POD_CREATING, POD_RUNNING):
+                raise InvalidState(f"pod {pod['name']} is {pod['state']}; containers can only join a ready pod")
+            if any(e["name"] == c.name for e in pod["containers"]):
+                raise AlreadyExists(f"pod {pod['name']} already has a container named {c.name!r}")
+            pod["containers"].append({"name": c.name, "id": cid})
+            self.store.write_pod(pod)
+        try:
+            return self._create_container(pod, self.pod_spec(pod), c, cid, image, images, log_path,
+                                          list(extra_mounts), extra or {})
+        except BaseException:
+            self.remove_container(cid, force=True)
+            raise
+
+    def _create_container(self, pod: dict, spec, c, cid: str, image, images, log_path: str | None,
+                          extra_mounts: list[dict], extra: dict) -> dict:
         from pyrun.runtime.caps import DEFAULT_CAPABILITIES
         from pyrun.runtime.volumes import mount_list
         from pyrun.spec.process import resolve_process
@@ -115,27 +159,53 @@ class PodRuntime:
         pod_ip = (pod.get("network") or {}).get("ip")
         proc = resolve_process(c, (image.config or {}).get("config") or {}, spec, pod_ip=pod_ip,
                                node_name=os.uname().nodename)
-        cg = resources.create_container_cgroup(self.cfg, pod, c, cid)
-        log_path = Path(pod["log_dir"]) / c.name / "0.log"
+        log_path = log_path or str(Path(pod["log_dir"]) / c.name / "0.log")
         rec = {"id": cid, "pod_id": pod["id"], "name": c.name, "image": c.image, "image_id": image.id,
-               "image_name": image.name, "created_at": now_ns(), "log_path": str(log_path),
+               "image_name": image.name, "created_at": now_ns(), "log_path": log_path,
                "process": {"args": list(proc.args), "env": list(proc.env), "cwd": proc.cwd, "user": proc.user},
-               "cgroup": cg, "resources": {"requests": dict(c.resources.requests), "limits": dict(c.resources.limits)}}
+               "resources": {"requests": dict(c.resources.requests), "limits": dict(c.resources.limits)},
+               **extra}
+        self.store.write_container(rec)
+        rec["cgroup"] = resources.create_container_cgroup(self.cfg, pod, c, cid)
         self.store.write_container(rec)
         namespaces = dict(pod["namespaces"])
         namespaces.setdefault("pid", None)
         config = ctr.init_config(
             cid=cid, name=c.name, pod_id=pod["id"], cdir=cdir,
             lower=[str(d) for d in images.layer_dirs(image)], namespaces=namespaces,
-            mounts=mount_list(c, sources, self.store.pod_dir(pod["id"]) / "etc", pod["host_network"]),
+            mounts=mount_list(c, pod.get("volumes") or {}, self.store.pod_dir(pod["id"]) / "etc",
+                              pod["host_network"]) + extra_mounts,
             process=rec["process"], capabilities=list(DEFAULT_CAPABILITIES),
-            cgroup_procs=resources.procs_files(self.cfg, cg), oom_events=resources.oom_events_file(self.cfg, cg),
-            log_path=str(log_path))
+            cgroup_procs=resources.procs_files(self.cfg, rec["cgroup"]),
+            oom_events=resources.oom_events_file(self.cfg, rec["cgroup"]), log_path=log_path)
         ctr.write_json(cdir / "config.json", config)
         ctr.spawn_monitor(cdir)
+        return rec
 
-    def _start_container(self, pod: dict, entry: dict) -> None:
-        ctr.start(self.store.container_dir(entry["id"]), entry["name"])
+    def start_container(self, cid: str) -> int:
+        """Release a created container: its init execs the workload. Returns the workload's pid."""
+        rec = self.store.read_container(cid)
+        return ctr.start(self.store.container_dir(cid), rec["name"])
+
+    def stop_container(self, cid: str, grace: float) -> None:
+        rec = self.store.read_container(cid)
+        ctr.stop(self.store, cid, grace)
+        resources.kill_cgroup(self.cfg, rec.get("cgroup"))
+
+    def remove_container(self, cid: str, force: bool = False) -> None:
+        """Remove a container (kill it first with force) and drop it from its pod (idempotent)."""
+        try:
+            rec = ctr.state_of(self.store, cid)
+        except NotFound:
+            return
+        if not force and rec["status"].get("state") == CONTAINER_RUNNING:
+            raise InvalidState(f"container {rec['name']} is running: stop it first")
+        ctr.destroy(self.store, cid)
+        resources.remove_cgroup(self.cfg, rec.get("cgroup"))
+        with contextlib.suppress(NotFound), self.store.pod_lock(rec["pod_id"]):
+            pod = self.store.read_pod(rec["pod_id"])
+            pod["containers"] = [e for e in pod["containers"] if e["id"] != cid]
+            self.store.write_pod(pod)
 
     # --- queries --------------------------------------------------------------------------------
     def get(self, ref: str) -> dict:

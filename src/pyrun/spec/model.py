@@ -1,0 +1,129 @@
+"""The Pod model pyrun runs: frozen dataclasses built by pyrun.spec.parse."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
+    from typing import Any
+
+RESOURCE_NAMES = ("cpu", "memory", "hugepages-2Mi", "hugepages-1Gi")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Normalised resources: "cpu" in millicores, "memory"/"hugepages-*" in bytes.
+
+    Kubernetes defaulting is applied: a limit without a request makes the request equal the limit.
+    """
+
+    requests: dict[str, int] = field(default_factory=dict)
+    limits: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FieldRef:
+    """valueFrom.fieldRef: field_path is e.g. "metadata.name" or "metadata.labels['app']"."""
+
+    field_path: str
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    value: str | None = None
+    field_ref: FieldRef | None = None
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    name: str | None
+    container_port: int
+    host_port: int | None = None
+    host_ip: str | None = None
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True)
+class VolumeMount:
+    name: str
+    mount_path: str
+    read_only: bool = False
+    sub_path: str = ""
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str
+    image: str
+    image_pull_policy: str = "IfNotPresent"
+    command: tuple[str, ...] | None = None
+    args: tuple[str, ...] | None = None
+    env: tuple[EnvVar, ...] = ()
+    working_dir: str | None = None
+    ports: tuple[PortSpec, ...] = ()
+    resources: Resources = field(default_factory=Resources)
+    volume_mounts: tuple[VolumeMount, ...] = ()
+    security_context: dict[str, Any] = field(default_factory=dict)
+    tty: bool = False
+    stdin: bool = False
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    """A pod volume. kind "emptyDir" (medium "" or "Memory", size_limit bytes) or "hostPath"."""
+
+    name: str
+    kind: str
+    medium: str = ""
+    size_limit: int | None = None
+    host_path: str | None = None
+    host_path_type: str = ""
+
+
+@dataclass(frozen=True)
+class PodSpec:
+    name: str
+    namespace: str = "default"
+    uid: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    hostname: str = ""
+    share_process_namespace: bool = False
+    termination_grace_period: int = 30
+    restart_policy: str = "Always"
+    host_network: bool = False
+    dns_policy: str = "ClusterFirst"
+    # Kept in the manifest's shape (what pyrun.netns.dns takes): {"nameservers": [...], "searches": [...],
+    # "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}]} and [{"ip": ..., "hostnames": [...]}].
+    dns_config: dict[str, Any] = field(default_factory=dict)
+    host_aliases: tuple[dict[str, Any], ...] = ()
+    containers: tuple[ContainerSpec, ...] = ()
+    volumes: tuple[VolumeSpec, ...] = ()
+    security_context: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def container(self, name: str) -> ContainerSpec:
+        """The container called `name` (KeyError if there is none)."""
+        for c in self.containers:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class LoadedPod:
+    """A parsed, validated pod and the warnings found on the way (never printed here)."""
+
+    pod: PodSpec
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """What a container's init execs: argv, environment ("K=V"), working directory, OCI user string."""
+
+    args: tuple[str, ...]
+    env: tuple[str, ...]
+    cwd: str
+    user: str

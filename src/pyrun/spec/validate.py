@@ -1,0 +1,57 @@
+"""Checks across objects of a built pod: unique names, mount references, host ports, DNS."""
+from __future__ import annotations
+
+from pyrun.spec.model import PodSpec
+from pyrun.spec.report import Report, join
+
+
+def _unique_names(report: Report, path: str, items_names: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for i, name in enumerate(items_names):
+        if name and name in seen:
+            report.error(join(join(path, i), "name"), f'duplicate {what} name "{name}"')
+        seen.add(name)
+
+
+def _mounts(report: Report, pod: PodSpec) -> None:
+    volumes = {v.name for v in pod.volumes}
+    for i, container in enumerate(pod.containers):
+        seen: set[str] = set()
+        for j, mount in enumerate(container.volume_mounts):
+            here = f"spec.containers[{i}].volumeMounts[{j}]"
+            if not mount.name or not mount.mount_path:
+                continue  # already reported as required
+            if mount.name not in volumes:
+                report.error(join(here, "name"), f'no volume named "{mount.name}" in spec.volumes')
+            normal = "/" + "/".join(p for p in mount.mount_path.split("/") if p)
+            if normal in seen:
+                report.error(join(here, "mountPath"), f'"{mount.mount_path}" is mounted twice in this container')
+            seen.add(normal)
+
+
+def _host_ports(report: Report, pod: PodSpec) -> None:
+    seen: dict[tuple[str, int], str] = {}
+    for i, container in enumerate(pod.containers):
+        for j, port in enumerate(container.ports):
+            if port.host_port is None:
+                continue
+            here = f"spec.containers[{i}].ports[{j}].hostPort"
+            key = (port.protocol, port.host_port)
+            if key in seen:
+                report.error(here, f"{port.host_port}/{port.protocol} is already used by {seen[key]}")
+            else:
+                seen[key] = here
+
+
+def _dns(report: Report, pod: PodSpec) -> None:
+    if pod.dns_policy == "None" and not pod.dns_config.get("nameservers"):
+        report.error("spec.dnsConfig.nameservers", 'required when dnsPolicy is "None"')
+
+
+def validate_pod(report: Report, pod: PodSpec) -> None:
+    """Report every cross-object problem of `pod` into `report`."""
+    _unique_names(report, "spec.containers", [c.name for c in pod.containers], "container")
+    _unique_names(report, "spec.volumes", [v.name for v in pod.volumes], "volume")
+    _mounts(report, pod)
+    _host_ports(report, pod)
+    _dns(report, pod)
