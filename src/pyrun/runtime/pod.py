@@ -126,8 +126,11 @@ class PodRuntime:
         return parse_pod(pod["spec"], source=f"pod {pod['name']}").pod
 
     def create_container(self, pod_id: str, c, *, log_path: str | None = None, extra_mounts: list[dict] = (),
-                         extra: dict | None = None) -> dict:
-        """Create one container in an existing sandbox: rootfs dirs, cgroup, monitor + init (state created)."""
+                         extra: dict | None = None, pod_spec=None) -> dict:
+        """Create one container in an existing sandbox: rootfs dirs, cgroup, monitor + init (state created).
+
+        pod_spec: the PodSpec for env/fieldRef resolution; by default re-parsed from the stored manifest.
+        """
         from pyrun.errors import AlreadyExists
         from pyrun.images.store import ImageStore
         images = ImageStore(self.cfg.image_root)
@@ -142,7 +145,7 @@ class PodRuntime:
             pod["containers"].append({"name": c.name, "id": cid})
             self.store.write_pod(pod)
         try:
-            return self._create_container(pod, self.pod_spec(pod), c, cid, image, images, log_path,
+            return self._create_container(pod, pod_spec or self.pod_spec(pod), c, cid, image, images, log_path,
                                           list(extra_mounts), extra or {})
         except BaseException:
             self.remove_container(cid, force=True)
