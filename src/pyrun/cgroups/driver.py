@@ -143,6 +143,10 @@ class Cgroups:
             fs.mkdir(level)
             control = os.path.join(level, "cgroup.subtree_control")
             enabled = set((fs.read(control) or "").split())
+            if level == h.mount_point:
+                # The hierarchy's root is not ours: switch a controller on there only when a
+                # limit needs it; otherwise use what the host already delegates.
+                wanted = [c for c in wanted if c in enabled or c in required]
             for c in [c for c in wanted if c not in enabled]:
                 err = fs.write_errno(control, f"+{c}")
                 if err and c in required:
