@@ -37,6 +37,8 @@ if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.pyrun-stamp 2>/dev/null)" != "$s
     .venv/bin/pip install -q --disable-pip-version-check -e '.[test,cri]'
     echo "$stamp_inputs" > .venv/.pyrun-stamp
 fi
+# Byte-compile once: every pyrun command and container start is a fresh Python process.
+.venv/bin/python -m compileall -q src >/dev/null
 ln -sf "$HERE/.venv/bin/pyrun" /usr/local/bin/pyrun
 
 # 3. The demo image, built offline from busybox-static, imported into the image store.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run every pyrun test, as root: unit tests, integration tests on this kernel,
-# and the integration tests again inside a pure cgroup v2 qemu VM.
+# and the integration tests again inside a pure cgroup v2 qemu VM; then a leak check.
 #   ./test.sh                 everything
 #   ./test.sh --no-vm         skip the qemu VM stage
 #   ./test.sh -- PYTEST_ARGS  pass arguments to the host pytest run
@@ -22,4 +22,5 @@ status=0
 if [ "$VM" = 1 ] && [ -x tests/vm/run-tests.sh ]; then
     tests/vm/run-tests.sh || status=$?
 fi
+scripts/leak-check.sh || status=$?
 exit $status

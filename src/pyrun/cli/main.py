@@ -35,7 +35,7 @@ def _register() -> None:
     cli.add_command(logs)
     cli.add_command(exec_cmd)
     cli.add_command(gc_cmd)
-    for module, name in (("pyrun.cli.image", "image"), ("pyrun.cli.stats", "stats")):
+    for module, name in (("pyrun.cli.image", "image"), ("pyrun.cli.stats", "stats"), ("pyrun.cli.cri", "cri")):
         try:
             mod = __import__(module, fromlist=[name])
         except ImportError:
