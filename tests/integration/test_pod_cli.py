@@ -1,0 +1,85 @@
+"""The CLI end to end: explain mode, concurrent creates, pod networking through `pod create`."""
+from __future__ import annotations
+
+import json
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+from conftest import REPO
+
+
+def test_explain_prints_the_primitives_as_shell_commands(pyrun, write_pod):
+    p = pyrun("--explain", "pod", "create", write_pod("explained", [{"name": "c", "command": ["sleep", "1000"]}]))
+    lines = [line[2:] for line in p.stderr.splitlines() if line.startswith("$ ")]
+    text = "\n".join(lines)
+    for expected in ("unshare --ipc --net --uts", "hostname explained", "ip link set lo up",
+                     "mount --bind /proc/self/ns/net ", "unshare --pid", "nsenter --net=", "unshare --mount",
+                     "mount --make-rprivate /", "mount -t overlay -o lowerdir=", "mount -t proc",
+                     "mknod -m 666 ", "pivot_root ", "exec sleep 1000"):
+        assert expected in text, f"{expected!r} not in explain output:\n{text}"
+    assert any(line.startswith("echo ") and "cgroup.procs" in line for line in lines)
+    # the order follows what happens: namespaces before mounts before pivot_root before exec
+    order = [text.index(s) for s in ("unshare --ipc", "unshare --mount", "mount -t overlay", "pivot_root", "exec sleep")]
+    assert order == sorted(order)
+
+
+def test_concurrent_creates_of_one_name_make_one_pod(pyrun, write_pod):
+    spec = write_pod("race", [{"name": "c", "command": ["sleep", "1000"]}])
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: pyrun("pod", "create", spec, check=False), range(4)))
+    assert sorted(r.returncode for r in results) == [0, 4, 4, 4]
+    assert [p["name"] for p in pyrun.pods()].count("race") == 1
+
+
+def test_concurrent_creates_of_different_pods(pyrun, write_pod):
+    specs = [write_pod(f"many{i}", [{"name": "c", "command": ["sleep", "1000"]}]) for i in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda s: pyrun("pod", "create", s, check=False), specs))
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    running = {p["name"] for p in pyrun.pods() if p["state"] == "running"}
+    assert {f"many{i}" for i in range(6)} <= running
+
+
+NODE_SCRIPT = r"""
+set -e
+ip link set lo up
+P="$PYRUN"
+$P pod create "$SPEC_A" >/dev/null
+$P pod create "$SPEC_B" >/dev/null
+A=$($P pod inspect web-a | python3 -c 'import json,sys; print(json.load(sys.stdin)["network"]["ip"])')
+B=$($P pod inspect web-b | python3 -c 'import json,sys; print(json.load(sys.stdin)["network"]["ip"])')
+echo "ips $A $B"
+$P exec web-a c -- ip route | grep -q "default via 10.88.0.1"
+echo "pod-to-pod $($P exec web-a c -- wget -q -O- http://$B/hostname)"
+echo "node-to-pod $(busybox wget -q -O- http://$A/hostname)"
+echo "hostport $(busybox wget -q -O- http://127.0.0.1:18080/hostname)"
+$P exec web-b c -- ping -c 1 -W 2 10.88.0.1 >/dev/null && echo "pod-to-gateway ok"
+$P exec web-a c -- cat /etc/hosts | grep -q "$A	web-a" && echo "hosts ok"
+$P pod rm -f web-a web-b >/dev/null
+echo "veths $(ip -o link show type veth | wc -l)"
+echo "rules $(nft list table ip pyrun 2>/dev/null | grep -c dnat || true)"
+"""
+
+
+def test_pod_network_through_the_cli_in_a_node_namespace(pyrun, tmp_path):
+    """Two pods on the bridge, inside a throwaway node network namespace (the host's is never touched)."""
+    specs = {}
+    for name, port in (("web-a", 18080), ("web-b", None)):
+        c = {"name": "c", "image": "pyrun/demo:latest", "command": ["httpd", "-f", "-p", "80", "-h", "/etc"]}
+        if port:
+            c["ports"] = [{"containerPort": 80, "hostPort": port}]
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                                    "spec": {"containers": [c], "terminationGracePeriodSeconds": 1}}))
+        specs[name] = str(path)
+    argv = pyrun.argv()
+    argv[argv.index("--network") + 1] = "bridge"
+    env = {"PYRUN": " ".join(argv), "SPEC_A": specs["web-a"], "SPEC_B": specs["web-b"], "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    p = subprocess.run(["unshare", "--net", "bash", "-c", NODE_SCRIPT], capture_output=True, text=True,
+                       env=env, timeout=120, cwd=REPO)
+    assert p.returncode == 0, p.stdout + p.stderr
+    out = p.stdout
+    assert "ips 10.88.0." in out
+    assert "pod-to-pod web-b" in out and "node-to-pod web-a" in out and "hostport web-a" in out
+    assert "pod-to-gateway ok" in out and "hosts ok" in out
+    assert "veths 0" in out and "rules 0" in out

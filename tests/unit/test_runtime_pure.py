@@ -1,0 +1,133 @@
+"""Pure helpers of the runtime: users, mounts, mount rendering, secure joins, messages, faults."""
+import os
+import socket
+
+import pytest
+
+from pyrun import explain
+from pyrun.errors import PyrunError
+from pyrun.runtime import faults, linux, sync
+from pyrun.runtime.mounts import _unescape, mounts_under
+from pyrun.runtime.rootfs import secure_join
+from pyrun.runtime.sandbox import namespace_kinds
+from pyrun.runtime.users import resolve_user
+
+PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\napp:x:1000:1000::/home/app:/bin/sh\n"
+GROUP = "root:x:0:\nnogroup:x:65534:\napp:x:1000:\nwheel:x:10:app\naudio:x:29:app,root\n"
+
+
+@pytest.mark.parametrize("spec,want", [
+    ("", (0, 0, (29,), "/root")),
+    ("0", (0, 0, (29,), "/root")),
+    ("app", (1000, 1000, (10, 29), "/home/app")),
+    ("1000:29", (1000, 29, (10,), "/home/app")),
+    ("app:wheel", (1000, 10, (29,), "/home/app")),
+    ("4242", (4242, 0, (), "/")),
+    ("4242:4242", (4242, 4242, (), "/")),
+])
+def test_resolve_user(spec, want):
+    u = resolve_user(spec, PASSWD, GROUP)
+    assert (u.uid, u.gid, u.groups, u.home) == want
+
+
+def test_unknown_user_or_group_names_are_errors():
+    with pytest.raises(PyrunError, match="user 'ghost' is not in the container's /etc/passwd"):
+        resolve_user("ghost", PASSWD, GROUP)
+    with pytest.raises(PyrunError, match="group 'ghosts'"):
+        resolve_user("app:ghosts", PASSWD, GROUP)
+
+
+def test_mountinfo_unescape_and_mounts_under(tmp_path):
+    assert _unescape(r"/a\040b\011c\134d") == "/a b\tc\\d"
+    info = tmp_path / "mountinfo"
+    info.write_text("1 0 8:1 / / rw - ext4 /dev/vda rw\n"
+                    "2 1 0:1 / /run/pyrun/pods/x/ns/net rw - nsfs nsfs rw\n"
+                    "3 1 0:1 / /run/pyrun/pods/x rw - tmpfs t rw\n"
+                    r"4 1 0:1 / /run/pyrun/pods/x/with\040space rw - tmpfs t rw" "\n"
+                    "5 1 0:1 / /run/pyrun/podsx rw - tmpfs t rw\n")
+    assert mounts_under("/run/pyrun/pods/x", str(info)) == [
+        "/run/pyrun/pods/x/ns/net", "/run/pyrun/pods/x/with space", "/run/pyrun/pods/x"]
+
+
+@pytest.mark.parametrize("args,want", [
+    (("overlay", "/r", "overlay", 0, "lowerdir=/a,upperdir=/u,workdir=/w"),
+     "mount -t overlay -o lowerdir=/a,upperdir=/u,workdir=/w overlay /r"),
+    (("/src", "/dst", None, linux.MS_BIND | linux.MS_REC, None), "mount --rbind /src /dst"),
+    ((None, "/dst", None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY, None), "mount -o remount,bind,ro /dst"),
+    ((None, "/", None, linux.MS_PRIVATE | linux.MS_REC, None), "mount --make-rprivate /"),
+    (("proc", "/p", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, None),
+     "mount -t proc -o nosuid,nodev,noexec proc /p"),
+])
+def test_describe_mount(args, want):
+    assert linux.describe_mount(*args) == want
+
+
+def test_secure_join_never_leaves_the_root(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    os.symlink("/etc", root / "abs")
+    os.symlink("../../../../etc", root / "up")
+    os.symlink("loop2", root / "loop1")
+    os.symlink("loop1", root / "loop2")
+    assert secure_join(str(root), "/abs/passwd") == str(root / "etc" / "passwd")
+    assert secure_join(str(root), "up/passwd") == str(root / "etc" / "passwd")
+    assert secure_join(str(root), "../../x") == str(root / "x")
+    assert secure_join(str(root), "/new/dir") == str(root / "new" / "dir")
+    with pytest.raises(PyrunError, match="too many symlinks"):
+        secure_join(str(root), "loop1/x")
+
+
+def test_namespace_kinds():
+    assert namespace_kinds(False, False) == ["ipc", "net", "uts"]
+    assert namespace_kinds(True, False) == ["ipc", "net", "uts", "pid"]
+    assert namespace_kinds(False, True) == ["ipc"]
+
+
+def test_sync_messages_are_typed():
+    a, b = sync.socketpair()
+    with a, b:
+        sync.send(a, "ready", pid=5)
+        msg = sync.recv(b, "ready", timeout=1)
+        assert (msg.type, msg["pid"]) == ("ready", 5)
+        sync.send_error(a, "pivot_root", "Invalid argument")
+        with pytest.raises(sync.StepFailed, match="pivot_root failed: Invalid argument"):
+            sync.recv(b, "ready", timeout=1)
+        sync.send(a, "surprise")
+        with pytest.raises(sync.SyncError, match="expected go from the init, got surprise"):
+            sync.recv(b, "go", timeout=1, peer="init")
+        with pytest.raises(sync.SyncError, match="timed out"):
+            sync.recv(b, "go", timeout=0.01)
+    a, b = sync.socketpair()
+    a.close()
+    with b, pytest.raises(sync.SyncError, match="went away"):
+        sync.recv(b, "ready", timeout=1)
+
+
+def test_faults(monkeypatch):
+    faults.check("anything")
+    monkeypatch.setenv(faults.ENV, "other:fail,this:fail")
+    with pytest.raises(faults.InjectedFault, match="'this'"):
+        faults.check("this")
+    faults.check("unrelated")
+
+
+def test_explain_records_lines():
+    lines = explain.record()
+    try:
+        explain.emit(explain.argv("echo", "a b"))
+    finally:
+        explain.stop_recording()
+    assert lines == ["echo 'a b'"]
+
+
+def test_syscall_errors_keep_errno_and_path():
+    from pyrun.errors import SyscallError
+    e = SyscallError.from_errno(2, "mount", "/x")
+    assert isinstance(e, FileNotFoundError) and isinstance(e, PyrunError)
+    assert e.errno == 2 and e.filename == "/x" and str(e) == "mount: No such file or directory: /x"
+
+
+def test_socketpair_is_seqpacket():
+    a, b = sync.socketpair()
+    with a, b:
+        assert a.type == socket.SOCK_SEQPACKET

@@ -1,0 +1,84 @@
+"""State records, name reservations and transitions, against a temporary state root."""
+import json
+import os
+
+import pytest
+
+from pyrun.errors import AlreadyExists, InvalidState, NotFound
+from pyrun.runtime.state import (CONTAINER_TRANSITIONS, POD_TRANSITIONS, StateStore, check_transition, new_id,
+                                 read_json, write_json)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = StateStore(tmp_path / "root")
+    s.ensure()
+    return s
+
+
+def test_write_json_is_atomic_and_leaves_no_temp_files(tmp_path):
+    path = tmp_path / "x.json"
+    write_json(path, {"a": 1})
+    write_json(path, {"a": 2})
+    assert read_json(path) == {"a": 2}
+    assert os.listdir(tmp_path) == ["x.json"]
+
+
+def test_name_reservation_is_exclusive(store):
+    a, b = new_id(), new_id()
+    store.reserve_name("default", "web", a)
+    with pytest.raises(AlreadyExists, match="default/web already exists"):
+        store.reserve_name("default", "web", b)
+    store.reserve_name("other", "web", b)  # namespaces are separate
+    store.release_name("default", "web", b)  # not the holder: nothing happens
+    assert store.name_holder("default", "web") == a
+    store.release_name("default", "web", a)
+    assert store.name_holder("default", "web") is None
+
+
+def _pod(store, name, ns="default"):
+    pod_id = new_id()
+    store.pod_dir(pod_id).mkdir()
+    store.write_pod({"id": pod_id, "name": name, "namespace": ns, "state": "running"})
+    store.reserve_name(ns, name, pod_id)
+    return pod_id
+
+
+def test_find_pod_by_name_namespace_and_id_prefix(store):
+    web = _pod(store, "web")
+    other = _pod(store, "web", ns="prod")
+    assert store.find_pod("web")["id"] == web
+    assert store.find_pod("prod/web")["id"] == other
+    assert store.find_pod(web[:8])["id"] == web
+    with pytest.raises(NotFound, match="'nope' not found"):
+        store.find_pod("nope")
+
+
+def test_container_record_is_merged_with_the_monitor_status(store):
+    cid = new_id()
+    store.container_dir(cid).mkdir()
+    store.write_container({"id": cid, "name": "c", "status": {"ignored": True}})
+    assert store.read_container(cid)["status"] == {"state": "created"}
+    write_json(store.container_dir(cid) / "status.json", {"state": "exited", "exit_code": 3})
+    rec = store.read_container(cid)
+    assert rec["status"]["exit_code"] == 3
+    assert "status" not in json.loads((store.container_dir(cid) / "container.json").read_text())
+
+
+@pytest.mark.parametrize("current,new,ok", [
+    ("creating", "running", True), ("running", "stopped", True), ("stopped", "removing", True),
+    ("removing", "running", False), ("running", "creating", False),
+])
+def test_pod_transitions(current, new, ok):
+    if ok:
+        check_transition(POD_TRANSITIONS, current, new, "pod x")
+    else:
+        with pytest.raises(InvalidState, match=f"pod x is {current}; it cannot become {new}"):
+            check_transition(POD_TRANSITIONS, current, new, "pod x")
+
+
+def test_container_transitions_end_at_exited():
+    check_transition(CONTAINER_TRANSITIONS, "created", "running", "c")
+    check_transition(CONTAINER_TRANSITIONS, "running", "exited", "c")
+    with pytest.raises(InvalidState):
+        check_transition(CONTAINER_TRANSITIONS, "exited", "running", "c")
