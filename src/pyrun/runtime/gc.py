@@ -1,8 +1,8 @@
 """Crash recovery: remove what a killed `pyrun` left half-made.
 
-A pod stays in state `creating` while its creator runs; the record names the
-creator (pid + start time). If that process is gone and the pod is still
-`creating` (or `removing`), nobody will finish it: `collect_crashed` destroys it.
+A pod stays in state `creating` while its creator runs (and `removing` while its
+remover runs); the record names that process (pid + start time). If it is gone and
+the pod is still in that state, nobody will finish the job: `collect_crashed` does.
 It runs at the start of `pod create` and `pod ls`, and `pyrun gc` runs it too,
 together with the removal of orphaned containers and name reservations.
 """
@@ -28,11 +28,10 @@ def crashed_pods(store: StateStore) -> list[str]:
                 if time.time() - os.stat(store.pod_dir(pod_id)).st_mtime > 30:
                     out.append(pod_id)
             continue
-        if pod.get("state") == POD_REMOVING:
-            out.append(pod_id)
-        elif pod.get("state") == POD_CREATING:
-            creator = ProcessRef.from_dict(pod.get("creator"))
-            if creator is None or not creator.alive():
+        owner_key = {POD_CREATING: "creator", POD_REMOVING: "remover"}.get(pod.get("state"))
+        if owner_key:
+            owner = ProcessRef.from_dict(pod.get(owner_key))
+            if owner is None or not owner.alive():
                 out.append(pod_id)
     return out
 

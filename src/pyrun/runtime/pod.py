@@ -279,16 +279,18 @@ class PodRuntime:
 
     def destroy(self, pod_id: str) -> None:
         """Remove everything a pod made, whatever state it is in (idempotent)."""
-        pod_dir = self.store.pod_dir(pod_id)
-        if not pod_dir.exists():
-            return
-        with self.store.pod_lock(pod_id):
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(self.store.pod_lock(pod_id))
+            except FileNotFoundError:
+                return  # already removed (by a concurrent rm or gc)
             try:
                 pod = self.store.read_pod(pod_id)
             except (NotFound, ValueError):
                 pod = {"id": pod_id, "containers": []}
-            if pod.get("state") != POD_REMOVING and "state" in pod:
+            if "state" in pod:
                 pod["state"] = POD_REMOVING
+                pod["remover"] = ProcessRef.of(os.getpid()).to_dict()  # gc finishes the job if we die
                 self.store.write_pod(pod)
             for entry in pod.get("containers", []):
                 cg = self._container_cgroup(entry["id"])
@@ -298,7 +300,7 @@ class PodRuntime:
             from pyrun.runtime import podnet
             podnet.detach(self.cfg, pod)
             resources.remove_cgroup(self.cfg, pod.get("cgroup"))
-        self._remove_pod_dir(pod_id)
+            self._remove_pod_dir(pod_id)
         if pod.get("name"):
             self.store.release_name(pod.get("namespace", "default"), pod["name"], pod_id)
 
