@@ -10,7 +10,39 @@ from pyrun.config import Config
 from pyrun.errors import PyrunError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Subcommands are imported only when used: `pod create` must not pay for the image store,
+# the cgroup stats code or grpc (every pyrun command is a fresh Python process).
+LAZY_COMMANDS = {
+    "pod": ("pyrun.cli.pod", "pod"),
+    "logs": ("pyrun.cli.pod", "logs"),
+    "exec": ("pyrun.cli.pod", "exec_cmd"),
+    "gc": ("pyrun.cli.pod", "gc_cmd"),
+    "image": ("pyrun.cli.image", "image"),
+    "stats": ("pyrun.cli.stats", "stats"),
+    "cri": ("pyrun.cli.cri", "cri"),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(name for name, (module, _) in LAZY_COMMANDS.items() if _module_exists(module))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in LAZY_COMMANDS:
+            return None
+        module, attr = LAZY_COMMANDS[name]
+        if not _module_exists(module):
+            return None
+        import importlib
+        return getattr(importlib.import_module(module), attr)
+
+
+def _module_exists(module: str) -> bool:
+    import importlib.util
+    return importlib.util.find_spec(module) is not None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--root", envvar="PYRUN_ROOT", type=click.Path(file_okay=False), default=None,
               help="State root (default /run/pyrun; env PYRUN_ROOT).")
 @click.option("--explain", is_flag=True, help="Print every Linux primitive as the equivalent shell command.")
@@ -27,23 +59,6 @@ def cli(ctx: click.Context, root: str | None, explain: bool, network: str, cgrou
         from pyrun import explain as ex
         ex.enable(os.dup(2))
     ctx.obj = cfg
-
-
-def _register() -> None:
-    from pyrun.cli.pod import pod, logs, exec_cmd, gc_cmd
-    cli.add_command(pod)
-    cli.add_command(logs)
-    cli.add_command(exec_cmd)
-    cli.add_command(gc_cmd)
-    for module, name in (("pyrun.cli.image", "image"), ("pyrun.cli.stats", "stats"), ("pyrun.cli.cri", "cri")):
-        try:
-            mod = __import__(module, fromlist=[name])
-        except ImportError:
-            continue
-        cli.add_command(getattr(mod, name))
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> None:
