@@ -7,7 +7,7 @@ import pytest
 from pyrun import explain
 from pyrun.errors import PyrunError
 from pyrun.runtime import faults, linux, sync
-from pyrun.runtime.mounts import _unescape, mounts_under
+from pyrun.runtime.mounts import mounts_under, unescape
 from pyrun.runtime.rootfs import secure_join
 from pyrun.runtime.sandbox import namespace_kinds
 from pyrun.runtime.users import resolve_user
@@ -38,7 +38,7 @@ def test_unknown_user_or_group_names_are_errors():
 
 
 def test_mountinfo_unescape_and_mounts_under(tmp_path):
-    assert _unescape(r"/a\040b\011c\134d") == "/a b\tc\\d"
+    assert unescape(r"/a\040b\011c\134d") == "/a b\tc\\d"
     info = tmp_path / "mountinfo"
     info.write_text("1 0 8:1 / / rw - ext4 /dev/vda rw\n"
                     "2 1 0:1 / /run/pyrun/pods/x/ns/net rw - nsfs nsfs rw\n"

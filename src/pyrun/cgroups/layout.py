@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Literal
 
 from pyrun.errors import CgroupError
+from pyrun.runtime.mounts import unescape as _unescape
 
 CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "hugetlb", "freezer")
 _V2_CORE = {"cpuacct": "cpu.stat", "freezer": "cgroup.freeze"}  # v1 controllers that are core in v2
@@ -100,19 +101,6 @@ class Layout:
             rel = os.path.relpath(p, old_root)
             return p if rel.startswith("..") else os.path.normpath(os.path.join(new_root, rel))
         return replace(self, hierarchies=tuple(replace(h, mount_point=move(h.mount_point)) for h in self.hierarchies))
-
-
-def _unescape(field: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as \\ooo octal."""
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
 
 
 def parse_mountinfo(text: str) -> list[Mount]:

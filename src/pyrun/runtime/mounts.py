@@ -8,8 +8,8 @@ from pathlib import Path
 from pyrun.runtime import linux
 
 
-def _unescape(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo
+def unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as \\ooo octal (proc(5))."""
     out, i = [], 0
     while i < len(field):
         if field[i] == "\\" and len(field[i + 1:i + 4]) == 3 and field[i + 1:i + 4].isdigit():
@@ -23,7 +23,7 @@ def _unescape(field: str) -> str:
 
 def mount_points(mountinfo: str = "/proc/self/mountinfo") -> list[str]:
     with open(mountinfo) as f:
-        return [_unescape(line.split()[4]) for line in f if line.strip()]
+        return [unescape(line.split()[4]) for line in f if line.strip()]
 
 
 def mounts_under(directory: Path | str, mountinfo: str = "/proc/self/mountinfo") -> list[str]:
