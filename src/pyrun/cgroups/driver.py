@@ -245,13 +245,15 @@ class Cgroups:
                     raise CgroupError(f"cannot remove cgroup {d}: {e.strerror}") from None
                 time.sleep(0.02)
 
-    def remove(self, path: CgroupPath, timeout: float = 5.0) -> None:
-        """Kill what is left, remove the cgroup subtree everywhere, then the empty levels up to the parent."""
+    def remove(self, path: CgroupPath, timeout: float = 5.0, prune_parents: bool = True) -> None:
+        """Kill what is left, remove the cgroup subtree everywhere, then (unless told not to, for
+        cgroups below a parent someone else owns) the empty levels up to the parent."""
         self._check(path)
         self.kill_all(path, timeout)
         for d in self._subtree_dirs(path):
             self._rmdir_retry(d, timeout)
-        self._prune_parents(path)
+        if prune_parents:
+            self._prune_parents(path)
 
     def _prune_parents(self, path: CgroupPath) -> None:
         levels: list[CgroupPath] = []

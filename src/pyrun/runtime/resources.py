@@ -25,12 +25,15 @@ def _pids_max(cfg: Config) -> int:
 
 def create_pod_cgroup(cfg: Config, pod: dict, spec) -> dict:
     """Create pod<uid> (with the pod-level limits) and the sandbox's leaf; returns the record."""
-    from pyrun.cgroups import pod_limits
+    from pyrun.cgroups import CgroupPath, pod_limits
     cg = _cgroups(cfg)
-    path = cg.pod_path(pod["qos"], pod["uid"])
-    record = {"path": path.cgroupfs}
+    override = pod.get("cgroup_parent_override")  # the CRI's cgroup_parent: exactly this path, sized by the kubelet
+    path = CgroupPath.parse(override) if override else cg.pod_path(pod["qos"], pod["uid"])
+    # A CRI caller's cgroup_parent belongs to the kubelet: pyrun only adds (and removes) leaves below it.
+    record = {"path": path.cgroupfs, "owned": not override}
     pod["cgroup"] = record  # recorded before it exists: a crash from here on is cleaned by gc
-    cg.create(path, pod_limits([c.resources for c in spec.containers], pod["qos"], _pids_max(cfg)))
+    cg.create(path, None if override else
+              pod_limits([c.resources for c in spec.containers], pod["qos"], _pids_max(cfg)))
     sandbox = cg.container_path(path, SANDBOX_LEAF)
     cg.create(sandbox, None)
     record["sandbox"] = sandbox.cgroupfs
@@ -44,7 +47,7 @@ def create_container_cgroup(cfg: Config, pod: dict, container, cid: str) -> dict
     cg = _cgroups(cfg)
     path = cg.container_path(CgroupPath.parse(pod["cgroup"]["path"]), cid)
     cg.create(path, container_limits(container.resources, _pids_max(cfg)))
-    return {"path": path.cgroupfs}
+    return {"path": path.cgroupfs, "prune": pod["cgroup"].get("owned", True)}
 
 
 def _leaf(record: dict | None):
@@ -73,10 +76,18 @@ def kill_cgroup(cfg: Config, record: dict | None) -> None:
 
 
 def remove_cgroup(cfg: Config, record: dict | None) -> None:
-    """Kill what is left, then remove the cgroup bottom-up (idempotent)."""
+    """Kill what is left, then remove the cgroup bottom-up (idempotent).
+
+    A pod cgroup that is not pyrun's (the CRI's cgroup_parent) keeps existing: only the
+    sandbox leaf goes, and no empty parent level is pruned.
+    """
     from pyrun.cgroups import CgroupPath
-    if record:
-        _cgroups(cfg).remove(CgroupPath.parse(record["path"]))
+    if not record:
+        return
+    if record.get("owned", True):
+        _cgroups(cfg).remove(CgroupPath.parse(record["path"]), prune_parents=record.get("prune", True))
+    elif record.get("sandbox"):
+        _cgroups(cfg).remove(CgroupPath.parse(record["sandbox"]), prune_parents=False)
 
 
 def describe(cfg: Config, record: dict | None) -> dict | None:

@@ -1,0 +1,34 @@
+"""`pyrun cri serve`: the Kubernetes CRI over gRPC (grpc is imported only when this command runs)."""
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+def cri() -> None:
+    """Serve the Kubernetes Container Runtime Interface (for crictl and the kubelet)."""
+
+
+@cri.command("serve")
+@click.option("--listen", default="unix:///run/pyrun/cri.sock", show_default=True,
+              help="Unix socket to serve on (created with mode 0600).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True, help="One line per RPC at info.")
+@click.option("--workers", type=click.IntRange(1, 256), default=16, show_default=True,
+              help="RPCs handled at the same time.")
+@click.pass_context
+def serve(ctx: click.Context, listen: str, log_level: str, workers: int) -> None:
+    """Serve runtime.v1 and runtime.v1alpha2 until SIGTERM/SIGINT.
+
+    Global options apply: --root (state shared with `pyrun pod`), --network, and
+    --cgroup-parent (must contain the kubelet's cgroup_parent paths, e.g. kubepods).
+    """
+    from pyrun.cri.server import serve as run_server
+    run_server(ctx.obj, listen, log_level, workers)
+
+
+if __name__ == "__main__":  # `python -m pyrun.cli.cri [global options] cri serve ...` until the lead registers it
+    from pyrun.cli.main import cli, main
+    if "cri" not in cli.commands:
+        cli.add_command(cri)
+    main()

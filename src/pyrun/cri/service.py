@@ -1,0 +1,384 @@
+"""The CRI's RuntimeService and ImageService on top of pyrun.runtime.
+
+One method per RPC, named like it, taking a runtime.v1 request and returning the
+v1 response; the server adapts runtime.v1alpha2 at the wire level and maps errors
+to status codes (pyrun.cri.errors). Every change goes through PodRuntime, so the
+per-pod lock serialises it and the state on disk is shared with the CLI; nothing
+but caches lives in this object, so a restarted server picks up where it was.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from cri_api.v1 import api_pb2 as pb
+
+import pyrun
+from pyrun.config import Config
+from pyrun.cri import filters, stats, translate
+from pyrun.cri.errors import DeadlineExceeded, Unimplemented
+from pyrun.errors import ImageError, InvalidState, NotFound, SpecError
+from pyrun.runtime import container as ctr
+from pyrun.runtime.pod import PodRuntime
+from pyrun.runtime.procs import ProcessRef
+
+CRI_VERSION = "0.1.0"
+FS_INFO_TTL = 10.0  # s: ImageFsInfo walks the image store at most this often
+
+
+def pause_alive(pod: dict) -> bool:
+    ref = ProcessRef.from_dict(pod.get("pause"))
+    return ref is not None and ref.alive()
+
+
+class RuntimeService:
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.rt = PodRuntime(cfg)
+        self.store = self.rt.store
+        self._cg = None
+        self._cg_lock = threading.Lock()
+        self._rates = stats.CpuRates()
+        self._network: tuple[bool, str, str] | None = None
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def cgroups(self):
+        """The cgroups driver, layout detected once per server."""
+        with self._cg_lock:
+            if self._cg is None:
+                from pyrun.cgroups import open_cgroups
+                self._cg = open_cgroups(self.cfg)
+            return self._cg
+
+    def _pod(self, wanted: str) -> dict:
+        return self.store.read_pod(filters.resolve_id(wanted, self.store.pod_ids(), "pod sandbox"))
+
+    def _cid(self, wanted: str) -> str:
+        return filters.resolve_id(wanted, self.store.container_ids(), "container")
+
+    def _container(self, wanted: str) -> dict:
+        return ctr.state_of(self.store, self._cid(wanted))
+
+    # --- runtime info ----------------------------------------------------------------------------
+    def Version(self, req, api: str = "v1"):
+        return pb.VersionResponse(version=CRI_VERSION, runtime_name="pyrun", runtime_version=pyrun.__version__,
+                                  runtime_api_version=api)
+
+    def network_status(self) -> tuple[bool, str, str]:
+        """(ready, reason, message) of pod networking; checked once (binaries don't come and go)."""
+        if self._network is None:
+            import importlib.util
+            mode = self.cfg.extra.get("network_mode", "bridge")
+            if mode == "none":
+                self._network = (False, "NetworkModeNone", "pyrun runs with --network none: pods get only loopback")
+            elif shutil.which("nft") is None:
+                self._network = (False, "NftMissing", "the nft binary is not installed (needed for pod NAT)")
+            elif importlib.util.find_spec("pyroute2") is None:
+                self._network = (False, "Pyroute2Missing", "pyroute2 is not installed (needed for veth/bridge)")
+            else:
+                self._network = (True, "", "")
+        return self._network
+
+    def Status(self, req):
+        ready, reason, message = self.network_status()
+        conditions = [pb.RuntimeCondition(type="RuntimeReady", status=True),
+                      pb.RuntimeCondition(type="NetworkReady", status=ready, reason=reason, message=message)]
+        info = {"config": json.dumps({"root": str(self.cfg.root), "cgroup_parent": self.cfg.cgroup_parent,
+                                      "network": self.cfg.extra.get("network_mode", "bridge")})} if req.verbose else {}
+        return pb.StatusResponse(status=pb.RuntimeStatus(conditions=conditions), info=info)
+
+    def RuntimeConfig(self, req):
+        return pb.RuntimeConfigResponse(linux=pb.LinuxRuntimeConfiguration(cgroup_driver=pb.CGROUPFS))
+
+    def UpdateRuntimeConfig(self, req):
+        return pb.UpdateRuntimeConfigResponse()  # the pod CIDR comes from pyrun's network settings
+
+    # --- sandboxes -------------------------------------------------------------------------------
+    def RunPodSandbox(self, req):
+        config = req.config
+        spec = translate.pod_spec(config)
+        override = translate.cgroup_parent_override(config.linux.cgroup_parent, self.cfg.cgroup_parent)
+        extra = translate.sandbox_extra(config, req.runtime_handler, override)
+        pod = self.rt.create_sandbox(spec, log_dir=config.log_directory or None, extra=extra)
+        return pb.RunPodSandboxResponse(pod_sandbox_id=pod["id"])
+
+    def StopPodSandbox(self, req):
+        pod = self._pod(req.pod_sandbox_id)  # unknown id: NOT_FOUND, as containerd answers
+        if pod["state"] != "removing":
+            self.rt.stop(pod["id"], grace=0)
+        return pb.StopPodSandboxResponse()
+
+    def RemovePodSandbox(self, req):
+        try:
+            pod_id = filters.resolve_id(req.pod_sandbox_id, self.store.pod_ids(), "pod sandbox")
+        except NotFound:
+            return pb.RemovePodSandboxResponse()  # already removed: success (CRI: idempotent)
+        self.rt.destroy(pod_id)
+        return pb.RemovePodSandboxResponse()
+
+    def PodSandboxStatus(self, req):
+        pod = self._pod(req.pod_sandbox_id)
+        info = {"info": json.dumps(pod, sort_keys=True)} if req.verbose else {}
+        return pb.PodSandboxStatusResponse(status=translate.pod_sandbox_status(pod, pause_alive(pod)), info=info,
+                                           timestamp=time.time_ns())
+
+    def _sandboxes(self, flt) -> list[tuple[dict, pb.PodSandbox]]:
+        out = []
+        for pod in self.store.pods():
+            if flt is not None and not filters.id_matches(pod["id"], flt.id):
+                continue
+            sandbox = translate.pod_sandbox(pod, pause_alive(pod))
+            if filters.sandbox_matches(sandbox, flt):
+                out.append((pod, sandbox))
+        return out
+
+    def ListPodSandbox(self, req):
+        flt = req.filter if req.HasField("filter") else None
+        return pb.ListPodSandboxResponse(items=[s for _, s in self._sandboxes(flt)])
+
+    # --- containers ------------------------------------------------------------------------------
+    def CreateContainer(self, req):
+        pod = self._pod(req.pod_sandbox_id)
+        config = req.config
+        c = translate.container_spec(config)
+        log_path = translate.container_log_path((pod.get("cri") or {}).get("log_directory") or "", config.log_path)
+        mounts = translate.extra_mounts(config)
+        for m in mounts:  # like containerd: a missing host path becomes a directory
+            if not os.path.lexists(m["source"]):
+                os.makedirs(m["source"], mode=0o755, exist_ok=True)
+        rec = self.rt.create_container(pod["id"], c, log_path=log_path, extra_mounts=mounts,
+                                       extra=translate.container_extra(config),
+                                       pod_spec=translate.pod_spec_of_record(pod))
+        return pb.CreateContainerResponse(container_id=rec["id"])
+
+    def StartContainer(self, req):
+        rec = self._container(req.container_id)
+        ctr.require_created(rec)
+        self.rt.start_container(rec["id"])
+        return pb.StartContainerResponse()
+
+    def StopContainer(self, req):
+        cid = self._cid(req.container_id)
+        self.rt.stop_container(cid, float(max(0, req.timeout)))
+        return pb.StopContainerResponse()
+
+    def RemoveContainer(self, req):
+        try:
+            cid = self._cid(req.container_id)
+        except NotFound:
+            return pb.RemoveContainerResponse()  # already removed: success (CRI: idempotent)
+        self.rt.remove_container(cid, force=True)
+        return pb.RemoveContainerResponse()
+
+    def ContainerStatus(self, req):
+        rec = self._container(req.container_id)
+        info = {"info": json.dumps(rec, sort_keys=True)} if req.verbose else {}
+        return pb.ContainerStatusResponse(status=translate.container_status(rec), info=info)
+
+    def _containers(self, flt) -> list[tuple[dict, pb.Container]]:
+        out = []
+        for pod in self.store.pods():
+            if flt is not None and not filters.id_matches(pod["id"], flt.pod_sandbox_id):
+                continue
+            for entry in pod.get("containers", []):
+                if flt is not None and not filters.id_matches(entry["id"], flt.id):
+                    continue
+                try:
+                    rec = ctr.state_of(self.store, entry["id"])
+                except (NotFound, ValueError):
+                    continue  # being created or removed right now
+                c = translate.container(rec)
+                if filters.container_matches(c, flt):
+                    out.append((rec, c))
+        return out
+
+    def ListContainers(self, req):
+        flt = req.filter if req.HasField("filter") else None
+        return pb.ListContainersResponse(containers=[c for _, c in self._containers(flt)])
+
+    def UpdateContainerResources(self, req):
+        from pyrun.cgroups import CgroupPath, container_limits
+        rec = self._container(req.container_id)
+        if not req.HasField("linux"):
+            return pb.UpdateContainerResourcesResponse()
+        if not rec.get("cgroup"):
+            raise InvalidState(f"container {rec['name']} has no cgroup to update")
+        res = translate.resources(req.linux)
+        with self.store.pod_lock(rec["pod_id"]):
+            self.cgroups().apply(CgroupPath.parse(rec["cgroup"]["path"]), container_limits(res, pids_max=None))
+            rec = self.store.read_container(rec["id"])
+            rec["resources"] = {"requests": dict(res.requests), "limits": dict(res.limits)}
+            self.store.write_container(rec)
+        return pb.UpdateContainerResourcesResponse()
+
+    def ReopenContainerLog(self, req):
+        from pyrun.runtime.monitor import request
+        rec = self._container(req.container_id)
+        if rec["status"].get("state") != "running":
+            raise InvalidState(f"container {rec['name']} is not running")
+        request(self.store.container_dir(rec["id"]), "reopen-log")
+        return pb.ReopenContainerLogResponse()
+
+    def ExecSync(self, req):
+        from pyrun.runtime import nsexec
+        rec = self._container(req.container_id)
+        if rec["status"].get("state") != "running":
+            raise InvalidState(f"container {rec['name']} is not running")
+        if not req.cmd:
+            raise SpecError([("cmd", "no command given")])
+        argv = nsexec.command(self.store.container_dir(rec["id"]), list(req.cmd))
+        # a fresh process (fork+exec), in its own process group so a timeout kills the command too
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=req.timeout if req.timeout > 0 else None)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise DeadlineExceeded(f"command {list(req.cmd)!r} in container {rec['name']} timed out "
+                                   f"after {req.timeout}s") from None
+        return pb.ExecSyncResponse(stdout=out, stderr=err, exit_code=proc.returncode)
+
+    def Exec(self, req):
+        raise Unimplemented("Exec (streaming) is not implemented by pyrun; use ExecSync (crictl exec -s)")
+
+    def Attach(self, req):
+        raise Unimplemented("Attach (streaming) is not implemented by pyrun")
+
+    def PortForward(self, req):
+        raise Unimplemented("PortForward (streaming) is not implemented by pyrun")
+
+    # --- stats -----------------------------------------------------------------------------------
+    def _cgroup_stats(self, record: dict | None):
+        from pyrun.cgroups import CgroupPath
+        from pyrun.errors import CgroupError
+        if not record:
+            return None
+        try:
+            return self.cgroups().stats(CgroupPath.parse(record["path"]))
+        except (CgroupError, OSError):
+            return None  # e.g. a pod made with another --cgroup-parent
+
+    def _container_stats(self, rec: dict, c: pb.Container) -> pb.ContainerStats:
+        now = time.time_ns()
+        st = self._cgroup_stats(rec.get("cgroup"))
+        rate = self._rates.sample(c.id, now, getattr(st, "cpu_usage_ns", None))
+        used, inodes = stats.tree_usage(self.store.container_dir(rec["id"]) / "upper")
+        writable = stats.filesystem_usage(str(self.cfg.containers_dir), used, inodes, now)
+        return stats.container_stats(stats.container_attributes(c), st, now, rate, writable)
+
+    def ContainerStats(self, req):
+        rec = self._container(req.container_id)
+        return pb.ContainerStatsResponse(stats=self._container_stats(rec, translate.container(rec)))
+
+    def ListContainerStats(self, req):
+        flt = req.filter if req.HasField("filter") else None
+        return pb.ListContainerStatsResponse(stats=[self._container_stats(r, c) for r, c in self._containers(flt)])
+
+    def _sandbox_stats(self, pod: dict, sandbox: pb.PodSandbox) -> pb.PodSandboxStats:
+        now = time.time_ns()
+        st = self._cgroup_stats(pod.get("cgroup"))
+        rate = self._rates.sample("pod:" + pod["id"], now, getattr(st, "cpu_usage_ns", None))
+        flt = pb.ContainerFilter(pod_sandbox_id=pod["id"])
+        containers = [self._container_stats(r, c) for r, c in self._containers(flt)]
+        return stats.sandbox_stats(stats.sandbox_attributes(sandbox), st, now, rate, containers)
+
+    def PodSandboxStats(self, req):
+        pod = self._pod(req.pod_sandbox_id)
+        return pb.PodSandboxStatsResponse(stats=self._sandbox_stats(pod, translate.pod_sandbox(pod, pause_alive(pod))))
+
+    def ListPodSandboxStats(self, req):
+        flt = req.filter if req.HasField("filter") else None
+        items = self._sandboxes(pb.PodSandboxFilter(id=flt.id, label_selector=flt.label_selector) if flt else None)
+        return pb.ListPodSandboxStatsResponse(stats=[self._sandbox_stats(p, s) for p, s in items])
+
+
+class ImageService:
+    def __init__(self, cfg: Config):
+        from pyrun.images.store import ImageStore
+        self.cfg = cfg
+        self.images = ImageStore(cfg.image_root)
+        self._fs: tuple[float, tuple[int, int]] | None = None
+        self._fs_lock = threading.Lock()
+
+    @staticmethod
+    def _message(same_id: list) -> pb.Image:
+        from pyrun.images import reference
+        first = same_id[0]
+        user = str(((first.config or {}).get("config") or {}).get("User") or "")
+        uid_part = user.partition(":")[0]
+        return pb.Image(
+            id=first.id, repo_tags=[i.name for i in same_id],
+            repo_digests=sorted({f"{reference.parse(i.name).repository}@{i.manifest_digest}" for i in same_id}),
+            size=first.size, spec=pb.ImageSpec(image=first.id),
+            uid=pb.Int64Value(value=int(uid_part)) if uid_part.isdigit() else None,
+            username="" if uid_part.isdigit() else uid_part)
+
+    def _grouped(self, images: list) -> list[pb.Image]:
+        by_id: dict[str, list] = {}
+        for image in images:
+            by_id.setdefault(image.id, []).append(image)
+        return [self._message(group) for group in by_id.values()]
+
+    def ListImages(self, req):
+        wanted = req.filter.image.image if req.HasField("filter") else ""
+        if wanted:
+            try:
+                image = self.images.resolve(wanted)
+            except NotFound:
+                return pb.ListImagesResponse()
+            return pb.ListImagesResponse(images=self._grouped([i for i in self.images.list() if i.id == image.id]))
+        return pb.ListImagesResponse(images=self._grouped(self.images.list()))
+
+    def ImageStatus(self, req):
+        try:
+            image = self.images.resolve(req.image.image)
+        except NotFound:
+            return pb.ImageStatusResponse()  # the CRI's "not present": image unset, no error
+        same = [i for i in self.images.list() if i.id == image.id] or [image]
+        info = {"info": json.dumps({"config": image.config}, sort_keys=True)} if req.verbose else {}
+        return pb.ImageStatusResponse(image=self._message(same), info=info)
+
+    def pull(self, ref: str, auth: dict | None):
+        """Pull through pyrun.images.pull when it exists; before that, only images already in the store."""
+        try:
+            from pyrun.images.pull import pull_image
+        except ModuleNotFoundError as e:
+            if e.name not in ("pyrun.images.pull",):
+                raise
+            try:
+                return self.images.resolve(ref)
+            except NotFound:
+                raise ImageError(f"cannot pull {ref!r}: registry pulls are not available in this pyrun yet and the "
+                                 f"image is not in {self.images.root}; import it with `pyrun image import`") from None
+        return pull_image(self.images, ref, auth)
+
+    def PullImage(self, req):
+        if not req.image.image:
+            raise SpecError([("image.image", "no image given")])
+        image = self.pull(req.image.image, translate.auth_dict(req.auth))
+        return pb.PullImageResponse(image_ref=image.id)
+
+    def RemoveImage(self, req):
+        try:
+            self.images.remove(req.image.image, force=True)  # untag; layers stay while containers use them
+        except NotFound:
+            pass  # already gone: success (CRI: idempotent)
+        return pb.RemoveImageResponse()
+
+    def ImageFsInfo(self, req):
+        now = time.monotonic()
+        with self._fs_lock:
+            if self._fs is None or now - self._fs[0] > FS_INFO_TTL:
+                self._fs = (now, stats.tree_usage(self.images.root))
+            used, inodes = self._fs[1]
+        usage = stats.filesystem_usage(str(Path(self.images.root)), used, inodes, time.time_ns())
+        return pb.ImageFsInfoResponse(image_filesystems=[usage])

@@ -1,0 +1,317 @@
+"""CRI messages <-> pyrun's spec objects and records (pure: no I/O, no grpc).
+
+Requests arrive as runtime.v1 messages (the v1alpha2 adapter parses its wire bytes
+as v1, see pyrun.cri.server). What the kubelet sent is kept verbatim in the
+records under "cri" (metadata, labels, annotations, image, mounts, namespace
+options), because the kubelet rebuilds its pods from exactly those values.
+
+Resources: the CRI's LinuxContainerResources are converted to the spec's
+normalised Resources (cpu millicores, memory bytes), and the cgroups layer
+turns them back into shares/quota the kubelet's way:
+  request milli = ceil(shares * 1000 / 1024)    (milli_cpu_to_shares inverts it exactly)
+  limit milli   = ceil(quota * 1000 / period)   (exact for the kubelet's period, 100000 µs)
+A cpu_shares of 0 (unset, e.g. crictl) means "no request" and a quota <= 0 "no limit".
+
+Names: a pyrun pod is named <name> (attempt 0) or <name>_<attempt>, a container
+likewise, because the kubelet makes a new sandbox/container per attempt while the
+old one still exists; "_" cannot occur in a Kubernetes name, so these never clash.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from cri_api.v1 import api_pb2 as pb
+
+from pyrun.errors import SpecError
+from pyrun.spec.model import ContainerSpec, EnvVar, PodSpec, PortSpec, Resources
+
+RUNTIME_HANDLERS = ("", "pyrun")
+_PROTOCOLS = {pb.TCP: "TCP", pb.UDP: "UDP", pb.SCTP: "SCTP"}
+_PAGE_SIZES = {"2MB": "hugepages-2Mi", "1GB": "hugepages-1Gi"}
+_CONTAINER_STATES = {"created": pb.CONTAINER_CREATED, "running": pb.CONTAINER_RUNNING,
+                     "exited": pb.CONTAINER_EXITED, "unknown": pb.CONTAINER_UNKNOWN}
+MAX_HOSTNAME = 63
+
+
+# --- names ---------------------------------------------------------------------------------------
+
+def _check_name(value: str, field: str) -> str:
+    if not value or "/" in value or "\0" in value or value in (".", ".."):
+        raise SpecError([(field, f"{value!r} is not a valid name (non-empty, no '/')")])
+    return value
+
+
+def attempt_name(name: str, attempt: int) -> str:
+    """The pyrun name of a CRI object: name for attempt 0, name_<attempt> after that."""
+    return name if attempt == 0 else f"{name}_{attempt}"
+
+
+def escape_expansion(text: str) -> str:
+    """Make $(VAR) expansion an identity: the kubelet has expanded already, pyrun must not again."""
+    return text.replace("$", "$$")
+
+
+# --- sandbox -------------------------------------------------------------------------------------
+
+def _dns(config: pb.PodSandboxConfig) -> tuple[str, dict]:
+    """(dnsPolicy, dnsConfig in the manifest's shape). No DNS config: the node's resolv.conf."""
+    if not config.HasField("dns_config"):
+        return "Default", {}
+    d = config.dns_config
+    options = []
+    for opt in d.options:
+        name, sep, value = opt.partition(":")
+        options.append({"name": name, "value": value} if sep else {"name": name})
+    dns = {"nameservers": list(d.servers), "searches": list(d.searches), "options": options}
+    return ("None" if d.servers else "Default"), dns
+
+
+def namespace_options(config: pb.PodSandboxConfig) -> dict[str, int]:
+    ns = config.linux.security_context.namespace_options
+    return {"network": ns.network, "pid": ns.pid, "ipc": ns.ipc}
+
+
+def pod_spec(config: pb.PodSandboxConfig) -> PodSpec:
+    """The PodSpec of a sandbox (no containers; port mappings ride on a placeholder "POD" entry)."""
+    meta = config.metadata
+    name = _check_name(meta.name, "config.metadata.name")
+    namespace = _check_name(meta.namespace or "default", "config.metadata.namespace")
+    ns = namespace_options(config)
+    if ns["ipc"] == pb.NODE:
+        raise SpecError([("config.linux.security_context.namespace_options.ipc", "host IPC is not supported")])
+    if ns["pid"] == pb.NODE:
+        raise SpecError([("config.linux.security_context.namespace_options.pid", "host PID is not supported")])
+    policy, dns = _dns(config)
+    ports = tuple(PortSpec(name=None, container_port=p.container_port, host_port=p.host_port or None,
+                           host_ip=p.host_ip or None, protocol=_PROTOCOLS.get(p.protocol, "TCP"))
+                  for p in config.port_mappings)
+    placeholder = (ContainerSpec(name="POD", image="", ports=ports),) if ports else ()
+    return PodSpec(
+        name=attempt_name(name, meta.attempt), namespace=namespace, uid=meta.uid or None,
+        labels=dict(config.labels), annotations=dict(config.annotations),
+        hostname=(config.hostname or name)[:MAX_HOSTNAME],
+        share_process_namespace=ns["pid"] == pb.POD, host_network=ns["network"] == pb.NODE,
+        dns_policy=policy, dns_config=dns, containers=placeholder, raw={},
+    )
+
+
+def cgroup_parent_override(cgroup_parent: str, server_parent: str) -> str | None:
+    """The pod cgroup the kubelet asked for, checked to lie below the server's --cgroup-parent."""
+    from pyrun.cgroups.names import CgroupPath
+    from pyrun.errors import CgroupError
+    if not cgroup_parent:
+        return None
+    field = "config.linux.cgroup_parent"
+    if cgroup_parent.endswith(".slice"):
+        raise SpecError([(field, f"{cgroup_parent!r} is a systemd slice; pyrun uses the cgroupfs driver")])
+    try:
+        path, parent = CgroupPath.parse(cgroup_parent), CgroupPath.parse(server_parent)
+    except CgroupError as e:
+        raise SpecError([(field, str(e))]) from None
+    if not path.is_within(parent) or path == parent:
+        raise SpecError([(field, f"{cgroup_parent} is not below the runtime's cgroup parent /{server_parent.strip('/')}"
+                                 f" (start `pyrun --cgroup-parent <parent> cri serve` with the kubelet's cgroup root)")])
+    return path.cgroupfs
+
+
+def sandbox_extra(config: pb.PodSandboxConfig, runtime_handler: str, cgroup_override: str | None) -> dict:
+    """What the pod record keeps for the CRI, exactly as sent."""
+    if runtime_handler not in RUNTIME_HANDLERS:
+        raise SpecError([("runtime_handler", f"unknown runtime handler {runtime_handler!r} (pyrun has only \"\")")])
+    meta = config.metadata
+    extra: dict[str, Any] = {"cri": {
+        "metadata": {"name": meta.name, "uid": meta.uid, "namespace": meta.namespace, "attempt": meta.attempt},
+        "labels": dict(config.labels), "annotations": dict(config.annotations),
+        "log_directory": config.log_directory, "runtime_handler": runtime_handler,
+        "namespace_options": namespace_options(config),
+        "port_mappings": [{"protocol": p.protocol, "container_port": p.container_port, "host_port": p.host_port,
+                           "host_ip": p.host_ip} for p in config.port_mappings],
+        "cgroup_parent": config.linux.cgroup_parent,
+    }}
+    if cgroup_override:
+        extra["cgroup_parent_override"] = cgroup_override
+    return extra
+
+
+def pod_spec_of_record(pod: Mapping) -> PodSpec:
+    """The PodSpec a container's process is resolved against (env HOSTNAME, downward values)."""
+    return PodSpec(name=pod["name"], namespace=pod.get("namespace", "default"), uid=pod.get("uid"),
+                   labels=dict(pod.get("labels") or {}), annotations=dict(pod.get("annotations") or {}),
+                   hostname=pod.get("hostname") or "", raw={})
+
+
+# --- containers ----------------------------------------------------------------------------------
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def resources(res: pb.LinuxContainerResources) -> Resources:
+    """CRI LinuxContainerResources -> normalised Resources (see the module docstring)."""
+    requests: dict[str, int] = {}
+    limits: dict[str, int] = {}
+    if res.cpu_shares > 0:
+        requests["cpu"] = _ceil_div(res.cpu_shares * 1000, 1024)
+    if res.cpu_quota > 0:
+        period = res.cpu_period if res.cpu_period > 0 else 100000
+        limits["cpu"] = _ceil_div(res.cpu_quota * 1000, period)
+    if res.memory_limit_in_bytes > 0:
+        limits["memory"] = res.memory_limit_in_bytes
+    for h in res.hugepage_limits:
+        if h.page_size in _PAGE_SIZES and h.limit > 0:
+            limits[_PAGE_SIZES[h.page_size]] = h.limit
+    return Resources(requests=requests, limits=limits)
+
+
+def _security_context(sc: pb.LinuxContainerSecurityContext) -> dict:
+    out = {}
+    if sc.HasField("run_as_user"):
+        out["runAsUser"] = sc.run_as_user.value
+    if sc.HasField("run_as_group"):
+        out["runAsGroup"] = sc.run_as_group.value
+    return out
+
+
+def container_spec(config: pb.ContainerConfig) -> ContainerSpec:
+    meta = config.metadata
+    name = _check_name(meta.name, "config.metadata.name")
+    if not config.image.image:
+        raise SpecError([("config.image.image", "no image given")])
+    if config.linux.security_context.run_as_username and not config.linux.security_context.HasField("run_as_user"):
+        raise SpecError([("config.linux.security_context.run_as_username",
+                          "user names are not supported; give run_as_user")])
+    return ContainerSpec(
+        name=attempt_name(name, meta.attempt), image=config.image.image,
+        command=tuple(escape_expansion(a) for a in config.command) or None,
+        args=tuple(escape_expansion(a) for a in config.args) or None,
+        env=tuple(EnvVar(kv.key, escape_expansion(kv.value)) for kv in config.envs),
+        working_dir=config.working_dir or None,
+        resources=resources(config.linux.resources),
+        security_context=_security_context(config.linux.security_context),
+        tty=config.tty, stdin=config.stdin,
+    )
+
+
+def extra_mounts(config: pb.ContainerConfig) -> list[dict]:
+    out = []
+    for i, m in enumerate(config.mounts):
+        if not m.container_path.startswith("/") or not m.host_path.startswith("/"):
+            raise SpecError([(f"config.mounts[{i}]", "container_path and host_path must be absolute")])
+        out.append({"source": m.host_path, "destination": m.container_path, "readonly": bool(m.readonly)})
+    return out
+
+
+def container_log_path(log_directory: str, log_path: str) -> str | None:
+    """<log_directory>/<log_path> as the kubelet means it; None (pyrun's default) when either is missing."""
+    if not log_directory or not log_path:
+        return None
+    if log_path.startswith("/"):
+        raise SpecError([("config.log_path", "must be relative to the sandbox's log_directory")])
+    if ".." in log_path.split("/"):
+        raise SpecError([("config.log_path", "must not contain '..'")])
+    return log_directory.rstrip("/") + "/" + log_path
+
+
+def container_extra(config: pb.ContainerConfig) -> dict:
+    meta = config.metadata
+    return {"cri": {
+        "metadata": {"name": meta.name, "attempt": meta.attempt},
+        "labels": dict(config.labels), "annotations": dict(config.annotations),
+        "image": config.image.image, "log_path": config.log_path,
+        "mounts": [{"container_path": m.container_path, "host_path": m.host_path, "readonly": m.readonly,
+                    "selinux_relabel": m.selinux_relabel, "propagation": m.propagation} for m in config.mounts],
+    }}
+
+
+# --- records -> CRI ------------------------------------------------------------------------------
+
+def _pod_cri(pod: Mapping) -> dict:
+    """The CRI view of a pod record; pods made by `pyrun pod create` get one derived from the record."""
+    cri = pod.get("cri")
+    if cri:
+        return cri
+    return {
+        "metadata": {"name": pod["name"], "uid": pod.get("uid", ""), "namespace": pod.get("namespace", "default"),
+                     "attempt": 0},
+        "labels": pod.get("labels") or {}, "annotations": pod.get("annotations") or {}, "runtime_handler": "",
+        "namespace_options": {"network": pb.NODE if pod.get("host_network") else pb.POD,
+                              "pid": pb.POD if pod.get("share_pid") else pb.CONTAINER, "ipc": pb.POD},
+    }
+
+
+def sandbox_state(pod: Mapping, pause_alive: bool) -> int:
+    return pb.SANDBOX_READY if pod.get("state") == "running" and pause_alive else pb.SANDBOX_NOTREADY
+
+
+def pod_sandbox(pod: Mapping, pause_alive: bool) -> pb.PodSandbox:
+    cri = _pod_cri(pod)
+    return pb.PodSandbox(id=pod["id"], metadata=pb.PodSandboxMetadata(**cri["metadata"]),
+                         state=sandbox_state(pod, pause_alive), created_at=pod["created_at"],
+                         labels=cri["labels"], annotations=cri["annotations"],
+                         runtime_handler=cri.get("runtime_handler", ""))
+
+
+def pod_sandbox_status(pod: Mapping, pause_alive: bool) -> pb.PodSandboxStatus:
+    cri = _pod_cri(pod)
+    ip = (pod.get("network") or {}).get("ip") or ""
+    ns = cri.get("namespace_options") or {}
+    return pb.PodSandboxStatus(
+        id=pod["id"], metadata=pb.PodSandboxMetadata(**cri["metadata"]), state=sandbox_state(pod, pause_alive),
+        created_at=pod["created_at"], network=pb.PodSandboxNetworkStatus(ip=ip),
+        linux=pb.LinuxPodSandboxStatus(namespaces=pb.Namespace(options=pb.NamespaceOption(
+            network=ns.get("network", 0), pid=ns.get("pid", 0), ipc=ns.get("ipc", 0)))),
+        labels=cri["labels"], annotations=cri["annotations"], runtime_handler=cri.get("runtime_handler", ""))
+
+
+def _container_cri(rec: Mapping) -> dict:
+    cri = rec.get("cri")
+    if cri:
+        return cri
+    return {"metadata": {"name": rec["name"], "attempt": 0}, "labels": {}, "annotations": {},
+            "image": rec.get("image", ""), "mounts": []}
+
+
+def container_state(rec: Mapping) -> int:
+    return _CONTAINER_STATES.get((rec.get("status") or {}).get("state", "unknown"), pb.CONTAINER_UNKNOWN)
+
+
+def container(rec: Mapping) -> pb.Container:
+    cri = _container_cri(rec)
+    image_id = rec.get("image_id", "")
+    return pb.Container(id=rec["id"], pod_sandbox_id=rec["pod_id"], metadata=pb.ContainerMetadata(**cri["metadata"]),
+                        image=pb.ImageSpec(image=cri["image"]), image_ref=image_id, image_id=image_id,
+                        state=container_state(rec), created_at=rec["created_at"], labels=cri["labels"],
+                        annotations=cri["annotations"])
+
+
+def _message(status: Mapping) -> str:
+    error = status.get("error")
+    if error:
+        return f"{error.get('step')}: {error.get('message')}"
+    return ""
+
+
+def container_status(rec: Mapping) -> pb.ContainerStatus:
+    cri = _container_cri(rec)
+    status = rec.get("status") or {}
+    image_id = rec.get("image_id", "")
+    state = container_state(rec)
+    reason = status.get("reason") or ""
+    mounts = [pb.Mount(container_path=m["container_path"], host_path=m["host_path"], readonly=m["readonly"],
+                       selinux_relabel=m.get("selinux_relabel", False), propagation=m.get("propagation", 0))
+              for m in cri["mounts"]]
+    return pb.ContainerStatus(
+        id=rec["id"], metadata=pb.ContainerMetadata(**cri["metadata"]), state=state,
+        created_at=rec["created_at"], started_at=status.get("started_at") or 0,
+        finished_at=status.get("finished_at") or 0,
+        exit_code=(status.get("exit_code") or 0) if state == pb.CONTAINER_EXITED else 0,
+        image=pb.ImageSpec(image=cri["image"]), image_ref=image_id, image_id=image_id,
+        reason=reason, message=_message(status), labels=cri["labels"], annotations=cri["annotations"],
+        mounts=mounts, log_path=rec.get("log_path", ""))
+
+
+def auth_dict(auth: pb.AuthConfig) -> dict | None:
+    """A PullImage AuthConfig as a plain dict (only the fields set); None when nothing is set."""
+    fields = ("username", "password", "auth", "server_address", "identity_token", "registry_token")
+    out = {f: getattr(auth, f) for f in fields if getattr(auth, f)}
+    return out or None

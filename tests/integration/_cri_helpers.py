@@ -1,0 +1,79 @@
+"""A `pyrun cri serve` subprocess on a temp socket, and stubs to drive it."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+
+DEMO_IMAGE = "pyrun/demo:latest"
+
+
+def cli_argv(root: Path, parent: str) -> list[str]:
+    return [sys.executable, "-m", "pyrun.cli.main", "--root", str(root), "--network", "none",
+            "--cgroup-parent", parent]
+
+
+class CriServer:
+    def __init__(self, root: Path, parent: str, sock: Path, log: Path):
+        self.root, self.parent, self.sock, self.log = root, parent, sock, log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, env: dict | None = None) -> "CriServer":
+        argv = [sys.executable, "-m", "pyrun.cli.cri", "--root", str(self.root), "--network", "none",
+                "--cgroup-parent", self.parent, "cri", "serve", "--listen", f"unix://{self.sock}"]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=log, env=dict(os.environ, **(env or {})))
+        deadline = time.monotonic() + 20
+        while not self.sock.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"cri server did not start:\n{self.log.read_text()}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def stubs(self, api: str = "v1"):
+        """(runtime stub, image stub, api_pb2 module, channel) for runtime.<api>."""
+        if api == "v1":
+            from cri_api.v1 import api_pb2 as pb, api_pb2_grpc as g
+        else:
+            from cri_api.v1alpha2 import api_pb2 as pb, api_pb2_grpc as g
+        channel = grpc.insecure_channel(f"unix://{self.sock}")
+        return g.RuntimeServiceStub(channel), g.ImageServiceStub(channel), pb, channel
+
+
+def cleanup_root(root: Path, parent: str) -> list[str]:
+    """Force-remove every pod under root (through the CLI), gc; returns mounts left (should be none)."""
+    import json
+    ls = subprocess.run(cli_argv(root, parent) + ["pod", "ls", "-o", "json"], capture_output=True, text=True)
+    if ls.returncode == 0:
+        for p in json.loads(ls.stdout or "[]"):
+            subprocess.run(cli_argv(root, parent) + ["pod", "rm", "-f", p["id"]], capture_output=True)
+    subprocess.run(cli_argv(root, parent) + ["gc"], capture_output=True)
+    from pyrun.runtime.mounts import mounts_under
+    return list(mounts_under(root))
+
+
+def cgroup_dirs(parent: str) -> list[str]:
+    """Every directory named like the test parent in any cgroup hierarchy (should vanish at the end)."""
+    out = []
+    for base in Path("/sys/fs/cgroup").iterdir():
+        if (base / parent).exists():
+            out.append(str(base / parent))
+    unified = Path("/sys/fs/cgroup/unified") / parent
+    if unified.exists():
+        out.append(str(unified))
+    return out

@@ -1,0 +1,316 @@
+"""`pyrun cri serve` on the real kernel, driven like crictl drives it (plain grpc stubs, v1 and v1alpha2)."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from _cri_helpers import DEMO_IMAGE, CriServer, cgroup_dirs, cleanup_root, cli_argv
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
+
+
+@pytest.fixture(scope="module")
+def env(demo_layout):
+    tmp = Path(f"/tmp/pyrun-cri-{secrets.token_hex(3)}")
+    tmp.mkdir()
+    root, parent = tmp / "root", f"pyrun-cri-test-{secrets.token_hex(3)}"
+    subprocess.run(cli_argv(root, parent) + ["image", "import", str(demo_layout), DEMO_IMAGE], check=True,
+                   capture_output=True)
+    server = CriServer(root, parent, tmp / "cri.sock", tmp / "server.log").start()
+    try:
+        yield {"tmp": tmp, "root": root, "parent": parent, "server": server, "layout": demo_layout}
+    finally:
+        server.stop()
+        left = cleanup_root(root, parent)
+        cgroups_left = cgroup_dirs(parent)
+        shutil.rmtree(tmp, ignore_errors=True)
+        assert not left, f"mounts left: {left}"
+        assert not cgroups_left, f"cgroups left: {cgroups_left}"
+
+
+def sandbox_config(pb, name: str, tmp: Path, **kw):
+    uid = kw.pop("uid", f"uid-{name}")
+    return pb.PodSandboxConfig(
+        metadata=pb.PodSandboxMetadata(name=name, uid=uid, namespace="ns", attempt=kw.pop("attempt", 0)),
+        hostname=name, log_directory=str(tmp / "logs" / f"ns_{name}_{uid}"),
+        labels={"io.kubernetes.pod.uid": uid, "app": name}, annotations={"note": "as sent: ☃"}, **kw)
+
+
+def container_config(pb, name: str, command: list[str], image: str = DEMO_IMAGE, **kw):
+    return pb.ContainerConfig(metadata=pb.ContainerMetadata(name=name, attempt=0), image=pb.ImageSpec(image=image),
+                              command=command, log_path=f"{name}/0.log", labels={"c": name},
+                              annotations={"io.kubernetes.container.restartCount": "0"}, **kw)
+
+
+def run_pod(rt, pb, name, tmp, command=("sleep", "1000")):
+    cfg = sandbox_config(pb, name, tmp)
+    sid = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id
+    cid = rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, sandbox_config=cfg,
+                                                       config=container_config(pb, "main", list(command)))).container_id
+    rt.StartContainer(pb.StartContainerRequest(container_id=cid))
+    return sid, cid
+
+
+def remove_pod(rt, pb, sid):
+    rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sid))
+    rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid))
+
+
+def code_of(call) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as e:
+        call()
+    return e.value.code()
+
+
+def test_socket_is_private(env):
+    assert oct(env["server"].sock.stat().st_mode & 0o777) == "0o600"
+
+
+def test_crictl_workflow_v1(env):
+    rt, im, pb, ch = env["server"].stubs("v1")
+    tmp = env["tmp"]
+    assert rt.Version(pb.VersionRequest()).runtime_api_version == "v1"
+    conds = {c.type: c.status for c in rt.Status(pb.StatusRequest()).status.conditions}
+    assert conds == {"RuntimeReady": True, "NetworkReady": False}
+    assert im.ImageFsInfo(pb.ImageFsInfoRequest()).image_filesystems[0].used_bytes.value > 0
+    (image,) = [i for i in im.ListImages(pb.ListImagesRequest()).images if "docker.io/pyrun/demo:latest" in i.repo_tags]
+    assert im.ImageStatus(pb.ImageStatusRequest(image=pb.ImageSpec(image=DEMO_IMAGE))).image.id == image.id
+    assert not im.ImageStatus(pb.ImageStatusRequest(image=pb.ImageSpec(image="no/such:img"))).HasField("image")
+    # (PullImage is left out: it would contact a registry; tests/unit/test_cri_service.py covers the call site)
+
+    cfg = sandbox_config(pb, "flow", tmp)
+    sid = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id
+    st = rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=sid)).status
+    assert st.state == pb.SANDBOX_READY and st.metadata.name == "flow" and st.metadata.uid == "uid-flow"
+    assert dict(st.labels) == dict(cfg.labels) and dict(st.annotations) == {"note": "as sent: ☃"}
+    assert abs(st.created_at - time.time_ns()) < 60e9
+
+    cc = container_config(pb, "app", ["sh", "-c", "echo hello; echo oops >&2; exec sleep 1000"],
+                          envs=[pb.KeyValue(key="GREETING", value="hi $(X)")])
+    cid = rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, config=cc, sandbox_config=cfg)).container_id
+    assert rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status.state == pb.CONTAINER_CREATED
+    rt.StartContainer(pb.StartContainerRequest(container_id=cid))
+    assert code_of(lambda: rt.StartContainer(pb.StartContainerRequest(container_id=cid))) == \
+        grpc.StatusCode.FAILED_PRECONDITION
+
+    # pods / ps with filters
+    ids = [p.id for p in rt.ListPodSandbox(pb.ListPodSandboxRequest(filter=pb.PodSandboxFilter(
+        label_selector={"io.kubernetes.pod.uid": "uid-flow"}))).items]
+    assert ids == [sid]
+    assert [p.id for p in rt.ListPodSandbox(pb.ListPodSandboxRequest(filter=pb.PodSandboxFilter(id=sid[:12]))).items] == [sid]
+    ready = pb.PodSandboxFilter(state=pb.PodSandboxStateValue(state=pb.SANDBOX_NOTREADY))
+    assert sid not in [p.id for p in rt.ListPodSandbox(pb.ListPodSandboxRequest(filter=ready)).items]
+    running = pb.ContainerFilter(pod_sandbox_id=sid, state=pb.ContainerStateValue(state=pb.CONTAINER_RUNNING))
+    assert [c.id for c in rt.ListContainers(pb.ListContainersRequest(filter=running)).containers] == [cid]
+    assert rt.ListContainers(pb.ListContainersRequest(filter=pb.ContainerFilter(label_selector={"c": "zzz"}))).containers == []
+
+    # inspect
+    cs = rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid[:12])).status
+    assert cs.state == pb.CONTAINER_RUNNING and cs.metadata.name == "app" and cs.started_at >= cs.created_at > 0
+    assert cs.image.image == DEMO_IMAGE and cs.image_ref == image.id and dict(cs.labels) == {"c": "app"}
+    assert cs.log_path == str(tmp / "logs" / "ns_flow_uid-flow" / "app" / "0.log")
+
+    # logs in the CRI format
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "oops" not in Path(cs.log_path).read_text():
+        time.sleep(0.1)
+    lines = Path(cs.log_path).read_text().splitlines()
+    assert any(line.endswith(" stdout F hello") for line in lines) and any(" stderr F oops" in x for x in lines)
+
+    # exec sync: output, exit code, env as sent (no second $(VAR) expansion), timeout
+    r = rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["sh", "-c", "echo $GREETING; echo e >&2; exit 7"],
+                                       timeout=10))
+    assert (r.stdout, r.stderr, r.exit_code) == (b"hi $(X)\n", b"e\n", 7)
+    start = time.monotonic()
+    assert code_of(lambda: rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["sleep", "30"], timeout=1))) == \
+        grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.monotonic() - start < 10
+
+    # stats
+    stats = rt.ContainerStats(pb.ContainerStatsRequest(container_id=cid)).stats
+    assert stats.attributes.id == cid and stats.cpu.usage_core_nano_seconds.value > 0
+    assert stats.memory.working_set_bytes.value > 0
+    pstats = rt.PodSandboxStats(pb.PodSandboxStatsRequest(pod_sandbox_id=sid)).stats
+    assert pstats.linux.process.process_count.value >= 2 and [c.attributes.id for c in pstats.linux.containers] == [cid]
+    assert cid in [s.attributes.id for s in rt.ListContainerStats(pb.ListContainerStatsRequest()).stats]
+    assert sid in [s.attributes.id for s in rt.ListPodSandboxStats(pb.ListPodSandboxStatsRequest()).stats]
+
+    # update resources and reopen the log
+    rt.UpdateContainerResources(pb.UpdateContainerResourcesRequest(
+        container_id=cid, linux=pb.LinuxContainerResources(cpu_shares=512, memory_limit_in_bytes=64 << 20)))
+    mem = Path("/sys/fs/cgroup/memory") / env["parent"]
+    limits = [p.read_text().strip() for p in mem.rglob(f"{cid}/memory.limit_in_bytes")]
+    if mem.exists():
+        assert limits == [str(64 << 20)]
+    os.rename(cs.log_path, cs.log_path + ".1")
+    rt.ReopenContainerLog(pb.ReopenContainerLogRequest(container_id=cid))
+    assert Path(cs.log_path).exists()
+
+    # the CLI sees the CRI pod (shared state root)
+    ls = subprocess.run(cli_argv(env["root"], env["parent"]) + ["pod", "ls", "-o", "json"], capture_output=True,
+                        text=True, check=True)
+    assert sid in [p["id"] for p in json.loads(ls.stdout)]
+
+    # stop, rm, stopp, rmp (idempotent)
+    rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=2))
+    cs = rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status
+    assert cs.state == pb.CONTAINER_EXITED and cs.finished_at >= cs.started_at and cs.exit_code == 143
+    rt.RemoveContainer(pb.RemoveContainerRequest(container_id=cid))
+    rt.RemoveContainer(pb.RemoveContainerRequest(container_id=cid))
+    assert code_of(lambda: rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid))) == grpc.StatusCode.NOT_FOUND
+    rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sid))
+    rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sid))
+    assert rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=sid)).status.state == pb.SANDBOX_NOTREADY
+    assert code_of(lambda: rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, config=cc))) == \
+        grpc.StatusCode.FAILED_PRECONDITION
+    rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid))
+    rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid))
+    assert code_of(lambda: rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=sid))) == \
+        grpc.StatusCode.NOT_FOUND
+    assert code_of(lambda: rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sid))) == \
+        grpc.StatusCode.NOT_FOUND  # containerd answers NotFound for an unknown sandbox too
+
+    # rmi: a second tag, removed twice (idempotent); the original stays
+    subprocess.run(cli_argv(env["root"], env["parent"]) + ["image", "import", str(env["layout"]), "pyrun/demo:extra"],
+                   check=True, capture_output=True)
+    im.RemoveImage(pb.RemoveImageRequest(image=pb.ImageSpec(image="pyrun/demo:extra")))
+    im.RemoveImage(pb.RemoveImageRequest(image=pb.ImageSpec(image="pyrun/demo:extra")))
+    assert not im.ImageStatus(pb.ImageStatusRequest(image=pb.ImageSpec(image="pyrun/demo:extra"))).HasField("image")
+    assert im.ImageStatus(pb.ImageStatusRequest(image=pb.ImageSpec(image=DEMO_IMAGE))).HasField("image")
+    assert code_of(lambda: rt.Exec(pb.ExecRequest(container_id=cid, cmd=["sh"]))) == grpc.StatusCode.UNIMPLEMENTED
+    ch.close()
+
+
+def test_workflow_v1alpha2(env):
+    rt, im, pb, ch = env["server"].stubs("v1alpha2")
+    assert rt.Version(pb.VersionRequest()).runtime_api_version == "v1alpha2"
+    assert im.ImageStatus(pb.ImageStatusRequest(image=pb.ImageSpec(image=DEMO_IMAGE))).image.id.startswith("sha256:")
+    sid, cid = run_pod(rt, pb, "old-api", env["tmp"], ["sh", "-c", "echo v1alpha2; exec sleep 1000"])
+    st = rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=sid)).status
+    assert st.state == pb.SANDBOX_READY and st.metadata.namespace == "ns"
+    assert rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["cat", "/etc/hostname"], timeout=5)).stdout == \
+        b"old-api\n"
+    assert [c.id for c in rt.ListContainers(pb.ListContainersRequest(
+        filter=pb.ContainerFilter(pod_sandbox_id=sid))).containers] == [cid]
+    rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=1))
+    assert rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status.state == pb.CONTAINER_EXITED
+    remove_pod(rt, pb, sid)
+    ch.close()
+
+
+def test_concurrent_run_pod_sandbox_makes_one(env):
+    rt, _, pb, ch = env["server"].stubs("v1")
+    cfg = sandbox_config(pb, "race", env["tmp"])
+    results: list = []
+
+    def run():
+        try:
+            results.append(rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id)
+        except grpc.RpcError as e:
+            results.append(e.code())
+    threads = [threading.Thread(target=run) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = [r for r in results if isinstance(r, str)]
+    assert len(ids) == 1, results
+    assert all(r == grpc.StatusCode.ALREADY_EXISTS for r in results if not isinstance(r, str))
+    listed = rt.ListPodSandbox(pb.ListPodSandboxRequest(filter=pb.PodSandboxFilter(
+        label_selector={"io.kubernetes.pod.uid": "uid-race"}))).items
+    assert [p.id for p in listed] == ids
+    # a new attempt of the same pod is a new sandbox
+    again = sandbox_config(pb, "race", env["tmp"], attempt=1)
+    sid2 = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=again)).pod_sandbox_id
+    assert rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=sid2)).status.metadata.attempt == 1
+    remove_pod(rt, pb, ids[0])
+    remove_pod(rt, pb, sid2)
+    ch.close()
+
+
+def test_bad_requests_are_invalid_argument(env):
+    rt, _, pb, ch = env["server"].stubs("v1")
+    bad_parent = sandbox_config(pb, "badcg", env["tmp"], linux=pb.LinuxPodSandboxConfig(cgroup_parent="/elsewhere/podx"))
+    with pytest.raises(grpc.RpcError) as e:
+        rt.RunPodSandbox(pb.RunPodSandboxRequest(config=bad_parent))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "config.linux.cgroup_parent" in e.value.details()
+    sid = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=sandbox_config(pb, "badc", env["tmp"]))).pod_sandbox_id
+    missing = container_config(pb, "x", ["true"], image="no/such:image")
+    assert code_of(lambda: rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, config=missing))) == \
+        grpc.StatusCode.NOT_FOUND
+    assert [p for p in rt.ListContainers(pb.ListContainersRequest(
+        filter=pb.ContainerFilter(pod_sandbox_id=sid))).containers] == []
+    remove_pod(rt, pb, sid)
+    assert not (env["root"] / "names" / "ns_badcg").exists()
+    ch.close()
+
+
+def test_cgroup_parent_is_the_pod_cgroup(env):
+    rt, _, pb, ch = env["server"].stubs("v1")
+    uid = "cg-" + secrets.token_hex(3)
+    parent = f"/{env['parent']}/kubepods/burstable/pod{uid}"
+    cfg = sandbox_config(pb, "cgp", env["tmp"], uid=uid, linux=pb.LinuxPodSandboxConfig(cgroup_parent=parent))
+    sid = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id
+    cid = rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, config=container_config(
+        pb, "c", ["sleep", "1000"]))).container_id
+    rt.StartContainer(pb.StartContainerRequest(container_id=cid))
+    pids = Path("/sys/fs/cgroup/pids" + parent)
+    assert pids.is_dir() and (pids / cid).is_dir() and (pids / "pause").is_dir()
+    record = json.loads((env["root"] / "pods" / sid / "pod.json").read_text())
+    assert record["cgroup"]["path"] == parent and record["cri"]["cgroup_parent"] == parent
+    remove_pod(rt, pb, sid)
+    # the kubelet owns the pod cgroup: pyrun removed only its own leaves below it
+    assert pids.is_dir() and not (pids / cid).exists() and not (pids / "pause").exists()
+    from pyrun.cgroups import CgroupPath, open_cgroups
+    from pyrun.config import Config
+    open_cgroups(Config(cgroup_parent=env["parent"])).remove(CgroupPath.parse(parent))  # as the kubelet would
+    assert not pids.exists()
+    ch.close()
+
+
+def test_failed_run_pod_sandbox_leaves_nothing(env, tmp_path):
+    parent = f"pyrun-cri-fail-{secrets.token_hex(3)}"
+    server = CriServer(env["root"], parent, env["tmp"] / "fail.sock", env["tmp"] / "fail.log")
+    server.start(env={"PYRUN_FAULT": "volumes:fail"})
+    try:
+        rt, _, pb, ch = server.stubs("v1")
+        before = set(os.listdir(env["root"] / "pods"))
+        with pytest.raises(grpc.RpcError) as e:
+            rt.RunPodSandbox(pb.RunPodSandboxRequest(config=sandbox_config(pb, "doomed", env["tmp"])))
+        assert e.value.code() == grpc.StatusCode.INTERNAL and "volumes" in e.value.details()
+        assert set(os.listdir(env["root"] / "pods")) == before
+        assert not os.path.lexists(env["root"] / "names" / "ns_doomed")
+        assert not cgroup_dirs(parent)
+        from pyrun.runtime.mounts import mounts_under
+        assert not [m for m in mounts_under(env["root"] / "pods")]
+        ch.close()
+    finally:
+        server.stop()
+
+
+def test_restart_keeps_pods_visible_and_manageable(env):
+    server = env["server"]
+    rt, _, pb, ch = server.stubs("v1")
+    sid, cid = run_pod(rt, pb, "survivor", env["tmp"])
+    ch.close()
+    server.stop()
+    server.start()
+    rt, _, pb, ch = server.stubs("v1")
+    assert [p.state for p in rt.ListPodSandbox(pb.ListPodSandboxRequest(filter=pb.PodSandboxFilter(id=sid))).items] == \
+        [pb.SANDBOX_READY]
+    assert rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status.state == pb.CONTAINER_RUNNING
+    assert rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["true"], timeout=5)).exit_code == 0
+    rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=1))
+    rt.RemoveContainer(pb.RemoveContainerRequest(container_id=cid))
+    remove_pod(rt, pb, sid)
+    ch.close()
