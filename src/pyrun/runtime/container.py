@@ -3,7 +3,7 @@
   containers/<id>/upper, work    the overlay's writable layer (kept after exit, for inspection)
   containers/<id>/rootfs         mount point of the overlay inside the container's mount namespace
   containers/<id>/config.json    what the init needs (namespaces, rootfs, mounts, process, cgroups)
-  containers/<id>/container.json the record (CLI/CRI), status.json (the monitor)
+  containers/<id>/container.json the record (CLI/CRI), status.json + exit.json (the monitor)
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from pyrun.errors import ContainerStartError, InvalidState
 from pyrun.runtime import faults, sync
 from pyrun.runtime.monitor import request
 from pyrun.runtime.procs import ProcessRef, kill_now, terminate
-from pyrun.runtime.state import CONTAINER_CREATED, CONTAINER_EXITED, StateStore, now_ns, read_json_or, write_json
+from pyrun.runtime.state import (CONTAINER_CREATED, CONTAINER_EXITED, StateStore, now_ns, read_json_or, read_status,
+                                 write_json)
 
 
 def init_config(*, cid: str, name: str, pod_id: str, cdir: Path, lower: list[str], namespaces: dict,
@@ -76,7 +77,7 @@ def start(cdir: Path, name: str) -> int:
 def processes(store: StateStore, cid: str) -> tuple[ProcessRef | None, ProcessRef | None]:
     """(init/workload, monitor) of a container, from the monitor's files."""
     cdir = store.container_dir(cid)
-    status = read_json_or(cdir / "status.json", {})
+    status = read_status(cdir)
     init = ProcessRef.from_dict(status) if status.get("state") != CONTAINER_EXITED else None
     monitor = ProcessRef.from_dict(read_json_or(cdir / "monitor.json", {}))
     return init, monitor

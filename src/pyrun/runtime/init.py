@@ -6,17 +6,28 @@ namespace (setns/unshare of pid applies to children) and in its cgroups. Steps, 
 order, each reported by name if it fails:
 
   join namespaces   setns(2) into the pod's net, ipc and uts namespaces
+  sysctls           the pod's securityContext.sysctls, written in the joined net/ipc namespaces
   mount namespace   unshare(CLONE_NEWNS); mount --make-rprivate /
   rootfs            mount -t overlay (image layers + the container's upper/work)
   /proc /dev /sys   fresh proc, tmpfs /dev with device nodes, devpts, shm, mqueue, ro sysfs
   mounts            /etc/hostname, /etc/hosts, /etc/resolv.conf and the volumes
+  masked paths      /dev/null or an empty ro tmpfs over /proc/kcore & co; /proc/sys & co read-only
   pivot_root        the rootfs becomes /, the host's root is detached
-  user              resolve the user in the container's /etc/passwd and /etc/group
-  capabilities      limit every set to the container's list
+  read-only rootfs  readOnlyRootFilesystem: remount / read-only
+  user              resolve the user in the container's /etc/passwd and /etc/group; runAsNonRoot
+  rlimits           RLIMIT_NOFILE (and NPROC) as planned at create time
+  seccomp           (without no_new_privs) loading a filter needs CAP_SYS_ADMIN: load it now
+  bounding set      drop every other capability from the bounding set; keep-caps on
   setuid            setgroups/setgid/setuid
+  capabilities      effective/permitted/inheritable; a non-root user's added caps into ambient
+  no_new_privs      allowPrivilegeEscalation: false
   chdir             into the working directory
   ... report `ready`, wait for `start` ...
+  seccomp           (with no_new_privs) as late as possible: as few calls as possible run after it
   exec              execve(2) the workload (PATH from the container's env)
+
+Settings come from config["security"] (pyrun.runtime.security.effective_security); a config
+without it (older pyrun) gets the default capabilities and nothing else.
 
 Fail closed: any exception ends in `error` to the monitor and _exit(1); the
 workload is never executed after a failed step.
@@ -31,7 +42,8 @@ from pyrun import explain
 from pyrun.runtime import faults, linux, rootfs, sync
 # Everything the init needs after pivot_root must be imported now: the host's
 # filesystem, and with it the Python library, is gone after that step.
-from pyrun.runtime.caps import apply_capabilities, preload as _preload_caps
+from pyrun.runtime import caps, security, seccomp
+from pyrun.runtime.caps import preload as _preload_caps
 from pyrun.runtime.users import resolve_user
 
 
@@ -54,6 +66,10 @@ def run(config: dict, sock: socket.socket) -> None:
         process = _set_up(config, step)
         sync.send(sock, "ready")
         sync.recv(sock, "start", peer="monitor")
+        late = process.get("seccomp_late")
+        if late:
+            step("seccomp")
+            seccomp.load(late["plan"], late["type"])
         step("exec")
         _exec(process, sock)
     except BaseException as e:  # noqa: BLE001 - fail closed on anything
@@ -71,11 +87,19 @@ def _describe(e: BaseException) -> str:
 
 def _set_up(config: dict, step: Step) -> dict:
     ns = config["namespaces"]
+    sec = security.from_config(config)
     _preload_caps()
+    security.preload(sec)
     step("join namespaces")
+    joined = set()
     for kind in ("ipc", "uts", "net"):
         if ns.get(kind):
             linux.setns(ns[kind], kind)
+            joined.add(kind)
+
+    if sec.get("sysctls"):
+        step("sysctls")
+        security.apply_sysctls(sec["sysctls"], joined)
 
     step("mount namespace")
     linux.unshare(["mnt"])
@@ -92,28 +116,57 @@ def _set_up(config: dict, step: Step) -> dict:
     rootfs.mount_dev(root)
     step("mount /sys")
     rootfs.mount_sys(root)
+    if sec.get("privileged"):
+        security.make_sys_writable(root)
 
     for m in config.get("mounts", []):
         step(f"mount {m['destination']}")
         rootfs.bind_into(root, m["source"], m["destination"], m.get("readonly", False))
 
+    step("masked paths")
+    security.mask_paths(root, sec.get("masked_paths", []), sec.get("readonly_paths", []))
+
     step("pivot_root")
     linux.pivot_root(root)
+
+    if sec.get("read_only_rootfs"):
+        step("read-only rootfs")
+        security.remount_root_readonly()
 
     process = config["process"]
     step("user")
     user = resolve_user(process.get("user", ""), _read("/etc/passwd"), _read("/etc/group"))
+    security.check_non_root(sec, user.uid, process.get("user", ""), config.get("name", "?"))
+    groups = security.container_groups(sec, user.groups)
 
-    step("capabilities")
-    apply_capabilities(config.get("capabilities", []))
+    step("rlimits")
+    for warning in security.apply_rlimits(sec.get("rlimits", {})):
+        explain.emit(f"# warning: {warning}")  # stderr is the container's log: not the place
+
+    plan = (sec.get("seccomp") or {}).get("plan")
+    if plan and not sec.get("no_new_privs"):
+        step("seccomp")
+        seccomp.load(plan, sec["seccomp"]["type"])
+
+    keep = sec.get("capabilities", [])
+    step("bounding set")
+    caps.drop_bounding(keep)
+    caps.set_keep_caps(True)
 
     step("setuid")
-    if user.uid != 0 or user.gid != 0 or user.groups:
+    if user.uid != 0 or user.gid != 0 or groups:
         explain.emit(explain.argv("setpriv", f"--reuid={user.uid}", f"--regid={user.gid}",
-                                  "--groups=" + ",".join(map(str, user.groups)) if user.groups else "--clear-groups"))
-    os.setgroups(list(user.groups))
+                                  "--groups=" + ",".join(map(str, groups)) if groups else "--clear-groups"))
+    os.setgroups(list(groups))
     os.setgid(user.gid)
     os.setuid(user.uid)
+
+    step("capabilities")
+    caps.apply_sets(keep, sec.get("ambient_capabilities", []) if user.uid != 0 else [])
+
+    if sec.get("no_new_privs"):
+        step("no_new_privs")
+        security.set_no_new_privs()
 
     step("chdir")
     cwd = process.get("cwd") or "/"
@@ -125,7 +178,8 @@ def _set_up(config: dict, step: Step) -> dict:
     env = list(process["env"])
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={user.home}")
-    return {"args": process["args"], "env": env}
+    late = sec["seccomp"] if plan and sec.get("no_new_privs") else None
+    return {"args": process["args"], "env": env, "seccomp_late": late}
 
 
 def _read(path: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 from pyrun.runtime import resources
+from pyrun.runtime.security import summary as security_summary
 from pyrun.runtime.procs import ProcessRef
 from pyrun.runtime.state import read_json_or
 
@@ -49,6 +50,7 @@ def inspect_pod(rt, pod: dict) -> dict:
             "rootfs": config.get("rootfs"), "mounts": config.get("mounts"),
             "cgroup": resources.describe(rt.cfg, c.get("cgroup")), "resources": c.get("resources"),
             "capabilities": config.get("capabilities"),
+            "security": security_summary(config.get("security") or {}),
         }
         if status.get("state") == "running" and status.get("pid"):
             entry["namespaces"] = {k: os.readlink(f"/proc/{status['pid']}/ns/{k}")

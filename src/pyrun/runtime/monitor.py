@@ -14,6 +14,28 @@ and detached from the CLI, so containers keep running after `pyrun` exits:
     `reopen-log`, so `pyrun`/the CRI server can start a created container later.
 
 See pyrun.runtime.sync for the message diagram.
+
+Once the workload runs, the Python process (≈ 14 MiB RSS) is no longer needed:
+it execve()s the small static C monitor (csrc/monitor.c -> pyrun/bin/monitor,
+< 1 MiB RSS) in place. execve(2) keeps the pid (so monitor.json stays valid and
+it is still the workload's parent) and the fds cleared of O_CLOEXEC:
+
+  python -m pyrun.runtime.monitor              pyrun/bin/monitor (same pid)
+    fork init, cgroups, go/ready
+    status.json: created
+    serve ctl.sock ... <- start
+    init execs the workload (EOF)
+    status.json: running
+    execve(bin/monitor, --pid ... --stdout FD   --> replies start-ok on --reply FD
+      --stderr FD --log-fd FD --ctl FD            copies pipes -> CRI log lines
+      --reply FD --pending-stdout HEX ...)        answers status/reopen-log/start
+                                                  waitpid, drain <= 1 s, OOM counter
+                                                  exit.json (merged over status.json)
+                                                  unlink ctl.sock, exit
+
+A container that is never started stays with the Python monitor. If the binary
+is missing, the exec fails, or PYRUN_C_MONITOR=0, the Python monitor goes on
+serving (the same protocol, the same log format) and records the exit itself.
 """
 from __future__ import annotations
 
@@ -34,6 +56,28 @@ from pyrun.runtime.state import (CONTAINER_CREATED, CONTAINER_EXITED, CONTAINER_
                                  write_json)
 
 CTL_SOCKET = "ctl.sock"
+C_MONITOR = Path(__file__).resolve().parent.parent / "bin" / "monitor"
+C_MONITOR_ENV = "PYRUN_C_MONITOR"  # "0": keep the Python monitor for the container's whole life
+
+
+def c_monitor_enabled(env: dict | None = None, binary: Path = C_MONITOR) -> bool:
+    """Whether to hand a started container over to the C monitor (default: yes, if it was built)."""
+    env = os.environ if env is None else env
+    return env.get(C_MONITOR_ENV, "1") != "0" and os.access(binary, os.X_OK)
+
+
+def handoff_argv(*, binary: Path, cdir: Path, pid: int, start_time: int, started_at: int, stdout_fd: int,
+                 stderr_fd: int, log_fd: int, log_path: Path, ctl_fd: int, reply_fd: int,
+                 oom_events: str | None, oom_baseline: int, pending: dict[str, bytes]) -> list[str]:
+    """The C monitor's command line (pure); see csrc/monitor.c. A closed pipe is fd -1."""
+    argv = [str(binary), "--cdir", str(cdir), "--pid", str(pid), "--start-time", str(start_time),
+            "--started-at", str(started_at), "--stdout", str(stdout_fd), "--stderr", str(stderr_fd),
+            "--log-fd", str(log_fd), "--log-path", str(log_path), "--ctl", str(ctl_fd), "--reply", str(reply_fd),
+            "--oom-events", oom_events or "", "--oom-baseline", str(oom_baseline)]
+    for stream, data in pending.items():
+        if data:
+            argv += [f"--pending-{stream}", data.hex()]
+    return argv
 
 
 def socket_path(cdir: Path) -> str:
@@ -81,6 +125,8 @@ class Monitor:
         self.log_path = Path(self.config["log_path"])
         self.log = None
         self.oom_baseline = 0
+        self.listener: socket.socket | None = None
+        self.splitters: dict[int, LineSplitter] = {}
 
     # --- status -------------------------------------------------------------------------------
     def save(self, **changes) -> None:
@@ -173,15 +219,41 @@ class Monitor:
         self.init_sock = None
         if reply is None:
             self.save(state=CONTAINER_RUNNING, started_at=now_ns())
+            if c_monitor_enabled():
+                self.exec_c_monitor(conn)  # returns only if the exec failed
             sync.send(conn, "start-ok", pid=self.child.pid)
         else:
             self.save(error={"step": reply.get("step"), "message": reply.get("message")})
             sync.send_error(conn, reply.get("step", "exec"), reply.get("message", ""))
 
+    def exec_c_monitor(self, conn: socket.socket) -> None:
+        """Become pyrun/bin/monitor (same pid, same fds); it replies start-ok on `conn`."""
+        pipes = {"stdout": self.out_r, "stderr": self.err_r}
+        fds = {name: fd if fd in self.splitters else -1 for name, fd in pipes.items()}
+        keep = [fd for fd in fds.values() if fd >= 0] + [self.log.fileno(), self.listener.fileno(), conn.fileno()]
+        argv = handoff_argv(binary=C_MONITOR, cdir=self.cdir, pid=self.child.pid, start_time=self.child.start_time,
+                            started_at=self.status["started_at"], stdout_fd=fds["stdout"], stderr_fd=fds["stderr"],
+                            log_fd=self.log.fileno(), log_path=self.log_path, ctl_fd=self.listener.fileno(),
+                            reply_fd=conn.fileno(), oom_events=self.config.get("oom_events"),
+                            oom_baseline=self.oom_baseline,
+                            pending={name: self.splitters[fd].buf for name, fd in pipes.items() if fd in self.splitters})
+        for fd in keep:
+            os.set_inheritable(fd, True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            os.execv(argv[0], argv)
+        except OSError as e:
+            print(f"pyrun monitor: exec {argv[0]}: {e}; the Python monitor goes on", file=sys.stderr, flush=True)
+            for fd in keep:
+                os.set_inheritable(fd, False)
+
     # --- the loop -----------------------------------------------------------------------------
     def serve(self, listener: socket.socket) -> None:
         sel = selectors.DefaultSelector()
-        splitters = {self.out_r: LineSplitter("stdout"), self.err_r: LineSplitter("stderr")}
+        self.listener = listener
+        # the pipes not yet at EOF, and the bytes read from them but not yet written
+        splitters = self.splitters = {self.out_r: LineSplitter("stdout"), self.err_r: LineSplitter("stderr")}
         for fd in splitters:
             sel.register(fd, selectors.EVENT_READ, "pipe")
         sel.register(listener, selectors.EVENT_READ, "ctl")
@@ -196,6 +268,8 @@ class Monitor:
                 elif key.data == "pipe":
                     if not self._copy(key.fd, splitters[key.fd]):
                         sel.unregister(key.fd)
+                        os.close(key.fd)
+                        del splitters[key.fd]
                 elif key.data == "exit":
                     exited = True
         _, wstatus = os.waitpid(self.child.pid, 0)

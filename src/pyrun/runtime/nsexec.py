@@ -4,7 +4,10 @@ A fresh process (`python -m pyrun.runtime.nsexec CONTAINER_DIR -- CMD...`) opens
 container's namespaces from /proc/<pid>/ns of its workload, joins its cgroups,
 setns(2)es into each (the mount namespace last), then forks (a PID namespace only
 applies to children) and the child execs the command as the container's user with
-the container's environment and capabilities. The exit code is passed through.
+the container's environment and the container's security settings, applied in the init's order:
+user and groups, rlimits, seccomp (early without no_new_privs: it needs CAP_SYS_ADMIN), bounding
+set, setuid, capabilities (+ ambient for a non-root user), no_new_privs, seccomp (late with it).
+The exit code is passed through.
 """
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ from pathlib import Path
 from pyrun import explain
 from pyrun.errors import InvalidState
 from pyrun.runtime import linux
-from pyrun.runtime.caps import apply_capabilities, preload as preload_caps
+from pyrun.runtime import caps, seccomp, security
+from pyrun.runtime.caps import preload as preload_caps
 from pyrun.runtime.procs import ProcessRef
 from pyrun.runtime.users import resolve_user
 
@@ -35,6 +39,7 @@ def _load(cdir: Path) -> tuple[dict, dict]:
 def enter(cdir: Path, argv: list[str], extra_env: list[str] | None = None, cwd: str | None = None) -> int:
     config, status = _load(cdir)
     preload_caps()  # after setns into the mount namespace the host's Python library is out of sight
+    security.preload(security.from_config(config))
     ref = ProcessRef.from_dict(status)
     if status.get("state") != "running" or ref is None or not ref.alive():
         raise InvalidState(f"container {config['name']} is not running")
@@ -70,11 +75,25 @@ def _setns_fd(fd: int, kind: str) -> None:
 
 def _child(config: dict, argv: list[str], extra_env: list[str], cwd: str | None) -> None:
     process = config["process"]
+    sec = security.from_config(config)
     user = resolve_user(process.get("user", ""), _read("/etc/passwd"), _read("/etc/group"))
-    apply_capabilities(config.get("capabilities", []))
-    os.setgroups(list(user.groups))
+    security.check_non_root(sec, user.uid, process.get("user", ""), config.get("name", "?"))
+    groups = security.container_groups(sec, user.groups)
+    security.apply_rlimits(sec.get("rlimits", {}))
+    plan = (sec.get("seccomp") or {}).get("plan")
+    if plan and not sec.get("no_new_privs"):
+        seccomp.load(plan, sec["seccomp"]["type"])
+    keep = sec.get("capabilities", [])
+    caps.drop_bounding(keep)
+    caps.set_keep_caps(True)
+    os.setgroups(list(groups))
     os.setgid(user.gid)
     os.setuid(user.uid)
+    caps.apply_sets(keep, sec.get("ambient_capabilities", []) if user.uid != 0 else [])
+    if sec.get("no_new_privs"):
+        security.set_no_new_privs()
+        if plan:
+            seccomp.load(plan, sec["seccomp"]["type"])
     os.chdir(cwd or process.get("cwd") or "/")
     env = dict(e.split("=", 1) for e in process["env"])
     env.setdefault("HOME", user.home)

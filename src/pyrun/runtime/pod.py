@@ -153,7 +153,7 @@ class PodRuntime:
 
     def _create_container(self, pod: dict, spec, c, cid: str, image, images, log_path: str | None,
                           extra_mounts: list[dict], extra: dict) -> dict:
-        from pyrun.runtime.caps import DEFAULT_CAPABILITIES
+        from pyrun.runtime.security import container_security
         from pyrun.runtime.volumes import mount_list
         from pyrun.spec.process import resolve_process
         cdir = self.store.container_dir(cid)
@@ -173,14 +173,16 @@ class PodRuntime:
         self.store.write_container(rec)
         namespaces = dict(pod["namespaces"])
         namespaces.setdefault("pid", None)
+        sec = container_security(self.cfg, spec, c, pod)
         config = ctr.init_config(
             cid=cid, name=c.name, pod_id=pod["id"], cdir=cdir,
             lower=[str(d) for d in images.layer_dirs(image)], namespaces=namespaces,
             mounts=mount_list(c, pod.get("volumes") or {}, self.store.pod_dir(pod["id"]) / "etc",
                               pod["host_network"]) + extra_mounts,
-            process=rec["process"], capabilities=list(DEFAULT_CAPABILITIES),
+            process=rec["process"], capabilities=sec["capabilities"],
             cgroup_procs=resources.procs_files(self.cfg, rec["cgroup"]),
             oom_events=resources.oom_events_file(self.cfg, rec["cgroup"]), log_path=log_path)
+        config["security"] = sec
         ctr.write_json(cdir / "config.json", config)
         ctr.spawn_monitor(cdir)
         return rec

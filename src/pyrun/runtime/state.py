@@ -7,7 +7,9 @@ Layout under the state root (Config.root):
   pods/<pod-id>/sandbox.json     written by the sandbox launcher: the pause process
   names/<namespace>_<name>       symlink -> pod id: the name reservation (symlink(2) is atomic)
   containers/<id>/container.json the container record (CLI/CRI)
-  containers/<id>/status.json    written only by the container's monitor (pid, exit code, ...)
+  containers/<id>/status.json    written only by the Python monitor (pid, start time, state, ...)
+  containers/<id>/exit.json      written only by the C monitor when the workload exits (state
+                                 exited, exit code, reason); its fields win over status.json
 
 Each file has one writer, and every write is a temp file + rename(2), so a reader
 never sees half a record and a killed writer never leaves one.
@@ -99,6 +101,16 @@ def locked(path: Path, shared: bool = False) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+EXIT_FILE = "exit.json"
+
+
+def read_status(cdir: Path) -> dict:
+    """A container's status: status.json, with exit.json (the C monitor's exit record) merged over it."""
+    status = read_json_or(cdir / "status.json", {"state": CONTAINER_CREATED})
+    status.update(read_json_or(cdir / EXIT_FILE, {}))
+    return status
 
 
 # --- the store -----------------------------------------------------------------------------------
@@ -202,7 +214,7 @@ class StateStore:
             rec = read_json(d / "container.json")
         except FileNotFoundError:
             raise NotFound(f"container {cid[:12]} not found") from None
-        rec["status"] = read_json_or(d / "status.json", {"state": CONTAINER_CREATED})
+        rec["status"] = read_status(d)
         return rec
 
     def write_container(self, rec: dict) -> None:

@@ -11,13 +11,13 @@ from pyrun.spec import names
 from pyrun.spec.model import ContainerSpec, EnvVar, FieldRef, PortSpec, VolumeMount
 from pyrun.spec.report import Report, join, type_name
 from pyrun.spec.resources import parse_resources
+from pyrun.spec.security import container_security_context
 
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 FIELD_PATHS = ("metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName",
                "spec.serviceAccountName", "status.podIP", "status.hostIP")
 _SUBSCRIPTED_FIELD = re.compile(r"metadata\.(labels|annotations)\['(.*)'\]")
-_MAX_ID = 2**31 - 1
 
 
 def default_pull_policy(image: str) -> str:
@@ -41,17 +41,8 @@ def check_path(report: Report, path: str, value: str, absolute: bool) -> None:
 
 
 def security_context(report: Report, value: Any, path: str) -> dict[str, Any]:
-    """Kept as a plain dict; only the user/group ids pyrun reads itself are checked here."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        report.error(path, f"must be an object, not {type_name(value)}")
-        return {}
-    for key in ("runAsUser", "runAsGroup"):
-        number = report.integer(value, key, path)
-        if number is not None and not 0 <= number <= _MAX_ID:
-            report.error(join(path, key), f"{number} is out of range (0-{_MAX_ID})")
-    return dict(value)
+    """A container's securityContext, checked (pyrun.spec.security); kept as a plain dict."""
+    return container_security_context(report, value, path)
 
 
 def _field_ref(report: Report, value: Any, path: str) -> FieldRef:

@@ -9,9 +9,10 @@ if TYPE_CHECKING:
 
 from pyrun.errors import SpecError
 from pyrun.spec import names
-from pyrun.spec.container import parse_container, security_context
+from pyrun.spec.container import parse_container
 from pyrun.spec.model import LoadedPod, PodSpec
 from pyrun.spec.report import Report, join, type_name
+from pyrun.spec.security import pod_security_context
 from pyrun.spec.validate import validate_pod
 from pyrun.spec.volumes import parse_volume
 
@@ -140,7 +141,8 @@ def _spec(report: Report, value: Any, meta: dict[str, Any]) -> PodSpec:
         host_aliases=tuple(_host_alias(report, item, here) for here, item in report.items(data, "hostAliases", "spec")),
         containers=tuple(parse_container(report, item, here, host_network) for here, item in containers),
         volumes=tuple(parse_volume(report, item, here) for here, item in report.items(data, "volumes", "spec")),
-        security_context=security_context(report, data.get("securityContext"), "spec.securityContext"),
+        security_context=pod_security_context(report, data.get("securityContext"), "spec.securityContext",
+                                              host_network),
     )
 
 

@@ -1,0 +1,347 @@
+"""A container's effective security settings (pure) and the init steps that apply them.
+
+`effective_security(pod, container, ...)` merges the pod's and the container's securityContext the
+way Kubernetes does (the container's field wins; supplementalGroups, fsGroup and sysctls are
+pod-only) into one JSON document that goes into the container's config.json under "security":
+
+  privileged, run_as_non_root, groups (fsGroup + supplementalGroups), supplemental_groups_policy,
+  fs_group, capabilities (names), ambient_capabilities (what a non-root user keeps), no_new_privs, seccomp {type, profile, plan}, read_only_rootfs,
+  masked_paths, readonly_paths, sysctls {name: value}, rlimits {NAME: [soft, hard]}, warnings.
+
+Kubernetes defaults: allowPrivilegeEscalation unset means escalation is allowed (no_new_privs off;
+the kubelet only sets it for an explicit false). privileged means every capability, no masked or
+read-only /proc paths, a writable /sys and no seccomp filter. The seccomp default when no profile is
+given is Config.extra["seccomp_default"] (default "RuntimeDefault", like kubelet --seccomp-default).
+
+Config.extra keys read here:
+  seccomp_default        "RuntimeDefault" (default) or "Unconfined"
+  seccomp_profile_root   directory of Localhost profiles (default /var/lib/pyrun/seccomp; the
+                         environment variable PYRUN_SECCOMP_PROFILE_ROOT also sets it)
+  rlimit_nofile          RLIMIT_NOFILE for containers: N or "soft:hard" (default 1048576, as containerd)
+  rlimit_nproc           RLIMIT_NPROC: N or "soft:hard" (default: left as inherited)
+"""
+from __future__ import annotations
+
+import os
+
+from pyrun import explain
+from pyrun.errors import PyrunError
+from pyrun.runtime.caps import ambient_capabilities, container_capabilities
+
+MASKED_PATHS = ("/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+                "/sys/devices/virtual/powercap")
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+DEFAULT_SECCOMP_PROFILE_ROOT = "/var/lib/pyrun/seccomp"
+DEFAULT_NOFILE = 1048576
+RLIMIT_NAMES = ("NOFILE", "NPROC")
+
+
+def _pick(key: str, container: dict, pod: dict):
+    """The container's value of `key`, else the pod's (Kubernetes' DetermineEffectiveSecurityContext)."""
+    for ctx in (container, pod):
+        if ctx.get(key) is not None:
+            return ctx[key]
+    return None
+
+
+def profile_root(extra: dict) -> str:
+    return str(extra.get("seccomp_profile_root") or os.environ.get("PYRUN_SECCOMP_PROFILE_ROOT")
+               or DEFAULT_SECCOMP_PROFILE_ROOT)
+
+
+def parse_limit(value) -> tuple[int, int]:
+    """1024 or "1024" -> (1024, 1024); "1024:4096" -> (1024, 4096); "unlimited" is -1 (pure)."""
+    def one(text) -> int:
+        text = str(text).strip()
+        return -1 if text in ("unlimited", "-1") else int(text)
+    soft, _, hard = str(value).partition(":")
+    s = one(soft)
+    h = one(hard) if hard else s
+    if h != -1 and (s == -1 or s > h):
+        raise ValueError(f"soft limit {soft} is above the hard limit {hard}")
+    return s, h
+
+
+def plan_rlimits(extra: dict, current: dict[str, tuple[int, int]], can_raise: bool) -> tuple[dict, list[str]]:
+    """The rlimits containers get, and warnings (pure).
+
+    A hard limit above the current one needs CAP_SYS_RESOURCE (setrlimit(2)); without it the
+    current hard limit is used (and the soft one capped to it), with a warning. -1 is unlimited.
+    """
+    wanted: dict[str, tuple[int, int]] = {}
+    for name, key, default in (("NOFILE", "rlimit_nofile", DEFAULT_NOFILE), ("NPROC", "rlimit_nproc", None)):
+        value = extra.get(key) or default
+        if value is None:
+            continue
+        try:
+            wanted[name] = parse_limit(value)
+        except ValueError as e:
+            raise PyrunError(f"configuration {key}={value!r}: {e}") from None
+    out, warnings = {}, []
+    for name, (soft, hard) in wanted.items():
+        cur_soft, cur_hard = current.get(name, (-1, -1))
+        above = cur_hard != -1 and (hard == -1 or hard > cur_hard)
+        if above and not can_raise:
+            warnings.append(f"RLIMIT_{name}: raising the hard limit to {_show(hard)} needs CAP_SYS_RESOURCE; "
+                            f"using the current hard limit {_show(cur_hard)}")
+            hard = cur_hard
+            soft = hard if soft == -1 or soft > hard else soft
+        out[name] = [soft, hard]
+    return out, warnings
+
+
+def _show(n: int) -> str:
+    return "unlimited" if n == -1 else str(n)
+
+
+def effective_security(pod_ctx: dict, ctr_ctx: dict, *, host_network: bool = False, extra: dict | None = None,
+                       last_cap: int = 40, held: list[str] | None = None, rlimits: dict | None = None,
+                       rlimit_warnings: list[str] = ()) -> dict:
+    """The merged, defaulted security settings of one container (pure; see the module docstring).
+
+    The seccomp plan is rendered here too except for Localhost profiles, whose file the caller reads
+    (`with_localhost_profile`). `held`: the capabilities pyrun itself holds (None: all); privileged
+    means all of those, and asking for one pyrun lacks is an error (a process cannot grant what it lacks).
+    """
+    from pyrun.runtime import seccomp
+    extra = extra or {}
+    pod_ctx, ctr_ctx = pod_ctx or {}, ctr_ctx or {}
+    privileged = bool(ctr_ctx.get("privileged"))
+    caps_spec = ctr_ctx.get("capabilities") or {}
+    caps = container_capabilities(caps_spec.get("add") or (), caps_spec.get("drop") or (), privileged, last_cap)
+    if held is not None:
+        missing = [c for c in caps if c not in held]
+        if privileged:
+            caps = [c for c in caps if c in held]
+        elif missing:
+            raise PyrunError(f"capabilities {', '.join(missing)} are asked for but pyrun itself does not hold "
+                             "them (its permitted set), so no container can get them")
+    groups = sorted({*(pod_ctx.get("supplementalGroups") or ()),
+                     *([pod_ctx["fsGroup"]] if pod_ctx.get("fsGroup") is not None else [])})
+    profile = _pick("seccompProfile", ctr_ctx, pod_ctx) or {"type": extra.get("seccomp_default") or "RuntimeDefault"}
+    kind = "Unconfined" if privileged else profile.get("type", "RuntimeDefault")
+    sec = {"type": kind, "profile": profile.get("localhostProfile") if kind == "Localhost" else None}
+    if kind == "RuntimeDefault":
+        sec["plan"] = seccomp.render(seccomp.runtime_default_profile(), caps, "RuntimeDefault")
+    elif kind == "Localhost":
+        sec["path"] = os.path.join(profile_root(extra), profile["localhostProfile"])
+    return {
+        "privileged": privileged,
+        "run_as_non_root": bool(_pick("runAsNonRoot", ctr_ctx, pod_ctx)),
+        "run_as_user": _pick("runAsUser", ctr_ctx, pod_ctx),
+        "run_as_group": _pick("runAsGroup", ctr_ctx, pod_ctx),
+        "groups": groups,
+        "supplemental_groups_policy": pod_ctx.get("supplementalGroupsPolicy") or "Merge",
+        "fs_group": pod_ctx.get("fsGroup"),
+        "capabilities": caps,
+        "ambient_capabilities": ambient_capabilities(caps, caps_spec.get("add") or ()),
+        "no_new_privs": ctr_ctx.get("allowPrivilegeEscalation") is False,
+        "seccomp": sec,
+        "read_only_rootfs": bool(ctr_ctx.get("readOnlyRootFilesystem")),
+        "masked_paths": [] if privileged else list(MASKED_PATHS),
+        "readonly_paths": [] if privileged else list(READONLY_PATHS),
+        "sysctls": {s["name"]: str(s["value"]) for s in pod_ctx.get("sysctls") or ()},
+        "rlimits": dict(rlimits or {}),
+        "warnings": list(rlimit_warnings),
+    }
+
+
+def with_localhost_profile(sec: dict, read=None) -> dict:
+    """Read and render a Localhost profile into sec["seccomp"]["plan"] (at create time: the file is on the
+    host, and later changes to it do not change a created container)."""
+    from pathlib import Path
+    from pyrun.runtime import seccomp
+    s = sec["seccomp"]
+    if s["type"] != "Localhost":
+        return sec
+    path = Path(s["path"])
+    profile = (read or seccomp.read_localhost_profile)(path.parent, path.name)
+    try:
+        s["plan"] = seccomp.render(profile, sec["capabilities"], str(path))
+    except ValueError as e:
+        raise PyrunError(f"seccomp profile {e}") from None
+    return sec
+
+
+def from_config(config: dict) -> dict:
+    """config.json's "security"; a config from before it existed gets the default capabilities only."""
+    sec = config.get("security")
+    if sec is None:
+        from pyrun.runtime.caps import DEFAULT_CAPABILITIES
+        sec = {"capabilities": list(config.get("capabilities") or DEFAULT_CAPABILITIES),
+               "seccomp": {"type": "Unconfined"}}
+    return sec
+
+
+def summary(sec: dict) -> dict:
+    """What `pod inspect` shows: everything but the rendered seccomp rules."""
+    out = {k: v for k, v in sec.items() if k != "seccomp"}
+    s = sec.get("seccomp") or {}
+    out["seccomp"] = {"type": s.get("type"), "profile": s.get("profile"),
+                      "rules": len((s.get("plan") or {}).get("rules", [])) if s.get("plan") else 0}
+    return out
+
+
+# --- host side: at container creation ------------------------------------------------------------
+
+def container_security(cfg, pod_spec, container, pod: dict) -> dict:
+    """Everything above for one container being created: effective settings, rlimits planned against
+    this process's limits (the monitor and init inherit them), the Localhost profile read, and the
+    pod's emptyDirs given to fsGroup. The result goes into config.json as "security"."""
+    from pyrun.runtime.caps import held_capabilities, last_cap
+    current, can_raise = current_rlimits()
+    limits, warnings = plan_rlimits(cfg.extra, current, can_raise)
+    sec = effective_security(pod_spec.security_context, container.security_context,
+                             host_network=pod.get("host_network", False), extra=cfg.extra, last_cap=last_cap(),
+                             held=held_capabilities(),
+                             rlimits=limits, rlimit_warnings=warnings)
+    with_localhost_profile(sec)
+    apply_fs_group(pod_spec.volumes, pod.get("volumes") or {}, sec["fs_group"])
+    return sec
+
+
+def current_rlimits() -> tuple[dict[str, tuple[int, int]], bool]:
+    """This process's NOFILE/NPROC limits and whether it holds CAP_SYS_RESOURCE (inherited by the init)."""
+    import resource
+    current = {name: resource.getrlimit(getattr(resource, "RLIMIT_" + name)) for name in RLIMIT_NAMES}
+    return current, _has_capability(24)  # CAP_SYS_RESOURCE
+
+
+def _has_capability(number: int, status: str = "/proc/self/status") -> bool:
+    with open(status) as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> number & 1)
+    return False
+
+
+def apply_fs_group(volumes, sources: dict[str, str], fs_group: int | None) -> None:
+    """Give fsGroup the pod's emptyDir volumes, like the kubelet's SetVolumeOwnership: group-owned by
+    fsGroup, group read/write, setgid directories (new files inherit the group). hostPath is left alone."""
+    if fs_group is None:
+        return
+    import stat
+    for vol in volumes:
+        if vol.kind != "emptyDir" or vol.name not in sources:
+            continue
+        explain.emit(explain.argv("chgrp", "-R", str(fs_group), sources[vol.name]) + " && "
+                     + explain.argv("chmod", "-R", "g+rwX,g+s", sources[vol.name]))
+        for base, dirs, files in os.walk(sources[vol.name]):
+            for path in [base] + [os.path.join(base, f) for f in files]:
+                st = os.lstat(path)
+                if stat.S_ISLNK(st.st_mode):
+                    continue
+                os.chown(path, -1, fs_group)
+                extra_bits = stat.S_IRGRP | stat.S_IWGRP
+                if stat.S_ISDIR(st.st_mode):
+                    extra_bits |= stat.S_IXGRP | stat.S_ISGID
+                os.chmod(path, stat.S_IMODE(st.st_mode) | extra_bits)
+
+
+# --- init steps (in the container's init, see pyrun.runtime.init) --------------------------------
+
+def apply_sysctls(sysctls: dict[str, str], joined: set[str], proc: str = "/proc") -> None:
+    """Write each sysctl under /proc/sys; the init has joined the pod's net and ipc namespaces, and
+    /proc/sys/net and the IPC sysctls show the namespaces of the writing task (proc(5))."""
+    from pyrun.runtime import linux
+    from pyrun.spec.security import sysctl_dotted, sysctl_path
+    for name, value in sysctls.items():
+        kind = "net" if sysctl_dotted(name).startswith("net.") else "ipc"
+        if kind not in joined:
+            raise PyrunError(f"sysctl {name}: the pod has no {kind} namespace of its own; refusing to change "
+                             "the node's value")
+        linux.write_file(f"{proc}/sys/{sysctl_path(name)}", value)
+
+
+def mask_paths(root: str, masked: list[str], readonly: list[str]) -> None:
+    """runc's maskedPaths/readonlyPaths: /dev/null over files, an empty read-only tmpfs over
+    directories; read-only paths are bound onto themselves read-only. Missing paths are skipped."""
+    import stat
+    from pyrun.runtime import linux
+    from pyrun.runtime.rootfs import secure_join
+    flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+    for path in readonly:
+        target = secure_join(root, path)
+        if os.path.lexists(target):
+            linux.bind_mount(target, target, readonly=True, recursive=True, extra_flags=flags)
+    for path in masked:
+        target = secure_join(root, path)
+        try:
+            is_dir = stat.S_ISDIR(os.lstat(target).st_mode)
+        except FileNotFoundError:
+            continue
+        if is_dir:
+            linux.mount("tmpfs", target, "tmpfs", flags | linux.MS_RDONLY, "size=0,mode=555")
+        else:
+            linux.bind_mount(os.path.join(root, "dev", "null"), target, recursive=False)
+
+
+def make_sys_writable(root: str) -> None:
+    """privileged: /sys read-write (remount the container's sysfs without MS_RDONLY)."""
+    from pyrun.runtime import linux
+    from pyrun.runtime.rootfs import secure_join
+    linux.mount(None, secure_join(root, "/sys"), None,
+                linux.MS_REMOUNT | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+
+
+def remount_root_readonly() -> None:
+    """readOnlyRootFilesystem, after pivot_root: the overlay at / becomes read-only for this mount
+    (MS_BIND|MS_REMOUNT changes only the mount's flags; /proc, /dev, volumes stay as they are)."""
+    from pyrun.runtime import linux
+    linux.mount(None, "/", None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
+
+
+def check_non_root(sec: dict, uid: int, user_spec: str, container: str) -> None:
+    """runAsNonRoot: refuse to run as uid 0, like the kubelet's verifyRunAsNonRoot."""
+    if sec.get("run_as_non_root") and uid == 0:
+        source = "runAsUser 0" if sec.get("run_as_user") == 0 else \
+            f"the image's user {user_spec!r}" if user_spec else "the image's default user (root)"
+        raise PyrunError(f"runAsNonRoot is set but container {container!r} would run as root (uid 0, from "
+                         f"{source}); set securityContext.runAsUser to a non-zero uid")
+
+
+def container_groups(sec: dict, image_groups: tuple[int, ...]) -> tuple[int, ...]:
+    """Supplementary groups: the user's groups from /etc/group (unless policy Strict) + fsGroup +
+    supplementalGroups (pure)."""
+    own = () if sec.get("supplemental_groups_policy") == "Strict" else tuple(image_groups)
+    return tuple(sorted({*own, *sec.get("groups", ())}))
+
+
+def apply_rlimits(rlimits: dict[str, list[int]]) -> list[str]:
+    """setrlimit(2) each limit; a refused raise falls back to the current hard limit (warning returned,
+    never an error: a container must not fail to start over a descriptor limit)."""
+    import resource
+    warnings = []
+    for name, (soft, hard) in rlimits.items():
+        which = getattr(resource, "RLIMIT_" + name)
+        soft = resource.RLIM_INFINITY if soft == -1 else soft
+        hard = resource.RLIM_INFINITY if hard == -1 else hard
+        explain.emit(explain.argv("prlimit", f"--{name.lower()}={_show(soft)}:{_show(hard)}", "--pid", "$$"))
+        try:
+            resource.setrlimit(which, (soft, hard))
+        except (ValueError, PermissionError, OSError):
+            cur_hard = resource.getrlimit(which)[1]
+            fallback = cur_hard if soft == resource.RLIM_INFINITY or (cur_hard != resource.RLIM_INFINITY
+                                                                     and soft > cur_hard) else soft
+            resource.setrlimit(which, (fallback, cur_hard))
+            warnings.append(f"RLIMIT_{name}: {_show(soft)}:{_show(hard)} refused; using "
+                            f"{_show(fallback)}:{_show(cur_hard)}")
+    return warnings
+
+
+def set_no_new_privs() -> None:
+    """PR_SET_NO_NEW_PRIVS: execve(2) can no longer grant privileges (setuid bits, file caps)."""
+    import prctl
+    explain.emit(explain.argv("setpriv", "--no-new-privs"))
+    prctl.set_no_new_privs(1)
+
+
+def preload(sec: dict) -> None:
+    """Load what the later steps need while the host's filesystem is visible."""
+    import resource  # noqa: F401
+    import prctl  # noqa: F401
+    from pyrun.runtime import seccomp
+    from pyrun.spec import security  # noqa: F401  (sysctl names)
+    if (sec.get("seccomp") or {}).get("plan"):
+        seccomp.preload()
