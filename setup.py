@@ -1,4 +1,4 @@
-"""Build steps that pyproject.toml cannot express: the cffi syscall module and the static pause binary."""
+"""Build steps that pyproject.toml cannot express: the cffi syscall module and the static pause and monitor binaries."""
 import os
 import subprocess
 
@@ -7,7 +7,7 @@ from setuptools.command.build_ext import build_ext
 
 
 class BuildExtAndPause(build_ext):
-    """Compile csrc/pause.c into pyrun/bin/pause next to the extension modules."""
+    """Compile csrc/pause.c and csrc/monitor.c into pyrun/bin/ next to the extension modules."""
 
     def run(self):
         super().run()
@@ -19,6 +19,11 @@ class BuildExtAndPause(build_ext):
         target = os.path.join(out_dir, "pause")
         cc = os.environ.get("CC", "cc")
         cmd = [cc, "-Os", "-static", "-s", "-Wall", "-Werror", "-o", target, os.path.join("csrc", "pause.c")]
+        subprocess.run(cmd, check=True)
+        # the small per-container monitor the Python monitor execs into (pyrun.runtime.monitor)
+        target = os.path.join(out_dir, "monitor")
+        cmd = [cc, "-Os", "-static", "-s", "-Wall", "-Wextra", "-Werror", "-o", target,
+               os.path.join("csrc", "monitor.c")]
         subprocess.run(cmd, check=True)
 
 

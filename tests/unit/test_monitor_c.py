@@ -1,0 +1,156 @@
+"""The C monitor's log writer against pyrun.runtime.logs.LineSplitter, and the handoff's pure parts."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pyrun.runtime import monitor
+from pyrun.runtime.logs import MAX_LINE, LineSplitter
+from pyrun.runtime.state import read_status
+
+NS = 1_700_000_000_123_456_789
+built = pytest.mark.skipif(not os.access(monitor.C_MONITOR, os.X_OK), reason="pyrun/bin/monitor not built")
+
+
+def c_log(data: bytes, stream: str = "stdout") -> bytes:
+    """What the C monitor writes for `data` on one stream (selftest mode: stdin -> stdout, fixed time)."""
+    return subprocess.run([str(monitor.C_MONITOR), "--selftest-log", stream, str(NS)], input=data,
+                          capture_output=True, check=True, timeout=10).stdout
+
+
+def python_log(data: bytes, stream: str = "stdout") -> bytes:
+    """LineSplitter fed the whole stream at once, then flushed (the reference)."""
+    s = LineSplitter(stream)
+    return b"".join(s.feed(data, NS) + s.flush(NS))
+
+
+EDGES = [
+    b"", b"\n", b"one\n", b"no newline", b"a\nb\n\nc", b"\r\n\t \x00\xff\n",
+    b"x" * (MAX_LINE - 1) + b"\n", b"x" * MAX_LINE + b"\n", b"x" * (MAX_LINE + 1) + b"\n",
+    b"x" * MAX_LINE, b"x" * (MAX_LINE + 1), b"x" * (2 * MAX_LINE), b"x" * 40000 + b"\n",
+    b"y" * (3 * MAX_LINE + 5) + b"\nshort\n" + b"z" * 100,
+]
+
+
+@built
+@pytest.mark.parametrize("data", EDGES, ids=range(len(EDGES)))
+def test_c_log_lines_match_line_splitter(data):
+    assert c_log(data) == python_log(data)
+
+
+@built
+def test_c_log_uses_the_stream_name_and_rfc3339_nano():
+    assert c_log(b"hi\n", "stderr") == b"2023-11-14T22:13:20.123456789Z stderr F hi\n"
+
+
+@built
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.binary(max_size=64), st.sampled_from([b"\n", b"a" * MAX_LINE, b"b" * 5000])),
+                max_size=12).map(b"".join))
+def test_c_log_matches_line_splitter_for_any_input(data):
+    assert c_log(data) == python_log(data)
+
+
+def test_handoff_argv_names_every_fd_and_hex_encodes_pending_bytes(tmp_path):
+    argv = monitor.handoff_argv(binary=Path("/bin/monitor"), cdir=tmp_path, pid=42, start_time=7, started_at=9,
+                                stdout_fd=5, stderr_fd=-1, log_fd=6, log_path=tmp_path / "c.log", ctl_fd=7,
+                                reply_fd=8, oom_events=None, oom_baseline=3,
+                                pending={"stdout": b"ab\x00", "stderr": b""})
+    opts = dict(zip(argv[1::2], argv[2::2]))
+    assert argv[0] == "/bin/monitor"
+    assert opts == {"--cdir": str(tmp_path), "--pid": "42", "--start-time": "7", "--started-at": "9",
+                    "--stdout": "5", "--stderr": "-1", "--log-fd": "6", "--log-path": str(tmp_path / "c.log"),
+                    "--ctl": "7", "--reply": "8", "--oom-events": "", "--oom-baseline": "3",
+                    "--pending-stdout": "616200"}
+
+
+def test_c_monitor_can_be_switched_off(tmp_path):
+    binary = tmp_path / "monitor"
+    assert not monitor.c_monitor_enabled({}, binary)  # not built
+    binary.write_text("")
+    binary.chmod(0o755)
+    assert monitor.c_monitor_enabled({}, binary)
+    assert not monitor.c_monitor_enabled({monitor.C_MONITOR_ENV: "0"}, binary)
+
+
+def test_exit_json_wins_over_status_json(tmp_path):
+    assert read_status(tmp_path) == {"state": "created"}
+    (tmp_path / "status.json").write_text(json.dumps({"state": "running", "pid": 5, "start_time": 1}))
+    assert read_status(tmp_path)["state"] == "running"
+    (tmp_path / "exit.json").write_text(json.dumps({"state": "exited", "exit_code": 137, "signal": "SIGKILL"}))
+    assert read_status(tmp_path) == {"state": "exited", "pid": 5, "start_time": 1, "exit_code": 137,
+                                     "signal": "SIGKILL"}
+
+
+DRIVER = r'''
+import os, socket, sys
+from pathlib import Path
+from pyrun.runtime import monitor
+cdir, reply_fd = Path(sys.argv[1]), int(sys.argv[2])
+out_r, out_w = os.pipe()
+err_r, err_w = os.pipe()
+pid = os.fork()
+if pid == 0:  # the "workload": waits for cdir/go, writes, exits 3
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    os.execv("/bin/sh", ["sh", "-c", f"printf 'ing\\nmore'; echo e >&2; until [ -e {cdir}/go ]; do sleep 0.02; done;"
+                                     "echo after; exit 3"])
+os.close(out_w)
+os.close(err_w)
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+listener.bind(str(cdir / "ctl.sock"))
+listener.listen(4)
+log = os.open(cdir / "c.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+for fd in (out_r, err_r, log, listener.fileno(), reply_fd):
+    os.set_inheritable(fd, True)
+argv = monitor.handoff_argv(binary=monitor.C_MONITOR, cdir=cdir, pid=pid, start_time=11, started_at=22,
+                            stdout_fd=out_r, stderr_fd=err_r, log_fd=log, log_path=cdir / "c.log",
+                            ctl_fd=listener.fileno(), reply_fd=reply_fd, oom_events=str(cdir / "memory.events"),
+                            oom_baseline=1, pending={"stdout": b"pend"})
+os.execv(argv[0], argv)
+'''
+
+
+@built
+def test_c_monitor_serves_a_workload_until_it_exits(tmp_path):
+    """Without root: a driver forks a shell and execs the C monitor, as the Python monitor does."""
+    import socket
+    import sys
+
+    from pyrun.runtime import sync
+    from pyrun.runtime.logs import parse_entry
+    (tmp_path / "memory.events").write_text("oom 1\noom_kill 1\n")
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path), str(theirs.fileno())],
+                            pass_fds=[theirs.fileno()])
+    theirs.close()
+    try:
+        workload = sync.recv(mine, "start-ok", timeout=10)["pid"]
+        status = monitor.request(tmp_path, "status")
+        assert status.fields == {"state": "running", "pid": workload, "start_time": 11, "started_at": 22}
+        with pytest.raises(sync.StepFailed, match="running, not created"):
+            monitor.request(tmp_path, "start")
+        os.rename(tmp_path / "c.log", tmp_path / "c.log.1")
+        monitor.request(tmp_path, "reopen-log")
+        (tmp_path / "memory.events").write_text("oom 2\noom_kill 2\n")
+        (tmp_path / "go").touch()
+        assert proc.wait(timeout=10) == 0
+    finally:
+        mine.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    old = [parse_entry(line) for line in (tmp_path / "c.log.1").read_bytes().splitlines()]
+    new = [parse_entry(line) for line in (tmp_path / "c.log").read_bytes().splitlines()]
+    assert sorted((e.stream, e.content) for e in old) == [("stderr", b"e"), ("stdout", b"pending")]
+    assert [(e.stream, e.partial, e.content) for e in new] == [("stdout", False, b"moreafter")]
+    exit_doc = json.loads((tmp_path / "exit.json").read_text())
+    assert exit_doc == {"state": "exited", "exit_code": 3, "reason": "OOMKilled", "signal": None,
+                        "finished_at": exit_doc["finished_at"]}
+    assert not (tmp_path / "ctl.sock").exists()
