@@ -1,7 +1,8 @@
-"""`pyrun image ...`: import, ls, inspect, rm, prune. Parse -> call the store -> print."""
+"""`pyrun image ...`: pull, import, ls, inspect, rm, prune. Parse -> call the store -> print."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -37,7 +38,34 @@ def render_table(rows: list[list[str]]) -> str:
 
 @click.group("image")
 def image() -> None:
-    """Manage images: import OCI layouts and archives, list, inspect, remove, prune."""
+    """Manage images: pull from registries, import OCI layouts and archives, list, inspect, remove, prune."""
+
+
+@image.command("pull")
+@click.argument("ref")
+@click.option("--platform", default="linux/amd64", show_default=True, help="os/arch[/variant] to pick from an index.")
+@click.option("--creds", metavar="USER:PASS", help="Credentials for the image's registry.")
+@click.option("--authfile", type=click.Path(dir_okay=False), envvar="REGISTRY_AUTH_FILE",
+              help="docker-style config.json with 'auths' (default ~/.docker/config.json; env REGISTRY_AUTH_FILE).")
+@click.option("--registries-conf", type=click.Path(dir_okay=False), envvar="PYRUN_REGISTRIES_CONF",
+              help="Registries config: mirrors, insecure registries (default /etc/pyrun/registries.toml).")
+@click.option("--insecure", "insecure", multiple=True, metavar="HOST[:PORT]",
+              help="Use plain HTTP for this registry host (repeatable). Loopback hosts use HTTP anyway.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@click.pass_context
+def pull(ctx: click.Context, ref: str, platform: str, creds: str | None, authfile: str | None,
+         registries_conf: str | None, insecure: tuple[str, ...], quiet: bool) -> None:
+    """Pull REF (e.g. busybox, localhost:5000/app:1, repo@sha256:...) from its registry."""
+    from pyrun.images import auth as authmod
+    from pyrun.images.pull import BarProgress, LineProgress, pull_image
+    explicit = authmod.parse_creds(creds) if creds else None
+    progress = None
+    if not quiet:
+        write = lambda text: (sys.stderr.write(text), sys.stderr.flush())  # noqa: E731
+        progress = BarProgress(write) if sys.stderr.isatty() else LineProgress(write)
+    img = pull_image(_store(ctx), ref, explicit, platform=platform, config=registries_conf, progress=progress,
+                     authfile=authfile, insecure_hosts=frozenset(insecure))
+    click.echo(f"{img.name} {img.id}")
 
 
 @image.command("import")

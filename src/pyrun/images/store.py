@@ -72,12 +72,12 @@ class ImageStore:
         refs = self.refs.load()
         if reference.is_reference(ref):
             parsed = reference.parse(ref)
+            if parsed.name in refs:  # pulled by digest: stored under name@digest
+                return self._image(parsed.name, refs[parsed.name])
             if parsed.digest:
                 for n, d in sorted(refs.items()):
                     if d == parsed.digest and reference.parse(n).repository == parsed.repository:
                         return self._image(parsed.name, d)
-            elif parsed.name in refs:
-                return self._image(parsed.name, refs[parsed.name])
         found = self._by_id(ref, refs)
         if found is None:
             raise NotFound(f"image {ref!r} not found in {self.root}")

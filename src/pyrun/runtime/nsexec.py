@@ -31,9 +31,8 @@ NS_ORDER = ("ipc", "uts", "net", "pid", "mnt")
 def _load(cdir: Path) -> tuple[dict, dict]:
     with open(cdir / "config.json") as f:
         config = json.load(f)
-    with open(cdir / "status.json") as f:
-        status = json.load(f)
-    return config, status
+    from pyrun.runtime.state import read_status
+    return config, read_status(cdir)
 
 
 def enter(cdir: Path, argv: list[str], extra_env: list[str] | None = None, cwd: str | None = None) -> int:

@@ -16,6 +16,7 @@ never sees half a record and a killed writer never leaves one.
 """
 from __future__ import annotations
 
+import _thread
 import contextlib
 import fcntl
 import json
@@ -71,7 +72,7 @@ def now_ns() -> int:
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically: temp file in the same directory, fsync, rename(2)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{_thread.get_ident()}.tmp")  # unique per thread (CRI server)
     with open(tmp, "w") as f:
         json.dump(data, f, indent=1, sort_keys=True)
         f.write("\n")
