@@ -188,3 +188,10 @@ def test_inspect_shows_what_the_kernel_sees(pyrun, write_pod):
     status = open(f"/proc/{c['pid']}/status").read()
     cap_bnd = int(next(line for line in status.splitlines() if line.startswith("CapBnd")).split()[1], 16)
     assert not cap_bnd & (1 << 21)  # CAP_SYS_ADMIN is not in the bounding set
+
+
+def test_rm_of_several_pods_goes_on_past_a_missing_one(pyrun, write_pod):
+    pyrun("pod", "create", write_pod("several", [{"name": "c", "command": ["sleep", "1000"]}]))
+    p = pyrun("pod", "rm", "-f", "not-there", "several", check=False)
+    assert p.returncode == 3 and "'not-there' not found" in p.stderr
+    assert all(x["name"] != "several" for x in pyrun.pods())

@@ -76,7 +76,7 @@ def test_hosts_file():
     assert lines[1] == "127.0.0.1\tlocalhost"
     assert "::1\tlocalhost ip6-localhost ip6-loopback" in lines
     assert "10.88.0.5\tweb" in lines
-    assert lines[-3:] == ["# Entries added by HostAliases.", "10.1.1.1\tdb", "10.1.1.1\tcache"]
+    assert lines[-2:] == ["# Entries added by HostAliases.", "10.1.1.1\tdb\tcache"]
     fq = render_hosts("web", ["10.88.0.5"], fqdn="web.sub.ns.svc.cluster.local")
     assert "10.88.0.5\tweb.sub.ns.svc.cluster.local\tweb" in fq.splitlines()
     assert "10.88" not in render_hosts("h")

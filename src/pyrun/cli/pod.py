@@ -87,9 +87,7 @@ def pod_inspect(ctx: click.Context, pod_ref: str) -> None:
 def pod_stop(ctx: click.Context, pod_refs: tuple[str, ...], timeout: float | None) -> None:
     """Stop pods: SIGTERM, the grace period, then SIGKILL."""
     rt = _runtime(ctx)
-    for ref in pod_refs:
-        p = rt.stop(ref, timeout)
-        click.echo(p["id"])
+    _each(pod_refs, lambda ref: click.echo(rt.stop(ref, timeout)["id"]))
 
 
 @pod.command("rm")
@@ -99,10 +97,30 @@ def pod_stop(ctx: click.Context, pod_refs: tuple[str, ...], timeout: float | Non
 def pod_rm(ctx: click.Context, pod_refs: tuple[str, ...], force: bool) -> None:
     """Remove pods and everything they made."""
     rt = _runtime(ctx)
-    for ref in pod_refs:
-        p = rt.get(ref)
+
+    def remove(ref: str) -> None:
+        pod_id = rt.get(ref)["id"]
         rt.remove(ref, force=force)
-        click.echo(p["id"])
+        click.echo(pod_id)
+    _each(pod_refs, remove)
+
+
+def _each(refs: tuple[str, ...], action) -> None:
+    """Apply `action` to every ref (like kubectl delete a b): report each failure, go on,
+    and exit with the first failure's code once all were tried."""
+    from pyrun.errors import PyrunError
+    if len(refs) == 1:
+        action(refs[0])
+        return
+    first: PyrunError | None = None
+    for ref in refs:
+        try:
+            action(ref)
+        except PyrunError as e:
+            click.echo(f"pyrun: error: {e}", err=True)
+            first = first or e
+    if first is not None:
+        click.get_current_context().exit(first.exit_code)
 
 
 @click.command("logs")

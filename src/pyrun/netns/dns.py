@@ -179,6 +179,6 @@ def render_hosts(hostname: str, pod_ips: Sequence[str] = (), *,
             ip, hostnames = alias.get("ip"), list(alias.get("hostnames") or [])
             if not ip or not hostnames:
                 raise SpecError([(f"spec.hostAliases[{i}]", "needs an ip and at least one hostname")])
-            lines += [f"{ip}\t{name}" for name in hostnames]  # one line per name, as the kubelet
+            lines.append(f"{ip}\t" + "\t".join(hostnames))  # one line per alias, names tab-separated (kubelet)
     return "\n".join(lines) + "\n"
 

@@ -128,15 +128,22 @@ def ambient_capabilities(kept: list[str], add: list[str] = ()) -> list[str]:
 
 
 def apply_sets(keep: list[str] | tuple[str, ...], ambient: list[str] | tuple[str, ...] = ()) -> None:
-    """Effective, permitted and inheritable = `keep`; then raise `ambient` (a subset) into the ambient set."""
+    """Effective and permitted = `keep`; inheritable = ambient = `ambient` (a subset of keep).
+
+    The inheritable set holds only what is raised into the ambient set (which requires
+    it): runc and containerd leave it empty otherwise since CVE-2022-24769.
+    """
     import prctl
+    every = range(_known_last_cap() + 1)
     wanted = sorted(cap_number(c) for c in keep)
-    others = [n for n in range(_known_last_cap() + 1) if n not in wanted]
-    flags = [prctl.CAP_EFFECTIVE, prctl.CAP_PERMITTED, prctl.CAP_INHERITABLE]
-    explain.emit(explain.argv("capsh", "--caps=" + (",".join(_cap_name(n) for n in wanted) + "+eip"
+    inheritable = sorted(cap_number(c) for c in ambient)
+    ep = [prctl.CAP_EFFECTIVE, prctl.CAP_PERMITTED]
+    explain.emit(explain.argv("capsh", "--caps=" + (",".join(_cap_name(n) for n in wanted) + "+ep"
                                                     if wanted else ""), "--")
-                 + (f"  # ambient: {','.join(ambient)}" if ambient else ""))
-    prctl.set_caps((wanted, flags, True), (others, flags, False))
+                 + (f"  # inheritable and ambient: {','.join(ambient)}" if ambient else ""))
+    prctl.set_caps((wanted, ep, True), ([n for n in every if n not in wanted], ep, False),
+                   (inheritable, [prctl.CAP_INHERITABLE], True),
+                   ([n for n in every if n not in inheritable], [prctl.CAP_INHERITABLE], False))
     set_keep_caps(False)
     _ambient(prctl_value=PR_CAP_AMBIENT_CLEAR_ALL, cap=0)
     for name in ambient:
