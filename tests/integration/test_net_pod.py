@@ -154,13 +154,13 @@ def test_gc_removes_what_dead_pods_left(tmp_path: Path):
         attach_pod(cfg, "alive", alive, ports=[{"containerPort": 80, "hostPort": 8081}])
         attach_pod(cfg, "dead", dead, ports=[{"containerPort": 80, "hostPort": 8082}])
         removed = gc_network(cfg, ["alive"])
-        assert removed == {"veths": [host_ifname("dead")], "rules": ["dead"], "addresses": ["dead"]}
+        assert removed == {"veths": [host_ifname("dead")], "rules": ["dead"], "addresses": ["dead"], "bridge": []}
         assert _links("veth") == [host_ifname("alive")]
         rules = subprocess.run(["nft", "list", "table", "ip", "pyrun"], capture_output=True, text=True).stdout
         assert "8081" in rules and "8082" not in rules
         removed = gc_network(cfg, [])
-        assert removed["veths"] == [host_ifname("alive")]
-        assert _links("veth") == [] and "pyrun" not in _nft_tables()
+        assert removed["veths"] == [host_ifname("alive")] and removed["bridge"] == ["pyrun0"]
+        assert _links("veth") == [] and _links("bridge") == [] and "pyrun" not in _nft_tables()
         return True
 
     assert run_in_node_netns(body)

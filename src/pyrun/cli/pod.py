@@ -194,13 +194,18 @@ def exec_cmd(ctx: click.Context, pod_ref: str, container: str, command: tuple[st
 @click.command("gc")
 @click.pass_context
 def gc_cmd(ctx: click.Context) -> None:
-    """Remove what crashed pyrun commands left behind (pods, containers, names, addresses)."""
+    """Remove what crashed pyrun commands left behind (pods, containers, names, veths, rules,
+    addresses), and the pod bridge once no pod is left."""
     from pyrun.runtime.gc import collect_all
     report = collect_all(ctx.obj)
-    for kind in ("pods", "containers", "names"):
-        for item in report.get(kind, []):
-            click.echo(f"removed {kind[:-1]} {item[:12] if kind != 'names' else item}")
-    if not any(report.get(k) for k in ("pods", "containers", "names")):
-        click.echo("nothing to clean up")
+    net = report.get("network") or {}
+    lines = [f"removed pod {p[:12]}" for p in report.get("pods", [])]
+    lines += [f"removed container {c[:12]}" for c in report.get("containers", [])]
+    lines += [f"removed name {n}" for n in report.get("names", [])]
+    lines += [f"removed veth {v}" for v in net.get("veths", [])]
+    lines += [f"removed the rules of pod {p[:12]}" for p in net.get("rules", [])]
+    lines += [f"released the address of pod {p[:12]}" for p in net.get("addresses", [])]
+    lines += [f"removed bridge {b} (no pod uses it)" for b in net.get("bridge", [])]
+    click.echo("\n".join(lines) if lines else "nothing to clean up")
 
 

@@ -111,18 +111,22 @@ def detach_pod(config: Any, pod_id: str, netns_path: str | None = None, *,
 
 def gc_network(config: Any, live_pod_ids: Iterable[str], *,
                settings: NetworkSettings | None = None) -> dict[str, list[str]]:
-    """Remove what pods that no longer exist left behind: veths on the bridge, rules, addresses.
-    Returns what was removed: {"veths": [...], "rules": [pod ids], "addresses": [pod ids]}."""
+    """Remove what pods that no longer exist left behind: veths on the bridge, rules, addresses,
+    and the bridge itself once no pod is left (removing the last pod keeps it, for the next one).
+    Returns what was removed: {"veths": [...], "rules": [pod ids], "addresses": [pod ids], "bridge": [...]}."""
     s = _settings(config, settings)
     live = set(live_pod_ids)
     keep = {host_ifname(p) for p in live}
     removed_veths: list[str] = []
+    removed_bridge: list[str] = []
     with netlink.node() as ipr:
         br = netlink.link(ipr, s.bridge)
         if br is not None:
             for name in netlink.bridge_ports(ipr, br["index"]):
                 if name.startswith("veth") and name not in keep and netlink.delete_link(ipr, name):
                     removed_veths.append(name)
+            if not live and not netlink.bridge_ports(ipr, br["index"]) and netlink.delete_link(ipr, s.bridge):
+                removed_bridge.append(s.bridge)
     rules_removed = nat.reclaim(config.network_dir, s, live)
     freed = AddressPool(config.network_dir, s.cidr).reclaim(live)
-    return {"veths": removed_veths, "rules": rules_removed, "addresses": sorted(freed)}
+    return {"veths": removed_veths, "rules": rules_removed, "addresses": sorted(freed), "bridge": removed_bridge}
