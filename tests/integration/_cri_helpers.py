@@ -55,6 +55,39 @@ class CriServer:
         return g.RuntimeServiceStub(channel), g.ImageServiceStub(channel), pb, channel
 
 
+# --- requests as crictl builds them ---------------------------------------------------------------
+
+def sandbox_config(pb, name: str, tmp: Path, **kw):
+    uid = kw.pop("uid", f"uid-{name}")
+    return pb.PodSandboxConfig(
+        metadata=pb.PodSandboxMetadata(name=name, uid=uid, namespace="ns", attempt=kw.pop("attempt", 0)),
+        hostname=name, log_directory=str(tmp / "logs" / f"ns_{name}_{uid}"),
+        labels={"io.kubernetes.pod.uid": uid, "app": name}, annotations={"note": "as sent: ☃"}, **kw)
+
+
+def container_config(pb, name: str, command: list[str], image: str = DEMO_IMAGE, **kw):
+    return pb.ContainerConfig(metadata=pb.ContainerMetadata(name=name, attempt=0), image=pb.ImageSpec(image=image),
+                              command=command, log_path=f"{name}/0.log", labels={"c": name},
+                              annotations={"io.kubernetes.container.restartCount": "0"}, **kw)
+
+
+def run_pod(rt, pb, name, tmp, command=("sleep", "1000"), linux=None, container_linux=None):
+    """A sandbox with one started container "main"; `linux`/`container_linux`: the security-bearing
+    LinuxPodSandboxConfig / LinuxContainerConfig."""
+    cfg = sandbox_config(pb, name, tmp, **({"linux": linux} if linux is not None else {}))
+    sid = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id
+    cc = container_config(pb, "main", list(command), **({"linux": container_linux} if container_linux else {}))
+    cid = rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, sandbox_config=cfg, config=cc)).container_id
+    rt.StartContainer(pb.StartContainerRequest(container_id=cid))
+    return sid, cid
+
+
+def remove_pod(rt, pb, sid):
+    rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sid))
+    rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid))
+
+
+
 def cleanup_root(root: Path, parent: str) -> list[str]:
     """Force-remove every pod under root (through the CLI), gc; returns mounts left (should be none)."""
     import json

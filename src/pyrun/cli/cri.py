@@ -16,15 +16,18 @@ def cri() -> None:
               show_default=True, help="One line per RPC at info.")
 @click.option("--workers", type=click.IntRange(1, 256), default=16, show_default=True,
               help="RPCs handled at the same time.")
+@click.option("--stream-address", default="127.0.0.1:0", show_default=True, metavar="HOST:PORT",
+              help="Streaming server for Exec/Attach/PortForward (WebSocket; port 0: ephemeral). "
+                   "No TLS: keep it on loopback.")
 @click.pass_context
-def serve(ctx: click.Context, listen: str, log_level: str, workers: int) -> None:
+def serve(ctx: click.Context, listen: str, log_level: str, workers: int, stream_address: str) -> None:
     """Serve runtime.v1 and runtime.v1alpha2 until SIGTERM/SIGINT.
 
     Global options apply: --root (state shared with `pyrun pod`), --network, and
     --cgroup-parent (must contain the kubelet's cgroup_parent paths, e.g. kubepods).
     """
     from pyrun.cri.server import serve as run_server
-    run_server(ctx.obj, listen, log_level, workers)
+    run_server(ctx.obj, listen, log_level, workers, stream_address)
 
 
 if __name__ == "__main__":  # `python -m pyrun.cli.cri [global options] cri serve ...` until the lead registers it

@@ -9,7 +9,8 @@ message pair, recursively). Only Version differs: it reports the API it was aske
 
 Every RPC goes through `_wrap`: one log line (method, id, duration, status) and
 the one error -> status translation (pyrun.cri.errors). RPCs pyrun does not
-implement answer UNIMPLEMENTED, never UNKNOWN.
+implement answer UNIMPLEMENTED, never UNKNOWN. Exec/Attach/PortForward are unary here: they hand
+out URLs of the streaming server (pyrun.cri.streaming) that `serve` starts next to the gRPC server.
 
 Threads: grpc runs handlers on a thread pool. Nothing here forks without exec:
 the runtime starts helpers with subprocess (fork+exec). pyroute2's
@@ -138,9 +139,9 @@ def service_handler(api: str, service: str, impl) -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(f"runtime.{api}.{service}", handlers)
 
 
-def build_server(cfg: Config, workers: int = 16) -> grpc.Server:
+def build_server(cfg: Config, workers: int = 16, streaming=None) -> grpc.Server:
     from pyrun.cri.service import ImageService, RuntimeService
-    impls = {"RuntimeService": RuntimeService(cfg), "ImageService": ImageService(cfg)}
+    impls = {"RuntimeService": RuntimeService(cfg, streaming), "ImageService": ImageService(cfg)}
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cri"))
     server.add_generic_rpc_handlers([service_handler(api, svc, impls[svc]) for api in API_VERSIONS
                                      for svc in SERVICES])
@@ -180,10 +181,14 @@ def _setup_logging(level: str) -> None:
     root.setLevel(level.upper())
 
 
-def serve(cfg: Config, listen: str = DEFAULT_LISTEN, log_level: str = "info", workers: int = 16) -> None:
-    """Serve until SIGTERM/SIGINT; the socket (mode 0600) is removed on the way out."""
+def serve(cfg: Config, listen: str = DEFAULT_LISTEN, log_level: str = "info", workers: int = 16,
+          stream_address: str = "127.0.0.1:0") -> None:
+    """Serve until SIGTERM/SIGINT; the socket (mode 0600) is removed on the way out, the streaming
+    server (Exec/Attach/PortForward URLs) stopped with its sessions."""
+    from pyrun.cri.streaming import StreamServer, parse_address
     _setup_logging(log_level)
     path = socket_path(listen)
+    parse_address(stream_address)  # a bad --stream-address fails before anything is set up
     from pyrun.runtime import gc
     from pyrun.runtime.state import StateStore
     StateStore(cfg.root).ensure()
@@ -193,7 +198,8 @@ def serve(cfg: Config, listen: str = DEFAULT_LISTEN, log_level: str = "info", wo
     if cfg.extra.get("network_mode", "bridge") != "none":
         _fork_free_netns_sockets()
     _claim_socket(path)
-    server = build_server(cfg, workers)
+    streaming = StreamServer(stream_address).start()
+    server = build_server(cfg, workers, streaming)
     old = os.umask(0o177)  # the socket is born 0600
     try:
         server.add_insecure_port("unix:" + path)
@@ -204,13 +210,14 @@ def serve(cfg: Config, listen: str = DEFAULT_LISTEN, log_level: str = "info", wo
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    log.info("serving the CRI (runtime.v1, runtime.v1alpha2) on unix://%s, state root %s, pid %d",
-             path, cfg.root, os.getpid())
+    log.info("serving the CRI (runtime.v1, runtime.v1alpha2) on unix://%s, streaming on %s, state root %s, pid %d",
+             path, streaming.base_url, cfg.root, os.getpid())
     try:
         while not stop.wait(1.0):
             pass
     finally:
         log.info("shutting down")
         server.stop(5).wait()
+        streaming.stop()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)

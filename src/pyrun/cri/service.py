@@ -5,6 +5,11 @@ v1 response; the server adapts runtime.v1alpha2 at the wire level and maps error
 to status codes (pyrun.cri.errors). Every change goes through PodRuntime, so the
 per-pod lock serialises it and the state on disk is shared with the CLI; nothing
 but caches lives in this object, so a restarted server picks up where it was.
+
+Exec, Attach and PortForward check their request here and return a URL of the streaming server
+(pyrun.cri.streaming) under a single-use token; the session runs when the client connects there.
+Security contexts (RunPodSandbox's and CreateContainer's) are translated by pyrun.cri.translate into
+the securityContext dicts the CLI path uses, so a CRI container gets the same isolation.
 """
 from __future__ import annotations
 
@@ -39,8 +44,11 @@ def pause_alive(pod: dict) -> bool:
 
 
 class RuntimeService:
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, streaming=None):
+        """streaming: the pyrun.cri.streaming.StreamServer Exec/Attach/PortForward hand out URLs of
+        (None: those RPCs answer UNIMPLEMENTED)."""
         self.cfg = cfg
+        self.streaming = streaming
         self.rt = PodRuntime(cfg)
         self.store = self.rt.store
         self._cg = None
@@ -147,7 +155,10 @@ class RuntimeService:
     def CreateContainer(self, req):
         pod = self._pod(req.pod_sandbox_id)
         config = req.config
-        c = translate.container_spec(config)
+        cri = pod.get("cri") or {}
+        sc = config.linux.security_context
+        image_user = self._image_user(config.image.image) if sc.run_as_username else ""
+        c = translate.container_spec(config, sandbox_privileged=bool(cri.get("privileged")), image_user=image_user)
         log_path = translate.container_log_path((pod.get("cri") or {}).get("log_directory") or "", config.log_path)
         mounts = translate.extra_mounts(config)
         for m in mounts:  # like containerd: a missing host path becomes a directory
@@ -155,8 +166,14 @@ class RuntimeService:
                 os.makedirs(m["source"], mode=0o755, exist_ok=True)
         rec = self.rt.create_container(pod["id"], c, log_path=log_path, extra_mounts=mounts,
                                        extra=translate.container_extra(config),
-                                       pod_spec=translate.pod_spec_of_record(pod))
+                                       pod_spec=translate.pod_spec_of_record(pod, sc))
         return pb.CreateContainerResponse(container_id=rec["id"])
+
+    def _image_user(self, image: str) -> str:
+        """The image's USER (for run_as_username); NotFound for an unknown image, as CreateContainer answers."""
+        from pyrun.images.store import ImageStore
+        config = ImageStore(self.cfg.image_root).resolve(image).config or {}
+        return str((config.get("config") or {}).get("User") or "")
 
     def StartContainer(self, req):
         rec = self._container(req.container_id)
@@ -247,14 +264,67 @@ class RuntimeService:
                                    f"after {req.timeout}s") from None
         return pb.ExecSyncResponse(stdout=out, stderr=err, exit_code=proc.returncode)
 
+    def _stream_url(self, kind: str, plan) -> str:
+        if self.streaming is None:
+            raise Unimplemented(f"{kind}: the streaming server is not running (pyrun cri serve starts it)")
+        return self.streaming.url(kind, plan)
+
+    def _running(self, wanted: str) -> dict:
+        rec = self._container(wanted)
+        if rec["status"].get("state") != "running":
+            raise InvalidState(f"container {rec['name']} is not running")
+        return rec
+
+    @staticmethod
+    def _check_streams(req) -> None:
+        if not (req.stdin or req.stdout or req.stderr):
+            raise SpecError([("stdout", "one of stdin, stdout or stderr must be true")])
+        if req.tty and req.stderr:
+            raise SpecError([("stderr", "tty and stderr cannot both be true (a terminal has one output)")])
+
     def Exec(self, req):
-        raise Unimplemented("Exec (streaming) is not implemented by pyrun; use ExecSync (crictl exec -s)")
+        from pyrun.cri.remotecommand import ExecPlan
+        from pyrun.runtime import nsexec
+        rec = self._running(req.container_id)
+        if not req.cmd:
+            raise SpecError([("cmd", "no command given")])
+        self._check_streams(req)
+        argv = nsexec.command(self.store.container_dir(rec["id"]), list(req.cmd))
+        plan = ExecPlan(argv=argv, stdin=req.stdin, stdout=req.stdout, stderr=req.stderr, tty=req.tty,
+                        container=rec["name"])
+        return pb.ExecResponse(url=self._stream_url("exec", plan))
 
     def Attach(self, req):
-        raise Unimplemented("Attach (streaming) is not implemented by pyrun")
+        from pyrun.cri.remotecommand import AttachPlan
+        rec = self._running(req.container_id)
+        if req.stdin:
+            raise Unimplemented(f"attaching stdin to container {rec['name']} is not supported by pyrun: its monitor "
+                                "does not keep the workload's stdin open (attach without -i/--stdin)")
+        self._check_streams(req)
+        cid = rec["id"]
+
+        def running() -> bool:
+            try:
+                return ctr.state_of(self.store, cid)["status"].get("state") == "running"
+            except (NotFound, ValueError, OSError):
+                return False
+        plan = AttachPlan(log_path=rec["log_path"], stdout=req.stdout, stderr=req.stderr, tty=req.tty,
+                          running=running, container=rec["name"])
+        return pb.AttachResponse(url=self._stream_url("attach", plan))
 
     def PortForward(self, req):
-        raise Unimplemented("PortForward (streaming) is not implemented by pyrun")
+        from pyrun.cri.portforward import ForwardPlan
+        pod = self._pod(req.pod_sandbox_id)
+        if pod["state"] != "running" or not pause_alive(pod):
+            raise InvalidState(f"pod sandbox {pod['name']} is not ready")
+        for i, port in enumerate(req.port):
+            if not 0 < port < 1 << 16:
+                raise SpecError([(f"port[{i}]", f"{port} is out of range (1-65535)")])
+        netns = None if pod.get("host_network") else (pod.get("namespaces") or {}).get("net")
+        if netns is None and not pod.get("host_network"):
+            raise InvalidState(f"pod sandbox {pod['name']} has no network namespace")
+        plan = ForwardPlan(netns=netns, ports=tuple(req.port), pod=pod["name"])
+        return pb.PortForwardResponse(url=self._stream_url("portforward", plan))
 
     # --- stats -----------------------------------------------------------------------------------
     def _cgroup_stats(self, record: dict | None):

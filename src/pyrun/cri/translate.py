@@ -12,6 +12,12 @@ turns them back into shares/quota the kubelet's way:
   limit milli   = ceil(quota * 1000 / period)   (exact for the kubelet's period, 100000 µs)
 A cpu_shares of 0 (unset, e.g. crictl) means "no request" and a quota <= 0 "no limit".
 
+Security: LinuxSandboxSecurityContext (+ LinuxPodSandboxConfig.sysctls) becomes the pod's
+securityContext dict and LinuxContainerSecurityContext the container's, in the manifest's shape, so
+pyrun.runtime.security merges and applies them exactly as for `pyrun pod create`. Not translated:
+masked_paths/readonly_paths (pyrun's defaults, which equal the kubelet's; none when privileged),
+add_ambient_capabilities (derived from the added ones), apparmor, selinux, namespace target_id.
+
 Names: a pyrun pod is named <name> (attempt 0) or <name>_<attempt>, a container
 likewise, because the kubelet makes a new sandbox/container per attempt while the
 old one still exists; "_" cannot occur in a Kubernetes name, so these never clash.
@@ -91,7 +97,8 @@ def pod_spec(config: pb.PodSandboxConfig) -> PodSpec:
         labels=dict(config.labels), annotations=dict(config.annotations),
         hostname=(config.hostname or name)[:MAX_HOSTNAME],
         share_process_namespace=ns["pid"] == pb.POD, host_network=ns["network"] == pb.NODE,
-        dns_policy=policy, dns_config=dns, containers=placeholder, raw={},
+        dns_policy=policy, dns_config=dns, containers=placeholder, security_context=pod_security_context(config),
+        raw={},
     )
 
 
@@ -127,17 +134,24 @@ def sandbox_extra(config: pb.PodSandboxConfig, runtime_handler: str, cgroup_over
         "port_mappings": [{"protocol": p.protocol, "container_port": p.container_port, "host_port": p.host_port,
                            "host_ip": p.host_ip} for p in config.port_mappings],
         "cgroup_parent": config.linux.cgroup_parent,
+        "security_context": pod_security_context(config),
+        "privileged": bool(config.linux.security_context.privileged),
     }}
     if cgroup_override:
         extra["cgroup_parent_override"] = cgroup_override
     return extra
 
 
-def pod_spec_of_record(pod: Mapping) -> PodSpec:
-    """The PodSpec a container's process is resolved against (env HOSTNAME, downward values)."""
+def pod_spec_of_record(pod: Mapping, sc: pb.LinuxContainerSecurityContext | None = None) -> PodSpec:
+    """The PodSpec a container is created against: env HOSTNAME, downward values, and the pod security
+    context as sent to RunPodSandbox (plus the container's supplemental groups when `sc` is given)."""
+    pod_ctx = dict((pod.get("cri") or {}).get("security_context") or {})
+    if sc is not None:
+        pod_ctx = container_pod_context(pod_ctx, sc)
     return PodSpec(name=pod["name"], namespace=pod.get("namespace", "default"), uid=pod.get("uid"),
                    labels=dict(pod.get("labels") or {}), annotations=dict(pod.get("annotations") or {}),
-                   hostname=pod.get("hostname") or "", raw={})
+                   hostname=pod.get("hostname") or "", host_network=bool(pod.get("host_network")),
+                   security_context=pod_ctx, raw={})
 
 
 # --- containers ----------------------------------------------------------------------------------
@@ -163,23 +177,178 @@ def resources(res: pb.LinuxContainerResources) -> Resources:
     return Resources(requests=requests, limits=limits)
 
 
-def _security_context(sc: pb.LinuxContainerSecurityContext) -> dict:
+# --- security contexts ---------------------------------------------------------------------------
+
+_SECCOMP_TYPES = {pb.SecurityProfile.RuntimeDefault: "RuntimeDefault", pb.SecurityProfile.Unconfined: "Unconfined",
+                  pb.SecurityProfile.Localhost: "Localhost"}
+_SECCOMP_PATHS = {"runtime/default": "RuntimeDefault", "docker/default": "RuntimeDefault",
+                  "unconfined": "Unconfined"}
+_SANDBOX_SC = "config.linux.security_context"
+_CONTAINER_SC = "config.linux.security_context"
+
+
+def _ids(sc, field: str) -> dict:
+    """runAsUser / runAsGroup from the Int64Value wrappers (unset wrapper: not given)."""
+    from pyrun.spec.security import MAX_ID
     out = {}
-    if sc.HasField("run_as_user"):
-        out["runAsUser"] = sc.run_as_user.value
-    if sc.HasField("run_as_group"):
-        out["runAsGroup"] = sc.run_as_group.value
+    for name, key in (("run_as_user", "runAsUser"), ("run_as_group", "runAsGroup")):
+        if sc.HasField(name):
+            value = getattr(sc, name).value
+            if not 0 <= value <= MAX_ID:
+                raise SpecError([(f"{field}.{name}", f"{value} is out of range (0-{MAX_ID})")])
+            out[key] = value
     return out
 
 
-def container_spec(config: pb.ContainerConfig) -> ContainerSpec:
+def _groups(sc, field: str) -> list[int]:
+    from pyrun.spec.security import MAX_ID
+    for i, g in enumerate(sc.supplemental_groups):
+        if not 0 <= g <= MAX_ID:
+            raise SpecError([(f"{field}.supplemental_groups[{i}]", f"{g} is out of range (0-{MAX_ID})")])
+    return list(sc.supplemental_groups)
+
+
+def seccomp_profile(sc, field: str) -> dict | None:
+    """The seccompProfile of a CRI security context: `seccomp` (SecurityProfile), else the deprecated
+    `seccomp_profile_path` ("runtime/default", "unconfined", "localhost/<abs path>": kubelet 1.20);
+    None when neither is set (pyrun's default applies). A Localhost profile is an absolute path on
+    the node, kept as localhostProfile (joining it to the profile root leaves it as it is)."""
+    if sc.HasField("seccomp"):
+        kind = _SECCOMP_TYPES.get(sc.seccomp.profile_type)
+        if kind is None:
+            raise SpecError([(f"{field}.seccomp.profile_type", f"unknown profile type {sc.seccomp.profile_type}")])
+        ref, ref_field = sc.seccomp.localhost_ref, f"{field}.seccomp.localhost_ref"
+    elif sc.seccomp_profile_path:
+        path = sc.seccomp_profile_path
+        kind = _SECCOMP_PATHS.get(path) or ("Localhost" if path.startswith("localhost/") else None)
+        if kind is None:
+            raise SpecError([(f"{field}.seccomp_profile_path", f"{path!r} is not runtime/default, unconfined or "
+                                                               "localhost/<path>")])
+        ref, ref_field = path.removeprefix("localhost/"), f"{field}.seccomp_profile_path"
+    else:
+        return None
+    if kind != "Localhost":
+        return {"type": kind}
+    if not ref.startswith("/") or "\0" in ref:
+        raise SpecError([(ref_field, f"{ref!r} must be an absolute path of a profile on the node")])
+    return {"type": "Localhost", "localhostProfile": ref}
+
+
+def sysctls(config: pb.PodSandboxConfig, host_network: bool) -> list[dict]:
+    """LinuxPodSandboxConfig.sysctls as the manifest's [{name, value}], namespaced ones only (like the
+    API server: any other would change the whole node)."""
+    from pyrun.spec.security import is_namespaced_sysctl, sysctl_dotted
+    out = []
+    for name, value in sorted(config.linux.sysctls.items()):
+        field = f"config.linux.sysctls[{name}]"
+        if not name or "\0" in name or ".." in name:
+            raise SpecError([(field, f"{name!r} is not a valid sysctl name")])
+        if not is_namespaced_sysctl(name):
+            raise SpecError([(field, "not a namespaced sysctl: setting it would change the whole node "
+                                     "(allowed: net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*)")])
+        if host_network and sysctl_dotted(name).startswith("net."):
+            raise SpecError([(field, "net.* sysctls may not be set for a pod in the node's network namespace")])
+        out.append({"name": name, "value": value})
+    return out
+
+
+def pod_security_context(config: pb.PodSandboxConfig) -> dict:
+    """LinuxSandboxSecurityContext + sysctls -> a PodSecurityContext dict (what pyrun.runtime.security
+    merges under every container's own context). `privileged` and `readonly_rootfs` of the sandbox
+    concern its pause process: privileged is kept in the record (a privileged container needs it),
+    readonly_rootfs has nothing to act on (pyrun's pause has no rootfs)."""
+    sc = config.linux.security_context
+    ctx: dict[str, Any] = _ids(sc, _SANDBOX_SC)
+    groups = _groups(sc, _SANDBOX_SC)
+    if groups:
+        ctx["supplementalGroups"] = groups
+    if sc.supplemental_groups_policy == pb.Strict:
+        ctx["supplementalGroupsPolicy"] = "Strict"
+    profile = seccomp_profile(sc, _SANDBOX_SC)
+    if profile:
+        ctx["seccompProfile"] = profile
+    found = sysctls(config, sc.namespace_options.network == pb.NODE)
+    if found:
+        ctx["sysctls"] = found
+    return ctx
+
+
+def _capabilities(caps: pb.Capability, field: str) -> dict:
+    from pyrun.runtime.caps import normalize
+    out = {}
+    for key, attr in (("add", "add_capabilities"), ("drop", "drop_capabilities")):
+        names = []
+        for i, name in enumerate(getattr(caps, attr)):
+            norm = normalize(name)
+            if norm is None:
+                raise SpecError([(f"{field}.capabilities.{attr}[{i}]",
+                                  f"unknown capability {name!r} (CAP_NET_ADMIN, NET_ADMIN or ALL)")])
+            names.append(norm)
+        if names:
+            out[key] = names
+    return out
+
+
+def container_security_context(sc: pb.LinuxContainerSecurityContext, *, sandbox_privileged: bool = False,
+                               image_user: str = "") -> dict:
+    """LinuxContainerSecurityContext -> a (container) SecurityContext dict.
+
+    The kubelet sends the effective context (pod values merged in), so this is the authority for the
+    container. run_as_username is what the kubelet sends when the image's USER is a name: it is
+    accepted when it names the image's own user (pyrun then runs the image's USER, resolved in the
+    container's /etc/passwd); any other name is refused. add_ambient_capabilities is not read (pyrun
+    raises the added capabilities as ambient for a non-root user itself). masked_paths and
+    readonly_paths are not read: pyrun applies its own defaults (the same list the kubelet sends,
+    none when privileged). apparmor and selinux options are ignored (pyrun has neither).
+    """
+    field = _CONTAINER_SC
+    ctx: dict[str, Any] = _ids(sc, field)
+    if sc.run_as_username and "runAsUser" not in ctx and sc.run_as_username != image_user.partition(":")[0]:
+        shown = f"the image's USER {image_user!r}" if image_user else "the image sets no USER"
+        raise SpecError([(f"{field}.run_as_username", f"user name {sc.run_as_username!r} is not supported "
+                                                      f"({shown}); give run_as_user")])
+    caps = _capabilities(sc.capabilities, field)
+    if caps:
+        ctx["capabilities"] = caps
+    if sc.privileged:
+        if not sandbox_privileged:
+            raise SpecError([(f"{field}.privileged", "a privileged container needs a privileged sandbox "
+                                                     "(config.linux.security_context.privileged of RunPodSandbox)")])
+        if sc.no_new_privs:
+            raise SpecError([(f"{field}.no_new_privs", "cannot be true when privileged is true")])
+        ctx["privileged"] = True
+    if sc.readonly_rootfs:
+        ctx["readOnlyRootFilesystem"] = True
+    if sc.no_new_privs:
+        ctx["allowPrivilegeEscalation"] = False
+    profile = seccomp_profile(sc, field)
+    if profile:
+        ctx["seccompProfile"] = profile
+    return ctx
+
+
+def container_pod_context(pod_ctx: Mapping, sc: pb.LinuxContainerSecurityContext) -> dict:
+    """The pod context one container is created against: the sandbox's, plus the container's
+    supplemental_groups (the kubelet puts the pod's supplementalGroups and fsGroup there; pyrun reads
+    groups from the pod context) and its supplemental_groups_policy."""
+    ctx = dict(pod_ctx)
+    groups = sorted({*ctx.get("supplementalGroups", ()), *_groups(sc, _CONTAINER_SC)})
+    if groups:
+        ctx["supplementalGroups"] = groups
+    if sc.supplemental_groups_policy == pb.Strict:
+        ctx["supplementalGroupsPolicy"] = "Strict"
+    return ctx
+
+
+def container_spec(config: pb.ContainerConfig, *, sandbox_privileged: bool = False,
+                   image_user: str = "") -> ContainerSpec:
+    """The ContainerSpec of a CreateContainer config (image_user: the image's USER, for run_as_username)."""
     meta = config.metadata
     name = _check_name(meta.name, "config.metadata.name")
     if not config.image.image:
         raise SpecError([("config.image.image", "no image given")])
-    if config.linux.security_context.run_as_username and not config.linux.security_context.HasField("run_as_user"):
-        raise SpecError([("config.linux.security_context.run_as_username",
-                          "user names are not supported; give run_as_user")])
+    security = container_security_context(config.linux.security_context, sandbox_privileged=sandbox_privileged,
+                                          image_user=image_user)
     return ContainerSpec(
         name=attempt_name(name, meta.attempt), image=config.image.image,
         command=tuple(escape_expansion(a) for a in config.command) or None,
@@ -187,7 +356,7 @@ def container_spec(config: pb.ContainerConfig) -> ContainerSpec:
         env=tuple(EnvVar(kv.key, escape_expansion(kv.value)) for kv in config.envs),
         working_dir=config.working_dir or None,
         resources=resources(config.linux.resources),
-        security_context=_security_context(config.linux.security_context),
+        security_context=security,
         tty=config.tty, stdin=config.stdin,
     )
 

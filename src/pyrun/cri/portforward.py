@@ -1,0 +1,154 @@
+"""PortForward over the WebSocket port-forward protocol (as the kubelet's streaming server speaks it).
+
+Subprotocols: v4.channel.k8s.io, channel.k8s.io, portforward.k8s.io (or none offered). The ports
+come from the URL's `?port=` query parameters, else from the PortForwardRequest. Port i owns two
+channels: 2i data (both ways) and 2i+1 error (server -> client). The first message the server sends
+on each carries the port as a little-endian uint16; after that, data frames are raw bytes, and a
+failure to reach the port is a text message on the error channel. One WebSocket is one TCP
+connection per port; the WebSocket closes when every pod-side connection has ended.
+
+The pod-side connection is to 127.0.0.1:<port> inside the pod's network namespace: a fresh helper
+process (`python -m pyrun.cri.portfwd`, fork+exec) setns(2)es into the namespace, connects, hands
+the connected socket back over a unix socketpair (SCM_RIGHTS, unix(7)) and exits. A socket keeps
+the namespace it was created in, so the server relays with it directly; no thread of the server
+ever changes namespace.
+"""
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+
+from pyrun.cri.websocket import OP_BINARY, WebSocket
+from pyrun.errors import NetworkError
+
+PROTOCOLS = ("v4.channel.k8s.io", "channel.k8s.io", "portforward.k8s.io")
+HELPER_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class ForwardPlan:
+    """What a /portforward/<token> URL reaches: the pod's netns path (None: the node's) and default ports."""
+
+    netns: str | None
+    ports: tuple[int, ...]
+    pod: str = ""
+
+
+def ports_from_query(values: list[str], default: tuple[int, ...]) -> tuple[int, ...]:
+    """?port=80&port=8080 (or "80,8080"); the request's ports when none are given. ValueError if bad."""
+    out: list[int] = []
+    for value in values:
+        for part in value.split(","):
+            port = int(part.strip())
+            if not 0 < port < 1 << 16:
+                raise ValueError(f"port {port} is out of range (1-65535)")
+            out.append(port)
+    ports = tuple(out) or tuple(default)
+    if not ports:
+        raise ValueError("no port given (?port=N)")
+    return ports
+
+
+def port_prefix(port: int) -> bytes:
+    return port.to_bytes(2, "little")
+
+
+def connect_in_netns(netns: str | None, port: int, timeout: float = HELPER_TIMEOUT) -> socket.socket:
+    """A TCP connection to 127.0.0.1:port made inside `netns` by a short-lived helper process."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        argv = [sys.executable, "-m", "pyrun.cri.portfwd", "--reply-fd", str(theirs.fileno()), netns or "-",
+                str(port)]
+        proc = subprocess.Popen(argv, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        theirs.close()
+        mine.settimeout(timeout)
+        try:
+            message, fds, _, _ = socket.recv_fds(mine, 4096, 1)
+        except OSError as e:
+            proc.kill()
+            raise NetworkError(f"port-forward helper for port {port}: {e}") from None
+        finally:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout)
+        if not fds:
+            raise NetworkError(message.decode(errors="replace") or f"port-forward helper for port {port} failed")
+        return socket.socket(fileno=fds[0])
+    finally:
+        theirs.close()
+        mine.close()
+
+
+class PortForwardSession:
+    def __init__(self, ws: WebSocket, plan: ForwardPlan, ports: tuple[int, ...]):
+        self.ws, self.plan, self.ports = ws, plan, ports
+        self.socks: dict[int, socket.socket] = {}
+        self._lock = threading.Lock()
+
+    def _send(self, channel: int, data: bytes) -> bool:
+        try:
+            self.ws.send(OP_BINARY, bytes([channel]) + data)
+            return True
+        except OSError:
+            return False
+
+    def _pod_to_client(self, index: int, sock: socket.socket) -> None:
+        while True:
+            try:
+                data = sock.recv(32 * 1024)
+            except OSError:
+                return
+            if not data or not self._send(2 * index, data):
+                return
+
+    def _client_to_pod(self) -> None:
+        for opcode, msg in self.ws.messages():
+            if opcode != OP_BINARY or not msg or msg[0] % 2:
+                continue  # nothing is read from the error channels
+            sock = self.socks.get(msg[0] // 2)
+            if sock is not None:
+                try:
+                    sock.sendall(msg[1:])
+                except OSError:
+                    pass
+        self.close_sockets()  # the client left
+
+    def close_sockets(self) -> None:
+        with self._lock:
+            for sock in self.socks.values():
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self.socks.clear()
+
+    def abort(self) -> None:
+        self.close_sockets()
+        self.ws.close(1001, "server shutting down")
+
+    def run(self) -> None:
+        for i, port in enumerate(self.ports):
+            self._send(2 * i, port_prefix(port))
+            self._send(2 * i + 1, port_prefix(port))
+        pumps = []
+        for i, port in enumerate(self.ports):
+            try:
+                sock = connect_in_netns(self.plan.netns, port)
+            except NetworkError as e:
+                self._send(2 * i + 1, f"failed to connect to 127.0.0.1:{port} in pod {self.plan.pod}: {e}".encode())
+                continue
+            with self._lock:
+                self.socks[i] = sock
+            t = threading.Thread(target=self._pod_to_client, args=(i, sock), daemon=True, name="pf-out")
+            t.start()
+            pumps.append(t)
+        threading.Thread(target=self._client_to_pod, daemon=True, name="pf-in").start()
+        try:
+            for t in pumps:
+                t.join()
+        finally:
+            self.close_sockets()
+            self.ws.close()

@@ -1,0 +1,343 @@
+"""Exec and Attach sessions over the WebSocket flavour of the Kubernetes remotecommand protocol.
+
+Subprotocols (Sec-WebSocket-Protocol), best first: v5.channel.k8s.io, v4.channel.k8s.io,
+channel.k8s.io (and none offered: like channel.k8s.io). Every binary message starts with a channel:
+
+  0 stdin (client -> server)      3 error/status (server -> client, sent once at the end)
+  1 stdout                        4 resize: {"Width": cols, "Height": rows} (client -> server)
+  2 stderr                        255 close (v5 only): [255, channel], e.g. [255, 0] is stdin's EOF
+
+The status is a JSON metav1.Status for v4+ ({"metadata":{},"status":"Success"}, or "Failure" with
+reason NonZeroExitCode and the code in details.causes[0].message); with channel.k8s.io only a failure
+is written, as plain text. The server first sends an empty message on the lowest output channel it
+opened (stdout, else stderr, else error): clients wait for it. The base64 variants are not offered.
+
+Exec runs `python -m pyrun.runtime.nsexec ...` (fork+exec, never a fork of the threaded server) in
+a new session. With a tty, the parent allocates a pty (openpty(3)), passes the slave as the
+command's stdin/stdout/stderr, and util-linux `setsid --ctty` makes it the controlling terminal of
+the new session (TIOCSCTTY, tty_ioctl(4)); stdout and stderr are then one stream. The pty is one of
+the host's devpts, so `tty` inside prints "not a tty" (the container's /dev/pts has no such name)
+while isatty() is true and job control works. A client that goes
+away kills the command's process group (and a tty's hangup reaches its session).
+
+Attach follows the container's CRI log from its end (the monitor copies stdout/stderr there) and
+streams new entries until the container exits or the client leaves. Stdin cannot be attached: the
+monitor does not keep the workload's stdin open (Attach refuses stdin before a URL is handed out).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import struct
+import subprocess
+import termios
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from pyrun.cri.websocket import OP_BINARY, WebSocket
+
+STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+V5, V4, V1 = "v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io"
+PROTOCOLS = (V5, V4, V1)
+READ_SIZE = 32 * 1024
+DRAIN_TIMEOUT = 2.0  # s: after the command exits, how long output pipes held by its children are read
+
+
+# --- pure ----------------------------------------------------------------------------------------
+
+def status_json(exit_code: int, error: str = "") -> dict:
+    """The metav1.Status a v4+ client reads on channel 3."""
+    if error:
+        return {"metadata": {}, "status": "Failure", "message": error, "reason": "InternalError"}
+    if exit_code == 0:
+        return {"metadata": {}, "status": "Success"}
+    return {"metadata": {}, "status": "Failure",
+            "message": f"command terminated with non-zero exit code: exit status {exit_code}",
+            "reason": "NonZeroExitCode",
+            "details": {"causes": [{"reason": "ExitCode", "message": str(exit_code)}]}}
+
+
+def status_message(protocol: str, exit_code: int, error: str = "") -> bytes | None:
+    """Channel 3's payload (without the channel byte); None when nothing is written (v1, success)."""
+    status = status_json(exit_code, error)
+    if protocol in (V5, V4):
+        return json.dumps(status, separators=(",", ":")).encode()
+    return None if status["status"] == "Success" else status["message"].encode()
+
+
+def parse_resize(payload: bytes) -> tuple[int, int] | None:
+    """{"Width": 80, "Height": 24} -> (80, 24); None for anything else."""
+    try:
+        size = json.loads(payload)
+        cols, rows = int(size["Width"]), int(size["Height"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not (0 <= cols < 1 << 16 and 0 <= rows < 1 << 16):
+        return None
+    return cols, rows
+
+
+def exit_code_of(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
+
+
+@dataclass(frozen=True)
+class ExecPlan:
+    """What an /exec/<token> URL runs: argv (the full nsexec command line) and the streams asked for."""
+
+    argv: list[str]
+    stdin: bool
+    stdout: bool
+    stderr: bool
+    tty: bool
+    container: str = ""
+
+
+@dataclass(frozen=True)
+class AttachPlan:
+    """What an /attach/<token> URL follows: a container's CRI log while `running()` says so."""
+
+    log_path: str
+    stdout: bool
+    stderr: bool
+    tty: bool
+    running: Callable[[], bool] = field(compare=False)
+    container: str = ""
+
+
+# --- sessions ------------------------------------------------------------------------------------
+
+class Channels:
+    """Sends on channels of one WebSocket; remembers whether the client went away."""
+
+    def __init__(self, ws: WebSocket, protocol: str):
+        self.ws, self.protocol = ws, protocol
+        self.gone = threading.Event()
+
+    def send(self, channel: int, data: bytes) -> bool:
+        try:
+            self.ws.send(OP_BINARY, bytes([channel]) + data)
+            return True
+        except OSError:
+            self.gone.set()
+            return False
+
+    def hello(self, stdout: bool, stderr: bool) -> None:
+        self.send(STDOUT if stdout else STDERR if stderr else ERROR, b"")
+
+    def finish(self, exit_code: int, error: str = "") -> None:
+        message = status_message(self.protocol, exit_code, error)
+        if message is not None:
+            self.send(ERROR, message)
+        self.ws.close()
+
+
+class ExecSession:
+    def __init__(self, ws: WebSocket, protocol: str, plan: ExecPlan):
+        self.ch = Channels(ws, protocol)
+        self.plan = plan
+        self.proc: subprocess.Popen | None = None
+        self.master: int | None = None
+        self.stdin_fd: int | None = None
+        self._stdin_lock = threading.Lock()
+
+    def _start(self) -> list[tuple[int, int]]:
+        """Start the command; the (fd, channel) pairs to copy to the client."""
+        plan = self.plan
+        if plan.tty:
+            master, slave = os.openpty()
+            self.master = master
+            try:
+                self.proc = subprocess.Popen(["setsid", "--ctty", *plan.argv], stdin=slave, stdout=slave,
+                                             stderr=slave, close_fds=True)
+            finally:
+                os.close(slave)
+            self.stdin_fd = os.dup(master) if plan.stdin else None
+            return [(master, STDOUT)] if plan.stdout else []
+        pipe, null = subprocess.PIPE, subprocess.DEVNULL
+        self.proc = subprocess.Popen(plan.argv, stdin=pipe if plan.stdin else null,
+                                     stdout=pipe if plan.stdout else null, stderr=pipe if plan.stderr else null,
+                                     start_new_session=True)
+        if self.proc.stdin is not None:
+            self.stdin_fd = self.proc.stdin.fileno()
+        return [(f.fileno(), ch) for f, ch in ((self.proc.stdout, STDOUT), (self.proc.stderr, STDERR))
+                if f is not None]
+
+    def _copy_out(self, fd: int, channel: int) -> None:
+        while True:
+            try:
+                data = os.read(fd, READ_SIZE)
+            except OSError:  # EIO: a pty's last slave closed
+                return
+            if not data or not self.ch.send(channel, data):
+                return
+
+    def _close_stdin(self) -> None:
+        with self._stdin_lock:
+            if self.stdin_fd is None:
+                return
+            if self.plan.tty:
+                with contextlib.suppress(OSError):
+                    os.write(self.stdin_fd, b"\x04")  # EOF for the line discipline (^D)
+                os.close(self.stdin_fd)
+            elif self.proc and self.proc.stdin:
+                with contextlib.suppress(OSError):
+                    self.proc.stdin.close()
+            self.stdin_fd = None
+
+    def _write_stdin(self, data: bytes) -> None:
+        with self._stdin_lock:
+            fd = self.stdin_fd
+            if fd is None:
+                return
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            except OSError:
+                pass  # the command closed its stdin; the rest is dropped
+
+    def _read_client(self) -> None:
+        for opcode, msg in self.ch.ws.messages():
+            if opcode != OP_BINARY or not msg:
+                continue
+            channel, data = msg[0], msg[1:]
+            if channel == STDIN:
+                self._write_stdin(data)
+            elif channel == RESIZE and self.master is not None:
+                size = parse_resize(data)
+                if size:
+                    with contextlib.suppress(OSError):
+                        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+            elif channel == CLOSE and self.ch.protocol == V5 and data[:1] == bytes([STDIN]):
+                self._close_stdin()
+        self.ch.gone.set()
+        self.kill()  # the client left (or closed): the command goes too
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def abort(self) -> None:
+        """The server is stopping: end the command and the connection."""
+        self.ch.gone.set()
+        self.kill()
+        self.ch.ws.close(1001, "server shutting down")
+
+    def run(self) -> None:
+        try:
+            outputs = self._start()
+        except OSError as e:
+            self.ch.hello(self.plan.stdout, self.plan.stderr)
+            self.ch.finish(126, f"cannot run the command: {e}")
+            return
+        self.ch.hello(self.plan.stdout and bool(outputs), self.plan.stderr)
+        pumps = [threading.Thread(target=self._copy_out, args=o, daemon=True, name="exec-out") for o in outputs]
+        for t in pumps:
+            t.start()
+        threading.Thread(target=self._read_client, daemon=True, name="exec-in").start()
+        try:
+            code = exit_code_of(self.proc.wait())
+            deadline = time.monotonic() + DRAIN_TIMEOUT
+            for t in pumps:
+                t.join(max(0.0, deadline - time.monotonic()))
+            if not self.ch.gone.is_set():
+                self.ch.finish(code)
+        finally:
+            self.kill()
+            self._close_stdin()
+            for f in (self.proc.stdout, self.proc.stderr):
+                if f is not None:
+                    f.close()
+            if self.master is not None:
+                os.close(self.master)
+            self.ch.ws.close()
+
+
+class AttachSession:
+    POLL = 0.1        # s between reads of a quiet log
+    CHECK_EVERY = 0.5  # s between checks that the container still runs
+
+    def __init__(self, ws: WebSocket, protocol: str, plan: AttachPlan):
+        self.ch = Channels(ws, protocol)
+        self.plan = plan
+
+    def abort(self) -> None:
+        self.ch.gone.set()
+        self.ch.ws.close(1001, "server shutting down")
+
+    def _watch_client(self) -> None:
+        for _ in self.ch.ws.messages():
+            pass  # no stdin; resize has nothing to act on
+        self.ch.gone.set()
+
+    def _emit(self, line: bytes) -> None:
+        from pyrun.runtime.logs import parse_entry
+        try:
+            entry = parse_entry(line)
+        except ValueError:
+            return
+        data = entry.content + (b"" if entry.partial else b"\n")
+        if entry.stream == "stdout" or self.plan.tty:
+            if self.plan.stdout:
+                self.ch.send(STDOUT, data)
+        elif entry.stream == "stderr" and self.plan.stderr:
+            self.ch.send(STDERR, data)
+
+    def _open(self, from_end: bool):
+        try:
+            f = open(self.plan.log_path, "rb")
+        except FileNotFoundError:
+            return None
+        if from_end:
+            f.seek(0, os.SEEK_END)
+        return f
+
+    def run(self) -> None:
+        f = self._open(from_end=True)  # before the hello: what the client sees after it is streamed
+        self.ch.hello(self.plan.stdout, self.plan.stderr)
+        threading.Thread(target=self._watch_client, daemon=True, name="attach-in").start()
+        pending, last_check, running = b"", 0.0, True
+        try:
+            while not self.ch.gone.is_set():
+                chunk = f.read(READ_SIZE) if f else b""
+                if chunk:
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        self._emit(line)
+                    continue
+                if not running:
+                    break  # drained after the exit
+                now = time.monotonic()
+                if now - last_check >= self.CHECK_EVERY:
+                    last_check = now
+                    running = self.plan.running()
+                    f = self._follow_rotation(f)
+                    if not running:
+                        continue  # one last read
+                time.sleep(self.POLL)
+            if not self.ch.gone.is_set():
+                self.ch.finish(0)
+        finally:
+            if f:
+                f.close()
+            self.ch.ws.close()
+
+    def _follow_rotation(self, f):
+        """ReopenContainerLog renames the file and the monitor makes a new one: continue in it."""
+        try:
+            current = os.stat(self.plan.log_path).st_ino
+        except FileNotFoundError:
+            return f
+        if f is not None and os.fstat(f.fileno()).st_ino == current:
+            return f
+        if f is not None:
+            f.close()
+        return self._open(from_end=False)
