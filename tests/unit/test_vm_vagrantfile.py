@@ -39,14 +39,17 @@ def vagrant_setup_command(vagrantfile: str) -> str:
 
 
 def test_fenced_lines_strip_prompts_and_ignore_prose():
-    markdown = "Run ./setup.sh like this:\n\n```sh\n$ cd /vagrant && ./setup.sh\n```\n"
-    assert readme_setup_commands(markdown) == ["cd /vagrant && ./setup.sh"]
+    markdown = "Run ./setup.sh like this:\n\n```sh\n$ ./setup.sh\n```\n\nthen\n\n```\n./test.sh\n```\n"
+    assert readme_setup_commands(markdown) == ["./setup.sh"]
 
 
 def test_vagrantfile_provisions_with_its_setup_command():
     text = VAGRANTFILE.read_text()
     assert vagrant_setup_command(text)
-    assert re.search(r'config\.vm\.provision\s+"shell".*inline:\s*SETUP_COMMAND', text)
+    # The provisioner runs SETUP_COMMAND, as root, in the synced checkout.
+    assert re.search(r'config\.vm\.provision\s+"shell".*privileged:\s*true.*'
+                     r'inline:\s*"cd /vagrant && #\{SETUP_COMMAND\}"', text)
+    assert re.search(r'synced_folder\s+"\.",\s*"/vagrant"', text)
     assert 'config.vm.box = "debian/bookworm64"' in text
     for provider in ("libvirt", "virtualbox"):
         assert f'config.vm.provider "{provider}"' in text
