@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 import os
 import subprocess
 from pathlib import Path
@@ -136,6 +137,9 @@ def test_c_monitor_serves_a_workload_until_it_exits(tmp_path):
         assert status.fields == {"state": "running", "pid": workload, "start_time": 11, "started_at": 22}
         with pytest.raises(sync.StepFailed, match="running, not created"):
             monitor.request(tmp_path, "start")
+        deadline = time.monotonic() + 10  # the monitor copies the pipes asynchronously: wait for both lines
+        while (tmp_path / "c.log").read_bytes().count(b"\n") < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
         os.rename(tmp_path / "c.log", tmp_path / "c.log.1")
         monitor.request(tmp_path, "reopen-log")
         (tmp_path / "memory.events").write_text("oom 2\noom_kill 2\n")
