@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import json
-import time
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
