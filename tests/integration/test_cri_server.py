@@ -238,16 +238,17 @@ def test_cgroup_parent_is_the_pod_cgroup(env):
     cid = rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, config=container_config(
         pb, "c", ["sleep", "1000"]))).container_id
     rt.StartContainer(pb.StartContainerRequest(container_id=cid))
-    pids = Path("/sys/fs/cgroup/pids" + parent)
+    from pyrun.cgroups import CgroupPath, open_cgroups
+    from pyrun.config import Config
+    cg = open_cgroups(Config(cgroup_parent=env["parent"]))
+    pids = Path(cg.paths(CgroupPath.parse(parent))["pids"])  # v1: /sys/fs/cgroup/pids/..., v2: /sys/fs/cgroup/...
     assert pids.is_dir() and (pids / cid).is_dir() and (pids / "pause").is_dir()
     record = json.loads((env["root"] / "pods" / sid / "pod.json").read_text())
     assert record["cgroup"]["path"] == parent and record["cri"]["cgroup_parent"] == parent
     remove_pod(rt, pb, sid)
     # the kubelet owns the pod cgroup: pyrun removed only its own leaves below it
     assert pids.is_dir() and not (pids / cid).exists() and not (pids / "pause").exists()
-    from pyrun.cgroups import CgroupPath, open_cgroups
-    from pyrun.config import Config
-    open_cgroups(Config(cgroup_parent=env["parent"])).remove(CgroupPath.parse(parent))  # as the kubelet would
+    cg.remove(CgroupPath.parse(parent))  # as the kubelet would
     assert not pids.exists()
     ch.close()
 
