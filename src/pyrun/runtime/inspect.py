@@ -20,6 +20,17 @@ def _ns_ids(paths: dict) -> dict:
     return out
 
 
+def _process_namespaces(pid: int) -> dict:
+    """The namespaces of a live process (a process that exits meanwhile just shows fewer)."""
+    out = {}
+    for kind in ("mnt", "pid", "net", "ipc", "uts"):
+        try:
+            out[kind] = os.readlink(f"/proc/{pid}/ns/{kind}")
+        except OSError:
+            continue
+    return out
+
+
 def _live_mounts(pid: int) -> list[str]:
     try:
         with open(f"/proc/{pid}/mountinfo") as f:
@@ -53,8 +64,7 @@ def inspect_pod(rt, pod: dict) -> dict:
             "security": security_summary(config.get("security") or {}),
         }
         if status.get("state") == "running" and status.get("pid"):
-            entry["namespaces"] = {k: os.readlink(f"/proc/{status['pid']}/ns/{k}")
-                                   for k in ("mnt", "pid", "net", "ipc", "uts") if os.path.exists(f"/proc/{status['pid']}/ns/{k}")}
+            entry["namespaces"] = _process_namespaces(status["pid"])
             entry["live_mounts"] = _live_mounts(status["pid"])
         doc["containers"].append(entry)
     return doc

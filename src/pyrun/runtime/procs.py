@@ -28,10 +28,11 @@ def start_time(pid: int, proc: str = "/proc") -> int | None:
 
 
 def is_zombie(pid: int) -> bool:
+    """True for a zombie or a process that is gone (a dying process's stat can fail with ESRCH)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return True
     return data[data.rindex(b")") + 2:].split()[0] in (b"Z", b"X")
 
