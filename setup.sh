@@ -15,16 +15,8 @@ fi
 
 # 1. Debian packages: compilers and headers for the cffi module and the static pause binary,
 #    libcap-dev for python-prctl, busybox-static for the demo image, iproute2/nftables for pod networking.
-APT_PACKAGES="python3 python3-venv python3-dev gcc libc6-dev libffi-dev libcap-dev libseccomp2 busybox-static iproute2 nftables"
-missing=""
-for p in $APT_PACKAGES; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-    echo "==> apt-get install$missing"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
-fi
+scripts/apt-ensure.sh python3 python3-venv python3-dev gcc libc6-dev libffi-dev libcap-dev libseccomp2 \
+    busybox-static iproute2 nftables
 
 # 2. A virtualenv with pyrun and its Python dependencies (re-installed when the build inputs change).
 PY=/usr/bin/python3

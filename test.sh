@@ -18,16 +18,11 @@ while [ $# -gt 0 ]; do
 done
 ./setup.sh --no-demo
 # Test-only Debian packages: a real registry, skopeo to push to it, umoci as the unpacking peer.
-TEST_APT_PACKAGES="docker-registry skopeo umoci"
-missing=""
-for p in $TEST_APT_PACKAGES; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
-    # the tests start their own registry on 127.0.0.1; never leave the packaged service running
-    if [ -d /run/systemd/system ]; then systemctl disable --now docker-registry >/dev/null 2>&1 || true; fi
+had_registry=$(dpkg-query -W -f='${Status}' docker-registry 2>/dev/null | grep -c "ok installed" || true)
+scripts/apt-ensure.sh docker-registry skopeo umoci
+if [ "$had_registry" = 0 ] && [ -d /run/systemd/system ]; then
+    # we installed it: the tests start their own registry on 127.0.0.1, the packaged service must not run
+    systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
 status=0
 .venv/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/integration "${PYTEST_ARGS[@]}" || status=$?

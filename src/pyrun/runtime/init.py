@@ -44,7 +44,7 @@ from pyrun.runtime import faults, linux, rootfs, sync
 # filesystem, and with it the Python library, is gone after that step.
 from pyrun.runtime import caps, security, seccomp
 from pyrun.runtime.caps import preload as _preload_caps
-from pyrun.runtime.users import resolve_user
+from pyrun.runtime.users import resolve_in_root
 
 
 class Step:
@@ -135,7 +135,7 @@ def _set_up(config: dict, step: Step) -> dict:
 
     process = config["process"]
     step("user")
-    user = resolve_user(process.get("user", ""), _read("/etc/passwd"), _read("/etc/group"))
+    user = resolve_in_root(process.get("user", ""))
     security.check_non_root(sec, user.uid, process.get("user", ""), config.get("name", "?"))
     groups = security.container_groups(sec, user.groups)
 
@@ -180,14 +180,6 @@ def _set_up(config: dict, step: Step) -> dict:
         env.append(f"HOME={user.home}")
     late = sec["seccomp"] if plan and sec.get("no_new_privs") else None
     return {"args": process["args"], "env": env, "seccomp_late": late}
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
 
 
 def _exec(process: dict, sock: socket.socket) -> None:

@@ -23,7 +23,7 @@ from pyrun.runtime import linux
 from pyrun.runtime import caps, seccomp, security
 from pyrun.runtime.caps import preload as preload_caps
 from pyrun.runtime.procs import ProcessRef
-from pyrun.runtime.users import resolve_user
+from pyrun.runtime.users import resolve_in_root
 
 NS_ORDER = ("ipc", "uts", "net", "pid", "mnt")
 
@@ -75,7 +75,7 @@ def _setns_fd(fd: int, kind: str) -> None:
 def _child(config: dict, argv: list[str], extra_env: list[str], cwd: str | None) -> None:
     process = config["process"]
     sec = security.from_config(config)
-    user = resolve_user(process.get("user", ""), _read("/etc/passwd"), _read("/etc/group"))
+    user = resolve_in_root(process.get("user", ""))
     security.check_non_root(sec, user.uid, process.get("user", ""), config.get("name", "?"))
     groups = security.container_groups(sec, user.groups)
     security.apply_rlimits(sec.get("rlimits", {}))
@@ -100,14 +100,6 @@ def _child(config: dict, argv: list[str], extra_env: list[str], cwd: str | None)
     for sig in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(sig, signal.SIG_DFL)
     os.execvpe(argv[0], argv, env)
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
 
 
 def command(cdir: Path, argv: list[str], env: list[str] = (), cwd: str | None = None) -> list[str]:

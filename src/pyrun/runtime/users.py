@@ -33,6 +33,19 @@ def parse_group(text: str) -> list[tuple[str, int, list[str]]]:
     return out
 
 
+def resolve_in_root(spec: str, root: str = "/") -> User:
+    """Resolve `spec` against <root>/etc/passwd and <root>/etc/group (missing files count as empty)."""
+    return resolve_user(spec, _read(f"{root.rstrip('/')}/etc/passwd"), _read(f"{root.rstrip('/')}/etc/group"))
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def resolve_user(spec: str, passwd: str, group: str) -> User:
     """Resolve `spec` the way runc does: numbers need no passwd entry, names must exist."""
     spec = spec or "0"
