@@ -83,3 +83,35 @@ def test_pod_network_through_the_cli_in_a_node_namespace(pyrun, tmp_path):
     assert "pod-to-pod web-b" in out and "node-to-pod web-a" in out and "hostport web-a" in out
     assert "pod-to-gateway ok" in out and "hosts ok" in out
     assert "veths 0" in out and "rules 0" in out
+
+
+PARALLEL_SCRIPT = r"""
+set -e
+ip link set lo up
+for i in $(seq 1 20); do $PYRUN pod create "$DIR/p$i.json" > "$DIR/p$i.out" 2>&1 & done
+wait
+for i in $(seq 1 20); do
+    $PYRUN pod inspect "par$i" | python3 -c 'import json,sys; print(json.load(sys.stdin)["network"]["ip"])'
+done > "$DIR/ips"
+for i in $(seq 1 20); do $PYRUN pod rm -f "par$i" >/dev/null; done
+echo "veths $(ip -o link show type veth | wc -l)"
+"""
+
+
+def test_twenty_parallel_creates_get_distinct_ips(pyrun, tmp_path):
+    """20 separate CLI processes create pods at once on the bridge (in a throwaway node namespace)."""
+    for i in range(1, 21):
+        (tmp_path / f"p{i}.json").write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"par{i}"},
+            "spec": {"terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "c", "image": "pyrun/demo:latest", "command": ["sleep", "1000"]}]}}))
+    argv = pyrun.argv()
+    argv[argv.index("--network") + 1] = "bridge"
+    env = {"PYRUN": " ".join(argv), "DIR": str(tmp_path), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    p = subprocess.run(["unshare", "--net", "bash", "-c", PARALLEL_SCRIPT], capture_output=True, text=True,
+                       env=env, timeout=600, cwd=REPO)
+    outs = "".join((tmp_path / f"p{i}.out").read_text() for i in range(1, 21))
+    assert p.returncode == 0, p.stdout + p.stderr + outs
+    ips = (tmp_path / "ips").read_text().split()
+    assert len(ips) == 20 and len(set(ips)) == 20 and all(ip.startswith("10.88.") for ip in ips), ips
+    assert "veths 0" in p.stdout

@@ -41,7 +41,7 @@ def make_dirs(cdir: Path) -> None:
         (cdir / sub).mkdir(parents=True, exist_ok=True)
 
 
-def spawn_monitor(cdir: Path, timeout: float = 60.0) -> ProcessRef:
+def spawn_monitor(cdir: Path, timeout: float = 180.0) -> ProcessRef:
     """Start the container's monitor; return the init process once it is set up (created)."""
     parent, child = sync.socketpair()
     fds = [child.fileno()]

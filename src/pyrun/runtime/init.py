@@ -62,7 +62,7 @@ def run(config: dict, sock: socket.socket) -> None:
     """Never returns: execs the workload or exits 1 after reporting the failed step."""
     step = Step()
     try:
-        sync.recv(sock, "go", timeout=30, peer="monitor")
+        sync.recv(sock, "go", timeout=120, peer="monitor")
         process = _set_up(config, step)
         sync.send(sock, "ready")
         sync.recv(sock, "start", peer="monitor")

@@ -50,7 +50,7 @@ def namespace_kinds(share_pid: bool, host_network: bool) -> list[str]:
 # --- caller side (CLI / CRI) ---------------------------------------------------------------------
 
 def launch(pod_dir: Path, hostname: str, share_pid: bool, host_network: bool,
-           cgroup_procs: list[str] = (), timeout: float = 10.0) -> ProcessRef:
+           cgroup_procs: list[str] = (), timeout: float = 60.0) -> ProcessRef:
     """Start the pod's pause process in new namespaces (and in the pod's cgroups); return it once it runs."""
     parent, child = sync.socketpair()
     fds = [child.fileno()]
