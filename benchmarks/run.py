@@ -420,7 +420,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def reexec_in_netns(argv: list[str]) -> int:
     """Run this harness again in a new network namespace (unshare(1)); lo is brought up there."""
-    script = f'ip link set lo up && exec "$0" "$@"'
+    script = 'ip link set lo up && exec "$0" "$@"'
     cmd = ["unshare", "--net", "--", "sh", "-c", script, sys.executable, os.path.abspath(__file__), *argv]
     child = subprocess.Popen(cmd, env=dict(os.environ, **{NETNS_ENV: "1"}))
     while True:

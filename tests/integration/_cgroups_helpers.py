@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
 from contextlib import contextmanager

@@ -140,7 +140,7 @@ class RealRegistry:
         self.token_server: TokenServer | None = None
         (workdir / "storage").mkdir(parents=True, exist_ok=True)
         lines = ["version: 0.1", "log:", "  level: error", "  accesslog:", "    disabled: true",
-                 "storage:", f"  filesystem:", f"    rootdirectory: {workdir / 'storage'}",
+                 "storage:", "  filesystem:", f"    rootdirectory: {workdir / 'storage'}",
                  "  delete:", "    enabled: true", "http:", f"  addr: 127.0.0.1:{self.port}",
                  f"  secret: {os.urandom(8).hex()}"]
         if auth == "htpasswd":

@@ -2,10 +2,7 @@
 and look at an image's layers through a real overlay mount in a private mount namespace."""
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import stat
 import subprocess
 import sys
 from pathlib import Path

@@ -2,8 +2,6 @@
 with skopeo (OCI, Docker v2s2, an index, zstd and plain layers), mirrors, a pod from a pulled image."""
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
 import sys

@@ -12,13 +12,12 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from _labs_runner import (
-    Command, LabFormatError, NodeNamespace, output_lines, output_matches, parse_console_block, parse_lab, run_lab,
+    LabFormatError, NodeNamespace, output_lines, output_matches, parse_console_block, parse_lab, run_lab,
 )
 
 REPO = Path(__file__).resolve().parents[2]

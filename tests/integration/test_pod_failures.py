@@ -48,7 +48,7 @@ def test_failure_at_each_create_step_rolls_back(pyrun, write_pod, step):
 
 def test_init_failures_name_the_step_and_never_run_the_workload(pyrun, write_pod, tmp_path):
     marker = tmp_path / "ran"
-    spec = write_pod("badwd", [{"name": "c", "command": ["sh", "-c", f"touch /host/ran"], "workingDir": "/nope",
+    spec = write_pod("badwd", [{"name": "c", "command": ["sh", "-c", "touch /host/ran"], "workingDir": "/nope",
                                 "volumeMounts": [{"name": "host", "mountPath": "/host"}]}],
                      volumes=[{"name": "host", "hostPath": {"path": str(tmp_path)}}])
     p = pyrun("pod", "create", spec, check=False)

@@ -5,7 +5,6 @@ import json
 import os
 import time
 
-import pytest
 
 
 def test_two_containers_share_an_empty_dir(pyrun, write_pod):

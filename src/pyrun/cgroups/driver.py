@@ -28,7 +28,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable
 
 from pyrun.cgroups import cpu, fs, hugetlb, memory, pids
 from pyrun.cgroups.layout import CONTROLLERS, Hierarchy, Layout, read_host_layout

@@ -154,7 +154,7 @@ def render_nft_table(cidr: str, bridge: str, pods: Sequence[PodPorts], masquerad
     """`table ip pyrun { ... }` for these pods (the body of an nft -f script)."""
     net = str(ipaddress.IPv4Network(cidr))
     hostports = [f"\t\t{dnat_rule(p.ip, m)} {_comment(p.pod_id)}" for p in pods for m in p.ports]
-    post = [f"\t\tct status dnat ip saddr 127.0.0.0/8 masquerade",
+    post = ["\t\tct status dnat ip saddr 127.0.0.0/8 masquerade",
             f"\t\tct status dnat ip saddr {net} ip daddr {net} masquerade"]
     if masquerade:
         post.append(f'\t\tip saddr {net} oifname != "{bridge}" masquerade')

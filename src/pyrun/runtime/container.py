@@ -18,7 +18,7 @@ from pyrun.errors import ContainerStartError, InvalidState
 from pyrun.runtime import faults, sync
 from pyrun.runtime.monitor import request
 from pyrun.runtime.procs import ProcessRef, kill_now, terminate
-from pyrun.runtime.state import (CONTAINER_CREATED, CONTAINER_EXITED, StateStore, now_ns, read_json_or, read_status,
+from pyrun.runtime.state import (CONTAINER_CREATED, CONTAINER_EXITED, StateStore, read_json_or, read_status,
                                  write_json)
 
 
@@ -120,8 +120,6 @@ def require_created(rec: dict) -> None:
         raise InvalidState(f"container {rec['name']} is {rec['status'].get('state')}, not created")
 
 
-def write_record(store: StateStore, rec: dict) -> None:
-    store.write_container(rec)
-
-
-__all__ = ["init_config", "make_dirs", "spawn_monitor", "start", "stop", "destroy", "state_of", "write_json", "now_ns"]
+def write_config(cdir: Path, config: dict) -> None:
+    """Write the init's config.json (read by the monitor and the init)."""
+    write_json(cdir / "config.json", config)

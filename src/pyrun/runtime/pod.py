@@ -14,12 +14,12 @@ import shutil
 from pathlib import Path
 
 from pyrun.config import Config
-from pyrun.errors import InvalidState, NotFound, PyrunError
+from pyrun.errors import InvalidState, NotFound
 from pyrun.runtime import container as ctr
 from pyrun.runtime import faults, resources, sandbox
 from pyrun.runtime.mounts import unmount_under
 from pyrun.runtime.procs import ProcessRef, kill_now, terminate
-from pyrun.runtime.state import (CONTAINER_CREATED, CONTAINER_EXITED, CONTAINER_RUNNING, POD_CREATING,
+from pyrun.runtime.state import (CONTAINER_RUNNING, POD_CREATING,
                                  POD_REMOVING, POD_RUNNING, POD_STOPPED, POD_TRANSITIONS, StateStore,
                                  check_transition, new_id, now_ns)
 
@@ -183,7 +183,7 @@ class PodRuntime:
             cgroup_procs=resources.procs_files(self.cfg, rec["cgroup"]),
             oom_events=resources.oom_events_file(self.cfg, rec["cgroup"]), log_path=log_path)
         config["security"] = sec
-        ctr.write_json(cdir / "config.json", config)
+        ctr.write_config(cdir, config)
         ctr.spawn_monitor(cdir)
         return rec
 
@@ -325,5 +325,3 @@ def _uuid() -> str:
     import uuid
     return str(uuid.uuid4())
 
-
-__all__ = ["PodRuntime", "CONTAINER_CREATED", "CONTAINER_EXITED", "CONTAINER_RUNNING", "PyrunError"]
