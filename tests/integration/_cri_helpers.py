@@ -1,6 +1,7 @@
 """A `pyrun cri serve` subprocess on a temp socket, and stubs to drive it."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -110,3 +111,31 @@ def cgroup_dirs(parent: str) -> list[str]:
     if unified.exists():
         out.append(str(unified))
     return out
+
+
+@contextlib.contextmanager
+def running_server(demo_layout: Path, prefix: str):
+    """A CRI server on a fresh state root (demo image imported) under a fresh cgroup parent.
+
+    On exit: the server is stopped, and the test fails if it left mounts or cgroups, or
+    if the server logged a traceback.
+    """
+    import secrets
+    import shutil
+    tmp = Path(f"/tmp/{prefix}-{secrets.token_hex(3)}")
+    tmp.mkdir()
+    root, parent = tmp / "root", f"{prefix}-test-{secrets.token_hex(3)}"
+    subprocess.run(cli_argv(root, parent) + ["image", "import", str(demo_layout), DEMO_IMAGE], check=True,
+                   capture_output=True)
+    server = CriServer(root, parent, tmp / "cri.sock", tmp / "server.log").start()
+    try:
+        yield {"tmp": tmp, "root": root, "parent": parent, "server": server, "layout": demo_layout}
+    finally:
+        server.stop()
+        left = cleanup_root(root, parent)
+        cgroups_left = cgroup_dirs(parent)
+        log = (tmp / "server.log").read_text(errors="replace")
+        shutil.rmtree(tmp, ignore_errors=True)
+        assert not left, f"mounts left: {left}"
+        assert not cgroups_left, f"cgroups left: {cgroups_left}"
+        assert "Traceback" not in log, log

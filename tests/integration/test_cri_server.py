@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import threading
 import time
@@ -13,8 +12,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from _cri_helpers import (DEMO_IMAGE, CriServer, cgroup_dirs, cleanup_root, cli_argv, container_config,
-                          remove_pod, run_pod, sandbox_config)
+from _cri_helpers import (DEMO_IMAGE, CriServer, cgroup_dirs, cli_argv, container_config, remove_pod, run_pod,
+                          running_server, sandbox_config)
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
@@ -22,21 +21,8 @@ pytestmark = [pytest.mark.integration,
 
 @pytest.fixture(scope="module")
 def env(demo_layout):
-    tmp = Path(f"/tmp/pyrun-cri-{secrets.token_hex(3)}")
-    tmp.mkdir()
-    root, parent = tmp / "root", f"pyrun-cri-test-{secrets.token_hex(3)}"
-    subprocess.run(cli_argv(root, parent) + ["image", "import", str(demo_layout), DEMO_IMAGE], check=True,
-                   capture_output=True)
-    server = CriServer(root, parent, tmp / "cri.sock", tmp / "server.log").start()
-    try:
-        yield {"tmp": tmp, "root": root, "parent": parent, "server": server, "layout": demo_layout}
-    finally:
-        server.stop()
-        left = cleanup_root(root, parent)
-        cgroups_left = cgroup_dirs(parent)
-        shutil.rmtree(tmp, ignore_errors=True)
-        assert not left, f"mounts left: {left}"
-        assert not cgroups_left, f"cgroups left: {cgroups_left}"
+    with running_server(demo_layout, "pyrun-cri") as e:
+        yield e
 
 
 def code_of(call) -> grpc.StatusCode:

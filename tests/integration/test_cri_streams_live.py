@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
-import subprocess
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import grpc
 import pytest
 
-from _cri_helpers import DEMO_IMAGE, CriServer, cgroup_dirs, cleanup_root, cli_argv, remove_pod, run_pod
+from _cri_helpers import DEMO_IMAGE, remove_pod, run_pod, running_server
 from pyrun.cri import websocket as w
 
 pytestmark = [pytest.mark.integration,
@@ -26,25 +22,12 @@ PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
 
 @pytest.fixture(scope="module")
 def env(demo_layout):
-    tmp = Path(f"/tmp/pyrun-cris-{secrets.token_hex(3)}")
-    tmp.mkdir()
-    root, parent = tmp / "root", f"pyrun-cris-test-{secrets.token_hex(3)}"
-    subprocess.run(cli_argv(root, parent) + ["image", "import", str(demo_layout), DEMO_IMAGE], check=True,
-                   capture_output=True)
-    server = CriServer(root, parent, tmp / "cri.sock", tmp / "server.log").start()
-    rt, _, pb, ch = server.stubs("v1")
-    try:
-        yield {"tmp": tmp, "rt": rt, "pb": pb}
-    finally:
-        ch.close()
-        server.stop()
-        left = cleanup_root(root, parent)
-        cgroups_left = cgroup_dirs(parent)
-        log = (tmp / "server.log").read_text(errors="replace")
-        shutil.rmtree(tmp, ignore_errors=True)
-        assert not left, f"mounts left: {left}"
-        assert not cgroups_left, f"cgroups left: {cgroups_left}"
-        assert "Traceback" not in log, log
+    with running_server(demo_layout, "pyrun-cris") as e:
+        rt, _, pb, ch = e["server"].stubs("v1")
+        try:
+            yield {"tmp": e["tmp"], "rt": rt, "pb": pb}
+        finally:
+            ch.close()
 
 
 def open_ws(url: str, protocols=PROTOCOLS) -> w.WebSocket:
