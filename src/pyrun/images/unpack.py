@@ -288,12 +288,16 @@ class LayerWriter:
             if content is not None:
                 while chunk := content.read(1 << 20):
                     os.write(fd, chunk)
-            self._chown(e, lambda: os.fchown(fd, e.uid, e.gid))
-            os.fchmod(fd, e.mode)
-            self._set_xattrs(fd, e)
-            os.utime(fd, (e.mtime, e.mtime))
+            self._meta_fd(fd, e)
         finally:
             os.close(fd)
+
+    def _meta_fd(self, fd: int, e: Entry) -> None:
+        """Owner, mode, xattrs and mtime of an open file or directory, from its tar member."""
+        self._chown(e, lambda: os.fchown(fd, e.uid, e.gid))
+        os.fchmod(fd, e.mode)
+        self._set_xattrs(fd, e)
+        os.utime(fd, (e.mtime, e.mtime))
 
     def _hardlink(self, pfd: int, name: str, e: Entry) -> None:
         if e.link_parts not in self.created:
@@ -359,10 +363,7 @@ class LayerWriter:
             except ImageError:
                 continue  # replaced by a later member
             try:
-                self._chown(e, lambda: os.fchown(fd, e.uid, e.gid))
-                os.fchmod(fd, e.mode)
-                self._set_xattrs(fd, e)
-                os.utime(fd, (e.mtime, e.mtime))
+                self._meta_fd(fd, e)
             finally:
                 os.close(fd)
 
