@@ -20,7 +20,7 @@ def start_time(pid: int, proc: str = "/proc") -> int | None:
     try:
         with open(f"{proc}/{pid}/stat", "rb") as f:
             data = f.read()
-    except (FileNotFoundError, ProcessLookupError):
+    except OSError:  # ENOENT/ESRCH (and, mid-exit, others): gone
         return None
     # comm (field 2) may contain spaces and parentheses: split after the last ')'.
     fields = data[data.rindex(b")") + 2:].split()
@@ -32,7 +32,7 @@ def is_zombie(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
-    except (FileNotFoundError, ProcessLookupError):
+    except OSError:
         return True
     return data[data.rindex(b")") + 2:].split()[0] in (b"Z", b"X")
 
@@ -83,6 +83,9 @@ def wait_pids_gone(refs: list[ProcessRef], timeout: float) -> bool:
             fd = os.pidfd_open(ref.pid)
         except ProcessLookupError:
             continue
+        except OSError:
+            # EINVAL: the pid no longer has a thread-group leader (the process is exiting): poll instead
+            fd = None
         try:
             if start_time(ref.pid) != ref.start_time:
                 continue  # the pid was reused before we opened it
@@ -91,9 +94,13 @@ def wait_pids_gone(refs: list[ProcessRef], timeout: float) -> bool:
                 if left <= 0:
                     return False
                 # readable when the process exits; zombies of foreign parents count as gone
-                select.select([fd], [], [], min(left, 0.05))
+                if fd is None:
+                    time.sleep(min(left, 0.02))
+                else:
+                    select.select([fd], [], [], min(left, 0.05))
         finally:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
     return True
 
 
