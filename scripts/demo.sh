@@ -49,6 +49,8 @@ show "$PYRUN" logs demo writer
 
 step "Stop (SIGTERM, grace period, SIGKILL) and remove"
 show "$PYRUN" pod stop demo
-show "$PYRUN" pod inspect demo | python3 -c 'import json,sys; [print(c["name"], c["state"], "exit code", c["exit_code"]) for c in json.load(sys.stdin)["containers"]]'
+printf '$ %s\n' "$PYRUN pod inspect demo | python3 -c '…print each container's state and exit code…'"
+"$PYRUN" pod inspect demo | python3 -c 'import json,sys; [print(c["name"], c["state"], "exit code", c["exit_code"], c["reason"]) for c in json.load(sys.stdin)["containers"]]'
+show "$PYRUN" logs demo writer
 show "$PYRUN" pod rm demo
 printf '\nDone. Try it yourself: sudo pyrun --help, and the labs in docs/labs/.\n'
