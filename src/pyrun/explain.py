@@ -67,10 +67,6 @@ def stop_recording() -> None:
     _recorder = None
 
 
-def active() -> bool:
-    return _fd is not None or _recorder is not None
-
-
 def emit(command: str) -> None:
     """Report one primitive as a shell command line."""
     if _recorder is not None:

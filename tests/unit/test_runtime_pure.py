@@ -131,3 +131,20 @@ def test_socketpair_is_seqpacket():
     a, b = sync.socketpair()
     with a, b:
         assert a.type == socket.SOCK_SEQPACKET
+
+
+def test_monitor_control_socket_works_under_a_long_state_root(tmp_path):
+    """sun_path holds 108 bytes; a deep state root is reached through /proc/self/fd."""
+    from pyrun.runtime import monitor
+    cdir = tmp_path / ("d" * 60) / ("e" * 60)
+    cdir.mkdir(parents=True)
+    listener = monitor._listen(cdir)
+    try:
+        client = monitor.connect(cdir, timeout=2)
+        conn, _ = listener.accept()
+        with client, conn:
+            sync.send(client, "status")
+            assert sync.recv(conn, "status", timeout=2).type == "status"
+        assert oct((cdir / "ctl.sock").stat().st_mode & 0o777) == "0o600"
+    finally:
+        listener.close()

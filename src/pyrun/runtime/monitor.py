@@ -80,25 +80,27 @@ def handoff_argv(*, binary: Path, cdir: Path, pid: int, start_time: int, started
     return argv
 
 
-def socket_path(cdir: Path) -> str:
-    """A path for ctl.sock short enough for sun_path (108 bytes), via /proc/self/fd when needed."""
+@contextlib.contextmanager
+def _ctl_address(cdir: Path):
+    """The address of cdir/ctl.sock for bind/connect: sun_path holds at most 108 bytes, so a long
+    state root goes through an O_PATH descriptor of the directory (/proc/self/fd/N/ctl.sock)."""
     path = str(cdir / CTL_SOCKET)
-    return path
+    if len(path.encode()) < 100:
+        yield path
+        return
+    dfd = os.open(cdir, os.O_PATH | os.O_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{dfd}/{CTL_SOCKET}"
+    finally:
+        os.close(dfd)
 
 
 def connect(cdir: Path, timeout: float = 10.0) -> socket.socket:
-    """Connect to a monitor's control socket (long state roots go through an O_PATH dir fd)."""
+    """Connect to a monitor's control socket."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     s.settimeout(timeout)
-    path = str(cdir / CTL_SOCKET)
-    if len(path.encode()) < 100:
-        s.connect(path)
-        return s
-    dfd = os.open(cdir, os.O_PATH | os.O_CLOEXEC)
-    try:
-        s.connect(f"/proc/self/fd/{dfd}/{CTL_SOCKET}")
-    finally:
-        os.close(dfd)
+    with _ctl_address(cdir) as address:
+        s.connect(address)
     return s
 
 
@@ -323,14 +325,8 @@ def _listen(cdir: Path) -> socket.socket:
     path = cdir / CTL_SOCKET
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
-    if len(str(path).encode()) < 100:
-        s.bind(str(path))
-    else:
-        dfd = os.open(cdir, os.O_PATH | os.O_CLOEXEC)
-        try:
-            s.bind(f"/proc/self/fd/{dfd}/{CTL_SOCKET}")
-        finally:
-            os.close(dfd)
+    with _ctl_address(cdir) as address:
+        s.bind(address)
     os.chmod(path, 0o600)
     s.listen(16)
     return s

@@ -18,7 +18,7 @@ from pyrun.errors import InvalidState, NotFound
 from pyrun.runtime import container as ctr
 from pyrun.runtime import faults, resources, sandbox
 from pyrun.runtime.mounts import unmount_under
-from pyrun.runtime.procs import ProcessRef, kill_now, terminate
+from pyrun.runtime.procs import ProcessRef, kill_now, terminate, wait_pids_gone
 from pyrun.runtime.state import (CONTAINER_RUNNING, POD_CREATING,
                                  POD_REMOVING, POD_RUNNING, POD_STOPPED, POD_TRANSITIONS, StateStore,
                                  check_transition, new_id, now_ns)
@@ -260,7 +260,6 @@ class PodRuntime:
             if monitor:
                 monitors.append(monitor)
         terminate(inits, grace)  # all containers get SIGTERM together, as the kubelet does
-        from pyrun.runtime.procs import wait_pids_gone
         if not wait_pids_gone(monitors, 10.0):
             kill_now(monitors)
         for cid in ids:

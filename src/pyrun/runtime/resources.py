@@ -103,11 +103,6 @@ def describe(cfg: Config, record: dict | None) -> dict | None:
     return out
 
 
-def stats(cfg: Config, record: dict | None):
-    from pyrun.cgroups import CgroupPath
-    return _cgroups(cfg).stats(CgroupPath.parse(record["path"])) if record else None
-
-
 def stats_targets(cfg: Config, pod_ref: str | None) -> list:
     """(display name, CgroupPath) for `pyrun stats`: each pod, then each of its containers."""
     from pyrun.cgroups import CgroupPath
