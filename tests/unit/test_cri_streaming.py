@@ -153,8 +153,8 @@ def test_refusals(streams):
     with pytest.raises(ConnectionError, match="400"):
         open_ws(url, ("SPDY/3.1",))
     parts = urlsplit(streams.url("exec", rc.ExecPlan(["true"], False, True, False, False)))
-    with socket.create_connection((parts.hostname, parts.port)) as s:  # an SPDY upgrade
-        s.sendall(f"GET {parts.path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+    with socket.create_connection((parts.hostname, parts.port)) as s:  # a protocol header, no upgrade
+        s.sendall(f"GET {parts.path} HTTP/1.1\r\nHost: x\r\n"
                   "X-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n".encode())
         reply = b""
         while chunk := s.recv(4096):

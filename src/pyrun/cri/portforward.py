@@ -20,8 +20,10 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 
+from pyrun.cri import spdy
 from pyrun.cri.websocket import OP_BINARY, WebSocket
 from pyrun.errors import NetworkError
 
@@ -152,3 +154,118 @@ class PortForwardSession:
         finally:
             self.close_sockets()
             self.ws.close()
+
+
+# --- SPDY ----------------------------------------------------------------------------------------
+
+SPDY_PROTOCOLS = ("portforward.k8s.io",)
+PAIR_TIMEOUT = 30.0  # s a stream waits for its partner (the kubelet's stream creation timeout)
+
+
+def request_id(stream: "spdy.Stream") -> str:
+    """Which forwarded connection a stream belongs to: its "requestID" header; old clients send none,
+    and then the error stream's id names the pair (the data stream is the next one, id + 2)."""
+    rid = stream.header("requestID")
+    if rid:
+        return rid
+    return str(stream.id if stream.header("streamType") == "error" else stream.id - 2)
+
+
+def parse_port(text: str) -> int:
+    """The "port" header of a stream pair; ValueError naming the problem (pure)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise ValueError(f"port header {text!r} is not a number") from None
+    if not 0 < port < 1 << 16:
+        raise ValueError(f"port {port} is out of range (1-65535)")
+    return port
+
+
+class SpdyPortForwardSession:
+    """port-forward over SPDY: the client opens an error stream and a data stream per connection it
+    forwards (headers streamType, port, requestID), as many as it likes over one session, which
+    lasts until the client closes it. Every complete pair gets its own TCP connection in the pod."""
+
+    def __init__(self, conn: "spdy.Connection", plan: ForwardPlan, pair_timeout: float = PAIR_TIMEOUT):
+        self.conn, self.plan, self.pair_timeout = conn, plan, pair_timeout
+        self.socks: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        pending: dict[str, tuple[float, dict[str, spdy.Stream]]] = {}
+        while not self.conn.closed:
+            stream = self.conn.accept(1.0)
+            now = time.monotonic()
+            for rid in [r for r, (born, _) in pending.items() if now - born > self.pair_timeout]:
+                for s in pending.pop(rid)[1].values():
+                    s.reset()  # its partner never came
+            if stream is None:
+                continue
+            kind, rid = stream.header("streamType"), request_id(stream)
+            if kind not in ("error", "data"):
+                stream.reset(spdy.RST_PROTOCOL_ERROR)
+                continue
+            born, pair = pending.setdefault(rid, (now, {}))
+            if kind in pair:
+                stream.reset(spdy.RST_PROTOCOL_ERROR)
+                continue
+            pair[kind] = stream
+            if len(pair) == 2:
+                del pending[rid]
+                threading.Thread(target=self._forward, args=(pair["error"], pair["data"]), daemon=True,
+                                 name="pf-spdy").start()
+        self.close_sockets()
+
+    def _forward(self, error: "spdy.Stream", data: "spdy.Stream") -> None:
+        try:
+            port = parse_port(data.header("port"))
+            sock = connect_in_netns(self.plan.netns, port)
+        except (ValueError, NetworkError) as e:
+            error.write(f"error forwarding port {data.header('port')} to pod {self.plan.pod}: {e}".encode())
+            error.close()
+            data.close()
+            return
+        with self._lock:
+            self.socks.add(sock)
+        inbound = threading.Thread(target=self._client_to_pod, args=(data, sock), daemon=True, name="pf-spdy-in")
+        inbound.start()
+        try:
+            while chunk := _recv(sock):
+                if not data.write(chunk):
+                    break
+        finally:
+            data.close()
+            error.close()
+            inbound.join(5.0)
+            with self._lock:
+                self.socks.discard(sock)
+            sock.close()
+
+    @staticmethod
+    def _client_to_pod(data: "spdy.Stream", sock: socket.socket) -> None:
+        while chunk := data.read():
+            try:
+                sock.sendall(chunk)
+            except OSError:
+                return
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)  # the client is done sending: the pod's side reads EOF
+
+    def close_sockets(self) -> None:
+        with self._lock:
+            for sock in self.socks:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            self.socks.clear()
+
+    def abort(self) -> None:
+        self.close_sockets()
+        self.conn.close()
+
+
+def _recv(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(32 * 1024)
+    except OSError:
+        return b""

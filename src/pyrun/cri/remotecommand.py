@@ -1,6 +1,8 @@
-"""Exec and Attach sessions over the WebSocket flavour of the Kubernetes remotecommand protocol.
+"""Exec and Attach sessions over the Kubernetes remotecommand protocol, on WebSocket or SPDY.
 
-Subprotocols (Sec-WebSocket-Protocol), best first: v5.channel.k8s.io, v4.channel.k8s.io,
+The sessions write to and read from a transport: `Channels` (WebSocket) or `SpdyChannels`.
+
+WebSocket subprotocols (Sec-WebSocket-Protocol), best first: v5.channel.k8s.io, v4.channel.k8s.io,
 channel.k8s.io (and none offered: like channel.k8s.io). Every binary message starts with a channel:
 
   0 stdin (client -> server)      3 error/status (server -> client, sent once at the end)
@@ -11,6 +13,13 @@ The status is a JSON metav1.Status for v4+ ({"metadata":{},"status":"Success"}, 
 reason NonZeroExitCode and the code in details.causes[0].message); with channel.k8s.io only a failure
 is written, as plain text. The server first sends an empty message on the lowest output channel it
 opened (stdout, else stderr, else error): clients wait for it. The base64 variants are not offered.
+
+SPDY (X-Stream-Protocol-Version v4.channel.k8s.io, v3, v2, channel.k8s.io): the client opens one
+stream per channel, its "streamType" header naming it (error, stdin, stdout, stderr, resize), as
+client-go does: error always, stderr only without a tty, resize only with a tty from v3 on; the
+session starts once all of them are open (within 30 s, the kubelet's limit). stdin's end is the
+stream's FIN; resize carries one JSON size per line. The status goes on the error stream as above
+(v4: JSON; v3 and older: text, only on failure); then every stream is FINed and the client closes.
 
 Exec runs `python -m pyrun.runtime.nsexec ...` (fork+exec, never a fork of the threaded server) in
 a new session. With a tty, the parent allocates a pty (openpty(3)), passes the slave as the
@@ -39,6 +48,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from pyrun.cri import spdy
 from pyrun.cri.websocket import OP_BINARY, WebSocket
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
@@ -113,7 +123,7 @@ class AttachPlan:
 # --- sessions ------------------------------------------------------------------------------------
 
 class Channels:
-    """Sends on channels of one WebSocket; remembers whether the client went away."""
+    """The WebSocket transport: every channel is a prefix byte on one WebSocket's binary messages."""
 
     def __init__(self, ws: WebSocket, protocol: str):
         self.ws, self.protocol = ws, protocol
@@ -130,16 +140,140 @@ class Channels:
     def hello(self, stdout: bool, stderr: bool) -> None:
         self.send(STDOUT if stdout else STDERR if stderr else ERROR, b"")
 
+    def pump_input(self, on_stdin: Callable[[bytes], None], on_stdin_eof: Callable[[], None],
+                   on_resize: Callable[[bytes], None]) -> None:
+        """Deliver what the client sends until it goes away (then `gone` is set)."""
+        for opcode, msg in self.ws.messages():
+            if opcode != OP_BINARY or not msg:
+                continue
+            channel, data = msg[0], msg[1:]
+            if channel == STDIN:
+                on_stdin(data)
+            elif channel == RESIZE:
+                on_resize(data)
+            elif channel == CLOSE and self.protocol == V5 and data[:1] == bytes([STDIN]):
+                on_stdin_eof()
+        self.gone.set()
+
     def finish(self, exit_code: int, error: str = "") -> None:
         message = status_message(self.protocol, exit_code, error)
         if message is not None:
             self.send(ERROR, message)
         self.ws.close()
 
+    def abort(self) -> None:
+        self.gone.set()
+        self.ws.close(1001, "server shutting down")
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+class SpdyChannels:
+    """The SPDY transport: the client opened one stream per channel (its "streamType" header)."""
+
+    def __init__(self, conn: "spdy.Connection", protocol: str, streams: dict[int, "spdy.Stream"]):
+        self.conn, self.protocol, self.streams = conn, protocol, streams
+        self.gone = threading.Event()
+
+    def send(self, channel: int, data: bytes) -> bool:
+        stream = self.streams.get(channel)
+        if stream is None or not stream.write(data):
+            if self.conn.closed:
+                self.gone.set()
+            return False
+        return True
+
+    def hello(self, stdout: bool, stderr: bool) -> None:
+        pass  # SPDY streams exist once the client opened them: nothing to announce
+
+    def pump_input(self, on_stdin: Callable[[bytes], None], on_stdin_eof: Callable[[], None],
+                   on_resize: Callable[[bytes], None]) -> None:
+        resize = self.streams.get(RESIZE)
+        if resize is not None:
+            threading.Thread(target=self._pump_resize, args=(resize, on_resize), daemon=True,
+                             name="spdy-resize").start()
+        stdin = self.streams.get(STDIN)
+        if stdin is not None:
+            while data := stdin.read():
+                on_stdin(data)
+            on_stdin_eof()  # FIN: the client's stdin ended (a reset or a lost client ends it too)
+        self.conn.wait_closed()
+        self.gone.set()
+
+    @staticmethod
+    def _pump_resize(stream: "spdy.Stream", on_resize: Callable[[bytes], None]) -> None:
+        """Sizes arrive as JSON objects one per line (Go's json.Encoder)."""
+        pending = b""
+        while data := stream.read():
+            pending += data
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                on_resize(line)
+
+    def finish(self, exit_code: int, error: str = "") -> None:
+        message = status_message(self.protocol, exit_code, error)
+        if message is not None:
+            self.send(ERROR, message)
+        for stream in self.streams.values():
+            stream.close()
+        self.conn.finish()
+
+    def abort(self) -> None:
+        self.gone.set()
+        for stream in self.streams.values():
+            stream.reset()
+        self.conn.close()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+STREAM_TYPES = {"error": ERROR, "stdin": STDIN, "stdout": STDOUT, "stderr": STDERR, "resize": RESIZE}
+SPDY_PROTOCOLS = (V4, "v3.channel.k8s.io", "v2.channel.k8s.io", V1)
+STREAM_CREATION_TIMEOUT = 30.0  # s, the kubelet's default
+
+
+def expected_streams(protocol: str, stdin: bool, stdout: bool, stderr: bool, tty: bool) -> set[int]:
+    """The channels a SPDY client opens for a request, as client-go's remotecommand does (pure):
+    always error; stdin/stdout when asked; stderr unless a tty (it merges into stdout); resize with
+    a tty from v3 on."""
+    wanted = {ERROR}
+    wanted |= {STDIN} if stdin else set()
+    wanted |= {STDOUT} if stdout else set()
+    wanted |= {STDERR} if stderr and not tty else set()
+    wanted |= {RESIZE} if tty and protocol in (V4, "v3.channel.k8s.io") else set()
+    return wanted
+
+
+def wait_for_streams(conn: "spdy.Connection", wanted: set[int],
+                     timeout: float | None = None) -> dict[int, "spdy.Stream"]:
+    """The client's streams by channel, once all of `wanted` are open (within `timeout`, by default
+    STREAM_CREATION_TIMEOUT). TimeoutError otherwise; a stream of an unknown or unwanted type is reset."""
+    timeout = STREAM_CREATION_TIMEOUT if timeout is None else timeout
+    deadline = time.monotonic() + timeout
+    streams: dict[int, spdy.Stream] = {}
+    while set(streams) != wanted:
+        left = deadline - time.monotonic()
+        stream = conn.accept(left) if left > 0 else None
+        if stream is None:
+            missing = sorted(k for k, v in STREAM_TYPES.items() if v in wanted - set(streams))
+            why = "the client went away" if conn.closed else f"not opened within {timeout:.0f}s"
+            raise TimeoutError(f"streams {', '.join(missing)}: {why}")
+        channel = STREAM_TYPES.get(stream.header("streamType"))
+        if channel not in wanted or channel in streams:
+            stream.reset(spdy.RST_PROTOCOL_ERROR)
+            continue
+        streams[channel] = stream
+    return streams
+
+
+Transport = Channels | SpdyChannels
+
 
 class ExecSession:
-    def __init__(self, ws: WebSocket, protocol: str, plan: ExecPlan):
-        self.ch = Channels(ws, protocol)
+    def __init__(self, ch: Transport, plan: ExecPlan):
+        self.ch = ch
         self.plan = plan
         self.proc: subprocess.Popen | None = None
         self.master: int | None = None
@@ -202,21 +336,14 @@ class ExecSession:
             except OSError:
                 pass  # the command closed its stdin; the rest is dropped
 
+    def _resize(self, payload: bytes) -> None:
+        size = parse_resize(payload)
+        if size and self.master is not None:
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+
     def _read_client(self) -> None:
-        for opcode, msg in self.ch.ws.messages():
-            if opcode != OP_BINARY or not msg:
-                continue
-            channel, data = msg[0], msg[1:]
-            if channel == STDIN:
-                self._write_stdin(data)
-            elif channel == RESIZE and self.master is not None:
-                size = parse_resize(data)
-                if size:
-                    with contextlib.suppress(OSError):
-                        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
-            elif channel == CLOSE and self.ch.protocol == V5 and data[:1] == bytes([STDIN]):
-                self._close_stdin()
-        self.ch.gone.set()
+        self.ch.pump_input(self._write_stdin, self._close_stdin, self._resize)
         self.kill()  # the client left (or closed): the command goes too
 
     def kill(self) -> None:
@@ -226,9 +353,8 @@ class ExecSession:
 
     def abort(self) -> None:
         """The server is stopping: end the command and the connection."""
-        self.ch.gone.set()
         self.kill()
-        self.ch.ws.close(1001, "server shutting down")
+        self.ch.abort()
 
     def run(self) -> None:
         try:
@@ -257,25 +383,23 @@ class ExecSession:
                     f.close()
             if self.master is not None:
                 os.close(self.master)
-            self.ch.ws.close()
+            self.ch.close()
 
 
 class AttachSession:
     POLL = 0.1        # s between reads of a quiet log
     CHECK_EVERY = 0.5  # s between checks that the container still runs
 
-    def __init__(self, ws: WebSocket, protocol: str, plan: AttachPlan):
-        self.ch = Channels(ws, protocol)
+    def __init__(self, ch: Transport, plan: AttachPlan):
+        self.ch = ch
         self.plan = plan
 
     def abort(self) -> None:
-        self.ch.gone.set()
-        self.ch.ws.close(1001, "server shutting down")
+        self.ch.abort()
 
     def _watch_client(self) -> None:
-        for _ in self.ch.ws.messages():
-            pass  # no stdin; resize has nothing to act on
-        self.ch.gone.set()
+        ignore = lambda *_: None  # noqa: E731 - no stdin; a resize has nothing to act on
+        self.ch.pump_input(ignore, ignore, ignore)
 
     def _emit(self, line: bytes) -> None:
         from pyrun.runtime.logs import parse_entry
@@ -328,7 +452,7 @@ class AttachSession:
         finally:
             if f:
                 f.close()
-            self.ch.ws.close()
+            self.ch.close()
 
     def _follow_rotation(self, f):
         """ReopenContainerLog renames the file and the monitor makes a new one: continue in it."""

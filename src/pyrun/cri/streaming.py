@@ -7,11 +7,14 @@ token, as the kubelet's request cache does; the URL is http://<address>/<exec|at
 and a token not used within 60 s expires. The token is the only credential: there is no TLS, so keep
 the address on loopback (or on a network only the node's clients reach).
 
-Protocols: only the WebSocket flavours (RFC 6455, pyrun.cri.websocket): remotecommand for exec and
-attach (v5.channel.k8s.io, v4.channel.k8s.io, channel.k8s.io; pyrun.cri.remotecommand) and the
-port-forward channels (pyrun.cri.portforward). crictl >= 1.30 uses them (its default --transport
-websocket). SPDY (SPDY/3.1 with X-Stream-Protocol-Version, what older crictl and a kubelet that
-proxies `kubectl exec` upgrade to) is not implemented: such a request gets 400 with a message.
+Protocols, told apart by the upgrade the client asks for:
+- WebSocket (RFC 6455, pyrun.cri.websocket), what crictl >= 1.30 uses (--transport websocket):
+  remotecommand for exec and attach (v5.channel.k8s.io, v4.channel.k8s.io, channel.k8s.io;
+  pyrun.cri.remotecommand) and the port-forward channels (pyrun.cri.portforward).
+- SPDY/3.1 (pyrun.cri.spdy), what a kubelet proxies for `kubectl exec/attach/port-forward` and what
+  older crictl speaks: `Upgrade: SPDY/3.1` with X-Stream-Protocol-Version negotiation
+  (v4.channel.k8s.io down to channel.k8s.io for exec/attach, portforward.k8s.io), GET or POST, then
+  one SPDY stream per channel.
 
 Threads: one per connection (ThreadingHTTPServer) plus a few per session; commands and helpers
 start with subprocess (fork+exec). stop() ends the sessions still running and their processes.
@@ -24,10 +27,10 @@ import secrets
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs, urlsplit
 
-from pyrun.cri import websocket
+from pyrun.cri import spdy, websocket
 from pyrun.errors import UsageError
 
 log = logging.getLogger("pyrun.cri.streaming")
@@ -36,6 +39,8 @@ TOKEN_TTL = 60.0
 MAX_TOKENS = 1000
 KINDS = ("exec", "attach", "portforward")
 DEFAULT_ADDRESS = "127.0.0.1:0"
+PROTOCOL_HEADER = "X-Stream-Protocol-Version"
+SPDY_UPGRADE = "SPDY/3.1"
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -107,10 +112,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt: str, *args) -> None:
         log.debug("%s %s", self.address_string(), fmt % args)
 
-    def _refuse(self, code: int, message: str) -> None:
+    def _refuse(self, code: int, message: str, headers: Iterable[tuple[str, str]] = ()) -> None:
         body = (message + "\n").encode()
         self.send_response(code)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
+        for name, value in headers:
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Connection", "close")
         self.end_headers()
@@ -122,18 +129,18 @@ class _Handler(BaseHTTPRequestHandler):
         found = route(self.path)
         if found is None:
             return self._refuse(404, "not found (expected /exec/<token>, /attach/<token> or /portforward/<token>)")
+        if (self.headers.get("Upgrade") or "").lower() == SPDY_UPGRADE.lower():
+            return self._serve_spdy(*found)
+        if self.headers.get(PROTOCOL_HEADER) and not self.headers.get("Sec-WebSocket-Key"):
+            return self._refuse(400, f"not a SPDY upgrade: expected 'Upgrade: {SPDY_UPGRADE}'")
         kind, token, query = found
-        if self.headers.get("X-Stream-Protocol-Version") and not self.headers.get("Sec-WebSocket-Key"):
-            return self._refuse(400, "SPDY streaming is not supported by pyrun; use the WebSocket protocol "
-                                     "(crictl >= 1.30, --transport websocket)")
         problem = websocket.handshake_problem(self.command, self.headers)
         if problem:
             return self._refuse(400, f"not a WebSocket upgrade: {problem}")
         handler = self.server.streams
-        plan = handler.cache.consume(kind, token)
+        plan = self._consume(kind, token)
         if plan is None:
-            return self._refuse(404, f"unknown or expired {kind} token (tokens are single-use and expire "
-                                     f"after {handler.cache.ttl:.0f}s)")
+            return
         supported = handler.protocols(kind)
         protocol = websocket.choose_protocol(websocket.offered_protocols(self.headers.get("Sec-WebSocket-Protocol")),
                                              supported)
@@ -143,15 +150,55 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         self.close_connection = True
         ws = websocket.WebSocket(self.connection, self.rfile)
+        self._session(kind, protocol, lambda: handler.run(kind, ws, protocol, plan, query),
+                      lambda: ws.close(1011, "internal error"), ws.shutdown)
+
+    do_POST = do_GET  # noqa: N815 - kubectl's SPDY requests are POSTs
+
+    def _consume(self, kind: str, token: str):
+        plan = self.server.streams.cache.consume(kind, token)
+        if plan is None:
+            self._refuse(404, f"unknown or expired {kind} token (tokens are single-use and expire "
+                              f"after {self.server.streams.cache.ttl:.0f}s)")
+        return plan
+
+    def _serve_spdy(self, kind: str, token: str, query: dict) -> None:
+        """The HTTP upgrade to SPDY/3.1 with X-Stream-Protocol-Version negotiation, as the kubelet
+        does it (k8s.io/apimachinery httpstream.Handshake): the client lists protocols, the first one
+        the server has wins; none in common is 403 with X-Accepted-Stream-Protocol-Versions."""
+        if "upgrade" not in [t.strip().lower() for t in (self.headers.get("Connection") or "").split(",")]:
+            return self._refuse(400, "not a SPDY upgrade: no 'Connection: Upgrade' header")
+        offered = websocket.offered_protocols(", ".join(self.headers.get_all(PROTOCOL_HEADER) or []))
+        if not offered:
+            return self._refuse(400, f"unable to upgrade: {PROTOCOL_HEADER} is required")
+        supported = self.server.streams.spdy_protocols(kind)
+        protocol = next((p for p in offered if p in supported), None)
+        if protocol is None:
+            return self._refuse(403, f"unable to upgrade: unable to negotiate protocol: client supports "
+                                     f"{offered}, server accepts {list(supported)}",
+                                [("X-Accepted-Stream-Protocol-Versions", p) for p in supported])
+        plan = self._consume(kind, token)
+        if plan is None:
+            return
+        self.wfile.write(("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                          f"Upgrade: {SPDY_UPGRADE}\r\n{PROTOCOL_HEADER}: {protocol}\r\n\r\n").encode())
+        self.wfile.flush()
+        self.close_connection = True
+        conn = spdy.Connection(self.connection, self.rfile, name=f"spdy-{kind}").start()
+        self._session(kind, f"spdy {protocol}", lambda: self.server.streams.run_spdy(kind, conn, protocol, plan),
+                      conn.close, conn.close)
+
+    def _session(self, kind: str, protocol: str, run: Callable[[], None], on_error: Callable[[], None],
+                 cleanup: Callable[[], None]) -> None:
         start = time.monotonic()
         log.info("stream %s start protocol=%s", kind, protocol or "-")
         try:
-            handler.run(kind, ws, protocol, plan, query)
+            run()
         except Exception:  # noqa: BLE001 - a session's failure must not take the server down
             log.exception("stream %s failed", kind)
-            ws.close(1011, "internal error")
+            on_error()
         finally:
-            ws.shutdown()
+            cleanup()
             log.info("stream %s end %.1fs", kind, time.monotonic() - start)
 
 
@@ -204,19 +251,52 @@ class StreamServer:
         from pyrun.cri.remotecommand import PROTOCOLS
         return PROTOCOLS
 
+    @staticmethod
+    def spdy_protocols(kind: str) -> tuple[str, ...]:
+        if kind == "portforward":
+            from pyrun.cri.portforward import SPDY_PROTOCOLS
+            return SPDY_PROTOCOLS
+        from pyrun.cri.remotecommand import SPDY_PROTOCOLS
+        return SPDY_PROTOCOLS
+
     def run(self, kind: str, ws: websocket.WebSocket, protocol: str, plan: Any, query: dict) -> None:
         from pyrun.cri import portforward, remotecommand
-        if kind == "exec":
-            session = remotecommand.ExecSession(ws, protocol, plan)
-        elif kind == "attach":
-            session = remotecommand.AttachSession(ws, protocol, plan)
-        else:
+        if kind == "portforward":
             try:
                 ports = portforward.ports_from_query(query.get("port", []), plan.ports)
             except ValueError as e:
                 ws.close(1008, f"bad port: {e}")
                 return
-            session = portforward.PortForwardSession(ws, plan, ports)
+            self._track(portforward.PortForwardSession(ws, plan, ports))
+        else:
+            self._track(self._remotecommand(kind, remotecommand.Channels(ws, protocol), plan))
+
+    def run_spdy(self, kind: str, conn: spdy.Connection, protocol: str, plan: Any) -> None:
+        from pyrun.cri import portforward, remotecommand
+        if kind == "portforward":
+            return self._track(portforward.SpdyPortForwardSession(conn, plan))
+        wanted = remotecommand.expected_streams(protocol, getattr(plan, "stdin", False), plan.stdout, plan.stderr,
+                                                plan.tty)
+        with self._lock:
+            self._sessions.add(conn)  # stop() closes it while the client is still opening streams
+        try:
+            streams = remotecommand.wait_for_streams(conn, wanted)
+        except TimeoutError as e:
+            log.info("stream %s: %s", kind, e)
+            return
+        finally:
+            with self._lock:
+                self._sessions.discard(conn)
+        self._track(self._remotecommand(kind, remotecommand.SpdyChannels(conn, protocol, streams), plan))
+
+    @staticmethod
+    def _remotecommand(kind: str, channels, plan: Any):
+        from pyrun.cri import remotecommand
+        session = remotecommand.ExecSession if kind == "exec" else remotecommand.AttachSession
+        return session(channels, plan)
+
+    def _track(self, session) -> None:
+        """Run a session to its end, known to stop() meanwhile."""
         with self._lock:
             self._sessions.add(session)
         try:
