@@ -198,6 +198,23 @@ def test_concurrent_run_pod_sandbox_makes_one(env):
     ch.close()
 
 
+def test_a_pod_made_again_under_its_name_gets_a_new_sandbox(env):
+    """A StatefulSet pod deleted and created again has a new uid; its old sandbox is still there
+    (stopped) until the kubelet's garbage collection removes it."""
+    rt, _, pb, ch = env["server"].stubs("v1")
+    old = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=sandbox_config(pb, "web-0", env["tmp"], uid="u-1"))).pod_sandbox_id
+    rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=old))
+    cfg = sandbox_config(pb, "web-0", env["tmp"], uid="u-2")
+    new = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id
+    assert new != old
+    status = rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=new)).status
+    assert (status.metadata.name, status.metadata.uid, status.state) == ("web-0", "u-2", pb.SANDBOX_READY)
+    assert code_of(lambda: rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg))) == grpc.StatusCode.ALREADY_EXISTS
+    remove_pod(rt, pb, old)
+    remove_pod(rt, pb, new)
+    ch.close()
+
+
 def test_bad_requests_are_invalid_argument(env):
     rt, _, pb, ch = env["server"].stubs("v1")
     bad_parent = sandbox_config(pb, "badcg", env["tmp"], linux=pb.LinuxPodSandboxConfig(cgroup_parent="/elsewhere/podx"))

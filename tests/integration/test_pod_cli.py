@@ -55,6 +55,9 @@ echo "node-to-pod $(busybox wget -q -O- http://$A/hostname)"
 echo "hostport $(busybox wget -q -O- http://127.0.0.1:18080/hostname)"
 $P exec web-b c -- ping -c 1 -W 2 10.88.0.1 >/dev/null && echo "pod-to-gateway ok"
 $P exec web-a c -- cat /etc/hosts | grep -q "$A	web-a" && echo "hosts ok"
+echo "running: rules $(nft list table ip pyrun | grep -c 'dnat to')"
+$P pod stop web-a >/dev/null
+echo "stopped: veths $(ip -o link show type veth | wc -l) rules $(nft list table ip pyrun 2>/dev/null | grep -c 'dnat to' || true)"
 $P pod rm -f web-a web-b >/dev/null
 echo "veths $(ip -o link show type veth | wc -l)"
 echo "rules $(nft list table ip pyrun 2>/dev/null | grep -c dnat || true)"
@@ -82,6 +85,7 @@ def test_pod_network_through_the_cli_in_a_node_namespace(pyrun, tmp_path):
     assert "ips 10.88.0." in out
     assert "pod-to-pod web-b" in out and "node-to-pod web-a" in out and "hostport web-a" in out
     assert "pod-to-gateway ok" in out and "hosts ok" in out
+    assert "running: rules 0" not in out and "stopped: veths 1 rules 0" in out  # a stopped pod gives back its veth, address and hostPort
     assert "veths 0" in out and "rules 0" in out
 
 

@@ -14,6 +14,7 @@ the securityContext dicts the CLI path uses, so a CRI container gets the same is
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -114,8 +115,22 @@ class RuntimeService:
         spec = translate.pod_spec(config)
         override = translate.cgroup_parent_override(config.linux.cgroup_parent, self.cfg.cgroup_parent)
         extra = translate.sandbox_extra(config, req.runtime_handler, override)
+        spec = dataclasses.replace(spec, name=self._sandbox_name(spec))
         pod = self.rt.create_sandbox(spec, log_dir=config.log_directory or None, extra=extra)
         return pb.RunPodSandboxResponse(pod_sandbox_id=pod["id"])
+
+    def _sandbox_name(self, spec) -> str:
+        """The pod's name, or name_<uid prefix> while a pod of another uid (deleted and created again,
+        as a StatefulSet's pods are) still holds it: the kubelet removes the old sandbox only later.
+        The same uid and attempt always map to the same name, so a second RunPodSandbox for it fails."""
+        holder = self.store.name_holder(spec.namespace, spec.name)
+        if holder is None or not spec.uid:
+            return spec.name
+        try:
+            uid = self.store.read_pod(holder).get("uid")
+        except (NotFound, ValueError, OSError):
+            return spec.name
+        return spec.name if uid == spec.uid else translate.uid_name(spec.name, spec.uid)
 
     def StopPodSandbox(self, req):
         pod = self._pod(req.pod_sandbox_id)  # unknown id: NOT_FOUND, as containerd answers

@@ -20,7 +20,9 @@ add_ambient_capabilities (derived from the added ones), apparmor, selinux, names
 
 Names: a pyrun pod is named <name> (attempt 0) or <name>_<attempt>, a container
 likewise, because the kubelet makes a new sandbox/container per attempt while the
-old one still exists; "_" cannot occur in a Kubernetes name, so these never clash.
+old one still exists; "_" cannot occur in a Kubernetes name, so these never clash. A pod deleted and
+made again under the same name (a new uid) while its old sandbox still exists gets
+<name>_<uid prefix>.
 """
 from __future__ import annotations
 
@@ -50,6 +52,11 @@ def _check_name(value: str, field: str) -> str:
 def attempt_name(name: str, attempt: int) -> str:
     """The pyrun name of a CRI object: name for attempt 0, name_<attempt> after that."""
     return name if attempt == 0 else f"{name}_{attempt}"
+
+
+def uid_name(name: str, uid: str) -> str:
+    """A sandbox name that cannot clash with another uid's pod of the same name."""
+    return f"{name}_{uid.replace('-', '')[:12]}"
 
 
 def escape_expansion(text: str) -> str:

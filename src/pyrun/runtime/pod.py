@@ -245,6 +245,8 @@ class PodRuntime:
             grace = pod.get("grace_period", 30) if grace is None else grace
             self._stop_containers(pod, grace)
             self._kill_sandbox(pod["id"])
+            from pyrun.runtime import podnet
+            podnet.detach(self.cfg, pod)  # a stopped pod holds no address, veth or hostPort (as containerd)
             check_transition(POD_TRANSITIONS, pod["state"], POD_STOPPED, f"pod {pod['name']}")
             pod["state"] = POD_STOPPED
             self.store.write_pod(pod)
