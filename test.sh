@@ -17,9 +17,10 @@ while [ $# -gt 0 ]; do
     shift
 done
 ./setup.sh --no-demo
-# Test-only Debian packages: a real registry, skopeo to push to it, umoci as the unpacking peer.
+# Test-only Debian packages: a real registry, skopeo to push to it, umoci as the unpacking peer,
+# Go and spdystream for the SPDY streaming peer (tests/tools/spdyclient).
 had_registry=$(dpkg-query -W -f='${Status}' docker-registry 2>/dev/null | grep -c "ok installed" || true)
-scripts/apt-ensure.sh docker-registry skopeo umoci
+scripts/apt-ensure.sh docker-registry skopeo umoci golang-go golang-github-docker-spdystream-dev
 if [ "$had_registry" = 0 ] && [ -d /run/systemd/system ]; then
     # we installed it: the tests start their own registry on 127.0.0.1, the packaged service must not run
     systemctl disable --now docker-registry >/dev/null 2>&1 || true

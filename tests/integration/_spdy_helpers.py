@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 BUILD_SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "spdyclient" / "build.sh"
-DEFAULT_BINARY = Path("/var/cache/pyrun-test/spdyclient")
+DEFAULT_BINARY = Path(__file__).resolve().parents[2] / ".cache" / "spdyclient"
 
 # Exit codes of spdyclient (see main.go).
 EXIT_OK, EXIT_USAGE, EXIT_REMOTE, EXIT_UPGRADE, EXIT_TIMEOUT, EXIT_PING_LOST = 0, 1, 2, 3, 4, 5
@@ -26,15 +26,21 @@ _built: str | None = None
 
 
 def spdyclient_path() -> str:
-    """Build the tool once per test session and return the binary's path.
+    """Build the tool once per test session and return the binary's path (<repo>/.cache/spdyclient).
 
-    Skips when not root (the build writes to /var/cache); fails the test with the build's
-    output when the build fails as root."""
+    Skips when not root (like the other integration tests); fails the test with the build's
+    output when the build fails as root. In the cgroup v2 test VM (PYRUN_VM set), which has no Go,
+    the binary the host built before booting it (tests/vm/run-tests.sh) is used as it is."""
     global _built
     if _built is not None:
         return _built
     if os.geteuid() != 0:
-        pytest.skip("spdyclient is built into /var/cache/pyrun-test, which needs root")
+        pytest.skip("needs root, like the other integration tests")
+    if os.environ.get("PYRUN_VM"):
+        if not DEFAULT_BINARY.is_file():
+            pytest.fail(f"{DEFAULT_BINARY} is missing: tests/vm/run-tests.sh builds it on the host", pytrace=False)
+        _built = str(DEFAULT_BINARY)
+        return _built
     p = subprocess.run([str(BUILD_SCRIPT), str(DEFAULT_BINARY)], capture_output=True, text=True, timeout=600)
     if p.returncode != 0 or not DEFAULT_BINARY.is_file():
         pytest.fail(f"building spdyclient failed (exit {p.returncode}):\n{p.stdout}{p.stderr}", pytrace=False)

@@ -5,4 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ $# -gt 0 ] || set -- tests/integration
+tests/tools/spdyclient/build.sh   # the guest has no Go: it runs the SPDY test peer built here (.cache/)
 exec tests/vm/run.sh --timeout "${PYRUN_VM_TIMEOUT:-2700}" -- python3 -m pytest -q -p no:cacheprovider "$@"

@@ -212,11 +212,15 @@ class SpdyChannels:
                 on_resize(line)
 
     def finish(self, exit_code: int, error: str = "") -> None:
+        """FIN the output streams, then the status on the error stream and its FIN (the order
+        client-go reads them in); the client then closes the connection."""
+        for channel, stream in self.streams.items():
+            if channel != ERROR:
+                stream.close()
         message = status_message(self.protocol, exit_code, error)
         if message is not None:
             self.send(ERROR, message)
-        for stream in self.streams.values():
-            stream.close()
+        self.streams[ERROR].close()
         self.conn.finish()
 
     def abort(self) -> None:

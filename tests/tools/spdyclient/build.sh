@@ -2,15 +2,16 @@
 # Build the spdyclient test tool: a static Go binary (CGO_ENABLED=0), offline, in GOPATH
 # mode against Debian's packaged github.com/moby/spdystream.
 #
-#   tests/tools/spdyclient/build.sh [OUT]      (default OUT=/var/cache/pyrun-test/spdyclient)
+#   tests/tools/spdyclient/build.sh [OUT]      (default OUT=<repo>/.cache/spdyclient, git-ignored)
 #
 # Rebuilds only when the sources, this script, the Go version or the spdystream sources
-# changed: a content hash is kept in OUT.sha256. Nothing is written into the repository;
-# the build happens in a temporary directory that is removed again.
+# changed: a content hash is kept in OUT.sha256. The build happens in a temporary directory
+# that is removed again. The default OUT lies in the checkout, so the cgroup v2 test VM (which
+# gets the checkout, but has no Go) runs the binary the host built.
 set -eu
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-OUT=${1:-/var/cache/pyrun-test/spdyclient}
+OUT=${1:-$HERE/../../../.cache/spdyclient}
 GOCODE=/usr/share/gocode
 SPDYSTREAM=$GOCODE/src/github.com/moby/spdystream
 

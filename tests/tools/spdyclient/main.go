@@ -490,6 +490,11 @@ func remoteCommand(s *session, version int, useStdin, useStdout, useStderr, tty,
 	wg.Wait()
 	msg := <-errCh
 	if len(msg) == 0 {
+		if version >= 4 {
+			// client-go calls this success too, but a Kubernetes server always writes a
+			// Success status on v4: an empty error stream usually means a dropped connection.
+			diagf("spdyclient: warning: v4 error stream ended without a status")
+		}
 		return exitOK
 	}
 	if version < 4 {
