@@ -130,7 +130,7 @@ class _Handler(BaseHTTPRequestHandler):
         if found is None:
             return self._refuse(404, "not found (expected /exec/<token>, /attach/<token> or /portforward/<token>)")
         if (self.headers.get("Upgrade") or "").lower() == SPDY_UPGRADE.lower():
-            return self._serve_spdy(*found)
+            return self._serve_spdy(found[0], found[1])
         if self.headers.get(PROTOCOL_HEADER) and not self.headers.get("Sec-WebSocket-Key"):
             return self._refuse(400, f"not a SPDY upgrade: expected 'Upgrade: {SPDY_UPGRADE}'")
         kind, token, query = found
@@ -162,7 +162,7 @@ class _Handler(BaseHTTPRequestHandler):
                               f"after {self.server.streams.cache.ttl:.0f}s)")
         return plan
 
-    def _serve_spdy(self, kind: str, token: str, query: dict) -> None:
+    def _serve_spdy(self, kind: str, token: str) -> None:
         """The HTTP upgrade to SPDY/3.1 with X-Stream-Protocol-Version negotiation, as the kubelet
         does it (k8s.io/apimachinery httpstream.Handshake): the client lists protocols, the first one
         the server has wins; none in common is 403 with X-Accepted-Stream-Protocol-Versions."""
