@@ -6,7 +6,10 @@
 Starts `pyrun cri serve` (--network none) on a throwaway state root and cgroup
 parent with the demo image, then, like a kubelet starting N pods: RunPodSandbox,
 CreateContainer (`sleep 3600`), StartContainer for each pod; ListPodSandbox and
-ListContainers with all N pods running; then StopContainer (grace 2 s),
+ListContainers with all N pods running; `true` run in the first pod by ExecSync and through
+the streaming server (Exec: the RPC, the upgrade, the command, the status), over SPDY with the Go
+peer tests/tools/spdyclient (as kubectl through a kubelet) and over WebSocket (as crictl >= 1.30)
+with pyrun's own client; then StopContainer (grace 2 s),
 StopPodSandbox, RemovePodSandbox for each. Times are client-side wall times of
 each RPC over the unix socket. Everything is removed at the end, also on failure.
 """
@@ -30,7 +33,8 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 from _cri_helpers import DEMO_IMAGE, CriServer, cgroup_dirs, cleanup_root, cli_argv  # noqa: E402
 
 OPERATIONS = ("RunPodSandbox", "CreateContainer", "StartContainer", "ListPodSandbox", "ListContainers",
-              "StopContainer", "StopPodSandbox", "RemovePodSandbox")
+              "ExecSync", "Exec (SPDY)", "Exec (WebSocket)", "StopContainer", "StopPodSandbox", "RemovePodSandbox")
+EXECS = 20
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -69,6 +73,12 @@ def run(server: CriServer, pods: int, tmp: Path) -> dict[str, list[float]]:
         listed = timed(samples, "ListPodSandbox", lambda: rt.ListPodSandbox(pb.ListPodSandboxRequest()).items)
         assert len(listed) >= pods
         timed(samples, "ListContainers", lambda: rt.ListContainers(pb.ListContainersRequest()))
+    cid0 = made[0][1]
+    for _ in range(EXECS):
+        timed(samples, "ExecSync", lambda: rt.ExecSync(pb.ExecSyncRequest(container_id=cid0, cmd=["true"],
+                                                                           timeout=10), timeout=30))
+        timed(samples, "Exec (SPDY)", lambda: exec_spdy(rt, pb, cid0))
+        timed(samples, "Exec (WebSocket)", lambda: exec_websocket(rt, pb, cid0))
     for sid, cid in made:
         timed(samples, "StopContainer", lambda: rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=2),
                                                                  timeout=30))
@@ -78,6 +88,26 @@ def run(server: CriServer, pods: int, tmp: Path) -> dict[str, list[float]]:
             pb.RemovePodSandboxRequest(pod_sandbox_id=sid), timeout=30))
     channel.close()
     return samples
+
+
+def exec_url(rt, pb, cid: str) -> str:
+    return rt.Exec(pb.ExecRequest(container_id=cid, cmd=["true"], stdout=True, stderr=True), timeout=30).url
+
+
+def exec_spdy(rt, pb, cid: str) -> None:
+    from _spdy_helpers import run_spdyclient
+    p = run_spdyclient(["exec", "-stdout", "-stderr", exec_url(rt, pb, cid)])
+    assert p.returncode == 0, p.stderr
+
+
+def exec_websocket(rt, pb, cid: str) -> None:
+    from urllib.parse import urlsplit
+
+    from pyrun.cri import websocket
+    parts = urlsplit(exec_url(rt, pb, cid))
+    ws, _ = websocket.connect(parts.hostname, parts.port, parts.path, ("v5.channel.k8s.io",))
+    status = b"".join(msg[1:] for _, msg in ws.messages() if msg[:1] == b"\x03")
+    assert b"Success" in status, status
 
 
 def render(samples: dict[str, list[float]], pods: int) -> str:
@@ -94,7 +124,9 @@ def render(samples: dict[str, list[float]], pods: int) -> str:
         v = samples[op]
         lines.append(f"| {op} | {len(v)} | {percentile(v, 50):.1f} | {percentile(v, 90):.1f} | {max(v):.1f} |")
     lines += ["", "StopContainer includes the wait until the monitor has recorded the exit; StartContainer is the "
-              "monitor releasing an already set-up init. ListPodSandbox/ListContainers read only the JSON records.", ""]
+              "monitor releasing an already set-up init. ListPodSandbox/ListContainers read only the JSON records. "
+              "Exec (SPDY) includes starting the Go client process (a few ms); both Exec rows start "
+              "`python -m pyrun.runtime.nsexec` for the command, as ExecSync does.", ""]
     return "\n".join(lines)
 
 
