@@ -122,7 +122,8 @@ class RuntimeService:
     def _sandbox_name(self, spec) -> str:
         """The pod's name, or name_<uid prefix> while a pod of another uid (deleted and created again,
         as a StatefulSet's pods are) still holds it: the kubelet removes the old sandbox only later.
-        The same uid and attempt always map to the same name, so a second RunPodSandbox for it fails."""
+        While the holder stays, the same uid and attempt map to the same name, so a second
+        RunPodSandbox for them fails with AlreadyExists."""
         holder = self.store.name_holder(spec.namespace, spec.name)
         if holder is None or not spec.uid:
             return spec.name
