@@ -217,6 +217,22 @@ func upgraded(res *upgradeResult) (string, error) {
 	return resp.Header.Get(headerProtocolVersion), nil
 }
 
+// dialUpgraded performs the upgrade and checks the answer as client-go does; it returns the
+// negotiated protocol, or the exit code to end with (and no open connection) when that failed.
+func dialUpgraded(rawURL, method string, protocols []string) (*upgradeResult, string, int) {
+	res, err := upgrade(rawURL, method, protocols, true)
+	if err != nil {
+		return nil, "", fail(exitUsage, "%v", err)
+	}
+	protocol, err := upgraded(res)
+	if err != nil {
+		res.conn.Close()
+		return nil, "", fail(exitUpgrade, "%v", err)
+	}
+	diagf("protocol: %s", protocol)
+	return res, protocol, exitOK
+}
+
 // ---------------------------------------------------------------------------
 // A SPDY session like apimachinery's spdy.connection: streams are created one at a
 // time and each waits for the server's SYN_REPLY; PINGs go out periodically; Close
@@ -389,16 +405,10 @@ func runRemoteCommand(kind string, args []string) int {
 	}
 	exitAfter(*timeout)
 
-	res, err := upgrade(fs.Arg(0), *method, splitList(*protocols), true)
-	if err != nil {
-		return fail(exitUsage, "%v", err)
+	res, protocol, code := dialUpgraded(fs.Arg(0), *method, splitList(*protocols))
+	if code != exitOK {
+		return code
 	}
-	protocol, err := upgraded(res)
-	if err != nil {
-		res.conn.Close()
-		return fail(exitUpgrade, "%v", err)
-	}
-	diagf("protocol: %s", protocol)
 	version, ok := protocolVersion(protocol)
 	if !ok {
 		res.conn.Close()
@@ -409,7 +419,7 @@ func runRemoteCommand(kind string, args []string) int {
 		res.conn.Close()
 		return fail(exitUsage, "%v", err)
 	}
-	code := remoteCommand(s, version, *useStdin, *useStdout, *useStderr, *tty, *resize != "", uint16(width), uint16(height))
+	code = remoteCommand(s, version, *useStdin, *useStdout, *useStderr, *tty, *resize != "", uint16(width), uint16(height))
 	s.close()
 	if code == exitOK && s.pingFailed() {
 		return exitPingLost
@@ -603,16 +613,10 @@ func runPortForward(args []string) int {
 	}
 	exitAfter(*timeout)
 
-	res, err := upgrade(fs.Arg(0), *method, []string{*protocol}, true)
-	if err != nil {
-		return fail(exitUsage, "%v", err)
+	res, negotiated, code := dialUpgraded(fs.Arg(0), *method, []string{*protocol})
+	if code != exitOK {
+		return code
 	}
-	negotiated, err := upgraded(res)
-	if err != nil {
-		res.conn.Close()
-		return fail(exitUpgrade, "%v", err)
-	}
-	diagf("protocol: %s", negotiated)
 	if negotiated != *protocol {
 		res.conn.Close()
 		return fail(exitUpgrade, "unable to negotiate protocol: client supports %q, server returned %q", *protocol, negotiated)
@@ -624,7 +628,7 @@ func runPortForward(args []string) int {
 	}
 	// Each port in turn, then the first port once more: several connections (request
 	// IDs 0, 1, 2, ...) share one SPDY session.
-	code := exitOK
+	code = exitOK
 	for requestID, port := range append(ports, ports[0]) {
 		if !forwardOne(s, port, requestID) {
 			code = exitRemote
