@@ -99,13 +99,8 @@ class PortForwardSession:
             return False
 
     def _pod_to_client(self, index: int, sock: socket.socket) -> None:
-        while True:
-            try:
-                data = sock.recv(32 * 1024)
-            except OSError:
-                return
-            if not data or not self._send(2 * index, data):
-                return
+        while (data := _recv(sock)) and self._send(2 * index, data):
+            pass
 
     def _client_to_pod(self) -> None:
         for opcode, msg in self.ws.messages():
@@ -265,6 +260,7 @@ class SpdyPortForwardSession:
 
 
 def _recv(sock: socket.socket) -> bytes:
+    """The next chunk from the pod's side; b"" at its end or on an error."""
     try:
         return sock.recv(32 * 1024)
     except OSError:
