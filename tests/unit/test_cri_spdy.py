@@ -12,6 +12,7 @@ import zlib
 
 import pytest
 from _spdy_client import SpdyClient
+from _streaming_helpers import command_ends
 
 from pyrun.cri import remotecommand as rc
 from pyrun.cri import spdy
@@ -160,17 +161,7 @@ def test_pings_are_echoed_and_a_gone_client_kills_the_command(streams, tmp_path)
     assert client.wait(lambda: marker.exists() and marker.read_text().strip(), 5)
     pid = int(marker.read_text())
     client.close()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().split(") ")[1].startswith("Z"):
-                    break
-        except FileNotFoundError:
-            break
-        time.sleep(0.05)
-    else:
-        pytest.fail("the command survived its client")
+    assert command_ends(pid), "the command survived its client"
 
 
 def test_negotiation_failures(streams):

@@ -9,6 +9,7 @@ import time
 from urllib.parse import urlsplit
 
 import pytest
+from _streaming_helpers import command_ends
 
 from pyrun.cri import remotecommand as rc
 from pyrun.cri import websocket as w
@@ -133,17 +134,7 @@ def test_client_leaving_kills_the_command(streams, tmp_path):
         pass
     ws.close()
     pid = int(marker.read_text())
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().split(") ")[1].startswith("Z"):
-                    break
-        except FileNotFoundError:
-            break
-        time.sleep(0.05)
-    else:
-        pytest.fail("the command survived its client")
+    assert command_ends(pid), "the command survived its client"
 
 
 def test_refusals(streams):
@@ -210,3 +201,4 @@ def test_port_forward_reports_a_refused_port_on_the_error_channel(streams):
     ws, _ = open_ws(streams.url("portforward", ForwardPlan(netns=None, ports=(1,))) + f"?port={port}")
     got = collect(ws)
     assert got[0] == port.to_bytes(2, "little") and b"failed to connect" in got[1]
+
