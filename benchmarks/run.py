@@ -318,7 +318,7 @@ def bench(args: argparse.Namespace) -> dict:
     finally:
         problems = remove_everything(cli)
         with contextlib.suppress(Exception):
-            from pyrun.runtime.mounts import unmount_under
+            from pyrun.linux.mounts import unmount_under
             unmount_under(root)
         remove_empty_cgroups(cli.cgroup_parent)
         problems += leftovers(root, cli.cgroup_parent, seen_pids)

@@ -1,6 +1,6 @@
 """Explain mode: every Linux primitive pyrun performs, shown as the shell command a person would type.
 
-The side-effect layers (pyrun.runtime.linux, the cgroup writers, pyrun.netns)
+The side-effect layers (pyrun.linux.syscalls, the cgroup writers, pyrun.netns)
 call `emit()` just before they act. Nothing else prints explain lines.
 
 The sink is a file descriptor: the CLI's stderr when `pyrun --explain` is given.

@@ -97,7 +97,7 @@ def cleanup_root(root: Path, parent: str) -> list[str]:
         for p in json.loads(ls.stdout or "[]"):
             subprocess.run(cli_argv(root, parent) + ["pod", "rm", "-f", p["id"]], capture_output=True)
     subprocess.run(cli_argv(root, parent) + ["gc"], capture_output=True)
-    from pyrun.runtime.mounts import mounts_under
+    from pyrun.linux.mounts import mounts_under
     return list(mounts_under(root))
 
 

@@ -39,7 +39,7 @@ def describe(root):
 '''
 
 OVERLAY_WALK = DESCRIBE + r'''
-from pyrun.runtime import linux
+from pyrun.linux import syscalls as linux
 from pyrun.images.overlay import compact_mount_data
 from pathlib import Path
 lower = [Path(p) for p in json.loads(sys.argv[1])]

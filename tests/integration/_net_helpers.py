@@ -20,7 +20,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from pyrun.runtime import linux
+from pyrun.linux import syscalls as linux
 
 BUSYBOX = "/bin/busybox"
 

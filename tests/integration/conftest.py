@@ -101,7 +101,7 @@ def state_root(tmp_path_factory, demo_layout) -> Path:
     for p in runner.pods():
         runner("pod", "rm", "-f", p["id"], check=False)
     runner("gc", check=False)
-    from pyrun.runtime.mounts import mounts_under
+    from pyrun.linux.mounts import mounts_under
     left = mounts_under(root)
     shutil.rmtree(root, ignore_errors=True)
     assert not left, f"mounts left under the state root: {left}"
@@ -120,7 +120,7 @@ def pyrun(state_root, cgroup_parent):
     left = [p for p in runner.pods() if p["id"] not in before]
     for p in left:
         runner("pod", "rm", "-f", p["id"], check=False)
-    from pyrun.runtime.mounts import mounts_under
+    from pyrun.linux.mounts import mounts_under
     stray = [m for m in mounts_under(state_root / "pods")] + [m for m in mounts_under(state_root / "containers")]
     assert not stray, f"mounts left after the test: {stray}"
     leftover = _processes_under(state_root)

@@ -269,7 +269,7 @@ def test_failed_run_pod_sandbox_leaves_nothing(env, tmp_path):
         assert set(os.listdir(env["root"] / "pods")) == before
         assert not os.path.lexists(env["root"] / "names" / "ns_doomed")
         assert not cgroup_dirs(parent)
-        from pyrun.runtime.mounts import mounts_under
+        from pyrun.linux.mounts import mounts_under
         assert not [m for m in mounts_under(env["root"] / "pods")]
         ch.close()
     finally:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import REPO
 
-from pyrun.runtime.mounts import mounts_under
+from pyrun.linux.mounts import mounts_under
 
 
 def test_demo_script_runs_end_to_end(tmp_path):

@@ -28,7 +28,7 @@ pytestmark = [
 # wrappers and helper, report what the merged tree shows, unmount. The namespace dies with it.
 OVERLAY_PROBE = r"""
 import json, os, sys
-from pyrun.runtime import linux
+from pyrun.linux import syscalls as linux
 from pyrun.images.overlay import compact_mount_data
 from pathlib import Path
 lower = [Path(p) for p in json.loads(sys.argv[1])]

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from pyrun.runtime.mounts import mounts_under
+from pyrun.linux.mounts import mounts_under
 
 CREATE_STEPS = [
     "pod-dir", "pod-cgroup", "sandbox-unshare", "sandbox-pin", "sandbox", "network", "volumes", "spawn-monitor",

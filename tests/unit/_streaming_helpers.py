@@ -1,7 +1,7 @@
 """Helpers shared by the streaming server's unit tests (WebSocket and SPDY)."""
 from __future__ import annotations
 
-from pyrun.runtime.procs import ProcessRef
+from pyrun.linux.procs import ProcessRef
 
 
 def command_ends(pid: int, timeout: float = 5.0) -> bool:

@@ -6,8 +6,9 @@ import pytest
 
 from pyrun import explain
 from pyrun.errors import PyrunError
-from pyrun.runtime import faults, linux, sync
-from pyrun.runtime.mounts import mounts_under, unescape
+from pyrun.runtime import faults, sync
+from pyrun.linux import syscalls as linux
+from pyrun.linux.mounts import mounts_under, unescape
 from pyrun.runtime.rootfs import secure_join
 from pyrun.runtime.sandbox import namespace_kinds
 from pyrun.runtime.users import resolve_user

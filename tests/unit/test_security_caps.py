@@ -1,9 +1,9 @@
-"""Capability names and the set a container keeps (pyrun.runtime.caps, pure part)."""
+"""Capability names and the set a container keeps (pyrun.linux.caps, pure part)."""
 from __future__ import annotations
 
 import pytest
 
-from pyrun.runtime.caps import (CAPABILITIES, DEFAULT_CAPABILITIES, ambient_capabilities, cap_number,
+from pyrun.linux.caps import (CAPABILITIES, DEFAULT_CAPABILITIES, ambient_capabilities, cap_number,
                                 container_capabilities,
                                 held_capabilities, normalize)
 

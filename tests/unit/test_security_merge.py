@@ -7,7 +7,7 @@ import pytest
 
 from pyrun.errors import PyrunError
 from pyrun.runtime import security
-from pyrun.runtime.caps import CAPABILITIES, DEFAULT_CAPABILITIES
+from pyrun.linux.caps import CAPABILITIES, DEFAULT_CAPABILITIES
 
 NO_LIMITS = {"rlimits": {}}
 

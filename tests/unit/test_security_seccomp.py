@@ -8,7 +8,7 @@ import pytest
 
 from pyrun.errors import PyrunError
 from pyrun.runtime import seccomp
-from pyrun.runtime.caps import DEFAULT_CAPABILITIES
+from pyrun.linux.caps import DEFAULT_CAPABILITIES
 
 
 def test_actions():

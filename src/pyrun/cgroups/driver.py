@@ -35,7 +35,7 @@ from pyrun.cgroups.layout import CONTROLLERS, Hierarchy, Layout, read_host_layou
 from pyrun.cgroups.limits import Limits
 from pyrun.cgroups.names import CgroupPath, container_path, pod_path
 from pyrun.errors import CgroupError
-from pyrun.runtime import linux
+from pyrun.linux import syscalls as linux
 
 LIMIT_CONTROLLERS = (cpu, memory, pids, hugetlb)
 V2_CONTROLLERS = ("cpu", "memory", "pids", "hugetlb")  # what pyrun enables in cgroup.subtree_control

@@ -1,6 +1,6 @@
 """The thin side-effect layer of pyrun.cgroups: every read, mkdir, write and rmdir in a cgroup tree.
 
-Writes go through pyrun.runtime.linux so explain mode shows them
+Writes go through pyrun.linux.syscalls so explain mode shows them
 (`echo '50000 100000' > /sys/fs/cgroup/.../cpu.max`); failures become a
 CgroupError naming the file and the value.
 """
@@ -11,7 +11,7 @@ import os
 
 from pyrun import explain
 from pyrun.errors import CgroupError, SyscallError
-from pyrun.runtime import linux
+from pyrun.linux import syscalls as linux
 
 
 def read(path: str) -> str | None:

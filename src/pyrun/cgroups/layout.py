@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Literal
 
 from pyrun.errors import CgroupError
-from pyrun.runtime.mounts import unescape as _unescape
+from pyrun.linux.mounts import unescape as _unescape
 
 CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "hugetlb", "freezer")
 _V2_CORE = {"cpuacct": "cpu.stat", "freezer": "cgroup.freeze"}  # v1 controllers that are core in v2

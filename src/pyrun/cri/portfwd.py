@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     reply = socket.socket(fileno=args.reply_fd)
     try:
         if args.netns != "-":
-            from pyrun.runtime import linux
+            from pyrun.linux import syscalls as linux
             linux.setns(args.netns, "net")
         conn = socket.create_connection(("127.0.0.1", args.port), timeout=CONNECT_TIMEOUT)
     except OSError as e:

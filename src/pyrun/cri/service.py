@@ -33,7 +33,7 @@ from pyrun.cri.errors import DeadlineExceeded, Unimplemented
 from pyrun.errors import ImageError, InvalidState, NotFound, SpecError
 from pyrun.runtime import container as ctr
 from pyrun.runtime.pod import PodRuntime
-from pyrun.runtime.procs import ProcessRef
+from pyrun.linux.procs import ProcessRef
 
 CRI_VERSION = "0.1.0"
 FS_INFO_TTL = 10.0  # s: ImageFsInfo walks the image store at most this often

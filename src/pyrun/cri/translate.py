@@ -281,7 +281,7 @@ def pod_security_context(config: pb.PodSandboxConfig) -> dict:
 
 
 def _capabilities(caps: pb.Capability, field: str) -> dict:
-    from pyrun.runtime.caps import normalize
+    from pyrun.linux.caps import normalize
     out = {}
     for key, attr in (("add", "add_capabilities"), ("drop", "drop_capabilities")):
         names = []

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pyrun.errors import NetworkError
 from pyrun.netns import netlink
-from pyrun.runtime import linux
+from pyrun.linux import syscalls as linux
 
 PROC_SYS_NET = Path("/proc/sys/net")  # per network namespace: the namespace of the process that opens it
 

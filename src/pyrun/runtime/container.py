@@ -17,7 +17,7 @@ from pyrun import explain
 from pyrun.errors import ContainerStartError, InvalidState
 from pyrun.runtime import faults, sync
 from pyrun.runtime.monitor import request
-from pyrun.runtime.procs import ProcessRef, kill_now, terminate
+from pyrun.linux.procs import ProcessRef, kill_now, terminate
 from pyrun.runtime.state import (CONTAINER_CREATED, CONTAINER_EXITED, StateStore, read_json_or, read_status,
                                  write_json)
 
@@ -99,7 +99,7 @@ def destroy(store: StateStore, cid: str) -> None:
         return
     init, monitor = processes(store, cid)
     kill_now([r for r in (init, monitor) if r])
-    from pyrun.runtime.mounts import unmount_under
+    from pyrun.linux.mounts import unmount_under
     unmount_under(cdir)
     shutil.rmtree(cdir, ignore_errors=True)
 

@@ -13,7 +13,7 @@ import os
 
 from pyrun.config import Config
 from pyrun.errors import NotFound
-from pyrun.runtime.procs import ProcessRef
+from pyrun.linux.procs import ProcessRef
 from pyrun.runtime.state import POD_CREATING, POD_REMOVING, StateStore, read_json_or
 
 

@@ -39,11 +39,13 @@ import signal
 import socket
 
 from pyrun import explain
-from pyrun.runtime import faults, linux, rootfs, sync
+from pyrun.linux import syscalls as linux
+from pyrun.runtime import faults, rootfs, sync
 # Everything the init needs after pivot_root must be imported now: the host's
 # filesystem, and with it the Python library, is gone after that step.
-from pyrun.runtime import caps, security, seccomp
-from pyrun.runtime.caps import preload as _preload_caps
+from pyrun.linux import caps
+from pyrun.linux.caps import preload as _preload_caps
+from pyrun.runtime import security, seccomp
 from pyrun.runtime.users import resolve_in_root
 
 

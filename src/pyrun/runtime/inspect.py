@@ -5,7 +5,7 @@ import os
 
 from pyrun.runtime import resources
 from pyrun.runtime.security import summary as security_summary
-from pyrun.runtime.procs import ProcessRef
+from pyrun.linux.procs import ProcessRef
 from pyrun.runtime.state import read_json_or
 
 

@@ -49,9 +49,10 @@ import time
 from pathlib import Path
 
 from pyrun import explain
-from pyrun.runtime import linux, sync
+from pyrun.runtime import sync
+from pyrun.linux import syscalls as linux
 from pyrun.runtime.logs import LineSplitter
-from pyrun.runtime.procs import ProcessRef
+from pyrun.linux.procs import ProcessRef
 from pyrun.runtime.state import (CONTAINER_CREATED, CONTAINER_EXITED, CONTAINER_RUNNING, now_ns, read_json,
                                  write_json)
 

@@ -19,10 +19,11 @@ from pathlib import Path
 
 from pyrun import explain
 from pyrun.errors import InvalidState
-from pyrun.runtime import linux
-from pyrun.runtime import caps, seccomp, security
-from pyrun.runtime.caps import preload as preload_caps
-from pyrun.runtime.procs import ProcessRef
+from pyrun.linux import caps
+from pyrun.linux import syscalls as linux
+from pyrun.linux.caps import preload as preload_caps
+from pyrun.linux.procs import ProcessRef
+from pyrun.runtime import seccomp, security
 from pyrun.runtime.users import resolve_in_root
 
 NS_ORDER = ("ipc", "uts", "net", "pid", "mnt")

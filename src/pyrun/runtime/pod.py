@@ -17,8 +17,8 @@ from pyrun.config import Config
 from pyrun.errors import InvalidState, NotFound
 from pyrun.runtime import container as ctr
 from pyrun.runtime import faults, resources, sandbox
-from pyrun.runtime.mounts import unmount_under
-from pyrun.runtime.procs import ProcessRef, kill_now, terminate, wait_pids_gone
+from pyrun.linux.mounts import unmount_under
+from pyrun.linux.procs import ProcessRef, kill_now, terminate, wait_pids_gone
 from pyrun.runtime.state import (CONTAINER_RUNNING, POD_CREATING,
                                  POD_REMOVING, POD_RUNNING, POD_STOPPED, POD_TRANSITIONS, StateStore,
                                  check_transition, new_id, now_ns)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pyrun.runtime import linux
+from pyrun.linux import syscalls as linux
 
 
 def wants_network(cfg, spec_or_pod) -> bool:

@@ -10,8 +10,8 @@ import os
 import stat
 
 from pyrun.errors import PyrunError
-from pyrun.runtime import linux
-from pyrun.runtime.linux import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_RELATIME, MS_STRICTATIME
+from pyrun.linux import syscalls as linux
+from pyrun.linux.syscalls import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_RELATIME, MS_STRICTATIME
 
 # (path, major, minor): the devices every container gets (the OCI runtime spec's default list).
 DEFAULT_DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pyrun import explain
 from pyrun.runtime import faults, sync
-from pyrun.runtime.procs import ProcessRef
+from pyrun.linux.procs import ProcessRef
 
 PIN_KINDS_ORDER = ("net", "ipc", "uts", "pid")
 
@@ -83,7 +83,7 @@ def launch(pod_dir: Path, hostname: str, share_pid: bool, host_network: bool,
 # --- launcher side (fresh process) ---------------------------------------------------------------
 
 def _run(args: argparse.Namespace, sock) -> None:
-    from pyrun.runtime import linux
+    from pyrun.linux import syscalls as linux
     from pyrun.runtime.state import write_json
     pod_dir = Path(args.pod_dir)
     kinds = namespace_kinds(args.share_pid, args.host_network)
@@ -137,7 +137,7 @@ def _run(args: argparse.Namespace, sock) -> None:
 
 def _pin(source: str, target: Path) -> None:
     """Keep a namespace alive without a process: bind-mount its nsfs file (namespaces(7))."""
-    from pyrun.runtime import linux
+    from pyrun.linux import syscalls as linux
     target.touch()
     linux.bind_mount(source, str(target), recursive=False)
 

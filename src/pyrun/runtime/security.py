@@ -26,7 +26,7 @@ import os
 
 from pyrun import explain
 from pyrun.errors import PyrunError
-from pyrun.runtime.caps import ambient_capabilities, container_capabilities
+from pyrun.linux.caps import ambient_capabilities, container_capabilities
 
 MASKED_PATHS = ("/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
                 "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
@@ -168,7 +168,7 @@ def from_config(config: dict) -> dict:
     """config.json's "security"; a config from before it existed gets the default capabilities only."""
     sec = config.get("security")
     if sec is None:
-        from pyrun.runtime.caps import DEFAULT_CAPABILITIES
+        from pyrun.linux.caps import DEFAULT_CAPABILITIES
         sec = {"capabilities": list(config.get("capabilities") or DEFAULT_CAPABILITIES),
                "seccomp": {"type": "Unconfined"}}
     return sec
@@ -189,7 +189,7 @@ def container_security(cfg, pod_spec, container, pod: dict) -> dict:
     """Everything above for one container being created: effective settings, rlimits planned against
     this process's limits (the monitor and init inherit them), the Localhost profile read, and the
     pod's emptyDirs given to fsGroup. The result goes into config.json as "security"."""
-    from pyrun.runtime.caps import held_capabilities, last_cap
+    from pyrun.linux.caps import held_capabilities, last_cap
     current, can_raise = current_rlimits()
     limits, warnings = plan_rlimits(cfg.extra, current, can_raise)
     sec = effective_security(pod_spec.security_context, container.security_context,
@@ -244,7 +244,7 @@ def apply_fs_group(volumes, sources: dict[str, str], fs_group: int | None) -> No
 def apply_sysctls(sysctls: dict[str, str], joined: set[str], proc: str = "/proc") -> None:
     """Write each sysctl under /proc/sys; the init has joined the pod's net and ipc namespaces, and
     /proc/sys/net and the IPC sysctls show the namespaces of the writing task (proc(5))."""
-    from pyrun.runtime import linux
+    from pyrun.linux import syscalls as linux
     from pyrun.spec.security import sysctl_dotted, sysctl_path
     for name, value in sysctls.items():
         kind = "net" if sysctl_dotted(name).startswith("net.") else "ipc"
@@ -258,7 +258,7 @@ def mask_paths(root: str, masked: list[str], readonly: list[str]) -> None:
     """runc's maskedPaths/readonlyPaths: /dev/null over files, an empty read-only tmpfs over
     directories; read-only paths are bound onto themselves read-only. Missing paths are skipped."""
     import stat
-    from pyrun.runtime import linux
+    from pyrun.linux import syscalls as linux
     from pyrun.runtime.rootfs import secure_join
     flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
     for path in readonly:
@@ -279,7 +279,7 @@ def mask_paths(root: str, masked: list[str], readonly: list[str]) -> None:
 
 def make_sys_writable(root: str) -> None:
     """privileged: /sys read-write (remount the container's sysfs without MS_RDONLY)."""
-    from pyrun.runtime import linux
+    from pyrun.linux import syscalls as linux
     from pyrun.runtime.rootfs import secure_join
     linux.mount(None, secure_join(root, "/sys"), None,
                 linux.MS_REMOUNT | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
@@ -288,7 +288,7 @@ def make_sys_writable(root: str) -> None:
 def remount_root_readonly() -> None:
     """readOnlyRootFilesystem, after pivot_root: the overlay at / becomes read-only for this mount
     (MS_BIND|MS_REMOUNT changes only the mount's flags; /proc, /dev, volumes stay as they are)."""
-    from pyrun.runtime import linux
+    from pyrun.linux import syscalls as linux
     linux.mount(None, "/", None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
 
 

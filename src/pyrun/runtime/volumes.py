@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 
 from pyrun.errors import PyrunError, SpecError
-from pyrun.runtime import linux
+from pyrun.linux import syscalls as linux
 
 _HOSTPATH_CHECKS = {
     "Directory": (stat.S_ISDIR, "a directory"),

@@ -12,7 +12,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-from pyrun.runtime.caps import normalize as normalize_capability
+from pyrun.linux.caps import normalize as normalize_capability
 from pyrun.spec.fields import Fields, suggest
 from pyrun.spec.report import Report, join, type_name
 

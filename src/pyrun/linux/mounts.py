@@ -5,7 +5,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from pyrun.runtime import linux
+from pyrun.linux import syscalls as linux
 
 
 def unescape(field: str) -> str:

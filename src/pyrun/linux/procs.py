@@ -12,7 +12,7 @@ import signal
 import time
 from dataclasses import dataclass
 
-from pyrun.runtime import linux
+from pyrun.linux import syscalls as linux
 
 
 def start_time(pid: int, proc: str = "/proc") -> int | None:
