@@ -232,3 +232,25 @@ def _holds_cap_sys_resource() -> bool:
     """Whether pyrun may raise a hard rlimit here (this CI host: no; the test VM: yes)."""
     eff = next(line for line in open("/proc/self/status") if line.startswith("CapEff:")).split()[1]
     return bool(int(eff, 16) & (1 << 24))  # CAP_SYS_RESOURCE
+
+
+SECURITY_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp", "Seccomp_filters",
+                   "Uid", "Gid", "Groups")
+
+
+@pytest.mark.parametrize("sc, pod_sc", [
+    ({}, None),
+    ({"runAsUser": 1000, "runAsGroup": 3000, "allowPrivilegeEscalation": False,
+      "capabilities": {"add": ["NET_ADMIN"], "drop": ["CHOWN"]}, "seccompProfile": {"type": "RuntimeDefault"}},
+     {"supplementalGroups": [4000], "fsGroup": 5000}),
+], ids=["default", "non-root"])
+def test_exec_gets_exactly_the_security_of_the_containers_pid_1(pyrun, make_pod, sc, pod_sc):
+    """#13: start and exec share one security sequence (pyrun.runtime.finalize): an exec'd process has the
+    same user, groups, capabilities, no_new_privs and seccomp as the container's own pid 1."""
+    make_pod("sec-same", [{"name": "c", "securityContext": sc}], pod_sc=pod_sc)
+    pattern = "^(" + "|".join(SECURITY_FIELDS) + "):"
+    mine = run(pyrun, "sec-same", "c", "grep", "-E", pattern, "/proc/self/status")
+    pid1 = run(pyrun, "sec-same", "c", "grep", "-E", pattern, "/proc/1/status")
+    assert mine.returncode == 0 and pid1.returncode == 0, (mine.stderr, pid1.stderr)
+    assert len(mine.stdout.splitlines()) == len(SECURITY_FIELDS)
+    assert mine.stdout == pid1.stdout

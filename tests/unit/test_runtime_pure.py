@@ -149,3 +149,10 @@ def test_monitor_control_socket_works_under_a_long_state_root(tmp_path):
         assert oct((cdir / "ctl.sock").stat().st_mode & 0o777) == "0o600"
     finally:
         listener.close()
+
+
+def test_exec_env_overrides_the_containers_env_by_key():
+    from pyrun.runtime.finalize import merge_env
+    assert merge_env(["PATH=/bin", "A=1", "HOME=/root"], ["A=2", "B=x=y"]) == ["PATH=/bin", "A=2", "HOME=/root",
+                                                                               "B=x=y"]
+    assert merge_env(["A=1"], []) == ["A=1"]

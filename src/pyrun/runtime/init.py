@@ -14,14 +14,8 @@ order, each reported by name if it fails:
   masked paths      /dev/null or an empty ro tmpfs over /proc/kcore & co; /proc/sys & co read-only
   pivot_root        the rootfs becomes /, the host's root is detached
   read-only rootfs  readOnlyRootFilesystem: remount / read-only
-  user              resolve the user in the container's /etc/passwd and /etc/group; runAsNonRoot
-  rlimits           RLIMIT_NOFILE (and NPROC) as planned at create time
-  seccomp           (without no_new_privs) loading a filter needs CAP_SYS_ADMIN: load it now
-  bounding set      drop every other capability from the bounding set; keep-caps on
-  setuid            setgroups/setgid/setuid
-  capabilities      effective/permitted/inheritable; a non-root user's added caps into ambient
-  no_new_privs      allowPrivilegeEscalation: false
-  chdir             into the working directory
+  user ... chdir     pyrun.runtime.finalize: user, rlimits, seccomp, bounding set, setuid,
+                    capabilities, no_new_privs, chdir (the same sequence `pyrun exec` runs)
   ... report `ready`, wait for `start` ...
   seccomp           (with no_new_privs) as late as possible: as few calls as possible run after it
   exec              execve(2) the workload (PATH from the container's env)
@@ -35,7 +29,6 @@ workload is never executed after a failed step.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 
 from pyrun import explain
@@ -43,10 +36,8 @@ from pyrun.linux import syscalls as linux
 from pyrun.runtime import faults, rootfs, sync
 # Everything the init needs after pivot_root must be imported now: the host's
 # filesystem, and with it the Python library, is gone after that step.
-from pyrun.linux import caps
 from pyrun.linux.caps import preload as _preload_caps
-from pyrun.runtime import security, seccomp
-from pyrun.runtime.users import resolve_in_root
+from pyrun.runtime import finalize, security
 
 
 class Step:
@@ -65,15 +56,12 @@ def run(config: dict, sock: socket.socket) -> None:
     step = Step()
     try:
         sync.recv(sock, "go", timeout=120, peer="monitor")
-        process = _set_up(config, step)
+        final = _set_up(config, step)
         sync.send(sock, "ready")
         sync.recv(sock, "start", peer="monitor")
-        late = process.get("seccomp_late")
-        if late:
-            step("seccomp")
-            seccomp.load(late["plan"], late["type"])
+        finalize.load_late_seccomp(final, step)
         step("exec")
-        _exec(process, sock)
+        _exec(final, sock)
     except BaseException as e:  # noqa: BLE001 - fail closed on anything
         try:
             sync.send_error(sock, step.name, _describe(e))
@@ -87,7 +75,7 @@ def _describe(e: BaseException) -> str:
     return str(e) or type(e).__name__
 
 
-def _set_up(config: dict, step: Step) -> dict:
+def _set_up(config: dict, step: Step) -> finalize.Finalized:
     ns = config["namespaces"]
     sec = security.from_config(config)
     _preload_caps()
@@ -135,70 +123,12 @@ def _set_up(config: dict, step: Step) -> dict:
         step("read-only rootfs")
         security.remount_root_readonly()
 
-    process = config["process"]
-    step("user")
-    user = resolve_in_root(process.get("user", ""))
-    security.check_non_root(sec, user.uid, process.get("user", ""), config.get("name", "?"))
-    groups = security.container_groups(sec, user.groups)
-
-    step("rlimits")
-    for warning in security.apply_rlimits(sec.get("rlimits", {})):
-        explain.emit(f"# warning: {warning}")  # stderr is the container's log: not the place
-
-    plan = (sec.get("seccomp") or {}).get("plan")
-    if plan and not sec.get("no_new_privs"):
-        step("seccomp")
-        seccomp.load(plan, sec["seccomp"]["type"])
-
-    keep = sec.get("capabilities", [])
-    step("bounding set")
-    caps.drop_bounding(keep)
-    caps.set_keep_caps(True)
-
-    step("setuid")
-    if user.uid != 0 or user.gid != 0 or groups:
-        explain.emit(explain.argv("setpriv", f"--reuid={user.uid}", f"--regid={user.gid}",
-                                  "--groups=" + ",".join(map(str, groups)) if groups else "--clear-groups"))
-    os.setgroups(list(groups))
-    os.setgid(user.gid)
-    os.setuid(user.uid)
-
-    step("capabilities")
-    caps.apply_sets(keep, sec.get("ambient_capabilities", []) if user.uid != 0 else [])
-
-    if sec.get("no_new_privs"):
-        step("no_new_privs")
-        security.set_no_new_privs()
-
-    step("chdir")
-    cwd = process.get("cwd") or "/"
-    try:
-        os.chdir(cwd)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"working directory {cwd} does not exist in the container") from None
-
-    env = list(process["env"])
-    if not any(e.startswith("HOME=") for e in env):
-        env.append(f"HOME={user.home}")
-    late = sec["seccomp"] if plan and sec.get("no_new_privs") else None
-    return {"args": process["args"], "env": env, "seccomp_late": late}
+    return finalize.become_container_process(sec, config["process"], container=config.get("name", "?"), step=step)
 
 
-def _exec(process: dict, sock: socket.socket) -> None:
-    args = process["args"]
-    env = dict(e.split("=", 1) for e in process["env"])
-    explain.emit(explain.argv("exec", *args))
+def _exec(final: finalize.Finalized, sock: socket.socket) -> None:
     os.set_inheritable(sock.fileno(), False)  # EOF on the monitor's end means exec succeeded
     explain_fd = os.environ.get(explain.ENV, "")
     if explain_fd.isdigit():
         os.set_inheritable(int(explain_fd), False)  # the workload must not hold the CLI's stderr
-    env.pop(explain.ENV, None)
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores these; the workload must not inherit that
-        signal.signal(sig, signal.SIG_DFL)
-    try:
-        os.execvpe(args[0], args, env)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{args[0]!r}: executable file not found in $PATH "
-                                f"({env.get('PATH', '')})") from None
-    except PermissionError:
-        raise PermissionError(f"{args[0]!r}: permission denied") from None
+    finalize.exec_command(final)

@@ -4,27 +4,24 @@ A fresh process (`python -m pyrun.runtime.nsexec CONTAINER_DIR -- CMD...`) opens
 container's namespaces from /proc/<pid>/ns of its workload, joins its cgroups,
 setns(2)es into each (the mount namespace last), then forks (a PID namespace only
 applies to children) and the child execs the command as the container's user with
-the container's environment and the container's security settings, applied in the init's order:
-user and groups, rlimits, seccomp (early without no_new_privs: it needs CAP_SYS_ADMIN), bounding
-set, setuid, capabilities (+ ambient for a non-root user), no_new_privs, seccomp (late with it).
+the container's environment and the container's security settings, through the same
+pyrun.runtime.finalize sequence the container's init ran (user, rlimits, seccomp, bounding set,
+setuid, capabilities, no_new_privs, chdir), so an exec gets exactly what the container's pid 1 has.
 The exit code is passed through.
 """
 from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 
 from pyrun import explain
 from pyrun.errors import InvalidState
-from pyrun.linux import caps
 from pyrun.linux import syscalls as linux
 from pyrun.linux.caps import preload as preload_caps
 from pyrun.linux.procs import ProcessRef
-from pyrun.runtime import seccomp, security
-from pyrun.runtime.users import resolve_in_root
+from pyrun.runtime import finalize, security
 
 NS_ORDER = ("ipc", "uts", "net", "pid", "mnt")
 
@@ -74,33 +71,12 @@ def _setns_fd(fd: int, kind: str) -> None:
 
 
 def _child(config: dict, argv: list[str], extra_env: list[str], cwd: str | None) -> None:
-    process = config["process"]
-    sec = security.from_config(config)
-    user = resolve_in_root(process.get("user", ""))
-    security.check_non_root(sec, user.uid, process.get("user", ""), config.get("name", "?"))
-    groups = security.container_groups(sec, user.groups)
-    security.apply_rlimits(sec.get("rlimits", {}))
-    plan = (sec.get("seccomp") or {}).get("plan")
-    if plan and not sec.get("no_new_privs"):
-        seccomp.load(plan, sec["seccomp"]["type"])
-    keep = sec.get("capabilities", [])
-    caps.drop_bounding(keep)
-    caps.set_keep_caps(True)
-    os.setgroups(list(groups))
-    os.setgid(user.gid)
-    os.setuid(user.uid)
-    caps.apply_sets(keep, sec.get("ambient_capabilities", []) if user.uid != 0 else [])
-    if sec.get("no_new_privs"):
-        security.set_no_new_privs()
-        if plan:
-            seccomp.load(plan, sec["seccomp"]["type"])
-    os.chdir(cwd or process.get("cwd") or "/")
-    env = dict(e.split("=", 1) for e in process["env"])
-    env.setdefault("HOME", user.home)
-    env.update(e.split("=", 1) for e in extra_env)
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(sig, signal.SIG_DFL)
-    os.execvpe(argv[0], argv, env)
+    """Become the container's process (pyrun.runtime.finalize, as its init did) and exec `argv`."""
+    final = finalize.become_container_process(security.from_config(config), config["process"],
+                                              container=config.get("name", "?"), args=argv,
+                                              extra_env=extra_env, cwd=cwd)
+    finalize.load_late_seccomp(final)
+    finalize.exec_command(final)
 
 
 def command(cdir: Path, argv: list[str], env: list[str] = (), cwd: str | None = None) -> list[str]:

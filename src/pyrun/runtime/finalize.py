@@ -1,0 +1,137 @@
+"""The last steps before a container process execs: the one security sequence of pyrun.
+
+Both ways into a container end here, so they cannot drift apart:
+  * the container's init (pyrun.runtime.init), after its mounts and pivot_root;
+  * an exec helper (pyrun.runtime.nsexec), after it joined the running container's namespaces.
+Either way the process becomes exactly the container's process: same user, groups, rlimits,
+bounding set, capabilities, no_new_privs and seccomp filter. The order is runc's:
+
+  user            resolve the user in the container's /etc/passwd and /etc/group; runAsNonRoot
+  rlimits         RLIMIT_NOFILE (and NPROC) as planned at create time
+  seccomp         without no_new_privs: loading a filter needs CAP_SYS_ADMIN, so load it while root
+  bounding set    drop every capability not kept; keep-caps on (permitted survives setuid)
+  setuid          setgroups / setgid / setuid
+  capabilities    effective = permitted = inheritable = kept; a non-root user's added caps into ambient
+  no_new_privs    allowPrivilegeEscalation: false
+  chdir           into the working directory
+  ... (the init reports `ready` and waits for `start` here) ...
+  seccomp         with no_new_privs: as late as possible, so as few calls as possible run after it
+  exec            execve(2) the command (PATH from the container's environment)
+
+`step` names each step before it runs (the init reports the failed step by that name, and failure
+injection hooks onto it); any exception leaves the caller to fail closed.
+"""
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+from typing import Callable
+
+from pyrun import explain
+from pyrun.linux import caps
+from pyrun.runtime import seccomp, security
+from pyrun.runtime.users import resolve_in_root
+
+
+@dataclass
+class Finalized:
+    """What is left after `become_container_process`: the command, its environment and the late seccomp."""
+    args: list[str]
+    env: list[str]
+    late_seccomp: dict | None = None
+
+
+def _no_step(name: str) -> None:
+    pass
+
+
+def become_container_process(sec: dict, process: dict, *, container: str, args: list[str] | None = None,
+                             extra_env: list[str] = (), cwd: str | None = None,
+                             step: Callable[[str], None] = _no_step) -> Finalized:
+    """Apply the container's credentials and security to this process (see the module docstring).
+
+    process: config.json's "process" (args, env, cwd, user). args/extra_env/cwd override it for an exec.
+    """
+    step("user")
+    user_spec = process.get("user", "")
+    user = resolve_in_root(user_spec)
+    security.check_non_root(sec, user.uid, user_spec, container)
+    groups = security.container_groups(sec, user.groups)
+
+    step("rlimits")
+    for warning in security.apply_rlimits(sec.get("rlimits", {})):
+        explain.emit(f"# warning: {warning}")  # stderr is the container's log: not the place
+
+    plan = (sec.get("seccomp") or {}).get("plan")
+    no_new_privs = bool(sec.get("no_new_privs"))
+    if plan and not no_new_privs:
+        step("seccomp")
+        seccomp.load(plan, sec["seccomp"]["type"])
+
+    keep = sec.get("capabilities", [])
+    step("bounding set")
+    caps.drop_bounding(keep)
+    caps.set_keep_caps(True)
+
+    step("setuid")
+    if user.uid != 0 or user.gid != 0 or groups:
+        explain.emit(explain.argv("setpriv", f"--reuid={user.uid}", f"--regid={user.gid}",
+                                  "--groups=" + ",".join(map(str, groups)) if groups else "--clear-groups"))
+    os.setgroups(list(groups))
+    os.setgid(user.gid)
+    os.setuid(user.uid)
+
+    step("capabilities")
+    caps.apply_sets(keep, sec.get("ambient_capabilities", []) if user.uid != 0 else [])
+
+    if no_new_privs:
+        step("no_new_privs")
+        security.set_no_new_privs()
+
+    step("chdir")
+    workdir = cwd or process.get("cwd") or "/"
+    try:
+        os.chdir(workdir)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"working directory {workdir} does not exist in the container") from None
+
+    env = list(process["env"])
+    if not any(e.startswith("HOME=") for e in env):
+        env.append(f"HOME={user.home}")
+    env = merge_env(env, extra_env)
+    late = sec["seccomp"] if plan and no_new_privs else None
+    return Finalized(args=list(args if args is not None else process["args"]), env=env, late_seccomp=late)
+
+
+def merge_env(env: list[str], extra: list[str]) -> list[str]:
+    """KEY=VALUE lists: `extra` wins over `env` for the same key, order otherwise kept (pure)."""
+    out: dict[str, str] = {}
+    for entry in [*env, *extra]:
+        key, _, value = entry.partition("=")
+        out[key] = value
+    return [f"{k}={v}" for k, v in out.items()]
+
+
+def load_late_seccomp(final: Finalized, step: Callable[[str], None] = _no_step) -> None:
+    """With no_new_privs the filter goes on last, right before execve."""
+    if final.late_seccomp:
+        step("seccomp")
+        seccomp.load(final.late_seccomp["plan"], final.late_seccomp["type"])
+
+
+def exec_command(final: Finalized) -> None:
+    """execve(2) the command with the container's environment; never returns."""
+    args = final.args
+    env = dict(e.split("=", 1) for e in final.env)
+    env.pop(explain.ENV, None)
+    explain.emit(explain.argv("exec", *args))
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores these; the workload must not inherit that
+        signal.signal(sig, signal.SIG_DFL)
+    try:
+        os.execvpe(args[0], args, env)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{args[0]!r}: executable file not found in $PATH "
+                                f"({env.get('PATH', '')})") from None
+    except PermissionError:
+        raise PermissionError(f"{args[0]!r}: permission denied") from None
