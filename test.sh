@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run every pyrun test, as root: unit tests, integration tests on this kernel,
 # and the integration tests again inside a pure cgroup v2 qemu VM; then a leak check.
+# Static checks first (scripts/lint.sh: ruff, mypy strict on the pure packages, import-linter).
 #   ./test.sh                 everything
 #   ./test.sh --no-vm         skip the qemu VM stage
 #   ./test.sh -- PYTEST_ARGS  pass arguments to the host pytest run
@@ -26,6 +27,7 @@ if [ "$had_registry" = 0 ] && [ -d /run/systemd/system ]; then
     systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
 status=0
+scripts/lint.sh || status=$?
 .venv/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/integration "${PYTEST_ARGS[@]}" || status=$?
 if [ "$VM" = 1 ] && [ -x tests/vm/run-tests.sh ]; then
     tests/vm/run-tests.sh || status=$?

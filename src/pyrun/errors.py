@@ -110,7 +110,7 @@ class SyscallError(OSError, PyrunError):
         self.hint = hint
 
     def __str__(self) -> str:
-        s = self.strerror
+        s = self.strerror or ""
         if self.filename:
             s += f": {self.filename}"
         if self.filename2:

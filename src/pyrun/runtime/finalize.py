@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import signal
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 from pyrun import explain
 from pyrun.linux import caps
@@ -39,15 +39,15 @@ class Finalized:
     """What is left after `become_container_process`: the command, its environment and the late seccomp."""
     args: list[str]
     env: list[str]
-    late_seccomp: dict | None = None
+    late_seccomp: dict[str, Any] | None = None
 
 
 def _no_step(name: str) -> None:
     pass
 
 
-def become_container_process(sec: dict, process: dict, *, container: str, args: list[str] | None = None,
-                             extra_env: list[str] = (), cwd: str | None = None,
+def become_container_process(sec: dict[str, Any], process: dict[str, Any], *, container: str,
+                             args: list[str] | None = None, extra_env: Sequence[str] = (), cwd: str | None = None,
                              step: Callable[[str], None] = _no_step) -> Finalized:
     """Apply the container's credentials and security to this process (see the module docstring).
 
@@ -104,7 +104,7 @@ def become_container_process(sec: dict, process: dict, *, container: str, args: 
     return Finalized(args=list(args if args is not None else process["args"]), env=env, late_seccomp=late)
 
 
-def merge_env(env: list[str], extra: list[str]) -> list[str]:
+def merge_env(env: Sequence[str], extra: Sequence[str]) -> list[str]:
     """KEY=VALUE lists: `extra` wins over `env` for the same key, order otherwise kept (pure)."""
     out: dict[str, str] = {}
     for entry in [*env, *extra]:
