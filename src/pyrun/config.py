@@ -1,5 +1,19 @@
-"""Where pyrun keeps things. Every side-effecting component takes its root from here,
-so tests point the whole runtime at a temporary directory with `--root`."""
+"""Where pyrun keeps things. Every side-effecting component takes its roots from here,
+so tests point the whole runtime at temporary directories with `--root` and `--data-root`.
+
+Two roots, as containerd (`--state`/`--root`) and podman (runroot/graphroot) have:
+
+  root       runtime state that dies with the machine: pod and container records, pids,
+             pinned namespaces, locks, sockets, rootfs mount points. Default /run/pyrun (tmpfs).
+  data_root  what must survive a reboot: the image store and the containers' writable
+             layers (overlay upper/work). Default /var/lib/pyrun.
+
+A non-default root without an explicit data root is a separate pyrun instance (a test,
+a lab, a second runtime beside the system one): its data root is `<root>/data`, so it
+never shares, lists or garbage-collects the writable layers of another instance, and
+removing the root removes everything it made. A data root serves exactly one state root
+(pyrun.runtime.storage enforces it with a marker file).
+"""
 from __future__ import annotations
 
 import os
@@ -7,7 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_ROOT = Path("/run/pyrun")
+DEFAULT_DATA_ROOT = Path("/var/lib/pyrun")
 DEFAULT_CGROUP_PARENT = "pyrun"
+
+
+def default_data_root(root: Path) -> Path:
+    """The data root of a state root when none is given (pure): /var/lib/pyrun for the
+    default state root, `<root>/data` for any other."""
+    return DEFAULT_DATA_ROOT if Path(root) == DEFAULT_ROOT else Path(root) / "data"
 
 
 @dataclass(frozen=True)
@@ -17,15 +38,33 @@ class Config:
     cgroup_root: Path = Path("/sys/fs/cgroup")
     explain: bool = False
     extra: dict = field(default_factory=dict)
+    data_root: Path | None = None  # None: default_data_root(root)
+
+    def __post_init__(self) -> None:
+        data_root = default_data_root(self.root) if self.data_root is None else Path(self.data_root)
+        object.__setattr__(self, "data_root", data_root)
 
     @classmethod
-    def from_env(cls, root: str | os.PathLike | None = None, **kw) -> "Config":
-        root = root or os.environ.get("PYRUN_ROOT") or DEFAULT_ROOT
+    def from_env(cls, root: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None,
+                 **kw) -> "Config":
+        root = Path(root or os.environ.get("PYRUN_ROOT") or DEFAULT_ROOT).absolute()
+        data_root = data_root or os.environ.get("PYRUN_DATA_ROOT") or None
         parent = kw.pop("cgroup_parent", None) or os.environ.get("PYRUN_CGROUP_PARENT") or DEFAULT_CGROUP_PARENT
-        return cls(root=Path(root).absolute(), cgroup_parent=parent, **kw)
+        return cls(root=root, data_root=Path(data_root).absolute() if data_root else None,
+                   cgroup_parent=parent, **kw)
 
     @property
     def image_root(self) -> Path:
+        return self.data_root / "images"
+
+    @property
+    def writable_dir(self) -> Path:
+        """Parent of the containers' writable layers: <data_root>/containers/<id>/{upper,work}."""
+        return self.data_root / "containers"
+
+    @property
+    def legacy_image_root(self) -> Path:
+        """Where images lived before the data root existed (migrated by pyrun.runtime.storage)."""
         return self.root / "images"
 
     @property

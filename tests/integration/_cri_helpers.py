@@ -14,9 +14,14 @@ import grpc
 DEMO_IMAGE = "pyrun/demo:latest"
 
 
+def data_root_of(root: Path) -> Path:
+    """The data root the tests give a state root: ROOT-data beside it (removed with the test's tmp dir)."""
+    return root.with_name(root.name + "-data")
+
+
 def cli_argv(root: Path, parent: str) -> list[str]:
-    return [sys.executable, "-m", "pyrun.cli.main", "--root", str(root), "--network", "none",
-            "--cgroup-parent", parent]
+    return [sys.executable, "-m", "pyrun.cli.main", "--root", str(root), "--data-root", str(data_root_of(root)),
+            "--network", "none", "--cgroup-parent", parent]
 
 
 class CriServer:
@@ -26,7 +31,8 @@ class CriServer:
 
     def start(self, env: dict | None = None) -> "CriServer":
         argv = [sys.executable, "-m", "pyrun.cli.cri", "--root", str(self.root), "--network", "none",
-                "--cgroup-parent", self.parent, "cri", "serve", "--listen", f"unix://{self.sock}"]
+                "--cgroup-parent", self.parent, "cri", "serve", "--listen", f"unix://{self.sock}",
+                "--data-root", str(data_root_of(self.root))]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=log, env=dict(os.environ, **(env or {})))
         deadline = time.monotonic() + 20
@@ -98,7 +104,7 @@ def cleanup_root(root: Path, parent: str) -> list[str]:
             subprocess.run(cli_argv(root, parent) + ["pod", "rm", "-f", p["id"]], capture_output=True)
     subprocess.run(cli_argv(root, parent) + ["gc"], capture_output=True)
     from pyrun.linux.mounts import mounts_under
-    return list(mounts_under(root))
+    return list(mounts_under(root)) + list(mounts_under(data_root_of(root)))
 
 
 def cgroup_dirs(parent: str) -> list[str]:

@@ -1,8 +1,9 @@
 """Fixtures for integration tests: a state root with the demo image, and a `pyrun` runner.
 
-Every test gets pods in a session-wide state root (so the demo image is imported
-once) under a per-session test cgroup parent; after each test, every pod it left
-is force-removed and the test fails if anything (a mount, a process) was left.
+Every test gets pods in a session-wide state root and data root (so the demo image is
+imported once) under a per-session test cgroup parent; after each test, every pod it left
+is force-removed and the test fails if anything (a mount, a process, a writable layer)
+was left.
 """
 from __future__ import annotations
 
@@ -31,14 +32,15 @@ def pytest_collection_modifyitems(config, items):
 class Pyrun:
     """Runs the real CLI as a subprocess, the way a person does."""
 
-    def __init__(self, root: Path, cgroup_parent: str, network: str = "none"):
+    def __init__(self, root: Path, cgroup_parent: str, network: str = "none", data_root: Path | None = None):
         self.root = root
+        self.data_root = data_root or data_root_of(root)
         self.cgroup_parent = cgroup_parent
         self.network = network
 
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "pyrun.cli.main", "--root", str(self.root), "--network", self.network,
-                "--cgroup-parent", self.cgroup_parent, *args]
+        return [sys.executable, "-m", "pyrun.cli.main", "--root", str(self.root), "--data-root", str(self.data_root),
+                "--network", self.network, "--cgroup-parent", self.cgroup_parent, *args]
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 120, input: str | None = None,
                  env: dict | None = None) -> subprocess.CompletedProcess:
@@ -63,6 +65,11 @@ class Pyrun:
 
     def pods(self) -> list[dict]:
         return json.loads(self("pod", "ls", "-o", "json").stdout)
+
+
+def data_root_of(root: Path) -> Path:
+    """The tests' data root beside a state root: /tmp/pyrun-it-X -> /tmp/pyrun-it-X-data."""
+    return root.with_name(root.name + "-data")
 
 
 def pod_manifest(name: str, containers: list[dict], **spec) -> dict:
@@ -102,9 +109,10 @@ def state_root(tmp_path_factory, demo_layout) -> Path:
         runner("pod", "rm", "-f", p["id"], check=False)
     runner("gc", check=False)
     from pyrun.linux.mounts import mounts_under
-    left = mounts_under(root)
+    left = mounts_under(root) + mounts_under(runner.data_root)
     shutil.rmtree(root, ignore_errors=True)
-    assert not left, f"mounts left under the state root: {left}"
+    shutil.rmtree(runner.data_root, ignore_errors=True)
+    assert not left, f"mounts left under the state or data root: {left}"
 
 
 @pytest.fixture(scope="session")
@@ -125,6 +133,8 @@ def pyrun(state_root, cgroup_parent):
     assert not stray, f"mounts left after the test: {stray}"
     leftover = _processes_under(state_root)
     assert not leftover, f"processes left after the test: {leftover}"
+    layers = sorted(os.listdir(runner.data_root / "containers")) if (runner.data_root / "containers").exists() else []
+    assert not layers, f"writable layers left after the test: {layers}"
 
 
 def _processes_under(root: Path) -> list[str]:

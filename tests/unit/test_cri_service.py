@@ -73,29 +73,25 @@ def test_version_status_and_runtime_config(runtime):
 
 
 def test_image_service_on_an_empty_store(tmp_path):
-    images = ImageService(Config(root=tmp_path))
+    cfg = Config(root=tmp_path)
+    images = ImageService(cfg)
     assert not images.ImageStatus(pb.ImageStatusRequest(image=pb.ImageSpec(image="busybox"))).HasField("image")
     assert list(images.ListImages(pb.ListImagesRequest()).images) == []
     images.RemoveImage(pb.RemoveImageRequest(image=pb.ImageSpec(image="busybox")))
     fs = images.ImageFsInfo(pb.ImageFsInfoRequest()).image_filesystems[0]
-    assert fs.fs_id.mountpoint == str(tmp_path / "images") and fs.used_bytes.value == 0
-    from pyrun.errors import ImageError
-    try:
-        import pyrun.images.pull  # noqa: F401 - once pulls land, this test only checks the fallback exists
-    except ModuleNotFoundError:
-        with pytest.raises(ImageError, match="pyrun image import"):
-            images.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image="busybox")))
+    assert fs.fs_id.mountpoint == str(cfg.data_root / "images") and fs.used_bytes.value == 0
 
 
 def test_pull_image_plugs_into_pyrun_images_pull(tmp_path, monkeypatch):
-    pull = pytest.importorskip("pyrun.images.pull")
+    from pyrun.images import pull
     calls = []
 
     class Pulled:
         id = "sha256:" + "ab" * 32
 
     monkeypatch.setattr(pull, "pull_image", lambda store, ref, auth: calls.append((store.root, ref, auth)) or Pulled)
-    images = ImageService(Config(root=tmp_path))
+    cfg = Config(root=tmp_path)
+    images = ImageService(cfg)
     req = pb.PullImageRequest(image=pb.ImageSpec(image="busybox"), auth=pb.AuthConfig(username="u", password="p"))
     assert images.PullImage(req).image_ref == Pulled.id
-    assert calls == [(tmp_path / "images", "busybox", {"username": "u", "password": "p"})]
+    assert calls == [(cfg.image_root, "busybox", {"username": "u", "password": "p"})]

@@ -19,15 +19,24 @@ def cri() -> None:
 @click.option("--stream-address", default="127.0.0.1:0", show_default=True, metavar="HOST:PORT",
               help="Streaming server for Exec/Attach/PortForward (WebSocket; port 0: ephemeral). "
                    "No TLS: keep it on loopback.")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None,
+              help="Images and writable layers; overrides the global --data-root (which applies too).")
 @click.pass_context
-def serve(ctx: click.Context, listen: str, log_level: str, workers: int, stream_address: str) -> None:
+def serve(ctx: click.Context, listen: str, log_level: str, workers: int, stream_address: str,
+          data_root: str | None) -> None:
     """Serve runtime.v1 and runtime.v1alpha2 until SIGTERM/SIGINT.
 
-    Global options apply: --root (state shared with `pyrun pod`), --network, and
+    Global options apply: --root (state shared with `pyrun pod`), --data-root (images and
+    writable layers, shared with `pyrun` commands of the same --root), --network, and
     --cgroup-parent (must contain the kubelet's cgroup_parent paths, e.g. kubepods).
     """
+    import dataclasses
+    import os
     from pyrun.cri.server import serve as run_server
-    run_server(ctx.obj, listen, log_level, workers, stream_address)
+    cfg = ctx.obj
+    if data_root:
+        cfg = dataclasses.replace(cfg, data_root=os.path.abspath(data_root))
+    run_server(cfg, listen, log_level, workers, stream_address)
 
 
 if __name__ == "__main__":  # `python -m pyrun.cli.cri [global options] cri serve ...` until the lead registers it

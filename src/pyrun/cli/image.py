@@ -9,11 +9,11 @@ import click
 
 from pyrun.images import reference
 from pyrun.images.store import Image, ImageStore
-from pyrun.images.usage import images_in_use
+from pyrun.runtime.storage import images_in_use, open_images
 
 
 def _store(ctx: click.Context) -> ImageStore:
-    return ImageStore(ctx.obj.image_root)
+    return open_images(ctx.obj)
 
 
 def human_size(n: int) -> str:

@@ -45,6 +45,9 @@ def _module_exists(module: str) -> bool:
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--root", envvar="PYRUN_ROOT", type=click.Path(file_okay=False), default=None,
               help="State root (default /run/pyrun; env PYRUN_ROOT).")
+@click.option("--data-root", envvar="PYRUN_DATA_ROOT", type=click.Path(file_okay=False), default=None,
+              help="Images and writable layers (default /var/lib/pyrun; with another --root: ROOT/data; "
+                   "env PYRUN_DATA_ROOT).")
 @click.option("--explain", is_flag=True, help="Print every Linux primitive as the equivalent shell command.")
 @click.option("--network", type=click.Choice(["bridge", "none"]), envvar="PYRUN_NETWORK", default="bridge",
               show_default=True, help="Pod network: a bridge + veth per pod, or only loopback.")
@@ -52,9 +55,11 @@ def _module_exists(module: str) -> bool:
               help="Parent cgroup for pods (default pyrun).")
 @click.version_option(package_name="pyrun")
 @click.pass_context
-def cli(ctx: click.Context, root: str | None, explain: bool, network: str, cgroup_parent: str | None) -> None:
+def cli(ctx: click.Context, root: str | None, data_root: str | None, explain: bool, network: str,
+        cgroup_parent: str | None) -> None:
     """pyrun: Kubernetes Pods built from Linux primitives."""
-    cfg = Config.from_env(root, cgroup_parent=cgroup_parent, explain=explain, extra={"network_mode": network})
+    cfg = Config.from_env(root, data_root, cgroup_parent=cgroup_parent, explain=explain,
+                          extra={"network_mode": network})
     if explain:
         from pyrun import explain as ex
         ex.enable(os.dup(2))

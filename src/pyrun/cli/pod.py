@@ -201,6 +201,7 @@ def gc_cmd(ctx: click.Context) -> None:
     net = report.get("network") or {}
     lines = [f"removed pod {p[:12]}" for p in report.get("pods", [])]
     lines += [f"removed container {c[:12]}" for c in report.get("containers", [])]
+    lines += [f"removed the writable layer of container {c[:12]}" for c in report.get("layers", [])]
     lines += [f"removed name {n}" for n in report.get("names", [])]
     lines += [f"removed veth {v}" for v in net.get("veths", [])]
     lines += [f"removed the rules of pod {p[:12]}" for p in net.get("rules", [])]

@@ -210,8 +210,8 @@ def serve(cfg: Config, listen: str = DEFAULT_LISTEN, log_level: str = "info", wo
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    log.info("serving the CRI (runtime.v1, runtime.v1alpha2) on unix://%s, streaming on %s, state root %s, pid %d",
-             path, streaming.base_url, cfg.root, os.getpid())
+    log.info("serving the CRI (runtime.v1, runtime.v1alpha2) on unix://%s, streaming on %s, state root %s, "
+             "data root %s, pid %d", path, streaming.base_url, cfg.root, cfg.data_root, os.getpid())
     try:
         while not stop.wait(1.0):
             pass

@@ -30,9 +30,10 @@ import pyrun
 from pyrun.config import Config
 from pyrun.cri import filters, stats, translate
 from pyrun.cri.errors import DeadlineExceeded, Unimplemented
-from pyrun.errors import ImageError, InvalidState, NotFound, SpecError
+from pyrun.errors import InvalidState, NotFound, SpecError
 from pyrun.runtime import container as ctr
 from pyrun.runtime.pod import PodRuntime
+from pyrun.runtime.storage import writable_layer
 from pyrun.linux.procs import ProcessRef
 
 CRI_VERSION = "0.1.0"
@@ -99,7 +100,8 @@ class RuntimeService:
         ready, reason, message = self.network_status()
         conditions = [pb.RuntimeCondition(type="RuntimeReady", status=True),
                       pb.RuntimeCondition(type="NetworkReady", status=ready, reason=reason, message=message)]
-        info = {"config": json.dumps({"root": str(self.cfg.root), "cgroup_parent": self.cfg.cgroup_parent,
+        info = {"config": json.dumps({"root": str(self.cfg.root), "data_root": str(self.cfg.data_root),
+                                      "cgroup_parent": self.cfg.cgroup_parent,
                                       "network": self.cfg.extra.get("network_mode", "bridge")})} if req.verbose else {}
         return pb.StatusResponse(status=pb.RuntimeStatus(conditions=conditions), info=info)
 
@@ -187,8 +189,8 @@ class RuntimeService:
 
     def _image_user(self, image: str) -> str:
         """The image's USER (for run_as_username); NotFound for an unknown image, as CreateContainer answers."""
-        from pyrun.images.store import ImageStore
-        config = ImageStore(self.cfg.image_root).resolve(image).config or {}
+        from pyrun.runtime.storage import open_images
+        config = open_images(self.cfg).resolve(image).config or {}
         return str((config.get("config") or {}).get("User") or "")
 
     def StartContainer(self, req):
@@ -357,8 +359,8 @@ class RuntimeService:
         now = time.time_ns()
         st = self._cgroup_stats(rec.get("cgroup"))
         rate = self._rates.sample(c.id, now, getattr(st, "cpu_usage_ns", None))
-        used, inodes = stats.tree_usage(self.store.container_dir(rec["id"]) / "upper")
-        writable = stats.filesystem_usage(str(self.cfg.containers_dir), used, inodes, now)
+        used, inodes = stats.tree_usage(writable_layer(self.cfg, rec["id"]) / "upper")
+        writable = stats.filesystem_usage(str(self.cfg.writable_dir), used, inodes, now)
         return stats.container_stats(stats.container_attributes(c), st, now, rate, writable)
 
     def ContainerStats(self, req):
@@ -389,9 +391,9 @@ class RuntimeService:
 
 class ImageService:
     def __init__(self, cfg: Config):
-        from pyrun.images.store import ImageStore
+        from pyrun.runtime.storage import open_images
         self.cfg = cfg
-        self.images = ImageStore(cfg.image_root)
+        self.images = open_images(cfg)
         self._fs: tuple[float, tuple[int, int]] | None = None
         self._fs_lock = threading.Lock()
 
@@ -433,24 +435,11 @@ class ImageService:
         info = {"info": json.dumps({"config": image.config}, sort_keys=True)} if req.verbose else {}
         return pb.ImageStatusResponse(image=self._message(same), info=info)
 
-    def pull(self, ref: str, auth: dict | None):
-        """Pull through pyrun.images.pull when it exists; before that, only images already in the store."""
-        try:
-            from pyrun.images.pull import pull_image
-        except ModuleNotFoundError as e:
-            if e.name not in ("pyrun.images.pull",):
-                raise
-            try:
-                return self.images.resolve(ref)
-            except NotFound:
-                raise ImageError(f"cannot pull {ref!r}: registry pulls are not available in this pyrun yet and the "
-                                 f"image is not in {self.images.root}; import it with `pyrun image import`") from None
-        return pull_image(self.images, ref, auth)
-
     def PullImage(self, req):
         if not req.image.image:
             raise SpecError([("image.image", "no image given")])
-        image = self.pull(req.image.image, translate.auth_dict(req.auth))
+        from pyrun.images.pull import pull_image
+        image = pull_image(self.images, req.image.image, translate.auth_dict(req.auth))
         return pb.PullImageResponse(image_ref=image.id)
 
     def RemoveImage(self, req):

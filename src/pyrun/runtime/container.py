@@ -1,6 +1,7 @@
 """One container of a pod: its directories, its init config, its monitor.
 
-  containers/<id>/upper, work    the overlay's writable layer (kept after exit, for inspection)
+  <data_root>/containers/<id>/upper, work   the overlay's writable layer (kept after exit, for
+                                 inspection; pyrun.runtime.storage makes and removes it)
   containers/<id>/rootfs         mount point of the overlay inside the container's mount namespace
   containers/<id>/config.json    what the init needs (namespaces, rootfs, mounts, process, cgroups)
   containers/<id>/container.json the record (CLI/CRI), status.json + exit.json (the monitor)
@@ -22,14 +23,14 @@ from pyrun.runtime.state import (CONTAINER_CREATED, CONTAINER_EXITED, StateStore
                                  write_json)
 
 
-def init_config(*, cid: str, name: str, pod_id: str, cdir: Path, lower: list[str], namespaces: dict,
-                mounts: list[dict], process: dict, capabilities: list[str], cgroup_procs: list[str],
+def init_config(*, cid: str, name: str, pod_id: str, cdir: Path, writable: Path, lower: list[str],
+                namespaces: dict, mounts: list[dict], process: dict, capabilities: list[str], cgroup_procs: list[str],
                 oom_events: str | None, log_path: str) -> dict:
     """The document the monitor and init read (pure)."""
     return {
         "id": cid, "name": name, "pod_id": pod_id,
         "namespaces": namespaces,
-        "rootfs": {"lower": lower, "upper": str(cdir / "upper"), "work": str(cdir / "work"),
+        "rootfs": {"lower": lower, "upper": str(writable / "upper"), "work": str(writable / "work"),
                    "target": str(cdir / "rootfs")},
         "mounts": mounts, "process": process, "capabilities": capabilities,
         "cgroup_procs": cgroup_procs, "oom_events": oom_events, "log_path": log_path,
@@ -37,8 +38,8 @@ def init_config(*, cid: str, name: str, pod_id: str, cdir: Path, lower: list[str
 
 
 def make_dirs(cdir: Path) -> None:
-    for sub in ("upper", "work", "rootfs"):
-        (cdir / sub).mkdir(parents=True, exist_ok=True)
+    """The state side of a container: the rootfs mount point (the writable layer is in the data root)."""
+    (cdir / "rootfs").mkdir(parents=True, exist_ok=True)
 
 
 def spawn_monitor(cdir: Path, timeout: float = 180.0) -> ProcessRef:

@@ -4,7 +4,9 @@ A pod stays in state `creating` while its creator runs (and `removing` while its
 remover runs); the record names that process (pid + start time). If it is gone and
 the pod is still in that state, nobody will finish the job: `collect_crashed` does.
 It runs at the start of `pod create` and `pod ls`, and `pyrun gc` runs it too,
-together with the removal of orphaned containers and name reservations.
+together with the removal of orphaned containers and name reservations, and of
+writable layers in the data root that no container of this state root owns (after
+a reboot empties the state root, that is all of them).
 """
 from __future__ import annotations
 
@@ -47,7 +49,8 @@ def collect_crashed(cfg: Config) -> list[str]:
 
 
 def collect_all(cfg: Config) -> dict:
-    """`pyrun gc`: crashed pods, orphaned containers and names, dead network allocations."""
+    """`pyrun gc`: crashed pods, orphaned containers, names and writable layers, dead network allocations."""
+    from pyrun.runtime import storage
     store = StateStore(cfg.root)
     report = {"pods": collect_crashed(cfg), "containers": [], "names": []}
     live_containers = set()
@@ -59,7 +62,9 @@ def collect_all(cfg: Config) -> dict:
     for cid in store.container_ids():
         if cid not in live_containers:
             ctr.destroy(store, cid)
+            storage.remove_writable_layer(cfg, cid)
             report["containers"].append(cid)
+    report["layers"] = storage.collect_writable_layers(cfg, store.container_ids)
     if store.names_dir.exists():
         for name in os.listdir(store.names_dir):
             target = os.readlink(store.names_dir / name)

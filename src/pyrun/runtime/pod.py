@@ -16,7 +16,7 @@ from pathlib import Path
 from pyrun.config import Config
 from pyrun.errors import InvalidState, NotFound
 from pyrun.runtime import container as ctr
-from pyrun.runtime import faults, resources, sandbox
+from pyrun.runtime import faults, resources, sandbox, storage
 from pyrun.linux.mounts import unmount_under
 from pyrun.linux.procs import ProcessRef, kill_now, terminate, wait_pids_gone
 from pyrun.runtime.state import (CONTAINER_RUNNING, POD_CREATING,
@@ -35,9 +35,8 @@ class PodRuntime:
 
         The sandbox is made first; if anything after it fails, the whole pod is destroyed.
         """
-        from pyrun.images.store import ImageStore
         spec = loaded.pod
-        images = ImageStore(self.cfg.image_root)
+        images = storage.open_images(self.cfg)
         for c in spec.containers:  # NotFound before anything exists
             images.resolve(c.image)
         pod = self.create_sandbox(spec, loaded.warnings, ready=False)
@@ -132,8 +131,7 @@ class PodRuntime:
         pod_spec: the PodSpec for env/fieldRef resolution; by default re-parsed from the stored manifest.
         """
         from pyrun.errors import AlreadyExists
-        from pyrun.images.store import ImageStore
-        images = ImageStore(self.cfg.image_root)
+        images = storage.open_images(self.cfg)
         image = images.resolve(c.image)
         cid = new_id()
         with self.store.pod_lock(pod_id):
@@ -149,6 +147,7 @@ class PodRuntime:
                                           list(extra_mounts), extra or {})
         except BaseException:
             self.remove_container(cid, force=True)
+            self._forget_container(pod_id, cid)  # if it failed before its record was written
             raise
 
     def _create_container(self, pod: dict, spec, c, cid: str, image, images, log_path: str | None,
@@ -159,6 +158,7 @@ class PodRuntime:
         cdir = self.store.container_dir(cid)
         cdir.mkdir(mode=0o711)
         ctr.make_dirs(cdir)
+        writable = storage.make_writable_layer(self.cfg, cid)  # after cdir: gc never takes it for an orphan
         pod_ip = (pod.get("network") or {}).get("ip")
         proc = resolve_process(c, (image.config or {}).get("config") or {}, spec, pod_ip=pod_ip,
                                node_name=os.uname().nodename)
@@ -175,7 +175,7 @@ class PodRuntime:
         namespaces.setdefault("pid", None)
         sec = container_security(self.cfg, spec, c, pod)
         config = ctr.init_config(
-            cid=cid, name=c.name, pod_id=pod["id"], cdir=cdir,
+            cid=cid, name=c.name, pod_id=pod["id"], cdir=cdir, writable=writable,
             lower=[str(d) for d in images.layer_dirs(image)], namespaces=namespaces,
             mounts=mount_list(c, pod.get("volumes") or {}, self.store.pod_dir(pod["id"]) / "etc",
                               pod["host_network"]) + extra_mounts,
@@ -206,9 +206,16 @@ class PodRuntime:
         if not force and rec["status"].get("state") == CONTAINER_RUNNING:
             raise InvalidState(f"container {rec['name']} is running: stop it first")
         ctr.destroy(self.store, cid)
+        storage.remove_writable_layer(self.cfg, cid)
         resources.remove_cgroup(self.cfg, rec.get("cgroup"))
-        with contextlib.suppress(NotFound), self.store.pod_lock(rec["pod_id"]):
-            pod = self.store.read_pod(rec["pod_id"])
+        self._forget_container(rec["pod_id"], cid)
+
+    def _forget_container(self, pod_id: str, cid: str) -> None:
+        """Remove a container's directories and its pod's entry for it (idempotent)."""
+        ctr.destroy(self.store, cid)
+        storage.remove_writable_layer(self.cfg, cid)
+        with contextlib.suppress(NotFound, FileNotFoundError), self.store.pod_lock(pod_id):
+            pod = self.store.read_pod(pod_id)
             pod["containers"] = [e for e in pod["containers"] if e["id"] != cid]
             self.store.write_pod(pod)
 
@@ -298,6 +305,7 @@ class PodRuntime:
             for entry in pod.get("containers", []):
                 cg = self._container_cgroup(entry["id"])
                 ctr.destroy(self.store, entry["id"])
+                storage.remove_writable_layer(self.cfg, entry["id"])
                 resources.remove_cgroup(self.cfg, cg)
             self._kill_sandbox(pod_id)
             from pyrun.runtime import podnet
