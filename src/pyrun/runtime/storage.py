@@ -173,11 +173,11 @@ def collect_writable_layers(cfg: Config, known_ids) -> list[str]:
 
     `known_ids` is called AFTER the layers are listed, so a container being created
     (state dir first, then its layer) is never taken for an orphan."""
+    check_owner(cfg)  # never collect the layers of another state root
     try:
         found = sorted(e.name for e in os.scandir(cfg.writable_dir) if _ID.fullmatch(e.name))
     except FileNotFoundError:
         return []
-    check_owner(cfg)  # never collect the layers of another state root
     known = set(known_ids())
     removed = []
     for cid in found:
