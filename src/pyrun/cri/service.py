@@ -28,7 +28,7 @@ from cri_api.v1 import api_pb2 as pb
 
 import pyrun
 from pyrun.config import Config
-from pyrun.cri import filters, stats, translate
+from pyrun.cri import capped, filters, stats, translate
 from pyrun.cri.errors import DeadlineExceeded, Unimplemented
 from pyrun.errors import InvalidState, NotFound, SpecError
 from pyrun.runtime import container as ctr
@@ -146,7 +146,12 @@ class RuntimeService:
             pod_id = filters.resolve_id(req.pod_sandbox_id, self.store.pod_ids(), "pod sandbox")
         except NotFound:
             return pb.RemovePodSandboxResponse()  # already removed: success (CRI: idempotent)
+        containers: list[str] = []
+        with contextlib.suppress(NotFound, ValueError):
+            containers = [e["id"] for e in self.store.read_pod(pod_id).get("containers", [])]
         self.rt.destroy(pod_id)
+        for key in ["pod:" + pod_id, *containers]:
+            self._rates.forget(key)
         return pb.RemovePodSandboxResponse()
 
     def PodSandboxStatus(self, req):
@@ -210,6 +215,7 @@ class RuntimeService:
         except NotFound:
             return pb.RemoveContainerResponse()  # already removed: success (CRI: idempotent)
         self.rt.remove_container(cid, force=True)
+        self._rates.forget(cid)
         return pb.RemoveContainerResponse()
 
     def ContainerStatus(self, req):
@@ -273,14 +279,17 @@ class RuntimeService:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True)
         try:
-            out, err = proc.communicate(timeout=req.timeout if req.timeout > 0 else None)
+            out, err = capped.communicate_capped(proc, req.timeout if req.timeout > 0 else None)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+            proc.stdout.close()
+            proc.stderr.close()
+            proc.wait()
             raise DeadlineExceeded(f"command {list(req.cmd)!r} in container {rec['name']} timed out "
                                    f"after {req.timeout}s") from None
-        return pb.ExecSyncResponse(stdout=out, stderr=err, exit_code=proc.returncode)
+        stderr = bytes(err.data) + capped.truncation_note(rec["name"], out, err)
+        return pb.ExecSyncResponse(stdout=bytes(out.data), stderr=stderr, exit_code=proc.returncode)
 
     def _stream_url(self, kind: str, plan) -> str:
         if self.streaming is None:
@@ -367,7 +376,12 @@ class RuntimeService:
         rec = self._container(req.container_id)
         return pb.ContainerStatsResponse(stats=self._container_stats(rec, translate.container(rec)))
 
+    def _forget_removed_rates(self) -> None:
+        """Drop CPU samples of containers and pods that no longer exist (removed with the CLI too)."""
+        self._rates.forget_except(set(self.store.container_ids()) | {"pod:" + p for p in self.store.pod_ids()})
+
     def ListContainerStats(self, req):
+        self._forget_removed_rates()
         flt = req.filter if req.HasField("filter") else None
         return pb.ListContainerStatsResponse(stats=[self._container_stats(r, c) for r, c in self._containers(flt)])
 
@@ -384,6 +398,7 @@ class RuntimeService:
         return pb.PodSandboxStatsResponse(stats=self._sandbox_stats(pod, translate.pod_sandbox(pod, pause_alive(pod))))
 
     def ListPodSandboxStats(self, req):
+        self._forget_removed_rates()
         flt = req.filter if req.HasField("filter") else None
         items = self._sandboxes(pb.PodSandboxFilter(id=flt.id, label_selector=flt.label_selector) if flt else None)
         return pb.ListPodSandboxStatsResponse(stats=[self._sandbox_stats(p, s) for p, s in items])

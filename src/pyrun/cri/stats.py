@@ -2,6 +2,8 @@
 
 `usage_nano_cores` needs two samples: CpuRates keeps the previous (time, usage)
 per id and returns the rate since then (None on the first sample), as containerd does.
+Entries of removed containers and pods are dropped (`forget`, `forget_except`), so the
+table is as big as what exists, not as everything that ever existed.
 """
 from __future__ import annotations
 
@@ -33,10 +35,17 @@ class CpuRates:
             self._last[key] = (now_ns, usage_ns)
         return rate
 
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._last.pop(key, None)
+
     def forget_except(self, keys: set[str]) -> None:
         with self._lock:
             for k in [k for k in self._last if k not in keys]:
                 del self._last[k]
+
+    def __len__(self) -> int:
+        return len(self._last)
 
 
 def _u(value: int | None) -> pb.UInt64Value | None:
