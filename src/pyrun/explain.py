@@ -28,12 +28,6 @@ def enable(fd: int, prefix: str = "") -> None:
     os.environ[ENV] = str(fd)
 
 
-def disable() -> None:
-    global _fd
-    _fd = None
-    os.environ.pop(ENV, None)
-
-
 def disable_fd() -> None:
     """Close the inherited explain descriptor, so a long-lived process does not hold the CLI's stderr open."""
     global _fd

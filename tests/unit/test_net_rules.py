@@ -4,7 +4,7 @@ import pytest
 
 from pyrun.errors import NetworkError, SpecError
 from pyrun.netns.rules import (
-    PodPorts, PortMapping, check_no_clash, port_mappings, render_iptables, render_nft_delete,
+    PodPorts, PortMapping, check_no_clash, port_mappings, render_nft_delete,
     render_nft_replace, render_nft_table,
 )
 from pyrun.netns.settings import NetworkSettings
@@ -49,15 +49,6 @@ def test_replace_script_is_atomic_and_delete_is_safe():
 def test_comment_is_sanitised():
     text = render_nft_table("10.88.0.0/16", "pyrun0", [PodPorts('x"; drop', "10.88.0.5", (PortMapping(1, 1),))])
     assert 'comment "pod x___drop"' in text
-
-
-def test_iptables_rendering():
-    text = render_iptables("10.88.0.0/16", "pyrun0", [PodPorts("abc", "10.88.0.5", tuple(port_mappings(PORTS)))])
-    assert text.startswith("*nat\n") and text.endswith("COMMIT\n")
-    assert "-A PREROUTING -m addrtype --dst-type LOCAL -j PYRUN-HOSTPORTS" in text
-    assert "-d 127.0.0.1/32 -p udp -m udp --dport 5353" in text
-    assert "--to-destination 10.88.0.5:80" in text
-    assert "-A PYRUN-POSTROUTING -s 10.88.0.0/16 ! -o pyrun0 -j MASQUERADE" in text
 
 
 def test_host_port_clash_names_the_other_pod():

@@ -25,21 +25,14 @@ LAZY_COMMANDS = {
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(name for name, (module, _) in LAZY_COMMANDS.items() if _module_exists(module))
+        return sorted(LAZY_COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in LAZY_COMMANDS:
             return None
         module, attr = LAZY_COMMANDS[name]
-        if not _module_exists(module):
-            return None
         import importlib
         return getattr(importlib.import_module(module), attr)
-
-
-def _module_exists(module: str) -> bool:
-    import importlib.util
-    return importlib.util.find_spec(module) is not None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

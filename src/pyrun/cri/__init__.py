@@ -5,13 +5,16 @@
   errors.py         the one place errors become gRPC status codes
   service.py        RuntimeService + ImageService on top of pyrun.runtime (API version agnostic)
   stats.py          cgroup stats -> CRI stats messages
+  capped.py         ExecSync output read with containerd's 16 MiB cap per stream
   server.py         the grpc server: runtime.v1 and runtime.v1alpha2 on one socket, one log line per RPC
   streaming.py      the HTTP server behind Exec/Attach/PortForward URLs: single-use tokens (60 s)
   websocket.py      a minimal RFC 6455 implementation (handshake, framing) on the standard library
-  remotecommand.py  exec and attach sessions (remotecommand over WebSocket: v5/v4/channel.k8s.io)
-  portforward.py    port-forward sessions (WebSocket channels, a port per data/error pair)
+  spdy.py           SPDY/3.1 frames, header compression and a server session (as moby/spdystream)
+  remotecommand.py  exec and attach sessions (remotecommand over WebSocket: v5/v4/channel.k8s.io, or SPDY)
+  portforward.py    port-forward sessions (WebSocket channels or SPDY streams, a data/error pair per port)
   portfwd.py        `python -m pyrun.cri.portfwd`: connects inside a pod's netns, hands back the socket
 
-Streaming is WebSocket only (crictl >= 1.30); SPDY is not implemented. Attach has no stdin.
+Streaming speaks WebSocket (crictl >= 1.30) and SPDY/3.1 (a kubelet proxying kubectl, older crictl).
+Attach has no stdin.
 Only `pyrun cri serve` imports this package (grpc costs ~85 ms to import).
 """

@@ -1,11 +1,10 @@
 """OCI image documents and import sources: layout directories, OCI archives, `docker save` tars.
 
-Pure except for the two Source classes, which only read. A registry client
-(later) produces the same things: a manifest's bytes and a way to open blobs.
+Pure except for the two Source classes, which only read. The registry client
+(pyrun.images.pull) produces the same things: a manifest's bytes and a way to open blobs.
 """
 from __future__ import annotations
 
-import io
 import json
 import platform
 import tarfile
@@ -305,7 +304,3 @@ def select(source: Source, name: str | None) -> Selected:
 def open_blob(source: Source, selected: Selected, digest: str) -> BinaryIO:
     rel = selected.paths.get(digest) or blob_path(digest)
     return source.open(rel)
-
-
-def as_stream(data: bytes) -> BinaryIO:
-    return io.BytesIO(data)

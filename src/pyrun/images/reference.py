@@ -70,10 +70,6 @@ class Reference:
         s = repo + (f":{self.tag}" if self.tag else "")
         return s + (f"@{self.digest}" if self.digest else "")
 
-    def with_tag(self, tag: str) -> "Reference":
-        validate_tag(tag)
-        return Reference(self.domain, self.path, tag, None)
-
     def __str__(self) -> str:
         return self.name
 

@@ -1,5 +1,7 @@
 """The image store: content-addressed blobs, unpacked layers shared by all images, and tags.
 
+<image_root> is <data_root>/images (default /var/lib/pyrun/images: images outlive a reboot).
+
     <image_root>/blobs/sha256/<hex>     manifests, configs, layer tars (verified on the way in)
     <image_root>/layers/<diff_id hex>/  each layer unpacked once (temp dir + rename when complete)
     <image_root>/refs.json              normalised name:tag -> manifest digest
@@ -131,8 +133,8 @@ class ImageStore:
                what: str = "image") -> Image:
         """Store a manifest, its config and its layers (verified), then point `name` at it.
 
-        This is the one entry point for every way images arrive (import now,
-        registry pulls later): `open_blob(digest)` returns a readable stream.
+        This is the one entry point for every way images arrive (import, registry
+        pulls, the move from the previous layout): `open_blob(digest)` returns a readable stream.
         """
         name = reference.parse(name).name
         manifest_digest = oci.digest_of(manifest_bytes)

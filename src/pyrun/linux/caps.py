@@ -163,9 +163,3 @@ def _ambient(prctl_value: int, cap: int) -> None:
 
 def _cap_name(n: int) -> str:
     return "cap_" + (CAPABILITIES[n].lower() if n < len(CAPABILITIES) else str(n))
-
-
-def apply_capabilities(keep: tuple[str, ...] | list[str]) -> None:
-    """All sets at once for a process that stays root (bounding, then effective/permitted/inheritable)."""
-    drop_bounding(keep)
-    apply_sets(keep)

@@ -79,11 +79,6 @@ def reclaim(network_dir: Path, settings: NetworkSettings, live_pod_ids: Iterable
     return remove_pods(network_dir, settings, dead)
 
 
-def recorded_pods(network_dir: Path) -> dict[str, PodPorts]:
-    with _state(network_dir, write=False) as pods:
-        return dict(pods)
-
-
 def _apply(settings: NetworkSettings, pods: Iterable[PodPorts]) -> None:
     pods = sorted(pods, key=lambda p: p.pod_id)
     needed = pods and (settings.masquerade or any(p.ports for p in pods))

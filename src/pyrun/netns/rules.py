@@ -192,31 +192,6 @@ def render_nft_delete() -> str:
     return f"table ip {TABLE}\ndelete table ip {TABLE}\n"
 
 
-def render_iptables(cidr: str, bridge: str, pods: Sequence[PodPorts], masquerade: bool = True) -> str:
-    """The same rules for iptables-restore (nat table), for hosts without nftables.
-
-    Rendering only: applying needs `iptables-restore --noflush` plus a one-time check that
-    the jumps from PREROUTING/OUTPUT/POSTROUTING exist (`iptables -t nat -C`).
-    """
-    net = str(ipaddress.IPv4Network(cidr))
-    lines = ["*nat", ":PYRUN-HOSTPORTS - [0:0]", ":PYRUN-POSTROUTING - [0:0]",
-             "-A PREROUTING -m addrtype --dst-type LOCAL -j PYRUN-HOSTPORTS",
-             "-A OUTPUT -m addrtype --dst-type LOCAL -j PYRUN-HOSTPORTS",
-             "-A POSTROUTING -j PYRUN-POSTROUTING"]
-    for p in pods:
-        for m in p.ports:
-            dest = "" if m.wildcard else f"-d {m.host_ip}/32 "
-            lines.append(f"-A PYRUN-HOSTPORTS {dest}-p {m.protocol} -m {m.protocol} --dport {m.host_port} "
-                         f"-m comment --comment \"pod {_SAFE_COMMENT.sub('_', p.pod_id)}\" "
-                         f"-j DNAT --to-destination {p.ip}:{m.container_port}")
-    lines += ["-A PYRUN-POSTROUTING -s 127.0.0.0/8 -m conntrack --ctstate DNAT -j MASQUERADE",
-              f"-A PYRUN-POSTROUTING -s {net} -d {net} -m conntrack --ctstate DNAT -j MASQUERADE"]
-    if masquerade:
-        lines.append(f"-A PYRUN-POSTROUTING -s {net} ! -o {bridge} -j MASQUERADE")
-    lines.append("COMMIT")
-    return "\n".join(lines) + "\n"
-
-
 def check_no_clash(new: PodPorts, existing: Iterable[PodPorts]) -> None:
     message = find_clash(new, existing)
     if message:
