@@ -32,6 +32,7 @@ def serve(ctx: click.Context, listen: str, log_level: str, workers: int, stream_
     """
     import dataclasses
     import os
+
     from pyrun.cri.server import serve as run_server
     cfg = ctx.obj
     if data_root:
