@@ -292,3 +292,24 @@ def test_restart_keeps_pods_visible_and_manageable(env):
     rt.RemoveContainer(pb.RemoveContainerRequest(container_id=cid))
     remove_pod(rt, pb, sid)
     ch.close()
+
+
+def test_exec_sync_output_is_capped_at_16_mib_and_the_writable_layer_is_in_the_data_root(env):
+    from cri_api.v1 import api_pb2 as pb
+    from cri_api.v1 import api_pb2_grpc as g
+    channel = grpc.insecure_channel(f"unix://{env['server'].sock}",
+                                    options=[("grpc.max_receive_message_length", 64 << 20)])
+    rt = g.RuntimeServiceStub(channel)
+    sid, cid = run_pod(rt, pb, "capped", env["tmp"])
+    try:
+        r = rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["head", "-c", "17000000", "/dev/zero"], timeout=60))
+        assert r.exit_code == 0 and len(r.stdout) == 16 << 20 and set(r.stdout) == {0}
+        assert b"output truncated: stdout after 16777216 bytes (222784 more dropped)" in r.stderr
+        stats = rt.ContainerStats(pb.ContainerStatsRequest(container_id=cid)).stats
+        data_root = env["root"].with_name(env["root"].name + "-data")
+        assert stats.writable_layer.fs_id.mountpoint == str(data_root / "containers")
+        assert (data_root / "containers" / cid / "upper").is_dir()
+    finally:
+        remove_pod(rt, pb, sid)
+        channel.close()
+    assert not (data_root / "containers" / cid).exists()
