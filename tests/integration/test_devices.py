@@ -108,10 +108,14 @@ def test_default_devices_still_work(pyrun, write_pod, device_image):
 
 def test_privileged_container_can_open_them(pyrun, write_pod, device_image):
     make(pyrun, write_pod, "dev-priv", device_image, {"privileged": True})
-    assert opens(pyrun, "dev-priv", "/devs/loop0") == ""
-    assert opens(pyrun, "dev-priv", "/devs/tun", "<>") == ""
-    p = sh(pyrun, "dev-priv", "mknod /tmp/loop0 b 7 0 && : < /tmp/loop0")
-    assert p.returncode == 0, p.stderr
+    for path, mode, host in (("/devs/loop0", "<", "/dev/loop0"), ("/devs/tun", "<>", "/dev/net/tun"),
+                             ("/devs/blk253", "<", None)):
+        error = opens(pyrun, "dev-priv", path, mode)
+        assert EPERM not in error, path  # the device cgroup lets it through; the driver may still refuse
+        if host and os.path.exists(host):
+            assert error == "", path  # the host has the driver: it really opens
+    p = sh(pyrun, "dev-priv", "mknod /tmp/tun c 10 200 && : <> /tmp/tun")
+    assert EPERM not in p.stderr
 
 
 def test_explain_shows_the_device_rules(pyrun, write_pod, device_image, cgroup_parent):
@@ -135,6 +139,8 @@ def cri(state_root, cgroup_parent, tmp_path, device_image):
         server.stop()
 
 
+@pytest.mark.skipif(not (os.path.exists("/dev/net/tun") and os.path.exists("/dev/loop0")),
+                    reason="needs /dev/net/tun and /dev/loop0 on the host")
 def test_cri_requested_device_is_made_and_allowed(cri, tmp_path):
     runtime, pb = cri
     cfg = sandbox_config(pb, "dev-cri", tmp_path, uid=uuid.uuid4().hex)
