@@ -142,7 +142,8 @@ def test_add_process_and_procs_files(tmp_path):
     assert f"{tmp_path}/cpu{CTR}/cgroup.procs" in files
     assert f"{tmp_path}/unified{CTR}/cgroup.procs" in files
     assert f"{tmp_path}/freezer{CTR}/cgroup.procs" in files
-    assert len(files) == 6  # cpu, cpuacct, memory, freezer, pids, unified
+    assert f"{tmp_path}/devices{CTR}/cgroup.procs" in files
+    assert len(files) == 7  # cpu, cpuacct, memory, freezer, pids, devices, unified
     tree.cgroups.add_process(ctr, 4242)
     assert all(open(f).read() == "4242" for f in files)
 

@@ -17,6 +17,9 @@ controller's files are rendered for the version of the hierarchy it lives in.
   the tasks are also in v1 hierarchies (hybrid/legacy), pyrun then freezes
   (v1 freezer.state / v2 cgroup.freeze), SIGKILLs every pid listed, thaws, and
   repeats until no pid is left, so a forking process cannot escape.
+- devices (pyrun.cgroups.devices): a container's leaf denies every device but
+  the allowed ones before its init joins it: v1 devices.deny/devices.allow, v2 a
+  BPF_PROG_TYPE_CGROUP_DEVICE program attached to the leaf (rmdir detaches it).
 - remove(): kill_all(), rmdir the subtree bottom-up in every hierarchy
   (retrying EBUSY while dying tasks leave), then rmdir the now-empty levels
   pyrun created up to the parent. Nothing outside the parent is touched.
@@ -30,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from pyrun.cgroups import cpu, fs, hugetlb, memory, pids
+from pyrun.cgroups import cpu, devices, fs, hugetlb, memory, pids
 from pyrun.cgroups.layout import CONTROLLERS, Hierarchy, Layout, read_host_layout
 from pyrun.cgroups.limits import Limits
 from pyrun.cgroups.names import CgroupPath, container_path, pod_path
@@ -66,6 +69,8 @@ def required_controllers(limits: Limits) -> list[str]:
         need.append("pids")
     if limits.hugetlb:
         need.append("hugetlb")
+    if limits.devices is not None:
+        need.append("devices")  # fail closed: no device cgroup, no container
     return need
 
 
@@ -173,6 +178,23 @@ class Cgroups:
                 if name in module.OPTIONAL_FILES and not os.path.exists(file):
                     continue
                 fs.write(file, value)
+        if limits.devices is not None:
+            self.apply_devices(path, limits.devices)
+
+    def apply_devices(self, path: CgroupPath, rules: devices.DeviceRules) -> None:
+        """Restrict device access: v1 devices.deny/devices.allow lines, v2 an attached eBPF program.
+
+        On v2 a cgroup with no program of its own already has its ancestors' (ALLOW_MULTI), so
+        "allow everything" attaches nothing.
+        """
+        h = self.layout.require(devices.CONTROLLER)
+        directory = self._dir(h, path)
+        if h.version == 1:
+            for name, value in devices.render_v1(rules):
+                fs.write(os.path.join(directory, name), value)
+        elif not rules.allows_all:
+            linux.bpf_attach_cgroup_device(directory, devices.encode(devices.program(rules)),
+                                           devices.describe_v2(rules))
 
     def add_process(self, path: CgroupPath, pid: int) -> None:
         """Move `pid` into the cgroup in every hierarchy (cgroup.procs moves the whole thread group)."""

@@ -4,7 +4,8 @@ Read once from /proc/self/mountinfo (proc(5)) and /proc/cgroups:
 
 - unified (pure v2): one `cgroup2` mount; its controllers are the words in
   <mount>/cgroup.controllers. cpu usage ("cpuacct") and freezing are core v2
-  features, so they map to the v2 hierarchy too.
+  features, so they map to the v2 hierarchy too; so is device access (an eBPF
+  program attached to the cgroup, not a controller in cgroup.controllers).
 - legacy (v1): one `cgroup` mount per hierarchy, whose super options name its
   controllers; comounts such as `cpu,cpuacct` share one hierarchy (one directory
   tree). Named hierarchies (name=systemd) hold no controller and are ignored.
@@ -25,8 +26,9 @@ from typing import Callable, Literal
 from pyrun.errors import CgroupError
 from pyrun.linux.mounts import unescape as _unescape
 
-CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "hugetlb", "freezer")
-_V2_CORE = {"cpuacct": "cpu.stat", "freezer": "cgroup.freeze"}  # v1 controllers that are core in v2
+CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "hugetlb", "freezer", "devices")
+# v1 controllers that are core in v2 (devices: a BPF_PROG_TYPE_CGROUP_DEVICE program, no files)
+_V2_CORE = {"cpuacct": "cpu.stat", "freezer": "cgroup.freeze", "devices": "BPF_CGROUP_DEVICE"}
 
 
 @dataclass(frozen=True)

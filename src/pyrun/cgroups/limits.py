@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Protocol
 
+from pyrun.cgroups.devices import DeviceRules
 from pyrun.cgroups.names import QOS_CLASSES
 from pyrun.errors import CgroupError
 
@@ -54,6 +55,7 @@ class Limits:
     memory_max: int | None = None  # bytes
     hugetlb: Mapping[str, int] = field(default_factory=dict)  # kernel size name ("2MB") -> bytes
     pids_max: int | None = None
+    devices: DeviceRules | None = None  # None: inherit the parent's device access (pod levels)
 
     @property
     def cpu_weight(self) -> int | None:
@@ -90,8 +92,10 @@ def _quota(milli: int | None) -> tuple[int | None, int | None]:
     return (quota, QUOTA_PERIOD) if quota else (None, None)
 
 
-def container_limits(resources: ResourcesLike, pids_max: int | None = DEFAULT_PIDS_MAX) -> Limits:
-    """The limits of one container's cgroup (what the kubelet passes to runc)."""
+def container_limits(resources: ResourcesLike, pids_max: int | None = DEFAULT_PIDS_MAX,
+                     devices: DeviceRules | None = None) -> Limits:
+    """The limits of one container's cgroup (what the kubelet passes to runc); `devices` from
+    pyrun.cgroups.devices.container_rules."""
     req, lim = resources.requests, resources.limits
     cpu_request = req.get("cpu") or lim.get("cpu") or 0
     quota, period = _quota(lim.get("cpu"))
@@ -102,6 +106,7 @@ def container_limits(resources: ResourcesLike, pids_max: int | None = DEFAULT_PI
         memory_max=lim.get("memory") or None,
         hugetlb={**_hugepages(req), **_hugepages(lim)},
         pids_max=pids_max,
+        devices=devices,
     )
 
 

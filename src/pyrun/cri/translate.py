@@ -31,7 +31,7 @@ from typing import Any, Mapping
 from cri_api.v1 import api_pb2 as pb
 
 from pyrun.errors import SpecError
-from pyrun.spec.model import ContainerSpec, EnvVar, PodSpec, PortSpec, Resources
+from pyrun.spec.model import ContainerSpec, DeviceSpec, EnvVar, PodSpec, PortSpec, Resources
 
 RUNTIME_HANDLERS = ("", "pyrun")
 _PROTOCOLS = {pb.TCP: "TCP", pb.UDP: "UDP", pb.SCTP: "SCTP"}
@@ -365,7 +365,24 @@ def container_spec(config: pb.ContainerConfig, *, sandbox_privileged: bool = Fal
         resources=resources(config.linux.resources),
         security_context=security,
         tty=config.tty, stdin=config.stdin,
+        devices=devices(config.devices),
     )
+
+
+def devices(requested) -> tuple[DeviceSpec, ...]:
+    """ContainerConfig.devices: absolute paths, permissions of "rwm" (empty means all three)."""
+    out = []
+    for i, dev in enumerate(requested):
+        field = f"config.devices[{i}]"
+        for name in ("host_path", "container_path"):
+            value = getattr(dev, name)
+            if not value.startswith("/") or "\0" in value or ".." in value.split("/"):
+                raise SpecError([(f"{field}.{name}", f"{value!r} must be an absolute path without '..'")])
+        perms = dev.permissions or "rwm"
+        if set(perms) - set("rwm"):
+            raise SpecError([(f"{field}.permissions", f"{perms!r}: only the letters r, w and m are allowed")])
+        out.append(DeviceSpec(dev.host_path, dev.container_path, "".join(c for c in "rwm" if c in perms)))
+    return tuple(out)
 
 
 def extra_mounts(config: pb.ContainerConfig) -> list[dict]:

@@ -267,3 +267,61 @@ def kill(pid: int, sig: int = signal.SIGTERM) -> None:
         pass
     except OSError as e:
         raise SyscallError.from_errno(e.errno, "kill", str(pid)) from None
+
+
+def mknod(path: str, kind: str, major: int, minor: int, mode: int = 0o666, uid: int = 0, gid: int = 0) -> None:
+    """mknod(2) a character ("c") or block ("b") device with exactly `mode`, owned by uid:gid."""
+    import stat
+    explain.emit(explain.argv("mknod", "-m", f"{mode:o}", path, kind, major, minor))
+    try:
+        os.mknod(path, (stat.S_IFCHR if kind == "c" else stat.S_IFBLK) | mode, os.makedev(major, minor))
+        os.chmod(path, mode)
+        os.chown(path, uid, gid)
+    except OSError as e:
+        raise SyscallError.from_errno(e.errno, "mknod", path) from None
+
+
+# --- bpf -----------------------------------------------------------------------------------------
+
+BPF_PROG_TYPE_CGROUP_DEVICE = 15
+BPF_CGROUP_DEVICE = 6
+BPF_F_ALLOW_MULTI = 2
+_BPF_LOG_SIZE = 64 * 1024
+
+
+def bpf_prog_load(prog_type: int, code: bytes, what: str, license: str = "GPL") -> int:
+    """bpf(BPF_PROG_LOAD): the new program's fd (close-on-exec). On a refusal the verifier's log is
+    loaded again with logging on and kept in the error's hint."""
+    lib = _need_lib()
+    insns = _ffi.new("char[]", code)
+    lic = _ffi.new("char[]", license.encode())
+    fd = lib.pyrun_bpf_prog_load(prog_type, insns, len(code) // 8, lic, _ffi.NULL, 0, 0)
+    if fd >= 0:
+        return fd
+    err = _ffi.errno
+    log = _ffi.new("char[]", _BPF_LOG_SIZE)
+    retry = lib.pyrun_bpf_prog_load(prog_type, insns, len(code) // 8, lic, log, _BPF_LOG_SIZE, 1)
+    if retry >= 0:  # a transient failure (EAGAIN); keep the program
+        return retry
+    text = _ffi.string(log).decode(errors="replace").strip()
+    raise SyscallError.from_errno(err, "bpf(BPF_PROG_LOAD)", what,
+                                  hint=f"verifier log: {text[-2000:]}" if text else "")
+
+
+def bpf_attach_cgroup_device(cgroup_dir: str, code: bytes, description: str) -> None:
+    """Load a BPF_PROG_TYPE_CGROUP_DEVICE program and attach it (BPF_F_ALLOW_MULTI) to the cgroup v2
+    directory. The attachment holds the program: both fds are closed here, and removing the cgroup
+    detaches it."""
+    lib = _need_lib()
+    explain.emit(f"# bpf(BPF_PROG_LOAD, cgroup_device, {len(code) // 8} insns: {description}); "
+                 f"bpf(BPF_PROG_ATTACH, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI) to {explain.argv(cgroup_dir)}")
+    prog = bpf_prog_load(BPF_PROG_TYPE_CGROUP_DEVICE, code, cgroup_dir)
+    try:
+        cg = _open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, "open cgroup")
+        try:
+            _check(lib.pyrun_bpf_prog_attach(cg, prog, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI),
+                   "bpf(BPF_PROG_ATTACH)", cgroup_dir)
+        finally:
+            os.close(cg)
+    finally:
+        os.close(prog)

@@ -104,6 +104,9 @@ def _set_up(config: dict, step: Step) -> finalize.Finalized:
     rootfs.mount_proc(root)
     step("mount /dev")
     rootfs.mount_dev(root)
+    if config.get("devices"):
+        step("device nodes")
+        rootfs.make_device_nodes(root, config["devices"])
     step("mount /sys")
     rootfs.mount_sys(root)
     if sec.get("privileged"):

@@ -169,7 +169,8 @@ class PodRuntime:
                "resources": {"requests": dict(c.resources.requests), "limits": dict(c.resources.limits)},
                **extra}
         self.store.write_container(rec)
-        rec["cgroup"] = resources.create_container_cgroup(self.cfg, pod, c, cid)
+        devices = resources.requested_devices(c)
+        rec["cgroup"] = resources.create_container_cgroup(self.cfg, pod, c, cid, devices)
         self.store.write_container(rec)
         namespaces = dict(pod["namespaces"])
         namespaces.setdefault("pid", None)
@@ -183,6 +184,7 @@ class PodRuntime:
             cgroup_procs=resources.procs_files(self.cfg, rec["cgroup"]),
             oom_events=resources.oom_events_file(self.cfg, rec["cgroup"]), log_path=log_path)
         config["security"] = sec
+        config["devices"] = devices
         ctr.write_config(cdir, config)
         ctr.spawn_monitor(cdir)
         return rec

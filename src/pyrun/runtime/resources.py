@@ -25,7 +25,8 @@ def _pids_max(cfg: Config) -> int:
 
 def create_pod_cgroup(cfg: Config, pod: dict, spec) -> dict:
     """Create pod<uid> (with the pod-level limits) and the sandbox's leaf; returns the record."""
-    from pyrun.cgroups import CgroupPath, pod_limits
+    from pyrun.cgroups import CgroupPath, Limits, pod_limits
+    from pyrun.cgroups.devices import container_rules
     cg = _cgroups(cfg)
     override = pod.get("cgroup_parent_override")  # the CRI's cgroup_parent: exactly this path, sized by the kubelet
     path = CgroupPath.parse(override) if override else cg.pod_path(pod["qos"], pod["uid"])
@@ -35,18 +36,48 @@ def create_pod_cgroup(cfg: Config, pod: dict, spec) -> dict:
     cg.create(path, None if override else
               pod_limits([c.resources for c in spec.containers], pod["qos"], _pids_max(cfg)))
     sandbox = cg.container_path(path, SANDBOX_LEAF)
-    cg.create(sandbox, None)
+    cg.create(sandbox, Limits(devices=container_rules()))  # the pause process needs no device
     record["sandbox"] = sandbox.cgroupfs
     return record
 
 
-def create_container_cgroup(cfg: Config, pod: dict, container, cid: str) -> dict | None:
+def requested_devices(container) -> list[dict]:
+    """The host devices a container asks for, looked up on the host (stat follows symlinks):
+    [{"path", "type" ("c"/"b"), "major", "minor", "mode", "uid", "gid", "permissions"}]."""
+    import os
+    import stat
+    from pyrun.errors import SpecError
+    nodes = []
+    for i, dev in enumerate(getattr(container, "devices", ())):
+        try:
+            st = os.stat(dev.host_path)
+        except OSError as e:
+            raise SpecError([(f"devices[{i}].host_path", f"{dev.host_path}: {e.strerror}")]) from None
+        if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+            raise SpecError([(f"devices[{i}].host_path", f"{dev.host_path} is not a character or block device")])
+        nodes.append({"path": dev.container_path, "type": "c" if stat.S_ISCHR(st.st_mode) else "b",
+                      "major": os.major(st.st_rdev), "minor": os.minor(st.st_rdev),
+                      "mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid,
+                      "permissions": dev.permissions})
+    return nodes
+
+
+def device_rules(container, nodes: list[dict]):
+    """The container's device cgroup rules: all for a privileged one, else runc's defaults plus `nodes`."""
+    from pyrun.cgroups.devices import DeviceRule, container_rules
+    privileged = bool((container.security_context or {}).get("privileged"))
+    return container_rules(privileged, tuple(DeviceRule(n["type"], n["major"], n["minor"], n["permissions"])
+                                             for n in nodes))
+
+
+def create_container_cgroup(cfg: Config, pod: dict, container, cid: str, nodes: list[dict] = ()) -> dict | None:
+    """Create the container's cgroup with its limits and device rules (nodes: requested_devices())."""
     from pyrun.cgroups import CgroupPath, container_limits
     if not pod.get("cgroup"):
         return None
     cg = _cgroups(cfg)
     path = cg.container_path(CgroupPath.parse(pod["cgroup"]["path"]), cid)
-    cg.create(path, container_limits(container.resources, _pids_max(cfg)))
+    cg.create(path, container_limits(container.resources, _pids_max(cfg), device_rules(container, list(nodes))))
     return {"path": path.cgroupfs, "prune": pod["cgroup"].get("owned", True)}
 
 

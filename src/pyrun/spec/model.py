@@ -45,6 +45,16 @@ class PortSpec:
 
 
 @dataclass(frozen=True)
+class DeviceSpec:
+    """A host device the container asks for (CRI ContainerConfig.devices): made at container_path
+    inside the container and allowed in its device cgroup with `permissions` (letters of "rwm")."""
+
+    host_path: str
+    container_path: str
+    permissions: str = "rwm"
+
+
+@dataclass(frozen=True)
 class VolumeMount:
     name: str
     mount_path: str
@@ -67,6 +77,7 @@ class ContainerSpec:
     security_context: dict[str, Any] = field(default_factory=dict)
     tty: bool = False
     stdin: bool = False
+    devices: tuple[DeviceSpec, ...] = ()
 
 
 @dataclass(frozen=True)
