@@ -240,6 +240,7 @@ _SECCOMP_TYPES = {pb.SecurityProfile.RuntimeDefault: "RuntimeDefault", pb.Securi
 _SECCOMP_PATHS = {"runtime/default": "RuntimeDefault", "docker/default": "RuntimeDefault",
                   "unconfined": "Unconfined"}
 _SANDBOX_SC = "config.linux.security_context"
+CRI_SECCOMP_DEFAULT = {"type": "RuntimeDefault"}  # a sandbox that names no profile (kubelet --seccomp-default)
 _CONTAINER_SC = "config.linux.security_context"
 
 
@@ -320,9 +321,9 @@ def pod_security_context(config: pb.PodSandboxConfig) -> dict:
         ctx["supplementalGroups"] = groups
     if sc.supplemental_groups_policy == pb.Strict:
         ctx["supplementalGroupsPolicy"] = "Strict"
-    profile = seccomp_profile(sc, _SANDBOX_SC)
-    if profile:
-        ctx["seccompProfile"] = profile
+    # The CRI's default, written into the pod's context explicitly (a container without its own profile
+    # inherits it): never left to whatever a missing setting would mean further down.
+    ctx["seccompProfile"] = seccomp_profile(sc, _SANDBOX_SC) or dict(CRI_SECCOMP_DEFAULT)
     found = sysctls(config, sc.namespace_options.network == pb.NODE)
     if found:
         ctx["sysctls"] = found
