@@ -313,3 +313,59 @@ def test_exec_sync_output_is_capped_at_16_mib_and_the_writable_layer_is_in_the_d
         remove_pod(rt, pb, sid)
         channel.close()
     assert not (data_root / "containers" / cid).exists()
+
+
+def test_hostile_names_and_values_are_invalid_argument_naming_the_field(env):
+    """Issue 15 item 6 / issue 13 item 4: a 300-character name once gave INTERNAL "File name too long",
+    a newline in a name broke the `pod ls` table, a NUL byte failed only at exec."""
+    rt, _, pb, ch = env["server"].stubs("v1")
+    for meta, field in ((pb.PodSandboxMetadata(name="p" * 300, uid="u-long", namespace="ns"), "config.metadata.name"),
+                        (pb.PodSandboxMetadata(name="two\nlines", uid="u-nl", namespace="ns"), "config.metadata.name"),
+                        (pb.PodSandboxMetadata(name="ok", uid="u-ns", namespace="n" * 300), "config.metadata.namespace")):
+        config = pb.PodSandboxConfig(metadata=meta, log_directory=str(env["tmp"] / "logs" / "hostile"))
+        with pytest.raises(grpc.RpcError) as e:
+            rt.RunPodSandbox(pb.RunPodSandboxRequest(config=config))
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and field in e.value.details(), e.value.details()
+    sid = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=sandbox_config(pb, "hostile", env["tmp"]))).pod_sandbox_id
+    for config, field in ((container_config(pb, "c", ["true"], envs=[pb.KeyValue(key="A", value="x\0y")]),
+                           "config.envs[0].value"),
+                          (container_config(pb, "c", ["true"], envs=[pb.KeyValue(key="A=B", value="x")]),
+                           "config.envs[0].key"),
+                          (container_config(pb, "c", ["sh\0"]), "config.command[0]")):
+        with pytest.raises(grpc.RpcError) as e:
+            rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, config=config,
+                                                         sandbox_config=sandbox_config(pb, "hostile", env["tmp"])))
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and field in e.value.details(), e.value.details()
+    remove_pod(rt, pb, sid)
+    listing = subprocess.run(cli_argv(env["root"], env["parent"]) + ["pod", "ls"], capture_output=True, text=True)
+    assert listing.returncode == 0 and "hostile" not in listing.stdout and "two" not in listing.stdout
+    assert os.listdir(env["root"] / "names") == [] or all("hostile" not in n for n in os.listdir(env["root"] / "names"))
+    ch.close()
+
+
+def _serve_fails(root: Path, *args: str) -> subprocess.CompletedProcess:
+    argv = [*cli_argv(root, "pyrun-cri-startup"), "cri", "serve", *args]
+    argv[2] = "pyrun.cli.cri"  # `cri` is registered by pyrun.cli.cri's __main__ (see CriServer.start)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
+def test_start_up_errors_name_what_they_tried(tmp_path):
+    """Issue 15 item 8: `cri serve` once died with "[Errno 99] Cannot assign requested address" alone."""
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = _serve_fails(tmp_path / "root", "--listen", f"unix://{tmp_path}/a.sock",
+                            "--stream-address", f"127.0.0.1:{port}")
+    assert done.returncode == 10, done.stderr
+    assert f"127.0.0.1:{port}" in done.stderr and "Address already in use" in done.stderr, done.stderr
+    assert not (tmp_path / "a.sock").exists()
+    # 192.0.2.1 (TEST-NET-1) is on no interface here: bind fails with EADDRNOTAVAIL, no packet is sent
+    done = _serve_fails(tmp_path / "root", "--listen", f"unix://{tmp_path}/b.sock", "--stream-address", "192.0.2.1:0")
+    assert done.returncode == 10 and "192.0.2.1:0" in done.stderr and "Cannot assign" in done.stderr, done.stderr
+    (tmp_path / "file").write_text("")
+    done = _serve_fails(tmp_path / "root", "--listen", f"unix://{tmp_path}/file/c.sock")
+    assert done.returncode == 10 and f"{tmp_path}/file" in done.stderr and "--listen" in done.stderr, done.stderr
+    done = _serve_fails(tmp_path / "file" / "root", "--listen", f"unix://{tmp_path}/d.sock")
+    assert done.returncode == 10 and f"{tmp_path}/file/root" in done.stderr and "--root" in done.stderr, done.stderr

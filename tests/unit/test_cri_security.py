@@ -19,7 +19,8 @@ def ctr(**kw) -> pb.LinuxContainerSecurityContext:
 
 
 def test_empty_contexts_mean_pyrun_defaults():
-    assert t.pod_security_context(sandbox()) == {}
+    # the CRI's seccomp default is written into the pod's context, never left to a missing setting
+    assert t.pod_security_context(sandbox()) == {"seccompProfile": {"type": "RuntimeDefault"}}
     assert t.container_security_context(ctr()) == {}
 
 
@@ -33,7 +34,7 @@ def test_sandbox_context_ids_groups_seccomp_sysctls():
                    "sysctls": [{"name": "kernel.shmmax", "value": "1"},
                                {"name": "net.ipv4.ip_unprivileged_port_start", "value": "80"}]}
     extra = t.sandbox_extra(sandbox(pb.LinuxSandboxSecurityContext(privileged=True)), "", None)["cri"]
-    assert extra["privileged"] is True and extra["security_context"] == {}
+    assert extra["privileged"] is True and extra["security_context"] == {"seccompProfile": t.CRI_SECCOMP_DEFAULT}
 
 
 @pytest.mark.parametrize("name, why", [("kernel.hostname", "namespaced"), ("vm.swappiness", "namespaced")])
@@ -110,7 +111,8 @@ def test_record_round_trip_merges_container_groups():
     cfg = sandbox(pb.LinuxSandboxSecurityContext(supplemental_groups=[5], run_as_user=pb.Int64Value(value=9)))
     pod = {"name": "web", "namespace": "ns", "cri": t.sandbox_extra(cfg, "", None)["cri"]}
     spec = t.pod_spec_of_record(pod, ctr(supplemental_groups=[7, 5]))
-    assert spec.security_context == {"runAsUser": 9, "supplementalGroups": [5, 7]}
+    assert spec.security_context == {"runAsUser": 9, "supplementalGroups": [5, 7],
+                                     "seccompProfile": {"type": "RuntimeDefault"}}
     assert t.pod_spec_of_record({"name": "old"}).security_context == {}  # a pod from the CLI or an older record
 
 

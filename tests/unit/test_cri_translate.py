@@ -178,3 +178,74 @@ def test_record_to_container_status():
 def test_auth_dict():
     assert t.auth_dict(pb.AuthConfig()) is None
     assert t.auth_dict(pb.AuthConfig(username="u", password="p")) == {"username": "u", "password": "p"}
+
+
+# --- issue 15 item 6 and issue 13 item 4: names, NUL bytes, one validator ----------------------------
+
+@pytest.mark.parametrize("field, meta", [
+    ("config.metadata.name", pb.PodSandboxMetadata(name="p" * 300, namespace="ns")),
+    ("config.metadata.name", pb.PodSandboxMetadata(name="web\nx", namespace="ns")),
+    ("config.metadata.name", pb.PodSandboxMetadata(name="web\x1b[2J", namespace="ns")),
+    ("config.metadata.namespace", pb.PodSandboxMetadata(name="web", namespace="n" * 254)),
+    ("config.metadata.namespace", pb.PodSandboxMetadata(name="web", namespace="a\tb")),
+])
+def test_long_names_and_control_characters_are_refused(field, meta):
+    with pytest.raises(SpecError) as e:
+        t.pod_spec(sandbox_config(metadata=meta))
+    assert e.value.problems[0][0] == field
+
+
+def test_a_253_character_name_is_accepted():
+    assert t.pod_spec(sandbox_config(metadata=pb.PodSandboxMetadata(name="p" * 253, namespace="ns"))).name == "p" * 253
+
+
+@pytest.mark.parametrize("cfg, field", [
+    (dict(envs=[pb.KeyValue(key="A", value="x\0y")]), "config.envs[0].value"),
+    (dict(command=["sh", "\0"]), "config.command[1]"),
+    (dict(args=["a\0"]), "config.args[0]"),
+    (dict(working_dir="/w\0"), "config.working_dir"),
+    (dict(annotations={"a": "\0"}), "config.annotations['a']"),
+])
+def test_a_nul_byte_in_a_container_config_names_the_field(cfg, field):
+    with pytest.raises(SpecError) as e:
+        t.container_spec(container_config(**cfg))
+    assert (field, "must not contain a NUL byte") in e.value.problems
+
+
+def test_a_nul_byte_in_a_sandbox_config_names_the_field():
+    with pytest.raises(SpecError) as e:
+        t.pod_spec(sandbox_config(labels={"app": "a\0"}))
+    assert e.value.problems == [("config.labels['app']", "must not contain a NUL byte")]
+
+
+@pytest.mark.parametrize("cfg, field", [
+    (dict(envs=[pb.KeyValue(key="A=B", value="x")]), "config.envs[0].key"),   # refused as a manifest too
+    (dict(envs=[pb.KeyValue(key="", value="x")]), "config.envs[0].key"),
+    (dict(envs=[pb.KeyValue(key="A", value="1"), pb.KeyValue(key="B\x01", value="2")]), "config.envs[1].key"),
+    (dict(working_dir="relative/dir"), "config.working_dir"),
+    (dict(image=pb.ImageSpec(image=" busybox")), "config.image.image"),
+])
+def test_container_configs_go_through_the_manifest_validator(cfg, field):
+    with pytest.raises(SpecError) as e:
+        t.container_spec(container_config(**cfg))
+    assert field in [p for p, _ in e.value.problems], e.value.problems
+
+
+def test_a_non_identifier_env_name_is_accepted_as_in_a_manifest():
+    c = t.container_spec(container_config(envs=[pb.KeyValue(key="my.var", value="1")]))
+    assert c.env[0].name == "my.var"
+
+
+@pytest.mark.parametrize("cfg, field", [
+    (dict(dns_config=pb.DNSConfig(servers=["not-an-ip"])), "config.dns_config.servers[0]"),
+    (dict(dns_config=pb.DNSConfig(servers=["1.1.1.1"], searches=["Bad_Domain"])), "config.dns_config.searches[0]"),
+    (dict(port_mappings=[pb.PortMapping(container_port=80, host_port=70000)]), "config.port_mappings[0].host_port"),
+    (dict(port_mappings=[pb.PortMapping(container_port=0)]), "config.port_mappings[0].container_port"),
+    (dict(port_mappings=[pb.PortMapping(container_port=80, host_port=8080),
+                         pb.PortMapping(container_port=81, host_port=8080)]), "config.port_mappings[1].host_port"),
+    (dict(hostname="Not_A_Label"), "config.hostname"),
+])
+def test_sandbox_configs_go_through_the_manifest_validator(cfg, field):
+    with pytest.raises(SpecError) as e:
+        t.pod_spec(sandbox_config(**cfg))
+    assert field in [p for p, _ in e.value.problems], e.value.problems

@@ -138,9 +138,20 @@ def test_check_non_root():
         security.check_non_root({"run_as_non_root": True, "run_as_user": 0}, 0, "0", "web")
 
 
-def test_from_config_for_an_old_config():
-    assert security.from_config({"capabilities": ["CHOWN"]}) == {"capabilities": ["CHOWN"],
-                                                                 "seccomp": {"type": "Unconfined"}}
+@pytest.mark.parametrize("config", [
+    {"name": "c", "capabilities": ["CHOWN"]},                      # a config from before "security"
+    {"name": "c", "security": None},
+    {"name": "c", "security": {"capabilities": ["CHOWN"]}},        # no seccomp: once meant Unconfined
+    {"name": "c", "security": {"seccomp": {"type": "RuntimeDefault"}}},
+])
+def test_a_config_without_its_security_section_fails_closed(config):
+    with pytest.raises(PyrunError, match="'c'.*security"):
+        security.from_config(config)
+
+
+def test_from_config_returns_a_complete_section():
+    sec = {"capabilities": ["CHOWN"], "seccomp": {"type": "RuntimeDefault"}}
+    assert security.from_config({"security": sec}) is sec
 
 
 def test_apply_fs_group(tmp_path):

@@ -589,3 +589,49 @@ def test_all_errors_at_once_across_the_manifest():
         "spec.containers[1].ports[0].containerPort", "spec.volumes[0].configMap",
     }
     assert len(info.value.problems) == len(got)
+
+
+# --- NUL bytes and int64 overflow (issue 15 item 6) -------------------------------------------------
+
+@pytest.mark.parametrize("data, field", [
+    (with_container(env=[{"name": "A", "value": "x\0y"}]), f"{C0}.env[0].value"),
+    (with_container(command=["sh", "-c\0"]), f"{C0}.command[1]"),
+    (with_container(args=["\0"]), f"{C0}.args[0]"),
+    (with_container(workingDir="/w\0"), f"{C0}.workingDir"),
+    (manifest(metadata={"annotations": {"note": "a\0b"}}), "metadata.annotations.note"),
+    (manifest(volumes=[{"name": "v", "hostPath": {"path": "/srv\0x"}}]), "spec.volumes[0].hostPath.path"),
+    (manifest(name="a\0b"), "metadata.name"),
+])
+def test_a_nul_byte_anywhere_is_refused_naming_the_field(data, field):
+    assert (field, "must not contain a NUL byte") in problems(data)
+
+
+def test_a_nul_byte_is_reported_once_where_a_path_check_sees_it_too():
+    found = problems(with_container(workingDir="/w\0"))
+    assert found.count((f"{C0}.workingDir", "must not contain a NUL byte")) == 1
+
+
+def test_a_nul_byte_in_a_field_name_is_refused():
+    found = problems(manifest(metadata={"labels": {"a\0": "b"}}))
+    assert any(p == "metadata.labels" and "NUL" in m for p, m in found)
+
+
+@pytest.mark.parametrize("kind, name, value", [
+    ("limits", "memory", 1000000000000000000000000000000),  # a YAML integer
+    ("limits", "memory", "999999999Ei"),                    # once silently "unlimited"
+    ("requests", "cpu", "9300000000000000"),                # millicores overflow although cores fit
+    ("limits", "hugepages-2Mi", "8Ei"),
+])
+def test_quantities_that_overflow_int64_are_refused(kind, name, value):
+    msg = message(with_container(resources={kind: {name: value}}), f"{C0}.resources.{kind}.{name}")
+    assert "too large" in msg and "64-bit" in msg
+
+
+def test_the_largest_int64_quantity_is_accepted():
+    ok(with_container(resources={"limits": {"memory": 2**63 - 1, "cpu": "9223372036854775m"}}))
+
+
+def test_empty_dir_size_limit_that_overflows_int64_is_refused():
+    msg = message(manifest(volumes=[{"name": "v", "emptyDir": {"sizeLimit": "16Ei"}}]),
+                  "spec.volumes[0].emptyDir.sizeLimit")
+    assert "too large" in msg

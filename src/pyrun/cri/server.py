@@ -22,6 +22,7 @@ process ever runs Python.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -148,20 +149,47 @@ def build_server(cfg: Config, workers: int = 16, streaming=None) -> grpc.Server:
     return server
 
 
+@contextlib.contextmanager
+def _naming(call: str, target: str, hint: str):
+    """Start-up steps: an OSError leaves as a SyscallError naming what was tried (`target`) and why."""
+    from pyrun.errors import SyscallError
+    try:
+        yield
+    except SyscallError:
+        raise
+    except OSError as e:
+        raise SyscallError.from_errno(e.errno or 0, call, target, hint=hint) from None
+
+
 def _claim_socket(path: str) -> None:
     """Make the socket's directory (0711) and remove a stale socket; refuse a live one."""
     directory = Path(path).parent
-    if not directory.exists():
-        directory.mkdir(mode=0o711, parents=True)
+    with _naming("mkdir", str(directory), "the directory of the --listen socket"):
+        if not directory.exists():
+            directory.mkdir(mode=0o711, parents=True)
+        elif not directory.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(directory))
     if not os.path.lexists(path):
         return
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         try:
             s.connect(path)
         except OSError:
-            os.unlink(path)  # nobody listens: a leftover of a killed server
+            with _naming("unlink", path, "a stale --listen socket"):
+                os.unlink(path)  # nobody listens: a leftover of a killed server
             return
     raise UsageError(f"{path}: another server is listening on this socket")
+
+
+def _listen(server: grpc.Server, path: str) -> None:
+    """Bind the gRPC server to the unix socket `path`; grpc says only "Failed to bind" on failure."""
+    from pyrun.errors import PyrunError
+    try:
+        port = server.add_insecure_port("unix:" + path)
+    except RuntimeError as e:
+        raise PyrunError(f"cannot listen on unix://{path} (--listen): {e}") from None
+    if port == 0:  # older grpc versions report failure this way
+        raise PyrunError(f"cannot listen on unix://{path} (--listen)")
 
 
 def _fork_free_netns_sockets() -> None:
@@ -191,7 +219,8 @@ def serve(cfg: Config, listen: str = DEFAULT_LISTEN, log_level: str = "info", wo
     parse_address(stream_address)  # a bad --stream-address fails before anything is set up
     from pyrun.runtime import gc
     from pyrun.runtime.state import StateStore
-    StateStore(cfg.root).ensure()
+    with _naming("mkdir", str(cfg.root), "the state root (--root)"):
+        StateStore(cfg.root).ensure()
     collected = gc.collect_crashed(cfg)  # pods a killed server left half-made
     if collected:
         log.info("removed %d pod(s) left half-created by a previous run", len(collected))
@@ -202,8 +231,11 @@ def serve(cfg: Config, listen: str = DEFAULT_LISTEN, log_level: str = "info", wo
     server = build_server(cfg, workers, streaming)
     old = os.umask(0o177)  # the socket is born 0600
     try:
-        server.add_insecure_port("unix:" + path)
+        _listen(server, path)
         server.start()
+    except BaseException:
+        streaming.stop()
+        raise
     finally:
         os.umask(old)
     os.chmod(path, 0o600)

@@ -226,7 +226,14 @@ class StreamServer:
         self._lock = threading.Lock()
 
     def start(self) -> "StreamServer":
-        self._http = _HTTPServer(self.address, self)
+        try:
+            self._http = _HTTPServer(self.address, self)
+        except OSError as e:  # name the address: "[Errno 99] Cannot assign requested address" alone says nothing
+            from pyrun.errors import SyscallError
+            host, port = self.address[:2]
+            shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            raise SyscallError.from_errno(e.errno or 0, "bind", shown,
+                                          hint="the streaming server's --stream-address") from None
         self._thread = threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.1},
                                         daemon=True, name="streaming")
         self._thread.start()

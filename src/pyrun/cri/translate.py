@@ -26,6 +26,7 @@ made again under the same name (a new uid) while its old sandbox still exists ge
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping
 
 from cri_api.v1 import api_pb2 as pb
@@ -43,10 +44,55 @@ MAX_HOSTNAME = 63
 
 # --- names ---------------------------------------------------------------------------------------
 
+MAX_NAME = 253  # a Kubernetes object name (DNS-1123 subdomain) is at most this long
+
+
 def _check_name(value: str, field: str) -> str:
-    if not value or "/" in value or "\0" in value or value in (".", ".."):
+    """A CRI name or namespace: non-empty, at most 253 characters, no "/" and no control characters
+    (it becomes part of file names and of the `pod ls` table)."""
+    if not value or "/" in value or value in (".", ".."):
         raise SpecError([(field, f"{value!r} is not a valid name (non-empty, no '/')")])
+    if len(value) > MAX_NAME:
+        raise SpecError([(field, f"{value[:20]!r}... is longer than {MAX_NAME} characters")])
+    if any(c < " " or "\x7f" <= c <= "\x9f" for c in value):
+        raise SpecError([(field, f"{value!r} must not contain control characters")])
     return value
+
+
+def nul_bytes(message, root: str = "config") -> list[tuple[str, str]]:
+    """(field path, message) for every string field, map key or map value of a protobuf message holding
+    a NUL byte (an explicit stack, no recursion). The spec's check for manifests, for CRI messages."""
+    found: list[tuple[str, str]] = []
+    stack = [(root, message)]
+    while stack:
+        path, msg = stack.pop()
+        for fd, value in msg.ListFields():
+            here = f"{path}.{fd.name}"
+            if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
+                for key in value:
+                    item = value[key]
+                    if isinstance(key, str) and "\0" in key:
+                        found.append((here, f"key {key!r} must not contain a NUL byte"))
+                    elif isinstance(item, str) and "\0" in item:
+                        found.append((f"{here}[{key!r}]", "must not contain a NUL byte"))
+                    elif not isinstance(item, (str, int, float, bool, bytes)):
+                        stack.append((f"{here}[{key!r}]", item))
+                continue
+            items = list(enumerate(value)) if fd.is_repeated else [(None, value)]
+            for i, item in items:
+                at = here if i is None else f"{here}[{i}]"
+                if isinstance(item, str):
+                    if "\0" in item:
+                        found.append((at, "must not contain a NUL byte"))
+                elif fd.message_type is not None:
+                    stack.append((at, item))
+    return sorted(found)
+
+
+def _refuse_nul_bytes(message, root: str = "config") -> None:
+    problems = nul_bytes(message, root)
+    if problems:
+        raise SpecError(problems)
 
 
 def attempt_name(name: str, attempt: int) -> str:
@@ -86,6 +132,7 @@ def namespace_options(config: pb.PodSandboxConfig) -> dict[str, int]:
 
 def pod_spec(config: pb.PodSandboxConfig) -> PodSpec:
     """The PodSpec of a sandbox (no containers; port mappings ride on a placeholder "POD" entry)."""
+    _refuse_nul_bytes(config)
     meta = config.metadata
     name = _check_name(meta.name, "config.metadata.name")
     namespace = _check_name(meta.namespace or "default", "config.metadata.namespace")
@@ -99,7 +146,7 @@ def pod_spec(config: pb.PodSandboxConfig) -> PodSpec:
                            host_ip=p.host_ip or None, protocol=_PROTOCOLS.get(p.protocol, "TCP"))
                   for p in config.port_mappings)
     placeholder = (ContainerSpec(name="POD", image="", ports=ports),) if ports else ()
-    return PodSpec(
+    spec = PodSpec(
         name=attempt_name(name, meta.attempt), namespace=namespace, uid=meta.uid or None,
         labels=dict(config.labels), annotations=dict(config.annotations),
         hostname=(config.hostname or name)[:MAX_HOSTNAME],
@@ -107,6 +154,8 @@ def pod_spec(config: pb.PodSandboxConfig) -> PodSpec:
         dns_policy=policy, dns_config=dns, containers=placeholder, security_context=pod_security_context(config),
         raw={},
     )
+    validate_sandbox(spec, spec.security_context, hostname_given=bool(config.hostname))
+    return spec
 
 
 def cgroup_parent_override(cgroup_parent: str, server_parent: str) -> str | None:
@@ -191,6 +240,7 @@ _SECCOMP_TYPES = {pb.SecurityProfile.RuntimeDefault: "RuntimeDefault", pb.Securi
 _SECCOMP_PATHS = {"runtime/default": "RuntimeDefault", "docker/default": "RuntimeDefault",
                   "unconfined": "Unconfined"}
 _SANDBOX_SC = "config.linux.security_context"
+CRI_SECCOMP_DEFAULT = {"type": "RuntimeDefault"}  # a sandbox that names no profile (kubelet --seccomp-default)
 _CONTAINER_SC = "config.linux.security_context"
 
 
@@ -271,9 +321,9 @@ def pod_security_context(config: pb.PodSandboxConfig) -> dict:
         ctx["supplementalGroups"] = groups
     if sc.supplemental_groups_policy == pb.Strict:
         ctx["supplementalGroupsPolicy"] = "Strict"
-    profile = seccomp_profile(sc, _SANDBOX_SC)
-    if profile:
-        ctx["seccompProfile"] = profile
+    # The CRI's default, written into the pod's context explicitly (a container without its own profile
+    # inherits it): never left to whatever a missing setting would mean further down.
+    ctx["seccompProfile"] = seccomp_profile(sc, _SANDBOX_SC) or dict(CRI_SECCOMP_DEFAULT)
     found = sysctls(config, sc.namespace_options.network == pb.NODE)
     if found:
         ctx["sysctls"] = found
@@ -347,15 +397,96 @@ def container_pod_context(pod_ctx: Mapping, sc: pb.LinuxContainerSecurityContext
     return ctx
 
 
+# --- one validator: CRI requests go through the manifest's checks (pyrun.spec) ----------------------
+
+_SNAKE = {"runAsUser": "run_as_user", "runAsGroup": "run_as_group", "readOnlyRootFilesystem": "readonly_rootfs",
+          "allowPrivilegeEscalation": "no_new_privs", "supplementalGroups": "supplemental_groups",
+          "supplementalGroupsPolicy": "supplemental_groups_policy", "containerPort": "container_port",
+          "hostPort": "host_port", "hostIP": "host_ip", "add": "add_capabilities", "drop": "drop_capabilities",
+          "workingDir": "working_dir", "nameservers": "servers"}
+# (manifest path prefix, CRI path prefix), first match wins; what follows is renamed with _SNAKE.
+_CONTAINER_PATHS = ((r"config\.env\[(\d+)\]\.name", r"config.envs[\1].key"), (r"config\.env\[", "config.envs["),
+                    (r"config\.image$", "config.image.image"), (r"config\.resources", "config.linux.resources"),
+                    (r"config\.securityContext", "config.linux.security_context"), (r"config\.", "config."))
+_SANDBOX_PATHS = ((r"spec\.containers\[0\]\.ports", "config.port_mappings"), (r"spec\.dnsConfig", "config.dns_config"),
+                  (r"spec\.hostname", "config.hostname"),
+                  (r"spec\.securityContext\.sysctls\[\d+\]", "config.linux.sysctls"),
+                  (r"spec\.securityContext", "config.linux.security_context"), (r"spec\.", "config."))
+
+
+def _cri_path(path: str, table: tuple[tuple[str, str], ...]) -> str:
+    """A manifest field path as the CRI field it came from ("config.env[0].name" -> "config.envs[0].key")."""
+    for pattern, replacement in table:
+        m = re.match(pattern, path)
+        if m:
+            rest = re.sub(r"[A-Za-z]+", lambda w: _SNAKE.get(w[0], w[0]), path[m.end():])
+            return m.expand(replacement) + rest
+    return path
+
+
+def _spec_problems(build, table: tuple[tuple[str, str], ...]) -> None:
+    """Run a pyrun.spec check (`build(report)`); SpecError naming the CRI fields if it finds problems."""
+    from pyrun.spec.report import Report
+    report = Report()
+    build(report)
+    if report.problems:
+        raise SpecError(list(dict.fromkeys((_cri_path(p, table), m) for p, m in report.problems)))
+
+
+def _without_seccomp(ctx: Mapping) -> dict:
+    """A security context for the spec's checks: the CRI's seccomp is checked by seccomp_profile() (a
+    Localhost profile is an absolute node path there, a relative one in a manifest)."""
+    return {k: v for k, v in ctx.items() if k != "seccompProfile"}
+
+
+def validate_container(config: pb.ContainerConfig, security: Mapping) -> None:
+    """The manifest's container checks (pyrun.spec.container) on a CreateContainer config: env names,
+    working_dir, image, command, the security context. The name is checked by _check_name (CRI names
+    carry attempts and need not be DNS labels); resources are integers already."""
+    from pyrun.spec.container import parse_container
+    manifest: dict[str, Any] = {
+        "name": "c", "image": config.image.image, "command": list(config.command) or None,
+        "args": list(config.args) or None, "env": [{"name": kv.key, "value": kv.value} for kv in config.envs],
+        "workingDir": config.working_dir or None, "securityContext": _without_seccomp(security) or None,
+        "tty": config.tty, "stdin": config.stdin}
+    _spec_problems(lambda report: parse_container(report, manifest, "config"), _CONTAINER_PATHS)
+
+
+def validate_sandbox(spec: PodSpec, security: Mapping, hostname_given: bool) -> None:
+    """The manifest's pod checks (pyrun.spec) on a RunPodSandbox config: DNS servers and search domains,
+    port mappings (ranges, protocols, a host port used twice), the hostname when one is given, the pod
+    security context and sysctls."""
+    from pyrun.spec.pod import parse_pod
+    ports = [{"containerPort": p.container_port, **({"hostPort": p.host_port} if p.host_port else {}),
+              **({"hostIP": p.host_ip} if p.host_ip else {}), "protocol": p.protocol}
+             for c in spec.containers for p in c.ports]
+    pod_spec: dict[str, Any] = {
+        "containers": [{"name": "pod", "image": "pause", "ports": ports}], "hostNetwork": spec.host_network,
+        "dnsPolicy": spec.dns_policy, "dnsConfig": spec.dns_config or None,
+        "securityContext": _without_seccomp(security) or None}
+    if hostname_given:
+        pod_spec["hostname"] = spec.hostname
+    manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pod"}, "spec": pod_spec}
+
+    def build(report) -> None:
+        try:
+            parse_pod(manifest)
+        except SpecError as e:
+            report.problems.extend(e.problems)
+    _spec_problems(build, _SANDBOX_PATHS)
+
+
 def container_spec(config: pb.ContainerConfig, *, sandbox_privileged: bool = False,
                    image_user: str = "") -> ContainerSpec:
     """The ContainerSpec of a CreateContainer config (image_user: the image's USER, for run_as_username)."""
+    _refuse_nul_bytes(config)
     meta = config.metadata
     name = _check_name(meta.name, "config.metadata.name")
     if not config.image.image:
         raise SpecError([("config.image.image", "no image given")])
     security = container_security_context(config.linux.security_context, sandbox_privileged=sandbox_privileged,
                                           image_user=image_user)
+    validate_container(config, security)
     return ContainerSpec(
         name=attempt_name(name, meta.attempt), image=config.image.image,
         command=tuple(escape_expansion(a) for a in config.command) or None,

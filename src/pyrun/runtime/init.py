@@ -21,7 +21,7 @@ order, each reported by name if it fails:
   exec              execve(2) the workload (PATH from the container's env)
 
 Settings come from config["security"] (pyrun.runtime.security.effective_security); a config
-without it (older pyrun) gets the default capabilities and nothing else.
+without it is refused (fail closed: never run without seccomp and capability settings).
 
 Fail closed: any exception ends in `error` to the monitor and _exit(1); the
 workload is never executed after a failed step.

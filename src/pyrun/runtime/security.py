@@ -165,12 +165,14 @@ def with_localhost_profile(sec: dict, read=None) -> dict:
 
 
 def from_config(config: dict) -> dict:
-    """config.json's "security"; a config from before it existed gets the default capabilities only."""
+    """config.json's "security". Fail closed: a config without it (written by a pyrun older than the
+    security settings, or damaged) is refused rather than run with defaults that would mean no seccomp."""
     sec = config.get("security")
-    if sec is None:
-        from pyrun.linux.caps import DEFAULT_CAPABILITIES
-        sec = {"capabilities": list(config.get("capabilities") or DEFAULT_CAPABILITIES),
-               "seccomp": {"type": "Unconfined"}}
+    if not isinstance(sec, dict) or not isinstance(sec.get("seccomp"), dict) or "capabilities" not in sec:
+        name = config.get("name", "?")
+        raise PyrunError(f"container {name!r}: config.json has no complete \"security\" section (seccomp, "
+                         "capabilities); refusing to run it without its security settings (remove the pod and "
+                         "create it again)")
     return sec
 
 

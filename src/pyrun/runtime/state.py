@@ -179,7 +179,13 @@ class StateStore:
 
     # names
     def _name_path(self, namespace: str, name: str) -> Path:
-        return self.names_dir / f"{namespace}_{name}"
+        """names/<namespace>_<name>; a key longer than a file name may be (a 253-character pod name in a
+        long namespace) becomes sha256-<hex of the whole key>, still one file per name."""
+        key = f"{namespace}_{name}"
+        if len(key.encode()) > 255:
+            import hashlib
+            key = "sha256-" + hashlib.sha256(key.encode()).hexdigest()
+        return self.names_dir / key
 
     def _name_target(self, namespace: str, name: str) -> str | None:
         try:

@@ -13,7 +13,7 @@ from pyrun.spec.container import parse_container
 from pyrun.spec.model import LoadedPod, PodSpec
 from pyrun.spec.report import Report, join, type_name
 from pyrun.spec.security import pod_security_context
-from pyrun.spec.validate import validate_pod
+from pyrun.spec.validate import nul_bytes, validate_pod
 from pyrun.spec.volumes import parse_volume
 
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
@@ -165,9 +165,11 @@ def _build(report: Report, data: Any) -> PodSpec | None:
 def parse_pod(data: Any, source: str = "") -> LoadedPod:
     """Validate and default a Pod manifest (a dict from JSON/YAML). Raises SpecError listing every problem."""
     report = Report()
+    report.problems.extend(nul_bytes(data))
     pod = _build(report, data)
     if pod is not None:
         validate_pod(report, pod)
     if report.problems or pod is None:
-        raise SpecError(report.problems, source=source or None)
+        problems = list(dict.fromkeys(report.problems))  # a path check may repeat the NUL byte finding
+        raise SpecError(problems, source=source or None)
     return LoadedPod(pod, report.warnings)

@@ -27,6 +27,7 @@ _QUANTITY = re.compile(
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {"m": (1, 1000), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
 _MAX_EXPONENT = 64  # far beyond any real resource; refuses "1e999999999" before it eats memory
+MAX_INT64 = 2**63 - 1  # what a Quantity's Value()/MilliValue() and every cgroup file can hold
 
 
 def parse_quantity(value: object) -> Fraction:
@@ -55,6 +56,13 @@ def parse_quantity(value: object) -> Fraction:
     if match["sign"] == "-" and amount != 0:
         raise ValueError(f'"{text}" must not be negative')
     return amount
+
+
+def int64_problem(amount: int, unit: str) -> str | None:
+    """A message when a normalised amount (bytes, millicores) does not fit an int64, else None."""
+    if amount > MAX_INT64:
+        return f"is too large (at most {MAX_INT64} {unit}: a signed 64-bit integer)"
+    return None
 
 
 def cpu_millis(value: object) -> int:

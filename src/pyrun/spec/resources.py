@@ -10,7 +10,7 @@ if TYPE_CHECKING:  # keep typing and fractions out of the import path
 
 from pyrun.spec.fields import suggest
 from pyrun.spec.model import RESOURCE_NAMES, Resources
-from pyrun.spec.quantity import parse_quantity
+from pyrun.spec.quantity import int64_problem, parse_quantity
 from pyrun.spec.report import Report, join, type_name
 
 HUGEPAGE_SIZES = {"hugepages-2Mi": 2 * 2**20, "hugepages-1Gi": 2**30}
@@ -30,9 +30,15 @@ def _quantities(report: Report, data: dict[str, Any], key: str, path: str) -> di
         item = join(here, str(name))
         if name in RESOURCE_NAMES:
             try:
-                result[name] = parse_quantity(raw)
+                amount = parse_quantity(raw)
             except ValueError as err:
                 report.error(item, str(err))
+                continue
+            problem = int64_problem(_normalise(name, amount), "millicores" if name == "cpu" else "bytes")
+            if problem:
+                report.error(item, f"{raw!r} {problem}")
+            else:
+                result[name] = amount
         elif isinstance(name, str) and (name in _IGNORED_RESOURCES or "/" in name or name.startswith("hugepages-")):
             report.warn(item, "not supported by pyrun; ignored")
         else:

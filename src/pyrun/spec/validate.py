@@ -1,8 +1,45 @@
-"""Checks across objects of a built pod: unique names, mount references, host ports, DNS."""
+"""Checks across objects of a built pod (unique names, mount references, host ports, DNS) and
+checks over a whole manifest (no NUL byte in any string)."""
 from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 from pyrun.spec.model import PodSpec
 from pyrun.spec.report import Report, join
+
+
+def nul_bytes(data: Any, root: str = "") -> list[tuple[str, str]]:
+    """(field path, message) for every string (value or key) holding a NUL byte, anywhere in `data`.
+
+    A NUL byte cannot reach the kernel (argv, environment, paths, xattrs are C strings), so it is refused
+    at validation, naming the field, instead of failing later at exec or mount. Walks with an explicit
+    stack (no recursion): the depth of a manifest is bounded by the loader, not by this function.
+    """
+    found: list[tuple[str, str]] = []
+    stack: list[tuple[str, Any]] = [(root, data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if "\0" in value:
+                found.append((path, "must not contain a NUL byte"))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str) and "\0" in key:
+                    found.append((path, f"field name {key!r} must not contain a NUL byte"))
+                    continue
+                here = join(path, str(key)) if _plain(key) else f"{path}[{key!r}]"
+                stack.append((here, item))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((join(path, i), item) for i, item in enumerate(value))
+    found.reverse()
+    return found
+
+
+def _plain(key: object) -> bool:
+    """A key that reads well as ".key" in a path (labels like "app.kubernetes.io/name" get ['...'])."""
+    return isinstance(key, str) and key.replace("_", "a").isalnum()
 
 
 def _unique_names(report: Report, path: str, items_names: list[str], what: str) -> None:

@@ -11,7 +11,7 @@ from pyrun.spec import names
 from pyrun.spec.container import check_path
 from pyrun.spec.fields import FIELDS
 from pyrun.spec.model import VolumeSpec
-from pyrun.spec.quantity import parse_quantity
+from pyrun.spec.quantity import int64_problem, parse_quantity
 from pyrun.spec.report import Report, join, type_name
 
 MEDIA = ("", "Memory")
@@ -30,6 +30,10 @@ def _empty_dir(report: Report, name: str, value: Any, path: str) -> VolumeSpec:
             size_limit = math.ceil(parse_quantity(data["sizeLimit"]))
         except ValueError as err:
             report.error(join(path, "sizeLimit"), str(err))
+        else:
+            if problem := int64_problem(size_limit, "bytes"):
+                report.error(join(path, "sizeLimit"), f"{data['sizeLimit']!r} {problem}")
+                size_limit = None
     return VolumeSpec(name, "emptyDir", medium=medium, size_limit=size_limit)
 
 
