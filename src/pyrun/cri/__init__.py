@@ -9,8 +9,8 @@
   streaming.py      the HTTP server behind Exec/Attach/PortForward URLs: single-use tokens (60 s)
   websocket.py      a minimal RFC 6455 implementation (handshake, framing) on the standard library
   remotecommand.py  exec and attach sessions (remotecommand over WebSocket: v5/v4/channel.k8s.io)
-  portforward.py    port-forward sessions (WebSocket channels, a port per data/error pair)
-  portfwd.py        `python -m pyrun.cri.portfwd`: connects inside a pod's netns, hands back the socket
+  portforward.py    port-forward sessions (WebSocket channels, a port per data/error pair); the pod side
+                    is dialled by a thread that joined the pod's netns (setns), no helper process
 
 Streaming is WebSocket only (crictl >= 1.30); SPDY is not implemented. Attach has no stdin.
 Only `pyrun cri serve` imports this package (grpc costs ~85 ms to import).
