@@ -114,6 +114,10 @@ def _set_stdio(log: str | None, stdio: tuple[int, int, int] | None) -> None:
         os.dup2(fd, target, inheritable=True)
     for fd in set(high):
         os.close(fd)
+    # the caller's sys.stdout may not write to fd 1 (pytest's capture, a redirected stream): start afresh
+    sys.stdin = open(0, "r", closefd=False)
+    sys.stdout = open(1, "w", closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False, errors="backslashreplace")
 
 
 def close_fds_except(keep: set[int]) -> None:
