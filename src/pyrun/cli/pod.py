@@ -186,9 +186,14 @@ def exec_cmd(ctx: click.Context, pod_ref: str, container: str, command: tuple[st
     c = rt.find_container(rt.get(pod_ref), container)
     if c["status"].get("state") != "running":
         raise InvalidState(f"container {c['name']} is {c['status'].get('state')}, not running")
-    argv = nsexec.command(StateStore(ctx.obj.root).container_dir(c["id"]), list(command), list(env), workdir)
+    cdir = StateStore(ctx.obj.root).container_dir(c["id"])
     sys.stdout.flush()
-    os.execv(argv[0], argv)  # the exit code of the command becomes ours
+    # in this process, no new interpreter: it joins the container's namespaces and cgroups, forks the
+    # command and waits; having joined them, it must not go on with anything but exiting
+    code = nsexec.run(cdir, list(command), list(env), workdir)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # the exit code of the command becomes ours
 
 
 @click.command("gc")

@@ -11,8 +11,8 @@
   websocket.py      a minimal RFC 6455 implementation (handshake, framing) on the standard library
   spdy.py           SPDY/3.1 frames, header compression and a server session (as moby/spdystream)
   remotecommand.py  exec and attach sessions (remotecommand over WebSocket: v5/v4/channel.k8s.io, or SPDY)
-  portforward.py    port-forward sessions (WebSocket channels or SPDY streams, a data/error pair per port)
-  portfwd.py        `python -m pyrun.cri.portfwd`: connects inside a pod's netns, hands back the socket
+  portforward.py    port-forward sessions (WebSocket channels or SPDY streams, a data/error pair per port);
+                    the pod side is dialled by a thread that joined the pod's netns (setns), no helper process
 
 Streaming speaks WebSocket (crictl >= 1.30) and SPDY/3.1 (a kubelet proxying kubectl, older crictl).
 Attach has no stdin.

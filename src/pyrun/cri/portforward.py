@@ -7,18 +7,17 @@ on each carries the port as a little-endian uint16; after that, data frames are 
 failure to reach the port is a text message on the error channel. One WebSocket is one TCP
 connection per port; the WebSocket closes when every pod-side connection has ended.
 
-The pod-side connection is to 127.0.0.1:<port> inside the pod's network namespace: a fresh helper
-process (`python -m pyrun.cri.portfwd`, fork+exec) setns(2)es into the namespace, connects, hands
-the connected socket back over a unix socketpair (SCM_RIGHTS, unix(7)) and exits. A socket keeps
-the namespace it was created in, so the server relays with it directly; no thread of the server
-ever changes namespace.
+The pod-side connection is to 127.0.0.1:<port> inside the pod's network namespace, dialled as
+containerd's sandbox_portforward_linux.go does: setns(2) with CLONE_NEWNET changes only the calling
+thread (a network namespace is per task), so a short-lived thread of its own joins the namespace,
+connects, hands the connected socket back and ends; the thread is never reused, and no other thread
+of the server changes namespace. A socket keeps the namespace it was created in, so the server
+relays with it directly. No process per connection.
 """
 from __future__ import annotations
 
 import contextlib
 import socket
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from pyrun.cri.websocket import OP_BINARY, WebSocket
 from pyrun.errors import NetworkError
 
 PROTOCOLS = ("v4.channel.k8s.io", "channel.k8s.io", "portforward.k8s.io")
-HELPER_TIMEOUT = 15.0
+CONNECT_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -59,30 +58,36 @@ def port_prefix(port: int) -> bytes:
     return port.to_bytes(2, "little")
 
 
-def connect_in_netns(netns: str | None, port: int, timeout: float = HELPER_TIMEOUT) -> socket.socket:
-    """A TCP connection to 127.0.0.1:port made inside `netns` by a short-lived helper process."""
-    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        argv = [sys.executable, "-m", "pyrun.cri.portfwd", "--reply-fd", str(theirs.fileno()), netns or "-",
-                str(port)]
-        proc = subprocess.Popen(argv, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        theirs.close()
-        mine.settimeout(timeout)
+def connect_in_netns(netns: str | None, port: int, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
+    """A TCP connection to 127.0.0.1:port made inside `netns` (None: this namespace) by a thread of its own."""
+    result: dict[str, object] = {}
+
+    def dial() -> None:
         try:
-            message, fds, _, _ = socket.recv_fds(mine, 4096, 1)
+            if netns is not None:
+                _join_netns(netns)
+            result["sock"] = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         except OSError as e:
-            proc.kill()
-            raise NetworkError(f"port-forward helper for port {port}: {e}") from None
-        finally:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout)
-        if not fds:
-            raise NetworkError(message.decode(errors="replace") or f"port-forward helper for port {port} failed")
-        return socket.socket(fileno=fds[0])
-    finally:
-        theirs.close()
-        mine.close()
+            result["error"] = e
+        except Exception as e:  # noqa: BLE001 - reported to the caller
+            result["error"] = e
+
+    dialer = threading.Thread(target=dial, name=f"portfwd-dial-{port}", daemon=True)
+    dialer.start()
+    dialer.join()
+    error = result.get("error")
+    if error is not None:
+        text = getattr(error, "strerror", None) or str(error)
+        raise NetworkError(f"connect to 127.0.0.1:{port}: {text}")
+    conn = result["sock"]
+    conn.settimeout(None)
+    return conn
+
+
+def _join_netns(path: str) -> None:
+    """setns(2) the calling thread into the network namespace pinned at `path`."""
+    from pyrun.linux import syscalls as linux
+    linux.setns(path, "net")
 
 
 class PortForwardSession:

@@ -21,10 +21,11 @@ session starts once all of them are open (within 30 s, the kubelet's limit). std
 stream's FIN; resize carries one JSON size per line. The status goes on the error stream as above
 (v4: JSON; v3 and older: text, only on failure); then every stream is FINed and the client closes.
 
-Exec runs `python -m pyrun.runtime.nsexec ...` (fork+exec, never a fork of the threaded server) in
-a new session. With a tty, the parent allocates a pty (openpty(3)), passes the slave as the
-command's stdin/stdout/stderr, and util-linux `setsid --ctty` makes it the controlling terminal of
-the new session (TIOCSCTTY, tty_ioctl(4)); stdout and stderr are then one stream. The pty is one of
+Exec runs the plan's job (pyrun.runtime.nsexec in a child the server's zygote forks, never a fork of
+the threaded server; pyrun.runtime.spawn) in a new session; a plan without a job runs its argv with
+subprocess. With a tty, the parent allocates a pty (openpty(3)), passes the slave as the command's
+stdin/stdout/stderr, and the child makes it the controlling terminal of its new session (TIOCSCTTY,
+tty_ioctl(4); util-linux `setsid --ctty` for an argv); stdout and stderr are then one stream. The pty is one of
 the host's devpts, so `tty` inside prints "not a tty" (the container's /dev/pts has no such name)
 while isatty() is true and job control works. A client that goes
 away kills the command's process group (and a tty's hangup reaches its session).
@@ -36,6 +37,7 @@ monitor does not keep the workload's stdin open (Attach refuses stdin before a U
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -50,6 +52,7 @@ from typing import Callable
 
 from pyrun.cri import spdy
 from pyrun.cri.websocket import OP_BINARY, WebSocket
+from pyrun.errors import PyrunError
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 V5, V4, V1 = "v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io"
@@ -106,6 +109,54 @@ class ExecPlan:
     stderr: bool
     tty: bool
     container: str = ""
+    job: object = None  # a pyrun.runtime.spawn.Job (the exec in a container): forked, argv only names it
+
+
+class _Spawned:
+    """A pyrun.runtime.spawn child with the stdin/stdout/stderr files subprocess.Popen would have."""
+
+    def __init__(self, child, stdin: int | None, stdout: int | None, stderr: int | None):
+        self.child = child
+        self.pid = child.pid
+        self.stdin = os.fdopen(stdin, "wb", buffering=0) if stdin is not None else None
+        self.stdout = os.fdopen(stdout, "rb", buffering=0) if stdout is not None else None
+        self.stderr = os.fdopen(stderr, "rb", buffering=0) if stderr is not None else None
+
+    def poll(self) -> int | None:
+        return self.child.poll()
+
+    def wait(self) -> int:
+        return self.child.wait()
+
+
+def _spawn(job, stdio: tuple[int, int, int]):
+    from pyrun.runtime import spawn
+    return spawn.spawn(job, stdio=stdio)
+
+
+def _spawn_piped(job, stdin: bool, stdout: bool, stderr: bool) -> _Spawned:
+    """Fork `job` with a pipe for each stream asked for (else /dev/null)."""
+    mine: list[int | None] = []
+    theirs: list[int] = []
+    try:
+        for wanted, reads in ((stdin, True), (stdout, False), (stderr, False)):
+            if not wanted:
+                mine.append(None)
+                theirs.append(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
+                continue
+            r, w = os.pipe()
+            mine.append(w if reads else r)
+            theirs.append(r if reads else w)
+        child = _spawn(job, tuple(theirs))
+    except BaseException:
+        for fd in mine:
+            if fd is not None:
+                os.close(fd)
+        raise
+    finally:
+        for fd in theirs:
+            os.close(fd)
+    return _Spawned(child, *mine)
 
 
 @dataclass(frozen=True)
@@ -291,12 +342,22 @@ class ExecSession:
             master, slave = os.openpty()
             self.master = master
             try:
-                self.proc = subprocess.Popen(["setsid", "--ctty", *plan.argv], stdin=slave, stdout=slave,
-                                             stderr=slave, close_fds=True)
+                if plan.job is not None:
+                    self.proc = _Spawned(_spawn(dataclasses.replace(plan.job, ctty=True), (slave, slave, slave)),
+                                         None, None, None)
+                else:
+                    self.proc = subprocess.Popen(["setsid", "--ctty", *plan.argv], stdin=slave, stdout=slave,
+                                                 stderr=slave, close_fds=True)
             finally:
                 os.close(slave)
             self.stdin_fd = os.dup(master) if plan.stdin else None
             return [(master, STDOUT)] if plan.stdout else []
+        if plan.job is not None:
+            self.proc = _spawn_piped(plan.job, plan.stdin, plan.stdout, plan.stderr)
+            if self.proc.stdin is not None:
+                self.stdin_fd = self.proc.stdin.fileno()
+            return [(f.fileno(), ch) for f, ch in ((self.proc.stdout, STDOUT), (self.proc.stderr, STDERR))
+                    if f is not None]
         pipe, null = subprocess.PIPE, subprocess.DEVNULL
         self.proc = subprocess.Popen(plan.argv, stdin=pipe if plan.stdin else null,
                                      stdout=pipe if plan.stdout else null, stderr=pipe if plan.stderr else null,
@@ -363,7 +424,7 @@ class ExecSession:
     def run(self) -> None:
         try:
             outputs = self._start()
-        except OSError as e:
+        except (OSError, PyrunError) as e:  # PyrunError: the zygote could not fork it
             self.ch.hello(self.plan.stdout, self.plan.stderr)
             self.ch.finish(126, f"cannot run the command: {e}")
             return

@@ -12,8 +12,9 @@ the one error -> status translation (pyrun.cri.errors). RPCs pyrun does not
 implement answer UNIMPLEMENTED, never UNKNOWN. Exec/Attach/PortForward are unary here: they hand
 out URLs of the streaming server (pyrun.cri.streaming) that `serve` starts next to the gRPC server.
 
-Threads: grpc runs handlers on a thread pool. Nothing here forks without exec:
-the runtime starts helpers with subprocess (fork+exec). pyroute2's
+Threads: grpc runs handlers on a thread pool, so no thread of this process ever forks: `serve`
+first forks the zygote (pyrun.runtime.zygote), while it is still single-threaded, and every sandbox
+launcher, container monitor and exec is forked from that helper. pyroute2's
 `IPRoute(netns=...)` forks a child to open a socket in the pod's netns; in
 bridge mode the server switches it to a multiprocessing "forkserver" child (a
 freshly exec'd, single-threaded process) so no forked copy of this threaded
@@ -213,10 +214,22 @@ def serve(cfg: Config, listen: str = DEFAULT_LISTEN, log_level: str = "info", wo
           stream_address: str = "127.0.0.1:0") -> None:
     """Serve until SIGTERM/SIGINT; the socket (mode 0600) is removed on the way out, the streaming
     server (Exec/Attach/PortForward URLs) stopped with its sessions."""
-    from pyrun.cri.streaming import StreamServer, parse_address
+    from pyrun.cri.streaming import parse_address
     _setup_logging(log_level)
     path = socket_path(listen)
     parse_address(stream_address)  # a bad --stream-address fails before anything is set up
+    from pyrun.runtime import spawn, zygote
+    helpers = zygote.start()  # before grpc, the streaming server or anything else starts a thread
+    spawn.use_zygote(helpers)
+    try:
+        _serve(cfg, path, workers, stream_address)
+    finally:
+        spawn.use_zygote(None)
+        helpers.stop()
+
+
+def _serve(cfg: Config, path: str, workers: int, stream_address: str) -> None:
+    from pyrun.cri.streaming import StreamServer
     from pyrun.runtime import gc
     from pyrun.runtime.state import StateStore
     with _naming("mkdir", str(cfg.root), "the state root (--root)"):

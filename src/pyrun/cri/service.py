@@ -18,8 +18,6 @@ import dataclasses
 import json
 import os
 import shutil
-import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -268,28 +266,39 @@ class RuntimeService:
         return pb.ReopenContainerLogResponse()
 
     def ExecSync(self, req):
-        from pyrun.runtime import nsexec
+        from pyrun.runtime import nsexec, spawn
         rec = self._container(req.container_id)
         if rec["status"].get("state") != "running":
             raise InvalidState(f"container {rec['name']} is not running")
         if not req.cmd:
             raise SpecError([("cmd", "no command given")])
-        argv = nsexec.command(self.store.container_dir(rec["id"]), list(req.cmd))
-        # a fresh process (fork+exec), in its own process group so a timeout kills the command too
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
+        job = nsexec.job(self.store.container_dir(rec["id"]), list(req.cmd))
+        # forked by the zygote, in its own session so a timeout kills the command too
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            out, err = capped.communicate_capped(proc, req.timeout if req.timeout > 0 else None)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.stdout.close()
-            proc.stderr.close()
-            proc.wait()
+            proc = spawn.spawn(job, stdio=(null, out_w, err_w))
+        except BaseException:
+            os.close(out_r)
+            os.close(err_r)
+            raise
+        finally:
+            for fd in (null, out_w, err_w):
+                os.close(fd)
+        try:
+            out = capped.CappedBuffer(capped.MAX_EXEC_SYNC_OUTPUT)
+            err = capped.CappedBuffer(capped.MAX_EXEC_SYNC_OUTPUT)
+            _, _, code = spawn.communicate(proc, out_r, err_r, req.timeout if req.timeout > 0 else None,
+                                           sinks=(out, err))
+        except TimeoutError:
+            proc.kill()
+            with contextlib.suppress(TimeoutError, OSError, spawn.SpawnError):
+                proc.wait(10)
             raise DeadlineExceeded(f"command {list(req.cmd)!r} in container {rec['name']} timed out "
                                    f"after {req.timeout}s") from None
         stderr = bytes(err.data) + capped.truncation_note(rec["name"], out, err)
-        return pb.ExecSyncResponse(stdout=bytes(out.data), stderr=stderr, exit_code=proc.returncode)
+        return pb.ExecSyncResponse(stdout=bytes(out.data), stderr=stderr, exit_code=code)
 
     def _stream_url(self, kind: str, plan) -> str:
         if self.streaming is None:
@@ -316,8 +325,8 @@ class RuntimeService:
         if not req.cmd:
             raise SpecError([("cmd", "no command given")])
         self._check_streams(req)
-        argv = nsexec.command(self.store.container_dir(rec["id"]), list(req.cmd))
-        plan = ExecPlan(argv=argv, stdin=req.stdin, stdout=req.stdout, stderr=req.stderr, tty=req.tty,
+        job = nsexec.job(self.store.container_dir(rec["id"]), list(req.cmd))
+        plan = ExecPlan(argv=list(req.cmd), job=job, stdin=req.stdin, stdout=req.stdout, stderr=req.stderr, tty=req.tty,
                         container=rec["name"])
         return pb.ExecResponse(url=self._stream_url("exec", plan))
 

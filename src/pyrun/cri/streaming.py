@@ -16,8 +16,9 @@ Protocols, told apart by the upgrade the client asks for:
   (v4.channel.k8s.io down to channel.k8s.io for exec/attach, portforward.k8s.io), GET or POST, then
   one SPDY stream per channel.
 
-Threads: one per connection (ThreadingHTTPServer) plus a few per session; commands and helpers
-start with subprocess (fork+exec). stop() ends the sessions still running and their processes.
+Threads: one per connection (ThreadingHTTPServer) plus a few per session; exec commands are forked
+by the server's zygote (pyrun.runtime.zygote), port-forward connections dialled by a thread in the pod's
+network namespace. stop() ends the sessions still running and their processes.
 """
 from __future__ import annotations
 

@@ -8,15 +8,11 @@
 """
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-from pyrun import explain
 from pyrun.errors import ContainerStartError, InvalidState
-from pyrun.runtime import faults, sync
+from pyrun.runtime import faults, spawn, sync
 from pyrun.runtime.monitor import request
 from pyrun.linux.procs import ProcessRef, kill_now, terminate
 from pyrun.runtime.state import (CONTAINER_CREATED, CONTAINER_EXITED, StateStore, read_json_or, read_status,
@@ -44,17 +40,17 @@ def make_dirs(cdir: Path) -> None:
 
 def spawn_monitor(cdir: Path, timeout: float = 180.0) -> ProcessRef:
     """Start the container's monitor; return the init process once it is set up (created)."""
-    parent, child = sync.socketpair()
-    fds = [child.fileno()]
-    fd = os.environ.get(explain.ENV)
-    if fd and fd.isdigit():
-        fds.append(int(fd))
     faults.check("spawn-monitor")
-    with open(cdir / "monitor.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "pyrun.runtime.monitor", str(cdir), str(child.fileno())],
-                                pass_fds=fds, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True)
-    child.close()
+    parent, child = sync.socketpair()
+    job = spawn.Job("monitor", {"cdir": str(cdir)}, title=f"pyrun-monitor {cdir}", log=str(cdir / "monitor.log"),
+                    detach=True)
+    try:
+        proc = spawn.spawn(job, sock=child)
+    except BaseException:
+        parent.close()
+        raise
+    finally:
+        child.close()
     try:
         proc.wait()
         msg = sync.recv(parent, "ready", timeout=timeout, peer="container monitor")

@@ -1,7 +1,8 @@
 """The per-container monitor (a "shim", like conmon or containerd-shim).
 
-One small process per container, started fresh (`python -m pyrun.runtime.monitor`)
-and detached from the CLI, so containers keep running after `pyrun` exits:
+One small process per container, forked by pyrun.runtime.spawn (from the CLI, or from the
+CRI server's zygote), titled `pyrun-monitor <container dir>` and detached (a second fork) from
+its caller, so containers keep running after `pyrun` exits:
 
   * it forks the container's init (pyrun.runtime.init) into the pod's PID
     namespace (or a new one) and writes the child's pid into its cgroups
@@ -20,7 +21,7 @@ it execve()s the small static C monitor (csrc/monitor.c -> pyrun/bin/monitor,
 < 1 MiB RSS) in place. execve(2) keeps the pid (so monitor.json stays valid and
 it is still the workload's parent) and the fds cleared of O_CLOEXEC:
 
-  python -m pyrun.runtime.monitor              pyrun/bin/monitor (same pid)
+  pyrun-monitor <cdir> (forked Python)         pyrun/bin/monitor (same pid)
     fork init, cgroups, go/ready
     status.json: created
     serve ctl.sock ... <- start
@@ -362,14 +363,6 @@ def run(cdir: Path, launcher: socket.socket) -> int:
     return 0
 
 
-def main() -> None:
-    cdir, sync_fd = Path(sys.argv[1]), int(sys.argv[2])
-    explain.from_environment()
-    launcher = socket.socket(fileno=sync_fd)
-    if os.fork() != 0:  # detach: the launcher waits only for this first process
-        os._exit(0)
-    os._exit(run(cdir, launcher))
-
-
-if __name__ == "__main__":
-    main()
+def child_main(args: dict, launcher: socket.socket) -> int:
+    """The monitor's entry (pyrun.runtime.spawn.ENTRIES["monitor"], started detached)."""
+    return run(Path(args["cdir"]), launcher)

@@ -1,6 +1,7 @@
 """Run a command inside a running container: `pyrun exec` and the CRI's Exec/ExecSync.
 
-A fresh process (`python -m pyrun.runtime.nsexec CONTAINER_DIR -- CMD...`) opens the
+`run(cdir, argv, env, cwd)` runs in the CLI process itself (`pyrun exec`; it exits right
+after) or in a child the CRI server's zygote forks (pyrun.runtime.spawn, entry "exec"). It opens the
 container's namespaces from /proc/<pid>/ns of its workload, joins its cgroups,
 setns(2)es into each (the mount namespace last), then forks (a PID namespace only
 applies to children) and the child execs the command as the container's user with
@@ -79,33 +80,25 @@ def _child(config: dict, argv: list[str], extra_env: list[str], cwd: str | None)
     finalize.exec_command(final)
 
 
-def command(cdir: Path, argv: list[str], env: list[str] = (), cwd: str | None = None) -> list[str]:
-    """The command line that runs `argv` in the container (for subprocess callers)."""
-    cmd = [sys.executable, "-m", "pyrun.runtime.nsexec"]
-    for e in env:
-        cmd += ["--env", e]
-    if cwd:
-        cmd += ["--cwd", cwd]
-    return cmd + [str(cdir), "--", *argv]
-
-
-def main() -> None:
-    import argparse
-    p = argparse.ArgumentParser(prog="pyrun-nsexec")
-    p.add_argument("cdir")
-    p.add_argument("--env", action="append", default=[])
-    p.add_argument("--cwd")
-    p.add_argument("argv", nargs=argparse.REMAINDER)
-    args = p.parse_args()
-    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
-    explain.from_environment()
+def run(cdir: Path, argv: list[str], env: list[str] = (), cwd: str | None = None) -> int:
+    """enter(), with errors reported on stderr as `pyrun: error: ...`; returns the exit code to exit with.
+    The calling process has joined the container's namespaces and cgroups afterwards: it must exit."""
     try:
-        code = enter(Path(args.cdir), argv, args.env, args.cwd)
+        return enter(cdir, argv, list(env), cwd)
     except Exception as e:  # noqa: BLE001 - report like the CLI does
         sys.stderr.write(f"pyrun: error: {e}\n")
-        code = getattr(e, "exit_code", 126)
-    sys.exit(code)
+        sys.stderr.flush()
+        return getattr(e, "exit_code", 126)
 
 
-if __name__ == "__main__":
-    main()
+def child_main(args: dict, sock=None) -> int:
+    """The entry of an exec the CRI server's zygote forks (pyrun.runtime.spawn.ENTRIES["exec"])."""
+    return run(Path(args["cdir"]), list(args["argv"]), list(args.get("env") or []), args.get("cwd"))
+
+
+def job(cdir: Path, argv: list[str], env: list[str] = (), cwd: str | None = None, tty: bool = False):
+    """What a server hands pyrun.runtime.spawn to run `argv` in the container (stdio passed by the caller;
+    with tty, stdin is the terminal that becomes the controlling one)."""
+    from pyrun.runtime.spawn import Job
+    return Job("exec", {"cdir": str(cdir), "argv": list(argv), "env": list(env), "cwd": cwd},
+               title=f"pyrun-exec {cdir}", ctty=tty)

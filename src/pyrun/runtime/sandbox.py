@@ -1,8 +1,8 @@
 """The pod sandbox: a pause process that holds the pod's namespaces.
 
-`launch()` runs in the CLI (or CRI server) and starts a *fresh* process,
-`python -m pyrun.runtime.sandbox`, because unshare(2) and fork(2) must not run in a
-multi-threaded caller. That launcher:
+`launch()` runs in the CLI (or CRI server) and forks the launcher (pyrun.runtime.spawn:
+from the CLI itself, or from the CRI server's zygote, because unshare(2) and fork(2) must
+not run in a multi-threaded caller). The launcher, titled `pyrun-sandbox <pod dir>`:
 
   1. unshare --ipc --uts [--net] [--pid]     (new namespaces for the pod)
   2. hostname <pod hostname>; ip link set lo up
@@ -16,14 +16,12 @@ but pause itself.
 """
 from __future__ import annotations
 
-import argparse
 import os
-import subprocess
-import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from pyrun import explain
-from pyrun.runtime import faults, sync
+from pyrun.runtime import faults, spawn, sync
 from pyrun.linux.procs import ProcessRef
 
 PIN_KINDS_ORDER = ("net", "ipc", "uts", "pid")
@@ -53,22 +51,16 @@ def launch(pod_dir: Path, hostname: str, share_pid: bool, host_network: bool,
            cgroup_procs: list[str] = (), timeout: float = 60.0) -> ProcessRef:
     """Start the pod's pause process in new namespaces (and in the pod's cgroups); return it once it runs."""
     parent, child = sync.socketpair()
-    fds = [child.fileno()]
-    cmd = [sys.executable, "-m", "pyrun.runtime.sandbox", "--pod-dir", str(pod_dir), "--hostname", hostname,
-           "--sync-fd", str(child.fileno())]
-    if share_pid:
-        cmd.append("--share-pid")
-    if host_network:
-        cmd.append("--host-network")
-    for procs in cgroup_procs:
-        cmd += ["--cgroup-procs", procs]
-    fd = os.environ.get(explain.ENV)
-    if fd and fd.isdigit():
-        fds.append(int(fd))
-    with open(pod_dir / "sandbox.log", "ab") as log:
-        proc = subprocess.Popen(cmd, pass_fds=fds, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True)
-    child.close()
+    job = spawn.Job("sandbox", {"pod_dir": str(pod_dir), "hostname": hostname, "share_pid": share_pid,
+                                "host_network": host_network, "cgroup_procs": list(cgroup_procs)},
+                    title=f"pyrun-sandbox {pod_dir}", log=str(pod_dir / "sandbox.log"))
+    try:
+        proc = spawn.spawn(job, sock=child)
+    except BaseException:
+        parent.close()
+        raise
+    finally:
+        child.close()
     try:
         msg = sync.recv(parent, "ready", timeout=timeout, peer="sandbox launcher")
     except sync.StepFailed as e:
@@ -80,9 +72,15 @@ def launch(pod_dir: Path, hostname: str, share_pid: bool, host_network: bool,
     return ProcessRef(msg["pid"], msg["start_time"])
 
 
-# --- launcher side (fresh process) ---------------------------------------------------------------
+# --- launcher side (forked child) ---------------------------------------------------------------
 
-def _run(args: argparse.Namespace, sock) -> None:
+def child_main(args: dict, sock) -> int:
+    """The launcher's entry (pyrun.runtime.spawn.ENTRIES["sandbox"])."""
+    _run(SimpleNamespace(**args), sock)
+    return 0
+
+
+def _run(args: SimpleNamespace, sock) -> None:
     from pyrun.linux import syscalls as linux
     from pyrun.runtime.state import write_json
     pod_dir = Path(args.pod_dir)
@@ -140,22 +138,3 @@ def _pin(source: str, target: Path) -> None:
     from pyrun.linux import syscalls as linux
     target.touch()
     linux.bind_mount(source, str(target), recursive=False)
-
-
-def main(argv: list[str] | None = None) -> None:
-    import socket
-    p = argparse.ArgumentParser(prog="pyrun-sandbox")
-    p.add_argument("--pod-dir", required=True)
-    p.add_argument("--hostname", required=True)
-    p.add_argument("--sync-fd", type=int, required=True)
-    p.add_argument("--share-pid", action="store_true")
-    p.add_argument("--host-network", action="store_true")
-    p.add_argument("--cgroup-procs", action="append", default=[])
-    args = p.parse_args(argv)
-    explain.from_environment()
-    sock = socket.socket(fileno=args.sync_fd)
-    _run(args, sock)
-
-
-if __name__ == "__main__":
-    main()
