@@ -20,6 +20,8 @@ import stat
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+from pyrun.errors import SyscallError
+
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -131,9 +133,21 @@ def remove_tree(path: str | os.PathLike, missing_ok: bool = True) -> None:
     cur = _Cursor(path)
     try:
         _empty(cur)
+    except SyscallError:
+        raise
+    except OSError as e:
+        raise _located(e, "remove", cur) from None
     finally:
         cur.close()
     os.rmdir(path)
+
+
+def _located(e: OSError, call: str, cur: _Cursor) -> SyscallError:
+    """The error with the path it happened at (fd-relative calls only know one name)."""
+    where = cur.where()
+    if e.filename and not os.path.isabs(os.fsdecode(e.filename)) and e.filename != "..":
+        where = os.path.join(where, os.fsdecode(e.filename))
+    return SyscallError.from_errno(e.errno or errno.EIO, call, where)
 
 
 def _empty(cur: _Cursor) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from pathlib import Path
 
 from pyrun.config import Config
@@ -316,10 +315,15 @@ class PodRuntime:
             terminate([pause], 2.0)
 
     def _remove_pod_dir(self, pod_id: str) -> None:
+        """Everything but the record first, so a removal that fails half-way leaves a pod in `removing`
+        that `pod rm` or `gc` can finish; iterative, as emptyDir volumes may be any depth."""
+        from pyrun.linux.tree import remove_tree
         pod_dir = self.store.pod_dir(pod_id)
         if pod_dir.exists():
             unmount_under(pod_dir)
-            shutil.rmtree(pod_dir, ignore_errors=True)
+            for entry in sorted(os.listdir(pod_dir), key=lambda n: n in ("pod.json", "lock")):
+                remove_tree(pod_dir / entry)
+            remove_tree(pod_dir)
 
 
 def _uuid() -> str:
