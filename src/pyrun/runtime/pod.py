@@ -294,14 +294,20 @@ class PodRuntime:
                 pod["state"] = POD_REMOVING
                 pod["remover"] = ProcessRef.of(os.getpid()).to_dict()  # gc finishes the job if we die
                 self.store.write_pod(pod)
+            failed: list[OSError] = []  # a layer that can't be removed stops only the final step
             for entry in pod.get("containers", []):
                 cg = self._container_cgroup(entry["id"])
-                ctr.destroy(self.store, entry["id"])
+                try:
+                    ctr.destroy(self.store, entry["id"])
+                except OSError as e:
+                    failed.append(e)
                 resources.remove_cgroup(self.cfg, cg)
             self._kill_sandbox(pod_id)
             from pyrun.runtime import podnet
             podnet.detach(self.cfg, pod)
             resources.remove_cgroup(self.cfg, pod.get("cgroup"))
+            if failed:  # keep the record (state removing): `pod rm` or `gc` finishes the job later
+                raise failed[0]
             self._remove_pod_dir(pod_id)
         if pod.get("name"):
             self.store.release_name(pod.get("namespace", "default"), pod["name"], pod_id)
