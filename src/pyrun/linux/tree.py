@@ -145,8 +145,8 @@ def remove_tree(path: str | os.PathLike, missing_ok: bool = True) -> None:
 def _located(e: OSError, call: str, cur: _Cursor) -> SyscallError:
     """The error with the path it happened at (fd-relative calls only know one name)."""
     where = cur.where()
-    if e.filename and not os.path.isabs(os.fsdecode(e.filename)) and e.filename != "..":
-        where = os.path.join(where, os.fsdecode(e.filename))
+    if e.filename and e.filename != "..":
+        where = os.path.join(where, os.fsdecode(e.filename))  # an absolute filename replaces `where`
     return SyscallError.from_errno(e.errno or errno.EIO, call, where)
 
 
