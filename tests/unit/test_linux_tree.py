@@ -51,6 +51,7 @@ def test_walk_and_usage_5000_levels(tmp_path):
     assert kinds.count(stat.S_IFDIR) == DEPTH
     assert kinds.count(stat.S_IFREG) == 1 and kinds.count(stat.S_IFLNK) == 1
     size, _, inodes = tree.tree_usage(root)
+    tree.remove_tree(root)  # pytest's own tmp cleanup (shutil.rmtree) recurses: never leave it a deep tree
     assert inodes == DEPTH + 2 and size >= len(b"bottom")
 
 
