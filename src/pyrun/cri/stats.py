@@ -95,21 +95,12 @@ def filesystem_usage(mountpoint: str, used_bytes: int, inodes: int, now_ns: int)
 
 def tree_usage(path) -> tuple[int, int]:
     """(bytes, inodes) of a directory tree (allocated blocks, each inode once); (0, 0) if missing."""
-    import os
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    for dirpath, dirnames, filenames in os.walk(path):
-        for name in dirnames + filenames:
-            try:
-                st = os.lstat(os.path.join(dirpath, name))
-            except OSError:
-                continue
-            key = (st.st_dev, st.st_ino)
-            if key in seen:
-                continue
-            seen.add(key)
-            total += st.st_blocks * 512
-    return total, len(seen)
+    from pyrun.linux.tree import tree_usage as usage
+    try:
+        _, allocated, inodes = usage(path)
+    except OSError:  # the tree changed while we walked it (a container writes its layer)
+        return 0, 0
+    return allocated, inodes
 
 
 __all__ = ["CpuRates", "cpu_rate", "container_stats", "sandbox_stats", "filesystem_usage", "tree_usage",

@@ -9,11 +9,18 @@
 
 Images are found from refs.json; everything else is derived from blobs, so a
 registry pull only has to call `ingest()` with a manifest and a blob opener.
+
+A layer may write at most max(LAYER_FLOOR, its compressed size x LAYER_RATIO) bytes
+of file data when unpacked (env PYRUN_LAYER_RATIO, PYRUN_LAYER_FLOOR in bytes), so a
+small layer can't fill the disk. An ingest that fails for any reason leaves nothing:
+no new blob, no layer directory, no ref.
 """
 from __future__ import annotations
 
 import os
 import shutil
+import stat
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import AbstractSet, BinaryIO, Callable
@@ -23,9 +30,33 @@ from pyrun.errors import ImageError, InvalidState, NotFound
 from pyrun.images import oci, reference
 from pyrun.images.blobs import BlobStore, DecompressingReader, hex_of
 from pyrun.images.refs import RefsDb, StoreLock
-from pyrun.images.unpack import unpack_layer
+from pyrun.images.unpack import LayerTooLarge, unpack_layer
+from pyrun.linux import tree
 
 BlobOpener = Callable[[str], BinaryIO]
+
+LAYER_RATIO = 100            # unpacked file data per byte of the compressed layer blob
+LAYER_FLOOR = 512 << 20      # but always at least this much, so tiny layers still work
+
+
+def layer_limit(compressed_size: int, ratio: int | None = None, floor: int | None = None) -> int:
+    """How many bytes of file data a layer of this compressed size may unpack to. Pure."""
+    ratio = LAYER_RATIO if ratio is None else ratio
+    floor = LAYER_FLOOR if floor is None else floor
+    return max(floor, compressed_size * ratio)
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        raise ImageError(f"${name}={value!r}: not an integer") from None
+    if n <= 0:
+        raise ImageError(f"${name}={value!r}: must be positive")
+    return n
 
 
 @dataclass(frozen=True)
@@ -49,8 +80,10 @@ def _ids(in_use: AbstractSet[str]) -> set[str]:
 
 
 class ImageStore:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, layer_ratio: int | None = None, layer_floor: int | None = None):
         self.root = Path(root)
+        self.layer_ratio = layer_ratio or _env_int("PYRUN_LAYER_RATIO", LAYER_RATIO)
+        self.layer_floor = layer_floor or _env_int("PYRUN_LAYER_FLOOR", LAYER_FLOOR)
         self.blobs = BlobStore(self.root / "blobs")
         self.layers_dir = self.root / "layers"
         self.lock = StoreLock(self.root / "lock")
@@ -140,28 +173,42 @@ class ImageStore:
         manifest_digest = oci.digest_of(manifest_bytes)
         manifest = oci.Manifest.parse(manifest_bytes, f"{what} manifest {manifest_digest}")
         with self.lock.held():
-            self._put(open_blob, manifest.config, f"{what}: config {manifest.config.digest}")
-            config = oci.load_json(self.blobs.read(manifest.config.digest), f"{what}: config")
-            diff_ids = oci.diff_ids_of(config, f"{what}: config")
-            if len(diff_ids) != len(manifest.layers):
-                raise ImageError(f"{what}: manifest has {len(manifest.layers)} layers but the config "
-                                 f"lists {len(diff_ids)} rootfs.diff_ids")
-            for i, (desc, diff_id) in enumerate(zip(manifest.layers, diff_ids)):
-                self._put(open_blob, desc, f"{what}: layer {i} ({desc.digest})", diff_id)
-            self.blobs.put_bytes(manifest_bytes, manifest_digest, f"{what}: manifest")
-            self.refs.set(name, manifest_digest)
-            image = self._image(name, manifest_digest)
-            if unpack:
-                self.layer_dirs(image)
+            added: list[str] = []       # blobs and layer dirs this call made: removed again on failure
+            unpacked: list[Path] = []
+            try:
+                self._put(open_blob, manifest.config, f"{what}: config {manifest.config.digest}", added=added)
+                config = oci.load_json(self.blobs.read(manifest.config.digest), f"{what}: config")
+                diff_ids = oci.diff_ids_of(config, f"{what}: config")
+                if len(diff_ids) != len(manifest.layers):
+                    raise ImageError(f"{what}: manifest has {len(manifest.layers)} layers but the config "
+                                     f"lists {len(diff_ids)} rootfs.diff_ids")
+                for i, (desc, diff_id) in enumerate(zip(manifest.layers, diff_ids)):
+                    self._put(open_blob, desc, f"{what}: layer {i} ({desc.digest})", diff_id, added=added)
+                if not self.blobs.exists(manifest_digest):
+                    self.blobs.put_bytes(manifest_bytes, manifest_digest, f"{what}: manifest")
+                    added.append(manifest_digest)
+                image = self._image(name, manifest_digest)
+                if unpack:
+                    unpacked += self._unpack_missing(image)
+                self.refs.set(name, manifest_digest)  # the commit point
+            except BaseException:
+                for path in unpacked:
+                    tree.remove_tree(path)
+                for digest in added:
+                    self.blobs.remove(digest)
+                raise
         return image
 
-    def _put(self, open_blob: BlobOpener, desc: oci.Descriptor, what: str, diff_id: str | None = None) -> None:
+    def _put(self, open_blob: BlobOpener, desc: oci.Descriptor, what: str, diff_id: str | None = None,
+             added: list[str] | None = None) -> None:
         if self.blobs.exists(desc.digest):
             if diff_id is not None:
                 self._diff_verified(desc.digest, diff_id)
             return
         with open_blob(desc.digest) as stream:
             self.blobs.put(stream, desc.digest, what, size=desc.size, diff_id=diff_id)
+        if added is not None:
+            added.append(desc.digest)
 
     def _diff_verified(self, digest: str, diff_id: str) -> bool:
         """An already stored layer blob must still match the diff_id this image's config claims."""
@@ -183,30 +230,40 @@ class ImageStore:
 
     def layer_dirs(self, image: Image) -> list[Path]:
         """Unpacked layer directories in overlay lowerdir order: TOP layer FIRST. Unpacks what is missing."""
-        dirs = []
+        if any(not self._layer_path(d).is_dir() for d in image.layer_diff_ids):
+            with self.lock.held():
+                self._unpack_missing(image)
+        return [self._layer_path(d) for d in image.layer_diff_ids][::-1]
+
+    def _unpack_missing(self, image: Image) -> list[Path]:
+        """Unpack the layers of `image` that are not unpacked yet (lock held); returns the new dirs."""
+        made = []
         for desc, diff_id in zip(image.layers, image.layer_diff_ids):
             path = self._layer_path(diff_id)
             if not path.is_dir():
-                with self.lock.held():
-                    if not path.is_dir():
-                        self._unpack(desc, diff_id, path)
-            dirs.append(path)
-        return dirs[::-1]
+                self._unpack(desc, diff_id, path)
+                made.append(path)
+        return made
 
     def _unpack(self, desc: oci.Descriptor, diff_id: str, path: Path) -> None:
         self.layers_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.layers_dir / f".tmp-{path.name[:16]}-{os.getpid()}-{os.urandom(4).hex()}"
         blob = self.blobs.path(desc.digest)
+        limit = layer_limit(desc.size, self.layer_ratio, self.layer_floor)
         explain.emit(explain.argv("tar", "-x", "--same-owner", "--xattrs", "-f", blob, "-C", tmp)
                      + "  # checked member by member; whiteouts -> overlayfs; then: "
                      + explain.argv("mv", tmp, path))
         tmp.mkdir(mode=0o755)
         try:
-            with self.blobs.open(desc.digest) as raw:
-                unpack_layer(DecompressingReader(raw, f"layer {diff_id}"), tmp, diff_id)
+            with self.blobs.open(desc.digest) as raw, _decompressed(raw, f"layer {diff_id}") as plain:
+                unpack_layer(plain, tmp, diff_id, max_bytes=limit)
             os.rename(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException as e:
+            tree.remove_tree(tmp)
+            if isinstance(e, LayerTooLarge):
+                raise ImageError(f"{e} (compressed size {desc.size} bytes; the limit is "
+                                 f"max({self.layer_floor}, {self.layer_ratio} x the compressed size): "
+                                 "raise it with $PYRUN_LAYER_RATIO / $PYRUN_LAYER_FLOOR)") from None
             raise
 
     # --- removing --------------------------------------------------------------------------------
@@ -245,12 +302,12 @@ class ImageStore:
                     freed += self.blobs.remove(digest)
             for entry in self._stale_tmp():
                 freed += _tree_size(entry)
-                _rmtree(entry)
+                tree.remove_tree(entry)
             if self.layers_dir.is_dir():
                 for layer in self.layers_dir.iterdir():
                     if layer.name not in keep_layers and not layer.name.startswith("."):
                         freed += _tree_size(layer)
-                        _rmtree(layer)
+                        tree.remove_tree(layer)
             return freed
 
     def _keep_untagged(self, config_digest: str, keep_blobs: set[str]) -> set[str]:
@@ -291,20 +348,53 @@ def _usable_name(annotation: str | None) -> str | None:
 
 
 def _tree_size(path: Path) -> int:
-    total = 0
-    for root, dirs, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(root, f)).st_size
-            except OSError:
+    """Apparent bytes of a file, or of the regular files below a directory (iteratively, any depth)."""
+    if path.is_symlink() or not path.is_dir():
+        return path.lstat().st_size if path.exists() or path.is_symlink() else 0
+    return sum(st.st_size for _, _, st in tree.walk(path) if stat.S_ISREG(st.st_mode))
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class _PipeReader:
+    """The stdout of `pigz -dc` / `gzip -dc` reading a blob: decompression runs on another core."""
+
+    def __init__(self, tool: str, raw: BinaryIO, what: str):
+        self.what = what
+        self.proc = subprocess.Popen([tool, "-dc"], stdin=raw, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, bufsize=1 << 20)
+        self.read = self.proc.stdout.read
+
+    def close(self, failed: bool) -> None:
+        proc = self.proc
+        if failed:
+            proc.kill()
+        else:
+            while proc.stdout.read(1 << 20):  # tar stops at its end marker; the padding after it remains
                 pass
-    if path.is_file():
-        total = path.stat().st_size
-    return total
+        proc.stdout.close()
+        err = proc.stderr.read().decode(errors="replace").strip()
+        proc.stderr.close()
+        rc = proc.wait()
+        if not failed and rc not in (0, 2):  # 2: a warning (e.g. trailing zeros), the data is complete
+            raise ImageError(f"{self.what}: corrupt or truncated gzip data: {err or f'exit status {rc}'}")
 
 
-def _rmtree(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
+class _decompressed:
+    """A context manager giving an uncompressed reader of a stored layer blob."""
+
+    def __init__(self, raw: BinaryIO, what: str):
+        self.raw, self.what, self.pipe = raw, what, None
+
+    def __enter__(self):
+        head = os.pread(self.raw.fileno(), 2, 0)  # the child reads the fd from offset 0: no buffered read
+        tool = shutil.which("pigz") or shutil.which("gzip")
+        if head == _GZIP_MAGIC and tool:
+            self.pipe = _PipeReader(tool, self.raw, self.what)
+            return self.pipe
+        return DecompressingReader(self.raw, self.what)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.pipe is not None:
+            self.pipe.close(failed=exc_type is not None)

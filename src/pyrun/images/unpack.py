@@ -19,6 +19,12 @@ Policy (documented here because users will ask):
   A whiteout never hides a file of its own layer (OCI image-spec, layer.md).
 - Each layer is unpacked on its own into an empty directory (not onto its
   parents): a member path through a lower layer's symlink makes a real directory.
+- Sparse members (GNU 'S', PAX GNU.sparse.*) are written sparse: only their data
+  blocks are written, the holes are seeked over and the size set with ftruncate.
+- `max_bytes` bounds the data a layer may write (regular file contents, holes not
+  counted): a small compressed layer can't expand to fill the disk.
+- Cost per member is O(1) in the number of members: every lookup is keyed by path,
+  and the parent directory's fd is reused while members stay in one directory.
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ from pathlib import Path
 from typing import AbstractSet, BinaryIO
 
 from pyrun.errors import ImageError
+from pyrun.linux.tree import remove_tree
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -67,6 +74,8 @@ class Entry:
     devmajor: int = 0
     devminor: int = 0
     xattrs: dict[str, bytes] = field(default_factory=dict)
+    size: int = 0                                   # a file's size (for sparse files: with the holes)
+    sparse: tuple[tuple[int, int], ...] | None = None  # (offset, length) data blocks of a sparse file
 
     @property
     def path(self) -> str:
@@ -91,6 +100,8 @@ def split_path(name: str, layer: str, member: str, what: str = "path") -> tuple[
 
 
 def _through_symlink(parts: tuple[str, ...], symlinks: AbstractSet[tuple[str, ...]]) -> str | None:
+    if not symlinks:
+        return None
     for i in range(1, len(parts)):
         if parts[:i] in symlinks:
             return "/".join(parts[:i])
@@ -154,6 +165,10 @@ def check_member(info: tarfile.TarInfo, layer: str,
         return Entry("symlink", parts, link_target=info.linkname, **common)
     if kind in ("chardev", "blockdev"):
         return Entry(kind, parts, devmajor=info.devmajor, devminor=info.devminor, **common)
+    if kind == "file":
+        sparse = getattr(info, "sparse", None)
+        return Entry(kind, parts, size=info.size,
+                     sparse=tuple((int(o), int(n)) for o, n in sparse) if sparse is not None else None, **common)
     return Entry(kind, parts, **common)
 
 
@@ -165,6 +180,22 @@ class _Dirs:
     def __init__(self, root_fd: int, layer: str):
         self.root_fd = root_fd
         self.layer = layer
+        self._cached: tuple[tuple[str, ...], int] | None = None  # the last parent opened for writing
+
+    def parent(self, parts: tuple[str, ...], member: str) -> int:
+        """The directory `parts` (created as needed), borrowed: valid until forget() or the next call."""
+        if self._cached is not None and self._cached[0] == parts:
+            return self._cached[1]
+        fd = self.open(parts, member, create=True)
+        self.forget()
+        self._cached = (parts, fd)
+        return fd
+
+    def forget(self) -> None:
+        """Drop the cached fd (a directory was removed: the cached one may be gone from the tree)."""
+        if self._cached is not None:
+            os.close(self._cached[1])
+            self._cached = None
 
     def open(self, parts: tuple[str, ...], member: str, create: bool) -> int:
         fd = os.dup(self.root_fd)
@@ -203,16 +234,19 @@ def _lstat(name: str, dir_fd: int) -> os.stat_result | None:
 
 def _remove(name: str, dir_fd: int, st: os.stat_result) -> None:
     if stat.S_ISDIR(st.st_mode):
-        import shutil
-        shutil.rmtree(name, dir_fd=dir_fd)
+        remove_tree(f"/proc/self/fd/{dir_fd}/{name}")  # iterative: the tree may be any depth
     else:
         os.unlink(name, dir_fd=dir_fd)
+
+
+class LayerTooLarge(ImageError):
+    """A layer wants to write more data than its limit allows."""
 
 
 class LayerWriter:
     """Writes checked entries below one directory. Not thread-safe; one per layer."""
 
-    def __init__(self, root: Path, layer: str, privileged: bool | None = None):
+    def __init__(self, root: Path, layer: str, privileged: bool | None = None, max_bytes: int | None = None):
         self.layer = layer
         self.privileged = os.geteuid() == 0 if privileged is None else privileged
         self.root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -220,8 +254,13 @@ class LayerWriter:
         self.symlinks: set[tuple[str, ...]] = set()
         self.created: set[tuple[str, ...]] = set()
         self.dir_meta: dict[tuple[str, ...], Entry] = {}
+        self.children: dict[tuple[str, ...], set[str]] = {}  # names written below each path
+        self.max_bytes = max_bytes
+        self.written = 0
+        self._owner = (os.geteuid(), os.getegid())  # what a new file gets without fchown
 
     def close(self) -> None:
+        self.dirs.forget()
         os.close(self.root_fd)
 
     def _fail(self, e: Entry, what: str) -> ImageError:
@@ -236,21 +275,31 @@ class LayerWriter:
         if not e.parts:
             self.dir_meta[()] = e
             return
-        pfd = self.dirs.open(e.parts[:-1], e.member, create=True)
-        try:
-            self._write_in(pfd, e.parts[-1], e, content)
-        finally:
-            os.close(pfd)
-        self._forget(e.parts)
+        pfd = self.dirs.parent(e.parts[:-1], e.member)
+        self._write_in(pfd, e.parts[-1], e, content)
+        self.children.setdefault(e.parts[:-1], set()).add(e.parts[-1])
         if e.kind == "symlink":
             self.symlinks.add(e.parts)
         if e.kind != "whiteout":
             self.created.add(e.parts)
 
-    def _forget(self, parts: tuple[str, ...]) -> None:
-        n = len(parts)
-        self.symlinks = {s for s in self.symlinks if s[:n] != parts}
-        self.dir_meta = {d: m for d, m in self.dir_meta.items() if d[:n] != parts or d == parts}
+    def _replaced(self, parts: tuple[str, ...], old: os.stat_result) -> None:
+        """Forget what we knew about the entry at `parts` (just removed) and, for a directory,
+        everything below it: cost proportional to what was removed, O(1) per member overall."""
+        self.symlinks.discard(parts)
+        if not stat.S_ISDIR(old.st_mode):
+            return
+        self.dirs.forget()
+        self.dir_meta.pop(parts, None)
+        stack = [parts]
+        while stack:
+            p = stack.pop()
+            for name in self.children.pop(p, ()):
+                child = p + (name,)
+                self.symlinks.discard(child)
+                self.dir_meta.pop(child, None)
+                self.created.discard(child)
+                stack.append(child)
 
     def _write_in(self, pfd: int, name: str, e: Entry, content: BinaryIO | None) -> None:
         old = _lstat(name, pfd)
@@ -259,6 +308,7 @@ class LayerWriter:
                 return  # a whiteout hides lower layers only, never its own layer's files
             if old is not None:
                 _remove(name, pfd, old)
+                self._replaced(e.parts, old)
             self._mknod(pfd, name, e, stat.S_IFCHR, 0, 0)
             return
         if e.kind == "dir" and old is not None and stat.S_ISDIR(old.st_mode):
@@ -266,6 +316,7 @@ class LayerWriter:
             return
         if old is not None:
             _remove(name, pfd, old)
+            self._replaced(e.parts, old)
         if e.kind == "dir":
             os.mkdir(name, 0o700, dir_fd=pfd)
             self.dir_meta[e.parts] = e
@@ -286,15 +337,51 @@ class LayerWriter:
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd)
         try:
             if content is not None:
-                while chunk := content.read(1 << 20):
-                    os.write(fd, chunk)
+                if e.sparse is not None:
+                    self._sparse(fd, e, content)
+                else:
+                    self._copy(fd, e, content, e.size)
             self._meta_fd(fd, e)
         finally:
             os.close(fd)
 
+    def _count(self, e: Entry, n: int) -> None:
+        self.written += n
+        if self.max_bytes is not None and self.written > self.max_bytes:
+            raise LayerTooLarge(f"layer {self.layer}: member {e.member!r}: the layer's unpacked data exceeds "
+                                f"its limit of {self.max_bytes} bytes; refusing to unpack it")
+
+    def _copy(self, fd: int, e: Entry, content: BinaryIO, size: int) -> None:
+        """Copy `size` bytes of content into fd, counting them against the layer limit first."""
+        self._count(e, size)
+        left = size
+        while left > 0:
+            chunk = content.read(min(left, 1 << 20))
+            if not chunk:
+                raise ImageError(f"layer {self.layer}: member {e.member!r}: tar stream ends inside the file")
+            os.write(fd, chunk)
+            left -= len(chunk)
+
+    def _sparse(self, fd: int, e: Entry, content: BinaryIO) -> None:
+        """Data blocks only: seek over the holes, then set the real size (holes stay unallocated).
+
+        `content` is the member's raw data in the archive: the data blocks one after another."""
+        end = 0
+        for offset, length in e.sparse:
+            if length == 0:
+                continue  # GNU maps end with (size, 0) and zero padding entries
+            if offset < end or length < 0 or offset + length > e.size:
+                raise ImageError(f"layer {self.layer}: member {e.member!r}: bad sparse map entry "
+                                 f"({offset}, {length}): overlapping, unordered or beyond the size {e.size}")
+            end = offset + length
+            os.lseek(fd, offset, os.SEEK_SET)
+            self._copy(fd, e, content, length)
+        os.ftruncate(fd, e.size)
+
     def _meta_fd(self, fd: int, e: Entry) -> None:
         """Owner, mode, xattrs and mtime of an open file or directory, from its tar member."""
-        self._chown(e, lambda: os.fchown(fd, e.uid, e.gid))
+        if (e.uid, e.gid) != self._owner:  # a new file is already ours (no setgid dirs while unpacking)
+            self._chown(e, lambda: os.fchown(fd, e.uid, e.gid))
         os.fchmod(fd, e.mode)
         self._set_xattrs(fd, e)
         os.utime(fd, (e.mtime, e.mtime))
@@ -356,6 +443,7 @@ class LayerWriter:
 
     def finish(self) -> None:
         """Directory metadata last, deepest first, so writing children does not change their mtimes."""
+        self.dirs.forget()
         for parts in sorted(self.dir_meta, key=len, reverse=True):
             e = self.dir_meta[parts]
             try:
@@ -368,20 +456,46 @@ class LayerWriter:
                 os.close(fd)
 
 
-def unpack_layer(stream: BinaryIO, dest: Path, layer: str, privileged: bool | None = None) -> None:
+class _RawData:
+    """A sparse member's stored data blocks, read straight from the archive stream (tarfile's own
+    reader would hand out the holes as zeros: gigabytes of them for a few hundred bytes of tar)."""
+
+    def __init__(self, fileobj, offset: int):
+        self.fileobj = fileobj
+        self.offset = offset
+        self.started = False
+
+    def read(self, n: int) -> bytes:
+        if not self.started:
+            self.fileobj.seek(self.offset)  # forward only, as a stream allows
+            self.started = True
+        return self.fileobj.read(n)
+
+
+def _content(tar: tarfile.TarFile, info: tarfile.TarInfo, entry: Entry):
+    if entry.kind != "file":
+        return None
+    if entry.sparse is not None:
+        return _RawData(tar.fileobj, info.offset_data)
+    return tar.extractfile(info)
+
+
+def unpack_layer(stream: BinaryIO, dest: Path, layer: str, privileged: bool | None = None,
+                 max_bytes: int | None = None) -> None:
     """Unpack an (uncompressed) tar stream into the existing, empty directory `dest`.
 
     ImageError names the layer and the member for every refusal; truncated or
-    corrupt streams are ImageErrors too.
+    corrupt streams are ImageErrors too. More than `max_bytes` of file data is
+    LayerTooLarge. On any error `dest` is left for the caller to remove.
     """
-    writer = LayerWriter(dest, layer, privileged)
+    writer = LayerWriter(dest, layer, privileged, max_bytes)
     member: str | None = None
     try:
         with tarfile.open(fileobj=stream, mode="r|", errorlevel=2) as tar:
             for info in tar:
                 member = info.name
                 entry = check_member(info, layer, writer.symlinks)
-                writer.write(entry, tar.extractfile(info) if entry.kind == "file" else None)
+                writer.write(entry, _content(tar, info, entry))
         member = None
         writer.finish()
     except (tarfile.TarError, EOFError) as e:

@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from pyrun.errors import ContainerStartError, InvalidState
@@ -97,8 +96,9 @@ def destroy(store: StateStore, cid: str) -> None:
     init, monitor = processes(store, cid)
     kill_now([r for r in (init, monitor) if r])
     from pyrun.linux.mounts import unmount_under
+    from pyrun.linux.tree import remove_tree
     unmount_under(cdir)
-    shutil.rmtree(cdir, ignore_errors=True)
+    remove_tree(cdir)  # iterative: the writable layer may be any depth; errors propagate (rm/gc retry)
 
 
 def state_of(store: StateStore, cid: str) -> dict:

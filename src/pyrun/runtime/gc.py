@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 
 from pyrun.config import Config
 from pyrun.errors import NotFound
@@ -43,9 +44,16 @@ def collect_crashed(cfg: Config) -> list[str]:
     store = StateStore(cfg.root)
     victims = crashed_pods(store)
     rt = PodRuntime(cfg)
+    done = []
     for pod_id in victims:
-        rt.destroy(pod_id)
-    return victims
+        try:
+            rt.destroy(pod_id)
+        except Exception as e:  # one pod that can't be removed must not block every other command
+            print(f"pyrun: warning: could not clean up crashed pod {pod_id} (pyrun gc retries): {e}",
+                  file=sys.stderr)
+            continue
+        done.append(pod_id)
+    return done
 
 
 def collect_all(cfg: Config) -> dict:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from pathlib import Path
 
 from pyrun.config import Config
@@ -304,15 +303,21 @@ class PodRuntime:
                 pod["state"] = POD_REMOVING
                 pod["remover"] = ProcessRef.of(os.getpid()).to_dict()  # gc finishes the job if we die
                 self.store.write_pod(pod)
+            failed: list[OSError] = []  # a layer that can't be removed stops only the final step
             for entry in pod.get("containers", []):
                 cg = self._container_cgroup(entry["id"])
-                ctr.destroy(self.store, entry["id"])
-                storage.remove_writable_layer(self.cfg, entry["id"])
+                try:
+                    ctr.destroy(self.store, entry["id"])
+                    storage.remove_writable_layer(self.cfg, entry["id"])
+                except OSError as e:
+                    failed.append(e)
                 resources.remove_cgroup(self.cfg, cg)
             self._kill_sandbox(pod_id)
             from pyrun.runtime import podnet
             podnet.detach(self.cfg, pod)
             resources.remove_cgroup(self.cfg, pod.get("cgroup"))
+            if failed:  # keep the record (state removing): `pod rm` or `gc` finishes the job later
+                raise failed[0]
             self._remove_pod_dir(pod_id)
         if pod.get("name"):
             self.store.release_name(pod.get("namespace", "default"), pod["name"], pod_id)
@@ -326,10 +331,15 @@ class PodRuntime:
             terminate([pause], 2.0)
 
     def _remove_pod_dir(self, pod_id: str) -> None:
+        """Everything but the record first, so a removal that fails half-way leaves a pod in `removing`
+        that `pod rm` or `gc` can finish; iterative, as emptyDir volumes may be any depth."""
+        from pyrun.linux.tree import remove_tree
         pod_dir = self.store.pod_dir(pod_id)
         if pod_dir.exists():
             unmount_under(pod_dir)
-            shutil.rmtree(pod_dir, ignore_errors=True)
+            for entry in sorted(os.listdir(pod_dir), key=lambda n: n in ("pod.json", "lock")):
+                remove_tree(pod_dir / entry)
+            remove_tree(pod_dir)
 
 
 def _uuid() -> str:

@@ -229,16 +229,18 @@ def apply_fs_group(volumes, sources: dict[str, str], fs_group: int | None) -> No
             continue
         explain.emit(explain.argv("chgrp", "-R", str(fs_group), sources[vol.name]) + " && "
                      + explain.argv("chmod", "-R", "g+rwX,g+s", sources[vol.name]))
-        for base, dirs, files in os.walk(sources[vol.name]):
-            for path in [base] + [os.path.join(base, f) for f in files]:
-                st = os.lstat(path)
-                if stat.S_ISLNK(st.st_mode):
-                    continue
-                os.chown(path, -1, fs_group)
-                extra_bits = stat.S_IRGRP | stat.S_IWGRP
-                if stat.S_ISDIR(st.st_mode):
-                    extra_bits |= stat.S_IXGRP | stat.S_ISGID
-                os.chmod(path, stat.S_IMODE(st.st_mode) | extra_bits)
+        from pyrun.linux.tree import apply_each
+
+        def give_group(dir_fd: int, name: str, st: os.stat_result) -> None:
+            if stat.S_ISLNK(st.st_mode):
+                return
+            os.chown(name, -1, fs_group, dir_fd=dir_fd, follow_symlinks=False)
+            extra_bits = stat.S_IRGRP | stat.S_IWGRP
+            if stat.S_ISDIR(st.st_mode):
+                extra_bits |= stat.S_IXGRP | stat.S_ISGID
+            os.chmod(name, stat.S_IMODE(st.st_mode) | extra_bits, dir_fd=dir_fd)
+
+        apply_each(sources[vol.name], give_group)  # iterative, fd-relative: no recursion, no symlink followed
 
 
 # --- init steps (in the container's init, see pyrun.runtime.init) --------------------------------

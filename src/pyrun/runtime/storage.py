@@ -21,12 +21,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
+
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pyrun.config import Config
 from pyrun.errors import ImageError, InvalidState, NotFound, UsageError
+from pyrun.linux import tree
 
 if TYPE_CHECKING:
     from pyrun.images.store import ImageStore
@@ -126,7 +127,7 @@ def migrate_legacy_images(cfg: Config, store: ImageStore) -> list[str]:
             moved.append(name)
         trash = cfg.root / f".tmp-legacy-images-{os.getpid()}"
         os.rename(old_root, trash)
-        shutil.rmtree(trash, ignore_errors=True)
+        tree.remove_tree(trash)
     return moved
 
 
@@ -163,9 +164,7 @@ def make_writable_layer(cfg: Config, cid: str) -> Path:
 def remove_writable_layer(cfg: Config, cid: str) -> None:
     """Remove a container's writable layer (idempotent). Its overlay must be gone: the mount
     lives in the container's own mount namespace, which dies with the container."""
-    layer = writable_layer(cfg, cid)
-    if layer.exists():
-        shutil.rmtree(layer, ignore_errors=True)
+    tree.remove_tree(writable_layer(cfg, cid))  # iterative: a container controls how deep it is
 
 
 def collect_writable_layers(cfg: Config, known_ids) -> list[str]:
