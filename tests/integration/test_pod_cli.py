@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import REPO
+import pytest
+from conftest import REPO, pod_manifest
 
 
 def test_explain_prints_the_primitives_as_shell_commands(pyrun, write_pod):
@@ -119,3 +121,29 @@ def test_twenty_parallel_creates_get_distinct_ips(pyrun, tmp_path):
     ips = (tmp_path / "ips").read_text().split()
     assert len(ips) == 20 and len(set(ips)) == 20 and all(ip.startswith("10.88.") for ip in ips), ips
     assert "veths 0" in p.stdout
+
+
+def _state_entries(root) -> dict[str, list[str]]:
+    return {sub: sorted(os.listdir(root / sub)) if (root / sub).is_dir() else [] for sub in ("pods", "containers", "names")}
+
+
+@pytest.mark.parametrize("kind", ["alias-bomb", "deep-json", "huge"])
+def test_hostile_manifest_exits_2_and_makes_nothing(pyrun, tmp_path, kind):
+    """Issue 15 item 4: an alias bomb hung `pod create` at 256 MB RSS; now it is refused at once, naming the file."""
+    from pyrun.spec.load import MAX_MANIFEST_BYTES
+    path = tmp_path / ("bomb.yaml" if kind == "alias-bomb" else "pod.json")
+    if kind == "alias-bomb":
+        lines = ["apiVersion: v1", "kind: Pod", "metadata: {name: bomb}", "x:", '  l0: &l0 ["lol"' + ', "lol"' * 8 + "]"]
+        lines += [f"  l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 9)]
+        lines += ["spec: {containers: [{name: c, image: pyrun/demo:latest, args: *l8}]}"]
+        path.write_text("\n".join(lines) + "\n")
+    elif kind == "deep-json":
+        path.write_text("[" * 100_000 + "]" * 100_000)
+    else:
+        path.write_text(json.dumps(pod_manifest("huge", [{"name": "c", "command": ["sleep", "1"]}]))
+                        + " " * MAX_MANIFEST_BYTES)
+    before = _state_entries(pyrun.root)
+    p = pyrun("pod", "create", str(path), check=False, timeout=30)  # the timeout only stops a hang
+    assert p.returncode == 2, p.stderr
+    assert str(path) in p.stderr and "Traceback" not in p.stderr
+    assert _state_entries(pyrun.root) == before

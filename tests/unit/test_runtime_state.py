@@ -24,6 +24,41 @@ def test_write_json_is_atomic_and_leaves_no_temp_files(tmp_path):
     assert os.listdir(tmp_path) == ["x.json"]
 
 
+def _record_fsyncs(monkeypatch) -> list[str]:
+    """Make os.fsync record what it syncs ("file" or "dir") and do nothing else."""
+    import stat
+    synced: list[str] = []
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"))
+    return synced
+
+
+def test_write_json_does_not_sync_by_default(tmp_path, monkeypatch):
+    synced = _record_fsyncs(monkeypatch)
+    write_json(tmp_path / "x.json", {"a": 1})
+    assert synced == []
+    assert read_json(tmp_path / "x.json") == {"a": 1}
+
+
+def test_write_json_at_a_commit_point_syncs_the_file_then_its_directory(tmp_path, monkeypatch):
+    synced = _record_fsyncs(monkeypatch)
+    write_json(tmp_path / "x.json", {"a": 1}, sync=True)
+    assert synced == ["file", "dir"]
+    assert os.listdir(tmp_path) == ["x.json"]
+
+
+def test_store_writes_pass_sync_through(store, monkeypatch):
+    synced = _record_fsyncs(monkeypatch)
+    pod_id, cid = new_id(), new_id()
+    store.pod_dir(pod_id).mkdir()
+    store.container_dir(cid).mkdir()
+    store.write_pod({"id": pod_id})
+    store.write_container({"id": cid})
+    assert synced == []
+    store.write_pod({"id": pod_id}, sync=True)
+    store.write_container({"id": cid}, sync=True)
+    assert synced == ["file", "dir", "file", "dir"]
+
+
 def test_name_reservation_is_exclusive(store):
     a, b = new_id(), new_id()
     store.reserve_name("default", "web", a)

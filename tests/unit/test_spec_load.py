@@ -163,3 +163,82 @@ def test_import_is_fast_and_light():
                 for _ in range(3)), key=lambda r: float(r[0]))
     assert best[1].strip() == "[]"
     assert float(best[0]) < 0.1  # generous for a loaded CI machine; typically ≈ 20 ms
+
+
+# --- bounded parsing: alias bombs, huge files, deep nesting (issue 15 item 4) ----------------------
+
+def alias_bomb(levels: int = 9, width: int = 9) -> str:
+    """The classic "billion laughs": each anchor is a list of `width` aliases of the one before."""
+    lines = ["apiVersion: v1", "kind: Pod", "metadata:", "  name: bomb", "x-bomb:",
+             "  l0: &l0 [" + ", ".join(['"lol"'] * width) + "]"]
+    lines += [f"  l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * width) + "]" for i in range(1, levels)]
+    lines += ["spec:", "  containers:", "  - name: c", "    image: pyrun/demo:latest", f"    args: *l{levels - 1}"]
+    return "\n".join(lines) + "\n"
+
+
+def run_bounded(path: Path, seconds: float = 20.0) -> subprocess.CompletedProcess:
+    """load_pod_file in a child with a hard timeout, so a regression fails instead of hanging pytest."""
+    code = ("import sys\nfrom pyrun.errors import SpecError\nfrom pyrun.spec import load_pod_file\n"
+            "try:\n    load_pod_file(sys.argv[1])\nexcept SpecError as e:\n    print(e)\n    sys.exit(2)\n")
+    return subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=seconds)
+
+
+def test_yaml_alias_bomb_is_refused(tmp_path):
+    path = write(tmp_path, "bomb.yaml", alias_bomb())
+    proc = run_bounded(path)
+    assert proc.returncode == 2, proc.stderr
+    assert str(path) in proc.stdout and "alias" in proc.stdout
+
+
+def test_yaml_alias_bomb_error_names_the_line(tmp_path):
+    err = load_error(write(tmp_path, "bomb.yaml", alias_bomb(levels=6)))
+    assert "alias" in str(err) and "line " in str(err)
+
+
+def test_yaml_merge_key_bomb_is_refused(tmp_path):
+    lines = ["apiVersion: v1", "kind: Pod", "metadata: {name: m}", "x:", "  m0: &m0 {" +
+             ", ".join(f"k{j}: v" for j in range(9)) + "}"]
+    lines += [f"  m{i}: &m{i} {{" + ", ".join(f"k{j}: *m{i - 1}" for j in range(9)) + "}" for i in range(1, 9)]
+    lines += ["spec: {containers: [{name: c, image: i, env: [{name: A, value: v}]}]}", "y: {<<: *m8}"]
+    proc = run_bounded(write(tmp_path, "merge.yaml", "\n".join(lines) + "\n"))
+    assert proc.returncode == 2 and "alias" in proc.stdout
+
+
+def test_modest_aliases_still_work(tmp_path):
+    text = ("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers:\n"
+            "  - name: a\n    image: i\n    env: &env [{name: A, value: '1'}, {name: B, value: '2'}]\n"
+            "  - name: b\n    image: i\n    env: *env\n")
+    pod = load_pod_file(write(tmp_path, "ok.yaml", text)).pod
+    assert [e.name for e in pod.containers[1].env] == ["A", "B"]
+
+
+@pytest.mark.parametrize("name", ["big.yaml", "big.json"])
+def test_huge_manifest_is_refused_by_size(tmp_path, name):
+    from pyrun.spec.load import MAX_MANIFEST_BYTES
+    path = tmp_path / name
+    with open(path, "w") as f:
+        f.write("# " if name.endswith(".yaml") else " ")
+        f.write("x" * (MAX_MANIFEST_BYTES + 1))
+    err = load_error(path)
+    assert str(path) in str(err) and "MiB" in str(err) and "larger than" in str(err)
+
+
+@pytest.mark.parametrize("name,open_,close", [("deep.json", "[", "]"), ("deep.yaml", "[", "]"),
+                                              ("deepmap.json", '{"a":', "}")])
+@pytest.mark.parametrize("depth", [200, 5000, 100_000])
+def test_deep_nesting_is_a_clear_error(tmp_path, name, open_, close, depth):
+    body = open_ * depth + "1" + close * depth
+    text = body if name.endswith(".json") else "apiVersion: v1\nkind: Pod\nx: " + body + "\n"
+    err = load_error(write(tmp_path, name, text))
+    assert "nested" in str(err) and "levels" in str(err)
+
+
+def test_deep_block_yaml_is_a_clear_error(tmp_path):
+    text = "".join(" " * i + f"k{i}:\n" for i in range(1000)) + " " * 1000 + "v: 1\n"
+    err = load_error(write(tmp_path, "deep.yaml", text))
+    assert "nested" in str(err)
+
+
+def test_realistic_nesting_is_fine(tmp_path):
+    text = YAML + "  affinity: {nodeAffinity: {x: {y: [{z: [{w: {v: [1]}}]}]}}}\n"
+    load_pod_file(write(tmp_path, "ok.yaml", text))  # may warn about affinity, must not fail on depth

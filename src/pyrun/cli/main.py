@@ -11,15 +11,24 @@ from pyrun.errors import PyrunError
 
 
 # Subcommands are imported only when used: `pod create` must not pay for the image store,
-# the cgroup stats code or grpc (every pyrun command is a fresh Python process).
+# the cgroup stats code or grpc (every pyrun command is a fresh Python process). `pyrun --help`
+# imports none of them: it lists the short help kept here (a unit test keeps it equal to the
+# commands' own docstrings).
 LAZY_COMMANDS = {
-    "pod": ("pyrun.cli.pod", "pod"),
-    "logs": ("pyrun.cli.pod", "logs"),
-    "exec": ("pyrun.cli.pod", "exec_cmd"),
-    "gc": ("pyrun.cli.pod", "gc_cmd"),
-    "image": ("pyrun.cli.image", "image"),
-    "stats": ("pyrun.cli.stats", "stats"),
-    "cri": ("pyrun.cli.cri", "cri"),
+    "pod": ("pyrun.cli.pod", "pod", "Create, list, inspect, stop and remove pods."),
+    "logs": ("pyrun.cli.pod", "logs",
+             "Print a container's output (stdout and stderr, from its CRI-format log file)."),
+    "exec": ("pyrun.cli.pod", "exec_cmd",
+             "Run COMMAND in a running container: pyrun exec POD CONTAINER -- CMD [ARGS...]."),
+    "gc": ("pyrun.cli.pod", "gc_cmd",
+           "Remove what crashed pyrun commands left behind (pods, containers, names, veths, rules, "
+           "addresses), and the pod bridge once no pod is left."),
+    "image": ("pyrun.cli.image", "image",
+              "Manage images: pull from registries, import OCI layouts and archives, list, inspect, remove, prune."),
+    "stats": ("pyrun.cli.stats", "stats",
+              "Show cpu, memory, pids and hugetlb usage of each pod and its containers (of every pod without POD)."),
+    "cri": ("pyrun.cli.cri", "cri",
+            "Serve the Kubernetes Container Runtime Interface (for crictl and the kubelet)."),
 }
 
 
@@ -30,9 +39,18 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in LAZY_COMMANDS:
             return None
-        module, attr = LAZY_COMMANDS[name]
+        module, attr, _ = LAZY_COMMANDS[name]
         import importlib
         return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of `--help` from LAZY_COMMANDS, without importing any subcommand."""
+        from click.utils import make_default_short_help
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = [(name, make_default_short_help(LAZY_COMMANDS[name][2], limit)) for name in names]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

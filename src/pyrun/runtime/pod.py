@@ -41,7 +41,7 @@ class PodRuntime:
         pod = self.create_sandbox(spec, loaded.warnings, ready=False)
         try:
             for c in spec.containers:
-                self.create_container(pod["id"], c)
+                self.create_container(pod["id"], c, commit=False)
             faults.check("containers")
             if start:
                 for entry in self.store.read_pod(pod["id"])["containers"]:
@@ -50,7 +50,7 @@ class PodRuntime:
                 pod = self.store.read_pod(pod["id"])
                 pod["state"] = POD_RUNNING
                 pod.pop("creator", None)
-                self.store.write_pod(pod)
+                self.store.write_pod(pod, sync=True)  # the commit point: the only fsync of a create
         except BaseException:
             self.destroy(pod["id"])
             raise
@@ -114,7 +114,7 @@ class PodRuntime:
             if ready:
                 pod["state"] = POD_RUNNING
                 pod.pop("creator", None)
-            self.store.write_pod(pod)
+            self.store.write_pod(pod, sync=ready)  # not ready: create() commits once the containers run
             undo.pop_all()
         return pod
 
@@ -124,10 +124,11 @@ class PodRuntime:
         return parse_pod(pod["spec"], source=f"pod {pod['name']}").pod
 
     def create_container(self, pod_id: str, c, *, log_path: str | None = None, extra_mounts: list[dict] = (),
-                         extra: dict | None = None, pod_spec=None) -> dict:
+                         extra: dict | None = None, pod_spec=None, commit: bool = True) -> dict:
         """Create one container in an existing sandbox: rootfs dirs, cgroup, monitor + init (state created).
 
         pod_spec: the PodSpec for env/fieldRef resolution; by default re-parsed from the stored manifest.
+        commit: fsync the container record at the end (False when the caller commits the whole pod).
         """
         from pyrun.errors import AlreadyExists
         images = storage.open_images(self.cfg)
@@ -143,14 +144,14 @@ class PodRuntime:
             self.store.write_pod(pod)
         try:
             return self._create_container(pod, pod_spec or self.pod_spec(pod), c, cid, image, images, log_path,
-                                          list(extra_mounts), extra or {})
+                                          list(extra_mounts), extra or {}, commit)
         except BaseException:
             self.remove_container(cid, force=True)
             self._forget_container(pod_id, cid)  # if it failed before its record was written
             raise
 
     def _create_container(self, pod: dict, spec, c, cid: str, image, images, log_path: str | None,
-                          extra_mounts: list[dict], extra: dict) -> dict:
+                          extra_mounts: list[dict], extra: dict, commit: bool) -> dict:
         from pyrun.runtime.security import container_security
         from pyrun.runtime.volumes import mount_list
         from pyrun.spec.process import resolve_process
@@ -170,7 +171,7 @@ class PodRuntime:
         self.store.write_container(rec)
         devices = resources.requested_devices(c)
         rec["cgroup"] = resources.create_container_cgroup(self.cfg, pod, c, cid, devices)
-        self.store.write_container(rec)
+        self.store.write_container(rec, sync=commit)  # the record is complete: its commit point
         namespaces = dict(pod["namespaces"])
         namespaces.setdefault("pid", None)
         sec = container_security(self.cfg, spec, c, pod)
@@ -257,7 +258,7 @@ class PodRuntime:
             podnet.detach(self.cfg, pod)  # a stopped pod holds no address, veth or hostPort (as containerd)
             check_transition(POD_TRANSITIONS, pod["state"], POD_STOPPED, f"pod {pod['name']}")
             pod["state"] = POD_STOPPED
-            self.store.write_pod(pod)
+            self.store.write_pod(pod, sync=True)
         return pod
 
     def _stop_containers(self, pod: dict, grace: float) -> None:
