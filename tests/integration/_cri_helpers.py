@@ -25,14 +25,18 @@ def cli_argv(root: Path, parent: str) -> list[str]:
 
 
 class CriServer:
-    def __init__(self, root: Path, parent: str, sock: Path, log: Path):
+    def __init__(self, root: Path, parent: str, sock: Path, log: Path, network: str = "none",
+                 wrapper: tuple[str, ...] = ()):
+        """network: the server's --network; wrapper: a command the server runs under (e.g. `unshare --net`,
+        a throwaway node network namespace for --network bridge)."""
         self.root, self.parent, self.sock, self.log = root, parent, sock, log
+        self.network, self.wrapper = network, wrapper
         self.proc: subprocess.Popen | None = None
 
     def start(self, env: dict | None = None) -> "CriServer":
-        argv = [sys.executable, "-m", "pyrun.cli.cri", "--root", str(self.root), "--network", "none",
-                "--cgroup-parent", self.parent, "cri", "serve", "--listen", f"unix://{self.sock}",
-                "--data-root", str(data_root_of(self.root))]
+        argv = [*self.wrapper, sys.executable, "-m", "pyrun.cli.cri", "--root", str(self.root),
+                "--network", self.network, "--cgroup-parent", self.parent, "cri", "serve",
+                "--listen", f"unix://{self.sock}", "--data-root", str(data_root_of(self.root))]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=log, env=dict(os.environ, **(env or {})))
         deadline = time.monotonic() + 20
@@ -120,7 +124,7 @@ def cgroup_dirs(parent: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def running_server(demo_layout: Path, prefix: str):
+def running_server(demo_layout: Path, prefix: str, **server):
     """A CRI server on a fresh state root (demo image imported) under a fresh cgroup parent.
 
     On exit: the server is stopped, and the test fails if it left mounts or cgroups, or
@@ -133,7 +137,7 @@ def running_server(demo_layout: Path, prefix: str):
     root, parent = tmp / "root", f"{prefix}-test-{secrets.token_hex(3)}"
     subprocess.run(cli_argv(root, parent) + ["image", "import", str(demo_layout), DEMO_IMAGE], check=True,
                    capture_output=True)
-    server = CriServer(root, parent, tmp / "cri.sock", tmp / "server.log").start()
+    server = CriServer(root, parent, tmp / "cri.sock", tmp / "server.log", **server).start()
     try:
         yield {"tmp": tmp, "root": root, "parent": parent, "server": server, "layout": demo_layout}
     finally:

@@ -369,3 +369,76 @@ def test_start_up_errors_name_what_they_tried(tmp_path):
     assert done.returncode == 10 and f"{tmp_path}/file" in done.stderr and "--listen" in done.stderr, done.stderr
     done = _serve_fails(tmp_path / "file" / "root", "--listen", f"unix://{tmp_path}/d.sock")
     assert done.returncode == 10 and f"{tmp_path}/file/root" in done.stderr and "--root" in done.stderr, done.stderr
+
+
+# --- honest status after a crash (issue 15, item 5) ----------------------------------------------
+
+def _cli_status(env, sid: str) -> dict:
+    ls = subprocess.run(cli_argv(env["root"], env["parent"]) + ["pod", "ls", "-o", "json"], capture_output=True,
+                        text=True, check=True)
+    return next(p for p in json.loads(ls.stdout) if p["id"] == sid)
+
+
+def _wait_gone(pid: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return
+        except OSError:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"process {pid} did not die")
+
+
+def test_killed_pause_is_not_ready_for_the_cri_and_the_cli_alike(env):
+    rt, _, pb, ch = env["server"].stubs("v1")
+    sid, cid = run_pod(rt, pb, "nopause", env["tmp"])
+    assert _cli_status(env, sid)["status"] == "Running"
+    pause = json.loads((env["root"] / "pods" / sid / "pod.json").read_text())["pause"]["pid"]
+    os.kill(pause, 9)
+    _wait_gone(pause)
+    assert rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=sid)).status.state == pb.SANDBOX_NOTREADY
+    listed = rt.ListPodSandbox(pb.ListPodSandboxRequest(filter=pb.PodSandboxFilter(id=sid))).items
+    assert [s.state for s in listed] == [pb.SANDBOX_NOTREADY]
+    assert _cli_status(env, sid)["status"] == "NotReady"
+    remove_pod(rt, pb, sid)
+    ch.close()
+
+
+def test_killed_monitor_is_unknown_then_exited_after_stop(env):
+    rt, _, pb, ch = env["server"].stubs("v1")
+    sid, cid = run_pod(rt, pb, "nomon", env["tmp"])
+    workload = rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid, verbose=True))
+    workload = json.loads(workload.info["info"])["status"]["pid"]
+    monitor = json.loads((env["root"] / "containers" / cid / "monitor.json").read_text())["pid"]
+    os.kill(monitor, 9)
+    _wait_gone(workload)  # the workload dies with its monitor
+    cs = rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status
+    assert (cs.state, cs.reason) == (pb.CONTAINER_UNKNOWN, "MonitorGone")
+    listed = rt.ListContainers(pb.ListContainersRequest(filter=pb.ContainerFilter(id=cid))).containers
+    assert [c.state for c in listed] == [pb.CONTAINER_UNKNOWN]
+    assert _cli_status(env, sid)["status"] == "MonitorGone"
+    rt.StopContainer(pb.StopContainerRequest(container_id=cid, timeout=1))
+    cs = rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status
+    assert (cs.state, cs.reason, cs.exit_code) == (pb.CONTAINER_EXITED, "MonitorGone", 255)
+    rt.RemoveContainer(pb.RemoveContainerRequest(container_id=cid))
+    remove_pod(rt, pb, sid)
+    ch.close()
+
+
+def test_stopped_sandbox_reports_no_ip(demo_layout):
+    """On the bridge, the server in a throwaway node network namespace (unshare --net)."""
+    with running_server(demo_layout, "pyrun-crinet", network="bridge", wrapper=("unshare", "--net")) as e:
+        rt, _, pb, ch = e["server"].stubs("v1")
+        cfg = sandbox_config(pb, "ipless", e["tmp"])
+        sid = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id
+        st = rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=sid)).status
+        assert st.state == pb.SANDBOX_READY and st.network.ip.startswith("10.88.")
+        rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sid))
+        st = rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=sid)).status
+        assert st.state == pb.SANDBOX_NOTREADY and st.network.ip == ""
+        assert _cli_status(e, sid)["ip"] is None
+        rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid))
+        ch.close()

@@ -47,26 +47,24 @@ def pod_create(ctx: click.Context, spec: str, strict: bool, output: str) -> None
 def pod_ls(ctx: click.Context, output: str) -> None:
     """List pods."""
     rt = _runtime(ctx)
-    pods = rt.list()
+    summaries = [_summary(rt, p) for p in rt.list()]
     if output == "json":
-        print_json([_summary(rt, p) for p in pods])
+        print_json(summaries)
         return
-    rows = []
-    for p in pods:
-        s = _summary(rt, p)
-        ready = sum(1 for c in s["containers"] if c["state"] == "running")
-        rows.append([p["name"], p["namespace"], p["id"][:12], p["state"], s.get("ip") or "-", p.get("qos", "-"),
-                     f"{ready}/{len(s['containers'])}", age(p["created_at"])])
-    click.echo(table(["NAME", "NAMESPACE", "ID", "STATE", "IP", "QOS", "READY", "AGE"], rows))
+    rows = [[s["name"], s["namespace"], s["id"][:12], s["status"], s["ip"] or "-", s.get("qos") or "-", s["ready"],
+             age(s["created_at"])] for s in summaries]
+    click.echo(table(["NAME", "NAMESPACE", "ID", "STATUS", "IP", "QOS", "READY", "AGE"], rows))
 
 
 def _summary(rt, p: dict) -> dict:
-    containers = [{"name": c["name"], "id": c["id"], "state": c["status"].get("state"),
-                   "exit_code": c["status"].get("exit_code"), "reason": c["status"].get("reason")}
-                  for c in rt.containers(p)]
+    """One pod as `pod ls` shows it: STATUS, READY and IP from pyrun.runtime.status (shared with the CRI)."""
+    containers, status = rt.observe(p)
     return {"id": p["id"], "name": p["name"], "namespace": p["namespace"], "state": p["state"],
-            "ip": (p.get("network") or {}).get("ip"), "qos": p.get("qos"), "created_at": p["created_at"],
-            "containers": containers}
+            "status": status.status, "ready": f"{status.ready}/{status.total}", "ip": status.ip,
+            "qos": p.get("qos"), "created_at": p["created_at"],
+            "containers": [{"name": c["name"], "id": c["id"], "state": c["status"].get("state"),
+                            "exit_code": c["status"].get("exit_code"), "reason": c["status"].get("reason")}
+                           for c in containers]}
 
 
 @pod.command("inspect")

@@ -32,6 +32,7 @@ from typing import Any, Mapping
 from cri_api.v1 import api_pb2 as pb
 
 from pyrun.errors import SpecError
+from pyrun.runtime.status import pod_status
 from pyrun.spec.model import ContainerSpec, DeviceSpec, EnvVar, PodSpec, PortSpec, Resources
 
 RUNTIME_HANDLERS = ("", "pyrun")
@@ -564,7 +565,8 @@ def _pod_cri(pod: Mapping) -> dict:
 
 
 def sandbox_state(pod: Mapping, pause_alive: bool) -> int:
-    return pb.SANDBOX_READY if pod.get("state") == "running" and pause_alive else pb.SANDBOX_NOTREADY
+    """READY exactly when `pod ls` would not say NotReady/Stopped/...: the shared pyrun.runtime.status."""
+    return pb.SANDBOX_READY if pod_status(pod, (), pause_alive).sandbox_ready else pb.SANDBOX_NOTREADY
 
 
 def pod_sandbox(pod: Mapping, pause_alive: bool) -> pb.PodSandbox:
@@ -577,7 +579,7 @@ def pod_sandbox(pod: Mapping, pause_alive: bool) -> pb.PodSandbox:
 
 def pod_sandbox_status(pod: Mapping, pause_alive: bool) -> pb.PodSandboxStatus:
     cri = _pod_cri(pod)
-    ip = (pod.get("network") or {}).get("ip") or ""
+    ip = pod_status(pod, (), pause_alive).ip or ""  # none once StopPodSandbox gave the address back
     ns = cri.get("namespace_options") or {}
     return pb.PodSandboxStatus(
         id=pod["id"], metadata=pb.PodSandboxMetadata(**cri["metadata"]), state=sandbox_state(pod, pause_alive),

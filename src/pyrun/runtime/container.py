@@ -14,8 +14,8 @@ from pyrun.errors import ContainerStartError, InvalidState
 from pyrun.runtime import faults, spawn, sync
 from pyrun.runtime.monitor import request
 from pyrun.linux.procs import ProcessRef, kill_now, terminate
-from pyrun.runtime.state import (CONTAINER_CREATED, CONTAINER_EXITED, StateStore, read_json_or, read_status,
-                                 write_json)
+from pyrun.runtime.state import (CONTAINER_CREATED, CONTAINER_EXITED, EXIT_FILE, StateStore, now_ns, read_json_or,
+                                 read_status, write_json)
 
 
 def init_config(*, cid: str, name: str, pod_id: str, cdir: Path, writable: Path, lower: list[str],
@@ -101,15 +101,32 @@ def destroy(store: StateStore, cid: str) -> None:
     remove_tree(cdir)  # iterative: the writable layer may be any depth; errors propagate (rm/gc retry)
 
 
+def record_lost_exit(store: StateStore, cid: str) -> bool:
+    """After a stop killed what was left of a container whose monitor had died, record the exit
+    the monitor could not (exit code unknown: 255, as containerd says; reason MonitorGone), so the
+    container reads exited from then on. Only with the monitor dead: exit.json has one writer at a time."""
+    from pyrun.runtime.status import MONITOR_GONE
+    cdir = store.container_dir(cid)
+    if not cdir.is_dir() or read_status(cdir).get("state") == CONTAINER_EXITED:
+        return False
+    _, monitor = processes(store, cid)
+    if monitor is not None and monitor.alive():
+        return False
+    write_json(cdir / EXIT_FILE, {
+        "state": CONTAINER_EXITED, "exit_code": 255, "reason": MONITOR_GONE, "finished_at": now_ns(),
+        "error": {"step": "monitor", "message": "the container's monitor died; its exit code is unknown"}})
+    return True
+
+
 def state_of(store: StateStore, cid: str) -> dict:
     """The container status, corrected when the monitor died without recording an exit."""
+    from pyrun.runtime.status import container_status
     rec = store.read_container(cid)
-    status = rec["status"]
-    if status.get("state") != CONTAINER_EXITED:
+    monitor_alive = True
+    if rec["status"].get("state") != CONTAINER_EXITED:
         _, monitor = processes(store, cid)
-        if monitor is None or not monitor.alive():
-            status = dict(status, state="unknown", reason="MonitorGone")
-    return dict(rec, status=status)
+        monitor_alive = monitor is not None and monitor.alive()
+    return dict(rec, status=container_status(rec["status"], monitor_alive))
 
 
 def require_created(rec: dict) -> None:

@@ -17,6 +17,8 @@ order, each reported by name if it fails:
   user ... chdir     pyrun.runtime.finalize: user, rlimits, seccomp, bounding set, setuid,
                     capabilities, no_new_privs, chdir (the same sequence `pyrun exec` runs)
   ... report `ready`, wait for `start` ...
+  parent death signal  PR_SET_PDEATHSIG SIGKILL: the workload dies with its monitor (and a monitor
+                    already dead stops the start)
   seccomp           (with no_new_privs) as late as possible: as few calls as possible run after it
   exec              execve(2) the workload (PATH from the container's env)
 
@@ -29,6 +31,7 @@ workload is never executed after a failed step.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 
 from pyrun import explain
@@ -59,6 +62,8 @@ def run(config: dict, sock: socket.socket) -> None:
         final = _set_up(config, step)
         sync.send(sock, "ready")
         sync.recv(sock, "start", peer="monitor")
+        step("parent death signal")
+        _die_with_monitor(sock)
         finalize.load_late_seccomp(final, step)
         step("exec")
         _exec(final, sock)
@@ -67,6 +72,23 @@ def run(config: dict, sock: socket.socket) -> None:
             sync.send_error(sock, step.name, _describe(e))
         finally:
             os._exit(1)
+
+
+def _die_with_monitor(sock: socket.socket) -> None:
+    """PR_SET_PDEATHSIG SIGKILL: the workload dies with its monitor instead of running on unwatched.
+
+    Set after the last credential change (setuid and raising capabilities clear it) and
+    before execve; the C monitor execs in place, so the parent stays the same process.
+    execve of a set-user-ID or file-capability binary clears it again: a stop still kills
+    through the cgroup. The monitor sends nothing after `start`, so a readable socket here
+    means it died before the signal was armed: give up rather than run unwatched.
+    """
+    import prctl  # loaded before pivot_root (pyrun.linux.caps.preload)
+    import select
+    explain.emit(explain.argv("setpriv", "--pdeathsig", "KILL"))
+    prctl.set_pdeathsig(signal.SIGKILL)
+    if select.select([sock], [], [], 0)[0]:
+        raise ChildProcessError("the container's monitor died before the workload started")
 
 
 def _describe(e: BaseException) -> str:

@@ -47,8 +47,10 @@ def inspect_pod(rt, pod: dict) -> dict:
     doc["pause"] = dict(pause.to_dict(), alive=pause.alive()) if pause else None
     doc["namespaces"] = _ns_ids(pod.get("namespaces"))
     doc["cgroup"] = resources.describe(rt.cfg, pod.get("cgroup"))
+    containers, status = rt.observe(pod)
+    doc["status"] = status.to_dict()  # the same STATUS, READY and IP as `pod ls` and the CRI
     doc["containers"] = []
-    for c in rt.containers(pod):
+    for c in containers:
         cdir = store.container_dir(c["id"])
         config = read_json_or(cdir / "config.json", {})
         status = c["status"]

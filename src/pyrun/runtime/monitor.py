@@ -34,6 +34,11 @@ it is still the workload's parent) and the fds cleared of O_CLOEXEC:
                                                   exit.json (merged over status.json)
                                                   unlink ctl.sock, exit
 
+If the monitor dies, its workload dies with it: the init arms PR_SET_PDEATHSIG (SIGKILL)
+right before execve (pyrun.runtime.init), and no new monitor adopts a workload whose exit
+status and output nobody could collect. The container then reads unknown (MonitorGone,
+pyrun.runtime.status); a stop kills what is left through its cgroup and records the exit.
+
 A container that is never started stays with the Python monitor. If the binary
 is missing, the exec fails, or PYRUN_C_MONITOR=0, the Python monitor goes on
 serving (the same protocol, the same log format) and records the exit itself.

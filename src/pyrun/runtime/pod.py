@@ -18,6 +18,7 @@ from pyrun.runtime import container as ctr
 from pyrun.runtime import faults, resources, sandbox, storage
 from pyrun.linux.mounts import unmount_under
 from pyrun.linux.procs import ProcessRef, kill_now, terminate, wait_pids_gone
+from pyrun.runtime.status import PodStatus, pod_status
 from pyrun.runtime.state import (CONTAINER_RUNNING, POD_CREATING,
                                  POD_REMOVING, POD_RUNNING, POD_STOPPED, POD_TRANSITIONS, StateStore,
                                  check_transition, new_id, now_ns)
@@ -197,7 +198,8 @@ class PodRuntime:
     def stop_container(self, cid: str, grace: float) -> None:
         rec = self.store.read_container(cid)
         ctr.stop(self.store, cid, grace)
-        resources.kill_cgroup(self.cfg, rec.get("cgroup"))
+        resources.kill_cgroup(self.cfg, rec.get("cgroup"))  # also what a dead monitor left (its workload's children)
+        ctr.record_lost_exit(self.store, cid)
 
     def remove_container(self, cid: str, force: bool = False) -> None:
         """Remove a container (kill it first with force) and drop it from its pod (idempotent)."""
@@ -239,6 +241,13 @@ class PodRuntime:
         names = ", ".join(e["name"] for e in pod.get("containers", []))
         raise NotFound(f"pod {pod['name']} has no container {name!r} (containers: {names})")
 
+    def observe(self, pod: dict) -> tuple[list[dict], PodStatus]:
+        """The pod's containers (with their reported status) and the pod's status: the liveness
+        facts are gathered here, the status itself is pyrun.runtime.status.pod_status (pure)."""
+        containers = self.containers(pod)
+        pause = ProcessRef.from_dict(pod.get("pause"))
+        return containers, pod_status(pod, containers, pause is not None and pause.alive())
+
     def list(self) -> list[dict]:
         from pyrun.runtime import gc
         gc.collect_crashed(self.cfg)
@@ -275,6 +284,7 @@ class PodRuntime:
             kill_now(monitors)
         for cid in ids:
             resources.kill_cgroup(self.cfg, self._container_cgroup(cid))
+            ctr.record_lost_exit(self.store, cid)
 
     def _container_cgroup(self, cid: str):
         with contextlib.suppress(NotFound):

@@ -9,7 +9,9 @@ Layout under the state root (Config.root):
   containers/<id>/container.json the container record (CLI/CRI)
   containers/<id>/status.json    written only by the Python monitor (pid, start time, state, ...)
   containers/<id>/exit.json      written only by the C monitor when the workload exits (state
-                                 exited, exit code, reason); its fields win over status.json
+                                 exited, exit code, reason); its fields win over status.json.
+                                 If the monitor died, the stop that killed what was left writes
+                                 it instead (reason MonitorGone): one writer at a time
 
 Each file has one writer, and every write is a temp file + rename(2), so a reader
 never sees half a record and a killed writer never leaves one. Writes are not fsync'ed,

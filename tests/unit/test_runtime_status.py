@@ -1,0 +1,87 @@
+"""The pod status function (pyrun.runtime.status) on plain records: kubectl's STATUS rules."""
+import pytest
+
+from pyrun.runtime.status import container_reason, container_status, pod_status
+
+
+def pod(state="running", ip="10.88.0.5"):
+    return {"id": "p" * 64, "state": state, "network": {"ip": ip} if ip else None}
+
+
+def ctr(state, reason=None, exit_code=None, **extra):
+    status = {"state": state, **extra}
+    if reason is not None:
+        status["reason"] = reason
+    if exit_code is not None:
+        status["exit_code"] = exit_code
+    return {"name": "c", "status": status}
+
+
+RUNNING = ctr("running")
+COMPLETED = ctr("exited", "Completed", 0)
+ERROR = ctr("exited", "Error", 2)
+OOM = ctr("exited", "OOMKilled", 137)
+
+
+@pytest.mark.parametrize("containers,want,ready", [
+    ([RUNNING], "Running", "1/1"),
+    ([RUNNING, RUNNING], "Running", "2/2"),
+    ([], "Running", "0/0"),                         # a CRI sandbox before its containers
+    ([COMPLETED], "Completed", "0/1"),
+    ([ERROR], "Error", "0/1"),
+    ([OOM], "OOMKilled", "0/1"),
+    ([COMPLETED, COMPLETED], "Completed", "0/2"),
+    ([ERROR, OOM], "Error", "0/2"),                 # the first container that is not running wins
+    ([OOM, ERROR], "OOMKilled", "0/2"),
+    ([COMPLETED, ERROR], "Completed", "0/2"),
+    ([RUNNING, ERROR], "Error", "1/2"),             # kubectl: Error even while another runs
+    ([COMPLETED, RUNNING], "NotReady", "1/2"),      # kubectl: Completed while one runs reads NotReady
+    ([RUNNING, ctr("created")], "Pending", "1/2"),
+    ([ctr("unknown", "MonitorGone")], "MonitorGone", "0/1"),
+    ([ctr("exited", None, 3)], "ExitCode:3", "0/1"),
+])
+def test_status_follows_kubectl(containers, want, ready):
+    s = pod_status(pod(), containers, pause_alive=True)
+    assert (s.status, f"{s.ready}/{s.total}", s.sandbox_ready) == (want, ready, True)
+
+
+def test_pause_gone_is_not_ready_whatever_the_containers_say():
+    for containers in ([RUNNING], [COMPLETED], []):
+        s = pod_status(pod(), containers, pause_alive=False)
+        assert s.status == "NotReady" and not s.sandbox_ready
+
+
+@pytest.mark.parametrize("state,want", [("creating", "Creating"), ("stopped", "Stopped"), ("removing", "Removing")])
+def test_pyruns_own_states_come_first(state, want):
+    s = pod_status(pod(state), [ERROR], pause_alive=False)
+    assert s.status == want and not s.sandbox_ready
+
+
+def test_ip_only_while_the_pod_holds_it():
+    assert pod_status(pod("running"), [], True).ip == "10.88.0.5"
+    assert pod_status(pod("running"), [], False).ip == "10.88.0.5"  # pause gone: still allocated until stop
+    assert pod_status(pod("stopped"), [], False).ip is None        # StopPodSandbox gave it back
+    assert pod_status(pod("removing"), [], False).ip is None
+    assert pod_status(pod("running", ip=None), [], True).ip is None
+    assert pod_status({"state": "running", "network": {"pending": True}}, [], True).ip is None
+
+
+def test_a_container_whose_monitor_died_is_unknown():
+    assert container_status({"state": "running", "pid": 7}, monitor_alive=False) == \
+        {"state": "unknown", "reason": "MonitorGone", "pid": 7}
+    assert container_status({"state": "created"}, monitor_alive=False)["state"] == "unknown"
+    assert container_status({"state": "running"}, monitor_alive=True) == {"state": "running"}
+    exited = {"state": "exited", "exit_code": 0, "reason": "Completed"}
+    assert container_status(exited, monitor_alive=False) == exited  # the exit was recorded: nothing unknown
+
+
+def test_container_reason():
+    assert container_reason({"state": "running"}) is None
+    assert container_reason({"state": "exited", "exit_code": 137, "signal": "SIGKILL"}) == "Signal:9"
+    assert container_reason({"state": "exited"}) == "ExitCode:0"
+    assert container_reason({"state": "unknown"}) == "Unknown"
+
+
+def test_to_dict():
+    assert pod_status(pod(), [RUNNING, ERROR], True).to_dict() == \
+        {"status": "Error", "sandbox_ready": True, "ready": "1/2", "ip": "10.88.0.5"}
