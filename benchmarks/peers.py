@@ -546,7 +546,7 @@ def render(res: dict) -> str:
              f"- date: {m['date']}; kernel {m['kernel']}, python {m['python']}, {m['cpus']} cpus, "
              f"{m['memory_gib']} GiB",
              f"- peers: {', '.join(v[0] for v in res.get('versions', {}).values() if v)}",
-             f"- load average (1/5/15 min): " + "; ".join(f"{k} {fmt_la(v)}" for k, v in la.items()),
+             "- load average (1/5/15 min): " + "; ".join(f"{k} {fmt_la(v)}" for k, v in la.items()),
              f"- CLI: {res['runs']} runs, alternating pyrun / runc / ctr (rotated each run); one pod or container "
              f"`sleep 3600` each; `pod ls` with {res['ls_pods']} pods; CRI: {res['pods']} pods, alternating pyrun / "
              f"containerd pod by pod, each pod RunPodSandbox … RemovePodSandbox with one ExecSync `true`",
