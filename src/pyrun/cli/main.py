@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: the only place PyrunErrors become messages and exit codes."""
     try:
         rv = cli.main(args=argv, prog_name="pyrun", standalone_mode=False)
+        sys.stdout.flush()  # here, so a reader that went away is handled below, not at interpreter exit
+    except BrokenPipeError:
+        _reader_gone()
     except click.exceptions.Abort:
         sys.stderr.write("Aborted.\n")
         sys.exit(130)
@@ -96,6 +99,14 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _reader_gone() -> None:
+    """stdout's reader went away (`pyrun pod inspect X | grep -q ...`): end quietly, as a
+    program killed by SIGPIPE would, instead of a traceback when Python flushes stdout at exit."""
+    import os
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(141)  # 128 + SIGPIPE
 
 
 if __name__ == "__main__":
