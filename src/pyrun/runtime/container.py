@@ -40,16 +40,9 @@ def make_dirs(cdir: Path) -> None:
 def spawn_monitor(cdir: Path, timeout: float = 180.0) -> ProcessRef:
     """Start the container's monitor; return the init process once it is set up (created)."""
     faults.check("spawn-monitor")
-    parent, child = sync.socketpair()
     job = spawn.Job("monitor", {"cdir": str(cdir)}, title=f"pyrun-monitor {cdir}", log=str(cdir / "monitor.log"),
                     detach=True)
-    try:
-        proc = spawn.spawn(job, sock=child)
-    except BaseException:
-        parent.close()
-        raise
-    finally:
-        child.close()
+    proc, parent = spawn.spawn_synced(job)
     try:
         proc.wait()
         msg = sync.recv(parent, "ready", timeout=timeout, peer="container monitor")

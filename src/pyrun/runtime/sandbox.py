@@ -50,17 +50,10 @@ def namespace_kinds(share_pid: bool, host_network: bool) -> list[str]:
 def launch(pod_dir: Path, hostname: str, share_pid: bool, host_network: bool,
            cgroup_procs: list[str] = (), timeout: float = 60.0) -> ProcessRef:
     """Start the pod's pause process in new namespaces (and in the pod's cgroups); return it once it runs."""
-    parent, child = sync.socketpair()
     job = spawn.Job("sandbox", {"pod_dir": str(pod_dir), "hostname": hostname, "share_pid": share_pid,
                                 "host_network": host_network, "cgroup_procs": list(cgroup_procs)},
                     title=f"pyrun-sandbox {pod_dir}", log=str(pod_dir / "sandbox.log"))
-    try:
-        proc = spawn.spawn(job, sock=child)
-    except BaseException:
-        parent.close()
-        raise
-    finally:
-        child.close()
+    proc, parent = spawn.spawn_synced(job)
     try:
         msg = sync.recv(parent, "ready", timeout=timeout, peer="sandbox launcher")
     except sync.StepFailed as e:

@@ -283,6 +283,19 @@ def spawn(job: Job, sock: socket.socket | None = None, stdio: tuple[int, int, in
     return fork_child(job, sock, stdio)
 
 
+def spawn_synced(job: Job) -> tuple[Child, socket.socket]:
+    """Spawn `job` holding one end of a new SEQPACKET socketpair; return the child and our end."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        child = spawn(job, sock=theirs)
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    return child, ours
+
+
 def communicate(child: Child, out_fd: int, err_fd: int, timeout: float | None,
                 sinks: tuple | None = None) -> tuple[bytes, bytes, int]:
     """Read a child's stdout and stderr pipes to their end and wait for it: (out, err, exit code).
