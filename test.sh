@@ -19,9 +19,10 @@ while [ $# -gt 0 ]; do
 done
 ./setup.sh --no-demo
 # Test-only Debian packages: a real registry, skopeo to push to it, umoci as the unpacking peer,
-# Go and spdystream for the SPDY streaming peer (tests/tools/spdyclient).
+# Go and spdystream for the SPDY streaming peer (tests/tools/spdyclient), strace to show the fast path
+# starts one Python per create and exec (tests/integration/test_fastpath.py).
 had_registry=$(dpkg-query -W -f='${Status}' docker-registry 2>/dev/null | grep -c "ok installed" || true)
-scripts/apt-ensure.sh docker-registry skopeo umoci golang-go golang-github-docker-spdystream-dev
+scripts/apt-ensure.sh docker-registry skopeo umoci golang-go golang-github-docker-spdystream-dev strace
 if [ "$had_registry" = 0 ] && [ -d /run/systemd/system ]; then
     # we installed it: the tests start their own registry on 127.0.0.1, the packaged service must not run
     systemctl disable --now docker-registry >/dev/null 2>&1 || true
