@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from pyrun.linux.tree import fsync_dir
 from pyrun.errors import ImageError, NotFound
 from pyrun.images.reference import validate_digest
 
@@ -193,7 +194,7 @@ class BlobStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         return written
 
     def _copy_verified(self, stream: BinaryIO, tmp: Path, digest: str, what: str, size: int | None,
@@ -248,14 +249,6 @@ class BlobStore:
             return 0
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def atomic_write(path: Path, data: bytes) -> None:
     """Write a file atomically: temp file in the same directory + fsync + rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -269,4 +262,4 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)

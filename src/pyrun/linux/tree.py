@@ -214,3 +214,12 @@ def apply_each(root: str | os.PathLike, fn: Callable[[int, str, os.stat_result],
             os.close(fd)
     for dir_fd, name, st in walk(root):
         fn(dir_fd, name, st)
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """fsync(2) a directory, making the renames and creations in it durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

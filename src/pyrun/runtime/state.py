@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from pyrun.linux.tree import fsync_dir
 from pyrun.errors import AlreadyExists, InvalidState, NotFound
 
 # Pod states and the transitions allowed between them.
@@ -92,15 +93,6 @@ def write_json(path: Path, data: Any, *, sync: bool = False) -> None:
     os.replace(tmp, path)
     if sync:
         fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    """fsync(2) a directory, making the renames in it durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_json(path: Path) -> Any:
