@@ -12,8 +12,6 @@ import signal
 import time
 from dataclasses import dataclass
 
-from pyrun.linux import syscalls as linux
-
 
 def start_time(pid: int, proc: str = "/proc") -> int | None:
     """The process start time in clock ticks since boot, or None if the pid is gone."""
@@ -65,6 +63,7 @@ class ProcessRef:
         """Send sig if this is still the same process; True if it was sent."""
         if start_time(self.pid) != self.start_time:
             return False
+        from pyrun.linux import syscalls as linux  # cffi: not for the commands that only read state
         linux.kill(self.pid, sig)
         return True
 
@@ -116,3 +115,19 @@ def terminate(refs: list[ProcessRef], grace: float) -> None:
 def kill_now(refs: list[ProcessRef]) -> None:
     live = [r for r in refs if r.signal(signal.SIGKILL)]
     wait_pids_gone(live, 5.0)
+
+
+def wait_reaped(ref: ProcessRef, timeout: float) -> bool:
+    """Wait until an exited process has also been reaped by its parent (its /proc entry is gone);
+    True if it was within timeout. There is no fd for this: after the pidfd wait for the exit,
+    a short poll, as a live parent reaps within a scheduling tick."""
+    if not wait_pids_gone([ref], timeout):
+        return False
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while start_time(ref.pid) == ref.start_time:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.01)
+    return True

@@ -15,8 +15,7 @@ from pathlib import Path
 from pyrun.config import Config
 from pyrun.errors import InvalidState, NotFound
 from pyrun.runtime import container as ctr
-from pyrun.runtime import faults, resources, sandbox, storage
-from pyrun.linux.mounts import unmount_under
+from pyrun.runtime import faults, resources, storage
 from pyrun.linux.procs import ProcessRef, kill_now, terminate, wait_pids_gone
 from pyrun.runtime.status import PodStatus, pod_status
 from pyrun.runtime.state import (CONTAINER_RUNNING, POD_CREATING,
@@ -62,6 +61,7 @@ class PodRuntime:
         """Reserve the name, then make the pod cgroup, the pause process with its pinned
         namespaces, the pod network, /etc files and volumes. Each step registers its undo."""
         from pyrun.spec.qos import qos_class
+        from pyrun.runtime import sandbox
         self.store.ensure()
         from pyrun.runtime import gc
         gc.collect_crashed(self.cfg)
@@ -344,6 +344,7 @@ class PodRuntime:
     def _remove_pod_dir(self, pod_id: str) -> None:
         """Everything but the record first, so a removal that fails half-way leaves a pod in `removing`
         that `pod rm` or `gc` can finish; iterative, as emptyDir volumes may be any depth."""
+        from pyrun.linux.mounts import unmount_under
         from pyrun.linux.tree import remove_tree
         pod_dir = self.store.pod_dir(pod_id)
         if pod_dir.exists():
