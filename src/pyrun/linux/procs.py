@@ -13,16 +13,21 @@ import time
 from dataclasses import dataclass
 
 
-def start_time(pid: int, proc: str = "/proc") -> int | None:
-    """The process start time in clock ticks since boot, or None if the pid is gone."""
+def _stat_fields(pid: int, proc: str = "/proc") -> list[bytes] | None:
+    """Fields 3... of /proc/<pid>/stat (state first), or None if the pid is gone."""
     try:
         with open(f"{proc}/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:  # ENOENT/ESRCH (and, mid-exit, others): gone
         return None
     # comm (field 2) may contain spaces and parentheses: split after the last ')'.
-    fields = data[data.rindex(b")") + 2:].split()
-    return int(fields[19])
+    return data[data.rindex(b")") + 2:].split()
+
+
+def start_time(pid: int, proc: str = "/proc") -> int | None:
+    """The process start time in clock ticks since boot, or None if the pid is gone."""
+    fields = _stat_fields(pid, proc)
+    return None if fields is None else int(fields[19])
 
 
 def is_zombie(pid: int) -> bool:
@@ -57,7 +62,9 @@ class ProcessRef:
         return {"pid": self.pid, "start_time": self.start_time}
 
     def alive(self) -> bool:
-        return start_time(self.pid) == self.start_time and not is_zombie(self.pid)
+        """The same process (start time) and not a zombie: one read of its stat file."""
+        fields = _stat_fields(self.pid)
+        return fields is not None and int(fields[19]) == self.start_time and fields[0] not in (b"Z", b"X")
 
     def signal(self, sig: int) -> bool:
         """Send sig if this is still the same process; True if it was sent."""

@@ -132,8 +132,8 @@ def state_of(store: StateStore, cid: str) -> dict:
     from pyrun.runtime.status import container_status
     rec = store.read_container(cid)
     monitor_alive = True
-    if rec["status"].get("state") != CONTAINER_EXITED:
-        _, monitor = processes(store, cid)
+    if rec["status"].get("state") != CONTAINER_EXITED:  # the status was read with the record: only the monitor's file
+        monitor = ProcessRef.from_dict(read_json_or(store.container_dir(cid) / "monitor.json", {}))
         monitor_alive = monitor is not None and monitor.alive()
     return dict(rec, status=container_status(rec["status"], monitor_alive))
 

@@ -20,10 +20,12 @@ from pyrun.linux.procs import ProcessRef
 from pyrun.runtime.state import POD_CREATING, POD_REMOVING, StateStore, read_json_or
 
 
-def crashed_pods(store: StateStore) -> list[str]:
+def crashed_pods(store: StateStore, records: list[dict] | None = None) -> list[str]:
+    """Pods whose creator or remover died mid-way. records: the pod records already read (pod ls)."""
+    known = {p["id"]: p for p in records or ()}
     out = []
     for pod_id in store.pod_ids():
-        pod = read_json_or(store.pod_dir(pod_id) / "pod.json", None)
+        pod = known.get(pod_id) or read_json_or(store.pod_dir(pod_id) / "pod.json", None)
         if pod is None:
             # no record yet: a creator died right after mkdir (or is just starting: give it a moment)
             with contextlib.suppress(FileNotFoundError):
@@ -39,10 +41,10 @@ def crashed_pods(store: StateStore) -> list[str]:
     return out
 
 
-def collect_crashed(cfg: Config) -> list[str]:
+def collect_crashed(cfg: Config, records: list[dict] | None = None) -> list[str]:
     from pyrun.runtime.pod import PodRuntime
     store = StateStore(cfg.root)
-    victims = crashed_pods(store)
+    victims = crashed_pods(store, records)
     rt = PodRuntime(cfg)
     done = []
     for pod_id in victims:

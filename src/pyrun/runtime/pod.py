@@ -250,8 +250,10 @@ class PodRuntime:
 
     def list(self) -> list[dict]:
         from pyrun.runtime import gc
-        gc.collect_crashed(self.cfg)
-        return self.store.pods()
+        pods = self.store.pods()
+        if gc.collect_crashed(self.cfg, pods):  # read once; again only if a crashed pod was removed
+            pods = self.store.pods()
+        return pods
 
     # --- stop and remove ------------------------------------------------------------------------
     def stop(self, ref: str, grace: float | None = None) -> dict:
