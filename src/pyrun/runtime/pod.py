@@ -92,7 +92,8 @@ class PodRuntime:
 
             undo.callback(self._kill_sandbox, pod_id)
             pause = sandbox.launch(pod_dir, spec.hostname, spec.share_process_namespace, spec.host_network,
-                                   cgroup_procs=resources.procs_files(self.cfg, pod.get("cgroup")))
+                                   cgroup_procs=resources.procs_files(self.cfg, pod.get("cgroup")),
+                                   meanwhile=_import_container_modules)
             pod["pause"] = pause.to_dict()
             pod["namespaces"] = {k: str(pod_dir / "ns" / k)
                                  for k in sandbox.namespace_kinds(spec.share_process_namespace, spec.host_network)}
@@ -354,6 +355,18 @@ class PodRuntime:
             for entry in sorted(os.listdir(pod_dir), key=lambda n: n in ("pod.json", "lock")):
                 remove_tree(pod_dir / entry)
             remove_tree(pod_dir)
+
+
+# What the rest of a create imports (the network and /etc files, volumes, a container's process, security
+# and monitor): imported while the sandbox launcher works, instead of after it.
+CREATE_MODULES = ("pyrun.runtime.podnet", "pyrun.netns.dns", "pyrun.runtime.volumes", "pyrun.spec.process",
+                  "pyrun.runtime.security", "pyrun.runtime.seccomp", "pyrun.runtime.monitor")
+
+
+def _import_container_modules() -> None:
+    import importlib
+    for name in CREATE_MODULES:
+        importlib.import_module(name)
 
 
 def _uuid() -> str:
