@@ -360,13 +360,15 @@ class PodRuntime:
 # What the rest of a create imports (the network and /etc files, volumes, a container's process, security
 # and monitor): imported while the sandbox launcher works, instead of after it.
 CREATE_MODULES = ("pyrun.runtime.podnet", "pyrun.netns.dns", "pyrun.runtime.volumes", "pyrun.spec.process",
-                  "pyrun.runtime.security", "pyrun.runtime.seccomp", "pyrun.runtime.monitor")
+                  "pyrun.runtime.security", "pyrun.runtime.seccomp", "pyrun.runtime.monitor", "pyrun.runtime.init")
 
 
 def _import_container_modules() -> None:
     import importlib
     for name in CREATE_MODULES:
         importlib.import_module(name)
+    from pyrun.runtime.spawn import preload_seccomp
+    preload_seccomp()
 
 
 def _uuid() -> str:
