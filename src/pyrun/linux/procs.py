@@ -32,12 +32,8 @@ def start_time(pid: int, proc: str = "/proc") -> int | None:
 
 def is_zombie(pid: int) -> bool:
     """True for a zombie or a process that is gone (a dying process's stat can fail with ESRCH)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return True
-    return data[data.rindex(b")") + 2:].split()[0] in (b"Z", b"X")
+    fields = _stat_fields(pid)
+    return fields is None or fields[0] in (b"Z", b"X")
 
 
 @dataclass(frozen=True)
