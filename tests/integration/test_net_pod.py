@@ -217,3 +217,43 @@ def test_explain_shows_ip_and_nft_commands(tmp_path: Path):
         return True
 
     assert run_in_node_netns(body)
+
+
+def test_two_state_roots_share_the_bridge_and_gc_only_their_own(tmp_path: Path):
+    """Issue 15 item 7: `pyrun --root A gc` deleted the veths, rules and bridge of root B's pods
+    (and two roots handed out the same address). Each root now touches only what it owns."""
+    def body():
+        from pyrun.netns.pod import attach_pod, detach_pod, gc_network
+        a_cfg, b_cfg = Config(root=tmp_path / "root-a"), Config(root=tmp_path / "root-b")
+        a_ns, b_ns = make_pod_netns(tmp_path, "a"), make_pod_netns(tmp_path, "b")
+        a = attach_pod(a_cfg, "pod-a", a_ns, ports=[{"containerPort": 80, "hostPort": 8083}])
+        b = attach_pod(b_cfg, "pod-b", b_ns, ports=[{"containerPort": 80, "hostPort": 8084}])
+        assert a.ip != b.ip, "two state roots handed out the same address"
+
+        def table() -> str:
+            return subprocess.run(["nft", "list", "table", "ip", "pyrun"], capture_output=True, text=True).stdout
+
+        # root B's gc while both pods live: root A's pod is not B's to judge
+        removed = gc_network(b_cfg, ["pod-b"])
+        assert removed["veths"] == [] and removed["rules"] == [] and removed["addresses"] == []
+        assert set(_links("veth")) == {a.host_ifname, b.host_ifname}
+        assert "8083" in table() and "8084" in table() and ping(a.ip) and ping(b.ip)
+
+        # root A crashed and lost its records: B's gc still leaves A's objects alone
+        removed = gc_network(b_cfg, ["pod-b"])
+        assert removed["veths"] == [] and removed["bridge"] == [] and ping(a.ip)
+
+        # root A's own gc cleans only A's pod; the bridge stays for B's pod
+        removed = gc_network(a_cfg, [])
+        assert removed["veths"] == [a.host_ifname] and removed["rules"] == ["pod-a"]
+        assert removed["addresses"] == ["pod-a"] and removed["bridge"] == []
+        assert _links("veth") == [b.host_ifname] and _links("bridge") == ["pyrun0"]
+        assert "8083" not in table() and "8084" in table() and ping(b.ip)
+
+        # once B's pod is gone, nothing is attached: the bridge and the table go too
+        detach_pod(b_cfg, "pod-b", b_ns)
+        gc_network(b_cfg, [])
+        assert _links("veth") == [] and _links("bridge") == [] and "pyrun" not in _nft_tables()
+        return True
+
+    assert run_in_node_netns(body)
