@@ -19,6 +19,7 @@ pytestmark = [
 ]
 
 from pyrun.config import Config  # noqa: E402
+from pyrun.netns.pod import node_records_dir  # noqa: E402
 
 from _net_helpers import (  # noqa: E402
     host_snapshot, in_netns, make_pod_netns, ping, run_in_node_netns, tcp_get, tcp_server,
@@ -80,8 +81,7 @@ def test_pods_talk_to_each_other_the_node_and_via_hostport(tmp_path: Path):
         detach_pod(cfg, "pod-b", b_ns)  # idempotent
         assert _links("veth") == []
         assert "pyrun" not in _nft_tables()
-        state = json.loads((cfg.network_dir / "ipam.json").read_text())
-        assert state["allocations"] == {}
+        assert _links("bridge") == [] and not node_records_dir(cfg).exists()  # nothing attached: all gone
         return True
 
     assert run_in_node_netns(body)
@@ -136,7 +136,7 @@ def test_attach_failures_leave_nothing_behind(tmp_path: Path):
         assert len(_links("veth")) == 1
         eth = subprocess.run(["nsenter", f"--net={second}", "ip", "-o", "link"], capture_output=True, text=True)
         assert "eth0" not in eth.stdout
-        allocations = json.loads((cfg.network_dir / "ipam.json").read_text())["allocations"]
+        allocations = json.loads((node_records_dir(cfg) / "ipam.json").read_text())["allocations"]
         assert list(allocations) == ["pod-1"]
         detach_pod(cfg, "pod-1", first)
         assert _links("veth") == [] and "pyrun" not in _nft_tables()
@@ -185,7 +185,8 @@ def test_parallel_attach_from_several_processes(tmp_path: Path):
             pids.append(pid)
         statuses = [os.waitpid(pid, 0)[1] for pid in pids]
         assert statuses == [0, 0, 0, 0]
-        ips = json.loads((cfg.network_dir / "ipam.json").read_text())["allocations"]
+        records = json.loads((node_records_dir(cfg) / "ipam.json").read_text())["allocations"]
+        ips = {pod: record["ip"] for pod, record in records.items()}
         assert len(set(ips.values())) == 4
         for i, path in enumerate(paths):
             assert ping(ips[f"pod-{i}"], paths[(i + 1) % 4])
