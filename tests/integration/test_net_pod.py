@@ -19,6 +19,7 @@ pytestmark = [
 ]
 
 from pyrun.config import Config  # noqa: E402
+from pyrun.netns.owner import owner_tag  # noqa: E402
 from pyrun.netns.pod import node_records_dir  # noqa: E402
 
 from _net_helpers import (  # noqa: E402
@@ -214,6 +215,10 @@ def test_explain_shows_ip_and_nft_commands(tmp_path: Path):
         assert f"nsenter --net={ns} ip addr add {att.ip}/16 dev eth0" in text
         assert "ip route add default via 10.88.0.1 dev eth0" in text
         assert "tcp dport 8080 dnat to" in text
+        tag = owner_tag(cfg.root)
+        assert f"ip link set dev {att.host_ifname} alias 'pyrun owner={tag} pod=pod-e'" in text
+        assert f'comment "pod pod-e owner {tag}"' in text
+        assert "ip link del pyrun0" in text  # the last pod gone: the bridge goes too
         assert f"ip link del {att.host_ifname}" in text
         return True
 
