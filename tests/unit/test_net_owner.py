@@ -132,3 +132,30 @@ def test_a_waiter_on_a_removed_records_directory_starts_over(tmp_path: Path):
         node.remove()
     t.join(10)
     assert seen == [True] and not (tmp_path / "base").exists()
+
+
+def test_records_an_older_pyrun_kept_per_root_are_adopted_by_that_root(tmp_path: Path):
+    from pyrun.netns.nodestate import NodeState
+    from pyrun.netns.pod import _adopt_legacy_records
+
+    class Config:
+        root = tmp_path / "root"
+        network_dir = tmp_path / "root" / "network"
+
+    Config.network_dir.mkdir(parents=True)
+    (Config.network_dir / "ipam.json").write_text(json.dumps(
+        {"cidr": "10.88.0.0/16", "allocations": {"old": "10.88.0.5", "clash": "10.88.0.9"}}))
+    (Config.network_dir / "hostports.json").write_text(json.dumps(
+        {"old": {"ip": "10.88.0.5", "ports": [{"hostPort": 8080, "containerPort": 80}]}}))
+    node = NodeState(tmp_path / "node")
+    node.dir.mkdir()
+    AddressPool(node.dir, "10.88.0.0/16").allocate("theirs", "bbbbbbbbbbbb")  # 10.88.0.2
+    (node.dir / "ipam.json").write_text((node.dir / "ipam.json").read_text().replace("10.88.0.2", "10.88.0.9"))
+    me = Owner.of(Config)
+    _adopt_legacy_records(Config, node, NetworkSettings(), me)
+    records = AddressPool(node.dir, "10.88.0.0/16").records()
+    assert records["old"].ip == "10.88.0.5" and records["old"].owner == me.tag
+    assert "clash" not in records and records["theirs"].ip == "10.88.0.9"  # what the node records say wins
+    ports = json.loads((node.dir / "hostports.json").read_text())
+    assert ports["old"]["owner"] == me.tag and ports["old"]["ports"][0]["hostPort"] == 8080
+    assert not (Config.network_dir / "ipam.json").exists() and not (Config.network_dir / "hostports.json").exists()

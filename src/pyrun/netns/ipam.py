@@ -155,6 +155,16 @@ class AddressPool:
                 del state.allocations[p]
         return dead
 
+    def adopt(self, records: dict[str, Allocation], owner: str, root: str) -> list[str]:
+        """Take over records kept elsewhere (an older pyrun's per-root file) as `owner`'s; a pod or
+        an address already recorded here wins. Returns the pod ids adopted."""
+        with self._transaction() as state:
+            used = {a.ip for a in state.allocations.values()}
+            taken = [p for p, a in records.items() if p not in state.allocations and a.ip not in used]
+            for p in taken:
+                state.allocations[p] = Allocation(records[p].ip, owner, root)
+        return taken
+
     def lookup(self, pod_id: str) -> IPv4 | None:
         return self.allocations().get(pod_id)
 

@@ -10,6 +10,7 @@ left the table is deleted. A state root removes and reclaims only its own pods' 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -82,6 +83,16 @@ def reclaim(network_dir: Path, settings: NetworkSettings, live_pod_ids: Iterable
     with _state(network_dir, write=False) as pods:
         dead = [p for p, v in pods.items() if p not in live and (owner is None or v.owner == owner)]
     return remove_pods(network_dir, settings, dead, owner)
+
+
+def adopt(legacy_dir: Path, network_dir: Path, owner: str) -> list[str]:
+    """Take over the pods an older pyrun recorded in a per-root hostports.json, as `owner`'s
+    (the kernel already has their rules; the next change renders them with the rest)."""
+    with _state(legacy_dir, write=False) as old, _state(network_dir) as pods:
+        taken = [p for p in old if p not in pods]
+        for p in taken:
+            pods[p] = dataclasses.replace(old[p], owner=owner)
+    return taken
 
 
 def drop_table() -> None:

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Mapping
 
 from pyrun.errors import NetworkError
 from pyrun.netns import bridge as _bridge
-from pyrun.netns import nat, netlink, nodestate
+from pyrun.netns import ipam, nat, netlink, nodestate
 from pyrun.netns.ipam import AddressPool
 from pyrun.netns.nodestate import NodeState
 from pyrun.netns.owner import Owner, host_ifname, parse_veth_alias, veths_to_collect
@@ -79,6 +79,7 @@ def attach_pod(config: Any, pod_id: str, netns_path: str, *,
             br = _bridge.ensure_bridge(ipr, s.bridge, s.gateway_cidr, s.mtu)
             if br.created:
                 node.drop_records()  # they describe a former bridge (of a namespace now gone)
+            _adopt_legacy_records(config, node, s, owner)
             ip = pool.allocate(pod_id, owner.tag, owner.root)
             undo.callback(pool.release, pod_id, owner.tag)
             _delete_own_veth(ipr, veth, owner)  # a leftover of an earlier failed attempt for this pod
@@ -94,6 +95,22 @@ def attach_pod(config: Any, pod_id: str, netns_path: str, *,
         undo.pop_all()
     return Attachment(ip=str(ip), prefix_len=s.network.prefixlen, gateway=str(s.gateway), mac=mac,
                       host_ifname=veth, bridge=s.bridge)
+
+
+def _adopt_legacy_records(config: Any, node: NodeState, s: NetworkSettings, owner: Owner) -> None:
+    """An older pyrun kept addresses and hostPorts per state root (<root>/network): move them into
+    the node's records as this root's, so pods from before an upgrade keep their address to
+    themselves. Called with the node lock held."""
+    legacy = Path(config.network_dir)
+    if legacy.resolve() == node.dir.resolve():
+        return
+    ipam_file, ports_file = legacy / ipam.STATE_FILE, legacy / nat.STATE_FILE
+    if ipam_file.exists():
+        AddressPool(node.dir, s.cidr).adopt(AddressPool(legacy, s.cidr).records(), owner.tag, owner.root)
+        ipam_file.unlink()
+    if ports_file.exists():
+        nat.adopt(legacy, node.dir, owner.tag)
+        ports_file.unlink()
 
 
 def _configure_pod_side(netns_path: str, ip: str, s: NetworkSettings) -> str:
@@ -153,6 +170,7 @@ def detach_pod(config: Any, pod_id: str, netns_path: str | None = None, *,
     s = _settings(config, settings)
     owner = Owner.of(config)
     with nodestate.locked(s) as node:
+        _adopt_legacy_records(config, node, s, owner)
         nat.remove_pods(node.dir, s, [pod_id], owner.tag)
         with netlink.node() as ipr:
             with contextlib.suppress(NetworkError):  # another root's veth of that name: not ours
@@ -172,6 +190,7 @@ def gc_network(config: Any, live_pod_ids: Iterable[str], *,
     live = set(live_pod_ids)
     removed_veths: list[str] = []
     with nodestate.locked(s) as node:
+        _adopt_legacy_records(config, node, s, owner)
         pool = AddressPool(node.dir, s.cidr)
         with netlink.node() as ipr:
             br = netlink.link(ipr, s.bridge)
