@@ -38,7 +38,8 @@ def test_veth_alias_round_trip_and_foreign_aliases():
     alias = o.veth_alias("pod-1")
     assert alias == "pyrun owner=0123456789ab pod=pod-1" and len(alias) < 256  # IFALIASZ
     assert parse_veth_alias(alias) == ("0123456789ab", "pod-1")
-    for foreign in (None, "", "uplink to rack 3", "pyrun owner=x", "pyrun pod=y"):
+    assert parse_veth_alias(o.veth_alias("odd id")) == ("0123456789ab", "odd id")  # the pod id is the rest
+    for foreign in (None, "", "uplink to rack 3", "pyrun owner=x", "pyrun pod=y", "pyrun owner= pod=y"):
         assert parse_veth_alias(foreign) is None
     assert o.owns("0123456789ab") and o.owns(None) and not o.owns("ffffffffffff")
 

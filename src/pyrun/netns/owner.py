@@ -53,12 +53,12 @@ class Owner:
 
 def parse_veth_alias(alias: str | None) -> tuple[str, str] | None:
     """(owner tag, pod id) from a veth's ifalias, or None if pyrun did not write it."""
-    if not alias or not alias.startswith(ALIAS_PREFIX):
+    if not alias or not alias.startswith(ALIAS_PREFIX + "owner="):
         return None
-    fields = dict(word.split("=", 1) for word in alias[len(ALIAS_PREFIX):].split(" ") if "=" in word)
-    if "owner" not in fields or "pod" not in fields:
+    owner, sep, pod_id = alias[len(ALIAS_PREFIX + "owner="):].partition(" pod=")
+    if not sep or not owner or not pod_id or " " in owner:
         return None
-    return fields["owner"], fields["pod"]
+    return owner, pod_id
 
 
 def veths_to_collect(ports: Mapping[str, str | None], owner: Owner, live: Iterable[str],
