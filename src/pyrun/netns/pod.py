@@ -73,7 +73,7 @@ def attach_pod(config: Any, pod_id: str, netns_path: str, *,
     veth = host_ifname(pod_id)
     Path(config.network_dir).mkdir(parents=True, exist_ok=True)  # marks the root as networked (see gc)
     with nodestate.locked(s) as node, contextlib.ExitStack() as undo:
-        undo.callback(_remove_bridge_if_unused, node, s)  # runs last: a bridge this failure left empty
+        undo.callback(_undo_bridge, node, s)  # runs last: a bridge this failure left empty
         pool = AddressPool(node.dir, s.cidr)
         with netlink.node() as ipr:
             br = _bridge.ensure_bridge(ipr, s.bridge, s.gateway_cidr, s.mtu)
@@ -160,6 +160,13 @@ def _remove_bridge_if_unused(node: NodeState, s: NetworkSettings) -> list[str]:
     nat.drop_table()
     node.remove()
     return removed
+
+
+def _undo_bridge(node: NodeState, s: NetworkSettings) -> None:
+    """_remove_bridge_if_unused on the way out of a failed attach: the attach's own error is the
+    one to report (a bridge left empty goes with the next pod rm or gc)."""
+    with contextlib.suppress(NetworkError):
+        _remove_bridge_if_unused(node, s)
 
 
 def detach_pod(config: Any, pod_id: str, netns_path: str | None = None, *,
