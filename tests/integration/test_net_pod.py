@@ -168,10 +168,12 @@ def test_gc_removes_what_dead_pods_left(tmp_path: Path):
 
 
 def test_parallel_attach_from_several_processes(tmp_path: Path):
-    """Four processes attach at once: one creates the bridge, the others meet EEXIST; all distinct."""
+    """Four processes of two state roots attach at once: one creates the bridge, the others wait
+    for the node lock; all addresses distinct, each record names its root."""
     def body():
         from pyrun.netns.pod import attach_pod, detach_pod
-        cfg = Config(root=tmp_path / "root")
+        cfgs = [Config(root=tmp_path / "root"), Config(root=tmp_path / "other-root")]
+        cfg = cfgs[0]
         paths = [make_pod_netns(tmp_path, f"p{i}") for i in range(4)]
         pids = []
         for i, path in enumerate(paths):
@@ -179,7 +181,7 @@ def test_parallel_attach_from_several_processes(tmp_path: Path):
             if pid == 0:
                 code = 1
                 try:
-                    attach_pod(cfg, f"pod-{i}", path)
+                    attach_pod(cfgs[i % 2], f"pod-{i}", path)
                     code = 0
                 finally:
                     os._exit(code)
@@ -189,11 +191,15 @@ def test_parallel_attach_from_several_processes(tmp_path: Path):
         records = json.loads((node_records_dir(cfg) / "ipam.json").read_text())["allocations"]
         ips = {pod: record["ip"] for pod, record in records.items()}
         assert len(set(ips.values())) == 4
+        assert {p: r["owner"] for p, r in records.items()} == {f"pod-{i}": owner_tag(cfgs[i % 2].root) for i in range(4)}
         for i, path in enumerate(paths):
             assert ping(ips[f"pod-{i}"], paths[(i + 1) % 4])
         for i, path in enumerate(paths):
-            detach_pod(cfg, f"pod-{i}", path)
-        assert _links("veth") == []
+            detach_pod(cfgs[(i + 1) % 2], f"pod-{i}", path)  # the wrong root: nothing happens
+        assert len(_links("veth")) == 4
+        for i, path in enumerate(paths):
+            detach_pod(cfgs[i % 2], f"pod-{i}", path)
+        assert _links("veth") == [] and _links("bridge") == []
         return True
 
     assert run_in_node_netns(body)
