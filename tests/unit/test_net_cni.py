@@ -127,6 +127,7 @@ def test_the_pod_ip_is_the_first_ipv4_on_a_sandbox_interface():
     assert protocol.pod_ip(RESULT) == ("10.22.0.5", 16)
     assert protocol.pod_ip({"ips": [{"address": "fd00::5/64"}]}) == ("fd00::5", 64)
     assert protocol.pod_ip({}) is None
+    assert protocol.pod_ip({"ips": [{"address": "127.0.0.1/8"}, {"address": "::1/128"}]}) is None
     assert protocol.summary(RESULT) == {"ip": "10.22.0.5", "prefix_len": 16, "gateway": "10.22.0.1", "mac": "cc",
                                         "interfaces": ["cni0", "veth1", "eth0"]}
 
@@ -222,9 +223,32 @@ def test_a_failing_add_is_rolled_back_and_names_the_plugin(tmp_path, fake):
            {"type": "three"}])
     with pytest.raises(NetworkError, match=r"CNI plugin two failed on ADD: no luck: x=1 \(code 7\)"):
         chain.add(tmp_path / "root", settings, POD, "/run/ns")
-    assert [(c["type"], c["cmd"]) for c in calls()] == [("one", "ADD"), ("two", "ADD"), ("three", "DEL"),
-                                                       ("two", "DEL"), ("one", "DEL")]
+    calls_made = calls()
+    assert [(c["type"], c["cmd"]) for c in calls_made] == [("one", "ADD"), ("two", "ADD"), ("two", "DEL"),
+                                                           ("one", "DEL")]  # three never ran ADD
+    assert calls_made[2]["conf"]["prevResult"]["interfaces"] == [{"name": "one", "sandbox": "/run/ns"}]
     assert cache.all_entries(tmp_path / "root") == []
+
+
+def test_a_plugin_that_cannot_read_its_config_made_nothing_to_delete(tmp_path, fake):
+    settings, write, calls = fake
+    bad = {"code": 7, "msg": "invalid CIDR"}
+    write([{"type": "one"}, {"type": "two", "fail": {"ADD": bad, "DEL": bad}}])
+    with pytest.raises(NetworkError) as e:
+        chain.add(tmp_path / "root", settings, POD, "/run/ns")
+    assert str(e.value) == "CNI plugin two failed on ADD: invalid CIDR (code 7)"
+    assert cache.all_entries(tmp_path / "root") == []
+
+
+def test_a_failed_rollback_keeps_the_entry_and_says_so(tmp_path, fake):
+    settings, write, calls = fake
+    write([{"type": "one", "fail": {"DEL": {"code": 999, "msg": "stuck"}}},
+           {"type": "two", "fail": {"ADD": {"code": 5, "msg": "nope"}}}])
+    with pytest.raises(NetworkError) as e:
+        chain.add(tmp_path / "root", settings, POD, "/run/ns")
+    assert str(e.value) == ("CNI plugin two failed on ADD: nope (code 5); the rollback failed too (pyrun gc "
+                            "retries): CNI plugin one failed on DEL: stuck (code 999)")
+    assert len(cache.all_entries(tmp_path / "root")) == 1
 
 
 def test_a_missing_plugin_fails_before_anything_runs(tmp_path, fake):

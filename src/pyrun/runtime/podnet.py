@@ -63,11 +63,26 @@ def detach(cfg, pod: dict) -> None:
     if not pod.get("network"):
         return
     if pod["network"].get("mode") == "cni":
-        from pyrun.netns.cni import chain
-        chain.delete(cfg.root, chain.CniSettings.from_config(cfg), pod["id"])
+        _detach_cni(cfg, pod)
         return
     from pyrun.netns.pod import detach_pod
     detach_pod(cfg, pod["id"], (pod.get("namespaces") or {}).get("net"))
+
+
+def _detach_cni(cfg, pod: dict) -> None:
+    """CNI DEL from the cache. For a pod whose ADD never finished (a failed create being undone,
+    a crashed one collected) a failing DEL is a warning: the error to report is the create's,
+    and the cache entry stays for `pyrun gc` to retry."""
+    import sys
+
+    from pyrun.errors import NetworkError
+    from pyrun.netns.cni import chain
+    try:
+        chain.delete(cfg.root, chain.CniSettings.from_config(cfg), pod["id"])
+    except NetworkError as e:
+        if not pod["network"].get("pending"):
+            raise
+        print(f"pyrun: warning: {e} (pyrun gc retries)", file=sys.stderr)
 
 
 def check(cfg, pod: dict) -> list[str]:

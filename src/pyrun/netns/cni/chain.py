@@ -64,37 +64,63 @@ def add(root: Path, settings: CniSettings, pod: PodRef, netns: str, ports: Itera
                        capability_args=caps)
     path = cache.write(root, entry)  # before ADD: what gc needs if we die in the middle
     prev: dict | None = None
-    try:
-        for plugin in net.plugins:
+    for i, plugin in enumerate(net.plugins):
+        try:
             prev = _call(entry, plugin, "ADD", prev, settings.timeout, settings.env)
+        except BaseException as e:
+            _roll_back(path, settings, i, e)
+            raise
         entry.result = prev
-        cache.write(root, entry)
-    except BaseException:
-        with contextlib.suppress(NetworkError):
-            delete_entry(path, settings)
-        raise
+        cache.write(root, entry)  # each step's result: a DEL after a crash gets what was made so far
     return prev or {}
 
 
-def delete_entry(path: Path, settings: CniSettings) -> bool:
-    """DEL of one cache entry, plugins in reverse order; the entry goes once all succeeded.
-    Every plugin is tried; the first error is raised after. False if there was no entry."""
+def _roll_back(path: Path, settings: CniSettings, failed: int, error: BaseException) -> None:
+    """DEL, in reverse, of the plugins that ran ADD (up to the one that failed). A DEL failing with
+    the very error its ADD failed with (a plugin that cannot read its config made nothing) counts
+    as done; any other DEL failure keeps the cache entry for `pyrun gc` and is added to the error."""
+    try:
+        delete_entry(path, settings, upto=failed + 1, same_error_ok=_reason(error))
+    except NetworkError as e:
+        if isinstance(error, NetworkError):
+            error.args = (f"{error.args[0]}; the rollback failed too (pyrun gc retries): {e}",)
+
+
+def _reason(error: BaseException) -> str | None:
+    """The plugin's own message in a NetworkError ("CNI plugin X failed on ADD: <reason>")."""
+    text = str(error)
+    return text.split(" failed on ADD: ", 1)[1] if " failed on ADD: " in text else None
+
+
+def delete_entry(path: Path, settings: CniSettings, upto: int | None = None,
+                 same_error_ok: str | None = None) -> bool:
+    """DEL of one cache entry, plugins in reverse order (only the first `upto` of them, for a
+    rollback); the entry goes once all succeeded. Every plugin is tried; the first error is
+    raised after. False if there was no entry."""
     entry = cache.read(path)
     if entry is None:
         return False
     if entry.netns and not _is_netns(entry.netns):
         entry.netns = ""  # the pod's namespace is gone: plugins then only release what is outside it
     first: NetworkError | None = None
-    for plugin in reversed(entry.config.get("plugins") or []):
+    plugins = list(entry.config.get("plugins") or [])[:upto]
+    for plugin in reversed(plugins):
         try:
             _call(entry, plugin, "DEL", entry.result, settings.timeout, settings.env)
         except NetworkError as e:
+            if same_error_ok is not None and plugin is plugins[-1] and _reason_of_del(e) == same_error_ok:
+                continue
             first = first or e
     if first:
         raise first
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     return True
+
+
+def _reason_of_del(error: NetworkError) -> str | None:
+    text = str(error)
+    return text.split(" failed on DEL: ", 1)[1] if " failed on DEL: " in text else None
 
 
 def delete(root: Path, settings: CniSettings, container_id: str) -> list[str]:

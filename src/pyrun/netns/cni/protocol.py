@@ -113,11 +113,13 @@ def error_message(doc: Any, stdout_text: str, stderr: bytes) -> str:
 
 def pod_ip(result: Mapping[str, Any] | None) -> tuple[str, int] | None:
     """(address, prefix length) of the pod from a result: the first IPv4 address on an interface
-    inside the sandbox (else the first IPv4, else the first address)."""
+    inside the sandbox (else the first IPv4, else the first address); never a loopback address
+    (the loopback plugin's 127.0.0.1 when it comes last in a list)."""
     if not result:
         return None
     interfaces = result.get("interfaces") or []
-    ips = [ip for ip in (result.get("ips") or []) if isinstance(ip, dict) and ip.get("address")]
+    ips = [ip for ip in (result.get("ips") or []) if isinstance(ip, dict) and ip.get("address")
+           and not ipaddress.ip_interface(ip["address"]).is_loopback]
 
     def in_sandbox(ip: dict) -> bool:
         idx = ip.get("interface")
