@@ -342,3 +342,17 @@ def test_cri_status_reports_network_not_ready_until_a_valid_config_exists(tmp_pa
     assert "10-broken.conflist: not valid JSON" in cond.message
     write([{"type": "one"}])
     assert network_ready().status
+
+
+def test_explain_shows_each_plugin_call_as_a_shell_command(tmp_path, fake):
+    from pyrun import explain
+    settings, write, calls = fake
+    write([{"type": "one"}])
+    lines = explain.record()
+    try:
+        chain.add(tmp_path / "root", settings, POD, "/run/ns")
+    finally:
+        explain.stop_recording()
+    assert len(lines) == 1 and lines[0].startswith("CNI_COMMAND=ADD CNI_CONTAINERID=c0ffee CNI_NETNS=/run/ns ")
+    assert "'CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=default;" in lines[0]
+    assert f"{settings.bin_dirs[1]}/one <<< '" in lines[0] and '"name": "fakenet"' in lines[0]

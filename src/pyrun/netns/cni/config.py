@@ -31,10 +31,10 @@ class NetworkConfigList:
 
     name: str
     cni_version: str
-    plugins: tuple[dict, ...]
+    plugins: tuple[dict[str, Any], ...]
     source: str
     disable_check: bool = False
-    raw: dict = field(default_factory=dict, compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def plugin_types(self) -> list[str]:
         return [p["type"] for p in self.plugins]
@@ -70,7 +70,7 @@ def parse_config(source: str, text: str) -> NetworkConfigList:
     return _validate_list(source, listed)
 
 
-def _validate_list(source: str, doc: dict) -> NetworkConfigList:
+def _validate_list(source: str, doc: dict[str, Any]) -> NetworkConfigList:
     problems = []
     name = doc.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
@@ -89,7 +89,7 @@ def _validate_list(source: str, doc: dict) -> NetworkConfigList:
             problems.append(f"plugins[{i}].type {p.get('type')!r}: must name a plugin binary (no '/')")
     if problems:
         raise NetworkError(f"{source}: " + "; ".join(problems))
-    return NetworkConfigList(name=name, cni_version=version, plugins=tuple(plugins), source=source,
+    return NetworkConfigList(name=str(name), cni_version=str(version), plugins=tuple(plugins), source=source,
                              disable_check=bool(doc.get("disableCheck", False)),
                              raw={**doc, "plugins": plugins})
 

@@ -44,7 +44,7 @@ def environment(command: str, pod: PodRef, netns: str, bin_dirs: Iterable[str], 
     return env
 
 
-def port_mappings(ports: Iterable[Mapping[str, Any]]) -> list[dict]:
+def port_mappings(ports: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """runtimeConfig.portMappings from the pod's container ports (those with a hostPort), as the
     kubelet's runtimes send them."""
     out = []
@@ -61,7 +61,7 @@ def port_mappings(ports: Iterable[Mapping[str, Any]]) -> list[dict]:
 
 
 def plugin_config(net_name: str, cni_version: str, plugin: Mapping[str, Any], capability_args: Mapping[str, Any],
-                  prev_result: Mapping[str, Any] | None) -> dict:
+                  prev_result: Mapping[str, Any] | None) -> dict[str, Any]:
     """The JSON one plugin of the list reads on stdin."""
     conf = dict(plugin)
     conf["name"] = net_name
@@ -79,7 +79,7 @@ def plugin_config(net_name: str, cni_version: str, plugin: Mapping[str, Any], ca
     return conf
 
 
-def parse_reply(plugin_type: str, command: str, returncode: int, stdout: bytes, stderr: bytes) -> dict | None:
+def parse_reply(plugin_type: str, command: str, returncode: int, stdout: bytes, stderr: bytes) -> dict[str, Any] | None:
     """A plugin's reply: its result (ADD), None (DEL/CHECK/STATUS with empty output), or a
     NetworkError naming the plugin and quoting its error `msg` and `details`."""
     text = stdout.decode(errors="replace").strip()
@@ -121,11 +121,11 @@ def pod_ip(result: Mapping[str, Any] | None) -> tuple[str, int] | None:
     ips = [ip for ip in (result.get("ips") or []) if isinstance(ip, dict) and ip.get("address")
            and not ipaddress.ip_interface(ip["address"]).is_loopback]
 
-    def in_sandbox(ip: dict) -> bool:
+    def in_sandbox(ip: dict[str, Any]) -> bool:
         idx = ip.get("interface")
         return isinstance(idx, int) and 0 <= idx < len(interfaces) and bool(interfaces[idx].get("sandbox"))
 
-    def v4(ip: dict) -> bool:
+    def v4(ip: dict[str, Any]) -> bool:
         return ipaddress.ip_interface(ip["address"]).version == 4
 
     for candidates in ([i for i in ips if in_sandbox(i) and v4(i)], [i for i in ips if v4(i)], ips):
@@ -135,7 +135,7 @@ def pod_ip(result: Mapping[str, Any] | None) -> tuple[str, int] | None:
     return None
 
 
-def summary(result: Mapping[str, Any] | None) -> dict:
+def summary(result: Mapping[str, Any] | None) -> dict[str, Any]:
     """What pyrun records of a result in the pod: ip, prefix_len, gateway, mac, interfaces."""
     found = pod_ip(result)
     out: dict[str, Any] = {}
