@@ -254,3 +254,65 @@ def test_a_broken_config_gives_a_clear_error_and_no_pod(node):
     assert "CNI plugin 'nosuch' not found in" in out["missing"]["err"], out
     assert "CNI plugin bridge failed on ADD:" in out["plugin"]["err"] and "99" in out["plugin"]["err"], out
     assert "CNI plugin tuning failed on ADD:" in out["late"]["err"] and "/proc/sys/net/no/such" in out["late"]["err"], out
+
+
+def test_cri_server_with_network_cni(demo_layout, tmp_path):
+    """`pyrun --network cni cri serve` in a throwaway node netns (unshare --net): NetworkReady follows
+    the conf dir; a sandbox gets its IP, hostPort rule and CNI_ARGS from the CRI request; stop and
+    remove give everything back."""
+    from _cri_helpers import running_server
+    conf_dir, ipam_dir = tmp_path / "net.d", tmp_path / "ipam"
+    conf_dir.mkdir()
+    env = {"PYRUN_CNI_CONF_DIR": str(conf_dir), "PYRUN_CNI_BIN_DIR": str(PLUGINS)}
+    os.environ.update(env)  # the server inherits them (running_server starts it with os.environ)
+    try:
+        with running_server(demo_layout, "pyrun-cricni", network="cni", wrapper=("unshare", "--net")) as e:
+            server = e["server"]
+            rt, _, pb, ch = server.stubs("v1")
+            try:
+                _cri_cni_flow(rt, pb, e, conf_dir, ipam_dir, server.proc.pid)
+            finally:
+                for sb in rt.ListPodSandbox(pb.ListPodSandboxRequest()).items:
+                    rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sb.id))
+                    rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sb.id))
+                ch.close()
+                shutil.rmtree(e["root"] / "cni", ignore_errors=True)  # never run plugins outside the node netns
+    finally:
+        for k in env:
+            os.environ.pop(k, None)
+
+
+def _cri_cni_flow(rt, pb, e, conf_dir: Path, ipam_dir: Path, server_pid: int) -> None:
+    from _cri_helpers import sandbox_config
+
+    def network_ready():
+        return next(c for c in rt.Status(pb.StatusRequest()).status.conditions if c.type == "NetworkReady")
+    cond = network_ready()
+    assert not cond.status and cond.reason == "NetworkPluginNotReady" and "no CNI network config" in cond.message
+    doc = {"cniVersion": "0.4.0", "name": "cri-test", "plugins": [
+        {"type": "bridge", "bridge": "cnicri0", "isGateway": True,
+         "ipam": {"type": "host-local", "dataDir": str(ipam_dir), "ranges": [[{"subnet": "10.78.0.0/24"}]]}},
+        {"type": "portmap", "capabilities": {"portMappings": True}}]}
+    (conf_dir / "10-cri.conflist").write_text(json.dumps(doc))
+    assert network_ready().status
+
+    cfg = sandbox_config(pb, "cnipod", e["tmp"], port_mappings=[pb.PortMapping(container_port=80, host_port=18081)])
+    sid = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id
+    ip = rt.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=sid)).status.network.ip
+    assert ip.startswith("10.78.0."), ip
+    assert (ipam_dir / "cri-test" / ip).read_text().split()[0] == sid
+    cached = json.loads((e["root"] / "cni" / "results" / f"cri-test-{sid}-eth0").read_text())
+    assert dict(cached["cniArgs"]) == {"IgnoreUnknown": "1", "K8S_POD_NAMESPACE": "ns", "K8S_POD_NAME": "cnipod",
+                                       "K8S_POD_INFRA_CONTAINER_ID": sid, "K8S_POD_UID": "uid-cnipod"}
+    assert cached["capabilityArgs"] == {"portMappings": [{"hostPort": 18081, "containerPort": 80,
+                                                          "protocol": "tcp"}]}
+    rules = subprocess.run(["nsenter", f"--net=/proc/{server_pid}/ns/net", "iptables-save", "-t", "nat"],
+                           capture_output=True, text=True).stdout
+    assert f"--to-destination {ip}:80" in rules, rules
+    rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sid))
+    assert not (ipam_dir / "cri-test" / ip).exists()
+    rules = subprocess.run(["nsenter", f"--net=/proc/{server_pid}/ns/net", "iptables-save", "-t", "nat"],
+                           capture_output=True, text=True).stdout
+    assert "--to-destination" not in rules, rules
+    rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid))
+    assert not list((e["root"] / "cni" / "results").iterdir())
