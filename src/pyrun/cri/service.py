@@ -2,12 +2,11 @@
 
 One method per RPC, named like it, taking a runtime.v1 request and returning the
 v1 response; the server adapts runtime.v1alpha2 at the wire level and maps errors
-to status codes (pyrun.cri.errors). Every change goes through PodRuntime, so the
-per-pod lock serialises it and the state on disk is shared with the CLI; nothing
-but caches lives in this object, so a restarted server picks up where it was.
-
-Everything but the translation goes through pyrun.runtime.api.Runtime (the CLI's way in too): this
-module never touches the state store, cgroups, monitors or namespaces itself.
+to status codes (pyrun.cri.errors). Everything but the translation goes through
+pyrun.runtime.api.Runtime, the CLI's way in too: the per-pod lock serialises every change
+and the state on disk is shared with the CLI. This module never touches the state store,
+cgroups, monitors or namespaces itself; nothing but caches lives in it, so a restarted
+server picks up where it was.
 
 Exec, Attach and PortForward check their request here and return a URL of the streaming server
 (pyrun.cri.streaming) under a single-use token; the session runs when the client connects there.

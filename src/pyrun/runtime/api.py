@@ -30,7 +30,7 @@ from pyrun.errors import CgroupError, InvalidState, NotFound, UsageError
 from pyrun.runtime.exec import MAX_EXEC_SYNC_OUTPUT, ExecHandle, ExecResult, require_command
 from pyrun.runtime.pod import PodRuntime
 from pyrun.runtime.stats import CpuRates, Usage, pod_key, tree_usage
-from pyrun.runtime.status import PodStatus, may_still_write, require_running
+from pyrun.runtime.status import PodStatus, may_still_write, pod_status, require_running
 
 __all__ = ["Runtime", "AttachTarget", "ExecHandle", "ExecResult", "PortTarget", "Usage", "PodStatus",
            "MAX_EXEC_SYNC_OUTPUT", "helpers"]
@@ -306,7 +306,7 @@ class Runtime:
 
         from pyrun.netns.dial import connect_in_netns
         pod = self.read_pod(pod_id)
-        if pod["state"] != "running" or not self.pause_alive(pod):
+        if not pod_status(pod, (), self.pause_alive(pod)).sandbox_ready:
             raise InvalidState(f"pod sandbox {pod['name']} is not ready")
         netns = None if pod.get("host_network") else (pod.get("namespaces") or {}).get("net")
         if netns is None and not pod.get("host_network"):
