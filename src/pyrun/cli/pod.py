@@ -46,7 +46,7 @@ def pod_create(ctx: click.Context, spec: str, strict: bool, output: str) -> None
 def pod_ls(ctx: click.Context, output: str) -> None:
     """List pods."""
     rt = _runtime(ctx)
-    summaries = [_summary(rt, p) for p in rt.list()]
+    summaries = [_summary(rt, p) for p in rt.list_pods()]
     if output == "json":
         print_json(summaries)
         return

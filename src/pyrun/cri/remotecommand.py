@@ -48,7 +48,7 @@ import termios
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from pyrun.cri import spdy
 from pyrun.cri.websocket import OP_BINARY, WebSocket
@@ -110,7 +110,7 @@ class ExecPlan:
     stderr: bool
     tty: bool
     container: str = ""
-    job: object = None  # a pyrun.runtime.api.ExecHandle (the exec in a container): started, argv only names it
+    job: Any = None  # a pyrun.runtime.api.ExecHandle (the exec in a container): started, argv only names it
 
 
 class _Spawned:

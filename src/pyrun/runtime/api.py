@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from pyrun.config import Config
 from pyrun.errors import CgroupError, InvalidState, NotFound, UsageError
@@ -59,7 +59,7 @@ class Runtime:
         self._pods = PodRuntime(cfg)
         self._store = self._pods.store
         self._rates = CpuRates()
-        self._cg = None
+        self._cg: Any = None  # a pyrun.cgroups driver, once opened
         self._cg_lock = threading.Lock()
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -124,7 +124,7 @@ class Runtime:
         """A pod by name, namespace/name or id prefix."""
         return self._pods.get(ref)
 
-    def list(self) -> list[dict]:
+    def list_pods(self) -> list[dict]:
         """Every pod (after removing what crashed commands left)."""
         return self._pods.list()
 
