@@ -419,7 +419,7 @@ class ExecSession:
     def run(self) -> None:
         try:
             outputs = self._start()
-        except (OSError, PyrunError) as e:  # PyrunError: the zygote could not fork it, or it stopped
+        except (OSError, PyrunError) as e:  # PyrunError: the zygote could not fork it
             self.ch.hello(self.plan.stdout, self.plan.stderr)
             self.ch.finish(126, f"cannot run the command: {e}")
             return
