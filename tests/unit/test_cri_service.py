@@ -36,15 +36,12 @@ def runtime(tmp_path):
     return RuntimeService(Config(root=tmp_path / "root", extra={"network_mode": "none"}))
 
 
-def test_lists_of_100_pods_are_fast_and_filtered(runtime, tmp_path):
+def test_lists_of_100_pods_are_filtered(runtime, tmp_path):
+    """How long listing takes is measured in benchmarks/, never asserted here."""
     _fake_pods(tmp_path / "root", 100)
-    runtime.ListPodSandbox(pb.ListPodSandboxRequest())  # warm up imports
-    start = time.perf_counter()
     pods = runtime.ListPodSandbox(pb.ListPodSandboxRequest()).items
     containers = runtime.ListContainers(pb.ListContainersRequest()).containers
-    elapsed = time.perf_counter() - start
     assert len(pods) == 100 and len(containers) == 100
-    assert elapsed < 0.1, f"ListPodSandbox + ListContainers took {elapsed * 1000:.0f} ms"
     odd = runtime.ListPodSandbox(pb.ListPodSandboxRequest(filter=pb.PodSandboxFilter(label_selector={"i": "1"})))
     assert len(odd.items) == 50
     one = runtime.ListContainers(pb.ListContainersRequest(filter=pb.ContainerFilter(pod_sandbox_id=f"{7:064x}")))
