@@ -111,9 +111,7 @@ def pod_rm(ctx: click.Context, pod_refs: tuple[str, ...], force: bool) -> None:
 @click.pass_context
 def pod_check_network(ctx: click.Context, pod_ref: str) -> None:
     """Ask a --network cni pod's plugins whether its network is still as they made it (CNI CHECK)."""
-    from pyrun.runtime import podnet
-    rt = _runtime(ctx)
-    checked = podnet.check(ctx.obj, rt.get(pod_ref))
+    checked = _runtime(ctx).check_network(pod_ref)
     click.echo(f"ok: {', '.join(checked)}" if checked else "ok (the network's cniVersion has no CHECK)")
 
 

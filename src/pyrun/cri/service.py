@@ -66,7 +66,7 @@ class RuntimeService:
         """(ready, reason, message) of pod networking; checked once (binaries don't come and go),
         except with --network cni, where the config is read again each time (it may come later)."""
         if self.cfg.extra.get("network_mode") == "cni":
-            return cni_network_status(self.cfg)
+            return self.rt.cni_status()
         if self._network is None:
             import importlib.util
             mode = self.cfg.extra.get("network_mode", "bridge")
@@ -380,14 +380,3 @@ class ImageService:
         usage = stats.filesystem_usage(root, used, inodes, time.time_ns())
         return pb.ImageFsInfoResponse(image_filesystems=[usage])
 
-
-def cni_network_status(cfg) -> tuple[bool, str, str]:
-    """NetworkReady with --network cni: a valid config whose plugins are all there (and, from
-    cniVersion 1.1.0, answer STATUS); else NetworkPluginNotReady and why, as containerd reports it."""
-    from pyrun.errors import NetworkError
-    from pyrun.netns.cni import chain
-    try:
-        net = chain.status(chain.CniSettings.from_config(cfg))
-    except NetworkError as e:
-        return False, "NetworkPluginNotReady", f"cni plugin not initialized: {e}"
-    return True, "", f"CNI network {net.name} from {net.source}"

@@ -94,6 +94,18 @@ def check(cfg, pod: dict) -> list[str]:
     return chain.check(cfg.root, chain.CniSettings.from_config(cfg), pod["id"])
 
 
+def cni_status(cfg) -> tuple[bool, str, str]:
+    """NetworkReady with --network cni: a valid config whose plugins are all there (and, from
+    cniVersion 1.1.0, answer STATUS); else NetworkPluginNotReady and why, as containerd reports it."""
+    from pyrun.errors import NetworkError
+    from pyrun.netns.cni import chain
+    try:
+        net = chain.status(chain.CniSettings.from_config(cfg))
+    except NetworkError as e:
+        return False, "NetworkPluginNotReady", f"cni plugin not initialized: {e}"
+    return True, "", f"CNI network {net.name} from {net.source}"
+
+
 def write_etc_files(etc_dir: Path, pod: dict, spec) -> None:
     """/etc/hostname, /etc/hosts and /etc/resolv.conf for the pod's containers (kubelet-style)."""
     from pyrun.netns.dns import host_resolv_conf_path, render_hosts, render_resolv_conf
