@@ -9,17 +9,25 @@ Usage: pyrun [OPTIONS] COMMAND [ARGS]...
   pyrun: Kubernetes Pods built from Linux primitives.
 
 Options:
-  --root DIRECTORY         State root (default /run/pyrun; env PYRUN_ROOT).
-  --data-root DIRECTORY    Images and writable layers (default /var/lib/pyrun;
-                           with another --root: ROOT/data; env
-                           PYRUN_DATA_ROOT).
-  --explain                Print every Linux primitive as the equivalent shell
-                           command.
-  --network [bridge|none]  Pod network: a bridge + veth per pod, or only
-                           loopback.  [default: bridge]
-  --cgroup-parent TEXT     Parent cgroup for pods (default pyrun).
-  --version                Show the version and exit.
-  -h, --help               Show this message and exit.
+  --root DIRECTORY             State root (default /run/pyrun; env
+                               PYRUN_ROOT).
+  --data-root DIRECTORY        Images and writable layers (default
+                               /var/lib/pyrun; with another --root: ROOT/data;
+                               env PYRUN_DATA_ROOT).
+  --explain                    Print every Linux primitive as the equivalent
+                               shell command.
+  --network [bridge|none|cni]  Pod network: a bridge + veth per pod, only
+                               loopback, or the CNI plugins of the first valid
+                               config in --cni-conf-dir.  [default: bridge]
+  --cni-conf-dir TEXT          CNI network configs (.conflist, .conf, .json;
+                               the first valid one in lexical order).
+                               [default: /etc/cni/net.d]
+  --cni-bin-dir TEXT           Where CNI plugin binaries are searched,
+                               ':'-separated, in order.  [default:
+                               /opt/cni/bin:/usr/lib/cni]
+  --cgroup-parent TEXT         Parent cgroup for pods (default pyrun).
+  --version                    Show the version and exit.
+  -h, --help                   Show this message and exit.
 
 Commands:
   cri    Serve the Kubernetes Container Runtime Interface (for crictl and...
