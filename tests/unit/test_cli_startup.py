@@ -25,7 +25,7 @@ main()
 
 # never for a command that only reads state or prints help
 HEAVY = ("yaml", "pyroute2", "grpc", "google.protobuf", "_cffi_backend", "pyrun._syscalls", "tarfile",
-         "subprocess", "hashlib", "socket", "pyrun.runtime.spawn", "pyrun.images.store", "pyrun.cgroups")
+         "subprocess", "hashlib", "socket", "logging", "pyrun.runtime.spawn", "pyrun.images.store", "pyrun.cgroups")
 
 
 def _modules(tmp_path, *args: str, env: dict | None = None) -> tuple[set[str], subprocess.CompletedProcess]:
