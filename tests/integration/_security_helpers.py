@@ -20,6 +20,7 @@ SOURCE = r"""
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -62,7 +63,14 @@ int main(int argc, char **argv)
             return result("open", fd);
         return result("write", write(fd, "1\n", 2));
     }
-    fprintf(stderr, "usage: sectool keyctl|unshare-user|mount [dir]|raw-socket|bind-port N|ids|write FILE\n");
+    if (!strcmp(cmd, "deep-tree")) {  /* N nested directories "d" below the cwd: mkdir + relative chdir */
+        for (long i = atol(arg); i > 0; i--)
+            if (mkdir("d", 0755) < 0 || chdir("d") < 0)
+                return result("mkdir/chdir", -1);
+        return result("deep-tree", 0);
+    }
+    fprintf(stderr, "usage: sectool keyctl|unshare-user|mount [dir]|raw-socket|bind-port N|ids|write FILE"
+            "|deep-tree N\n");
     return 2;
 }
 """
