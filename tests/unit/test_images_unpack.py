@@ -7,9 +7,9 @@ import pytest
 
 from pyrun.errors import ImageError
 from pyrun.images.build import LayerBuilder, gzip_bytes
-from pyrun.images.unpack import check_member, unpack_layer
+from pyrun.images.unpack import PATH_MAX, LayerTooLarge, check_member, unpack_layer
 
-from _images_helpers import crafted_tar, raw_info, stream
+from _images_helpers import crafted_tar, raw_info, sparse_tar, stream
 
 L = "sha256:layer"
 
@@ -210,3 +210,90 @@ def test_truncated_gzip_layer(tmp_path):
     gz = gzip_bytes(LayerBuilder().file("a", os.urandom(50000)).tar_bytes())[:20000]
     with pytest.raises(ImageError):
         unpack_layer(DecompressingReader(stream(gz), "layer x"), dest, "x")
+
+
+# --- issue 15: unpacking can't fill the disk ------------------------------------------------------
+
+GIB = 1 << 30
+
+
+def test_sparse_member_is_written_sparse(tmp_path):
+    """A 4 GiB PAX sparse member holding 8 bytes of data: 4 GiB apparent, a few blocks allocated."""
+    data = sparse_tar("big", 4 * GIB, [(0, b"head"), (4 * GIB - 4, b"tail")])
+    assert len(data) < 16 * 1024
+    dest = unpack(tmp_path, data)
+    st = os.stat(dest / "big")
+    assert st.st_size == 4 * GIB
+    assert st.st_blocks * 512 <= 1 << 20, st.st_blocks  # allocated: the two data blocks, not the holes
+    with open(dest / "big", "rb") as f:
+        assert f.read(4) == b"head"
+        f.seek(GIB)
+        assert f.read(4) == b"\0" * 4
+        f.seek(4 * GIB - 4)
+        assert f.read() == b"tail"
+
+
+def test_sparse_holes_do_not_count_against_the_limit(tmp_path):
+    dest = tmp_path / "layer"
+    dest.mkdir()
+    unpack_layer(stream(sparse_tar("big", 4 * GIB, [(GIB, b"x" * 100)])), dest, L, max_bytes=1000)
+    assert os.stat(dest / "big").st_size == 4 * GIB
+
+
+@pytest.mark.parametrize("bad", [[(10, b"abc"), (5, b"x")],          # unordered
+                                 [(4 * GIB - 1, b"xy")]])            # beyond the real size
+def test_bad_sparse_map_refused(tmp_path, bad):
+    with pytest.raises(ImageError, match=r"layer sha256:layer: member 'big': bad sparse map entry"):
+        unpack(tmp_path, sparse_tar("big", 4 * GIB, bad))
+
+
+def test_layer_over_its_limit_names_layer_member_and_limit(tmp_path):
+    dest = tmp_path / "layer"
+    dest.mkdir()
+    data = LayerBuilder().file("a", b"x" * 600).file("b", b"y" * 600).tar_bytes()
+    with pytest.raises(LayerTooLarge, match=r"layer sha256:layer: member 'b': .* limit of 1000 bytes"):
+        unpack_layer(stream(data), dest, L, max_bytes=1000)
+    assert os.stat(dest / "b").st_size == 0  # refused before a byte of it is written (the caller removes dest)
+
+
+def test_sparse_data_over_the_limit_is_refused(tmp_path):
+    dest = tmp_path / "layer"
+    dest.mkdir()
+    data = sparse_tar("big", 4 * GIB, [(0, b"x" * 700), (GIB, b"y" * 700)])
+    with pytest.raises(LayerTooLarge, match="limit of 1000 bytes"):
+        unpack_layer(stream(data), dest, L, max_bytes=1000)
+
+
+def deep_layer(levels: int) -> bytes:
+    """deep/d/d/.../d (`levels` directories, each its own member) and a file at the bottom; iterative."""
+    layer = LayerBuilder(sort=False)
+    path = "deep"
+    for _ in range(levels):
+        layer.dir(path)
+        path += "/d"
+    layer.file(path, b"bottom\n")
+    return layer.tar_bytes()
+
+
+# Member names are full paths and at most PATH_MAX (4096) bytes, as the kernel allows a path argument
+# (containerd and docker unpack through paths and stop there too); that also bounds the unpacker's
+# per-path bookkeeping. "deep" + "/d" x 2045 + "/d" is the deepest file a layer can name: deeper than
+# the 2,000 levels that crashed `image prune` (issue 15).
+DEEPEST = (PATH_MAX - len("deep") - len("/d")) // 2
+
+
+def test_the_deepest_nameable_layer_unpacks_and_is_removed(tmp_path):
+    from pyrun.linux.tree import remove_tree, tree_usage
+    dest = unpack(tmp_path, deep_layer(DEEPEST))
+    assert tree_usage(dest)[2] == DEEPEST + 1  # the directories and the file at the bottom
+    remove_tree(dest)
+    assert not dest.exists()
+
+
+def test_a_5000_level_member_name_is_refused_naming_it(tmp_path):
+    from pyrun.linux.tree import remove_tree
+    try:
+        with pytest.raises(ImageError, match=r"layer sha256:layer: member 'deep/d/d.*longer than 4096 bytes"):
+            unpack(tmp_path, deep_layer(5000))
+    finally:
+        remove_tree(tmp_path / "layer")  # the levels written before the refusal (pytest's cleanup recurses)

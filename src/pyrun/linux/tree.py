@@ -115,6 +115,38 @@ def _yield_scan(cur: _Cursor) -> Iterator[tuple[int, str, os.stat_result]]:
             level.pending.append(entry.name)
 
 
+def walk_dirs_bottom_up(root: str | os.PathLike) -> Iterator[tuple[int, str, Callable[[], tuple[str, ...]]]]:
+    """Yield (parent_fd, name, parts) for every directory below `root`, each after everything below it.
+
+    parent_fd is the open parent, valid only until the next item; the caller may chmod, chown or
+    rmdir the directory through it (the walk is done with it). parts() is the directory's path below
+    the root as components, built only when asked (O(depth)). The root itself is not yielded; mount
+    points are yielded but never entered; symlinks are not directories here.
+    """
+    cur = _Cursor(root)
+    try:
+        _scan_dirs(cur)
+        while True:
+            level = cur.levels[-1]
+            if level.pending:
+                cur.down(level.pending.pop())
+                _scan_dirs(cur)
+            elif len(cur.levels) > 1:
+                name = cur.up()
+                yield cur.fd, name, lambda: (*(lv.name for lv in cur.levels[1:]), name)  # valid until next()
+            else:
+                return
+    finally:
+        cur.close()
+
+
+def _scan_dirs(cur: _Cursor) -> None:
+    level = cur.levels[-1]
+    for entry in _entries(cur.fd):
+        if entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_dev == cur.dev:
+            level.pending.append(entry.name)
+
+
 def remove_tree(path: str | os.PathLike, missing_ok: bool = True) -> None:
     """rm -rf `path` at any depth, without following symlinks or leaving the filesystem.
 
