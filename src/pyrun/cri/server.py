@@ -7,8 +7,9 @@ bytes straight into the v1 message and serialise the v1 reply, which a v1alpha2
 client reads as its own message (tests/unit/test_cri_adapter.py checks every
 message pair, recursively). Only Version differs: it reports the API it was asked on.
 
-Every RPC goes through `_wrap`: one log line (method, id, duration, status) and
-the one error -> status translation (pyrun.cri.errors). RPCs pyrun does not
+Every RPC goes through `_wrap`: one check of the request (pyrun.cri.validate: no NUL byte in any
+string field), one log line (method, id, duration, status) and the one error -> status translation
+(pyrun.cri.errors). RPCs pyrun does not
 implement answer UNIMPLEMENTED, never UNKNOWN. Exec/Attach/PortForward are unary here: they hand
 out URLs of the streaming server (pyrun.cri.streaming) that `serve` starts next to the gRPC server.
 
@@ -39,6 +40,7 @@ from cri_api.v1 import api_pb2 as v1
 
 from pyrun.config import Config
 from pyrun.cri.errors import Unimplemented, is_expected, status_for
+from pyrun.cri.validate import check_request
 from pyrun.errors import UsageError
 
 log = logging.getLogger("pyrun.cri")
@@ -85,6 +87,7 @@ def _wrap(method: str, fn):
         start = time.monotonic()
         code, detail = grpc.StatusCode.OK, ""
         try:
+            check_request(request)  # every string field of every request, once, before any handler
             return fn(request)
         except Exception as e:  # noqa: BLE001 - every error leaves as a gRPC status
             code, detail = status_for(e)
