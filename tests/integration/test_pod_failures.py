@@ -121,3 +121,23 @@ def test_killed_create_is_cleaned_by_the_next_command(pyrun, write_pod):
     time.sleep(0.2)
     assert not os.path.exists(f"/proc/{pause_pid}") or open(f"/proc/{pause_pid}/stat").read().split()[2] == "Z"
     assert "nothing to clean up" in pyrun("gc").stdout
+
+
+def test_nul_bytes_anywhere_in_a_manifest_exit_2_naming_every_field(pyrun, tmp_path):
+    """Issue 15: a NUL in env[].value passed validation and failed at exec with exit 9, naming nothing.
+    (argv and the environment can't hold a NUL; a manifest file can, as JSON "\\u0000" or raw in YAML.)"""
+    bad = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "nul", "labels": {"app": "a\0"}, "annotations": {"k\0": "v"}},
+           "spec": {"containers": [{"name": "c", "image": "pyrun/demo:latest", "command": ["sh", "-c\0"],
+                                    "env": [{"name": "A", "value": "x\0y"}], "workingDir": "/w\0",
+                                    "volumeMounts": [{"name": "h", "mountPath": "/h"}]}],
+                    "volumes": [{"name": "h", "hostPath": {"path": str(tmp_path) + "\0"}}]}}
+    path = tmp_path / "nul.json"
+    path.write_text(json.dumps(bad))
+    p = pyrun("pod", "create", str(path), check=False)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    for field in ("metadata.labels", "metadata.annotations", "spec.containers[0].command[1]",
+                  "spec.containers[0].env[0].value", "spec.containers[0].workingDir", "spec.volumes[0].hostPath.path"):
+        assert field in p.stderr, (field, p.stderr)
+    assert all(x["name"] != "nul" for x in pyrun.pods())
+    assert not (pyrun.root / "pods").exists() or not list((pyrun.root / "pods").iterdir())
