@@ -6,6 +6,7 @@ in exactly one place (pyrun.cri.errors).
 """
 from __future__ import annotations
 
+import contextlib as _contextlib
 import errno as _errno
 import os
 
@@ -139,3 +140,15 @@ _ERRNO_CLASSES: dict[int, type[SyscallError]] = {
     _errno.EISDIR: _subclass(IsADirectoryError),
     _errno.ESRCH: _subclass(ProcessLookupError),
 }
+
+
+@_contextlib.contextmanager
+def naming(call: str, path, what: str):
+    """Start-up steps: an OSError inside leaves as a SyscallError naming what was tried (`path`, and
+    `what` it is, e.g. "the state root (--root)") and why; a SyscallError passes unchanged."""
+    try:
+        yield
+    except SyscallError:
+        raise
+    except OSError as e:
+        raise SyscallError.from_errno(e.errno or _errno.EIO, call, str(path), hint=what) from None

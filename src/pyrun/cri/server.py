@@ -42,6 +42,7 @@ from pyrun.config import Config
 from pyrun.cri.errors import Unimplemented, is_expected, status_for
 from pyrun.cri.validate import check_request
 from pyrun.errors import UsageError
+from pyrun.errors import naming as _naming
 
 log = logging.getLogger("pyrun.cri")
 
@@ -151,18 +152,6 @@ def build_server(cfg: Config, workers: int = 16, streaming=None) -> grpc.Server:
     server.add_generic_rpc_handlers([service_handler(api, svc, impls[svc]) for api in API_VERSIONS
                                      for svc in SERVICES])
     return server
-
-
-@contextlib.contextmanager
-def _naming(call: str, target: str, hint: str):
-    """Start-up steps: an OSError leaves as a SyscallError naming what was tried (`target`) and why."""
-    from pyrun.errors import SyscallError
-    try:
-        yield
-    except SyscallError:
-        raise
-    except OSError as e:
-        raise SyscallError.from_errno(e.errno or 0, call, target, hint=hint) from None
 
 
 def _claim_socket(path: str) -> None:
