@@ -343,10 +343,46 @@ def test_hostile_names_and_values_are_invalid_argument_naming_the_field(env):
     ch.close()
 
 
-def _serve_fails(root: Path, *args: str) -> subprocess.CompletedProcess:
+def _serve_fails(root: Path, *args: str, wrapper: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     argv = [*cli_argv(root, "pyrun-cri-startup"), "cri", "serve", *args]
     argv[2] = "pyrun.cli.cri"  # `cri` is registered by pyrun.cli.cri's __main__ (see CriServer.start)
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    return subprocess.run([*wrapper, *argv], capture_output=True, text=True, timeout=60)
+
+
+def in_private_mounts(setup: str) -> tuple[str, ...]:
+    """Run a command in a private mount namespace after the shell `setup`: its remounts touch nothing outside."""
+    return ("unshare", "--mount", "--propagation", "private", "sh", "-c", f'{setup} && exec "$@"', "sh")
+
+
+def test_start_up_names_an_unwritable_cgroup_hierarchy_and_makes_nothing(tmp_path):
+    """Issue 15: every start-up error names what it tried; a read-only cgroup hierarchy (here the memory one,
+    remounted read-only in a private mount namespace) is found at start, not at the first RunPodSandbox."""
+    from pyrun.cgroups import read_host_layout
+    memory = read_host_layout().require("memory").mount_point
+    done = _serve_fails(tmp_path / "root", "--listen", f"unix://{tmp_path}/e.sock",
+                        wrapper=in_private_mounts(f"mount -o remount,bind,ro {memory}"))
+    assert done.returncode == 7 and "Traceback" not in done.stderr, done.stderr
+    assert f"cannot create cgroups under {memory}" in done.stderr and "read-only" in done.stderr, done.stderr
+    assert "--cgroup-parent" in done.stderr
+    assert not (tmp_path / "root").exists() and not (tmp_path / "e.sock").exists()
+
+
+def test_start_up_names_an_unusable_data_root_and_makes_nothing(tmp_path):
+    for d in ("lower", "upper", "work", "merged", "ro"):
+        (tmp_path / d).mkdir()
+    overlay = (f"mount -t overlay overlay -o lowerdir={tmp_path}/lower,upperdir={tmp_path}/upper,"
+               f"workdir={tmp_path}/work {tmp_path}/merged")
+    done = _serve_fails(tmp_path / "root", "--listen", f"unix://{tmp_path}/f.sock",
+                        "--data-root", f"{tmp_path}/merged/data", wrapper=in_private_mounts(overlay))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert f"--data-root) {tmp_path}/merged/data is on a filesystem of type overlay" in done.stderr, done.stderr
+    done = _serve_fails(tmp_path / "root", "--listen", f"unix://{tmp_path}/g.sock", "--data-root",
+                        f"{tmp_path}/ro/data", wrapper=in_private_mounts(f"mount -t tmpfs -o ro tmpfs {tmp_path}/ro"))
+    assert done.returncode == 10 and "Traceback" not in done.stderr, done.stderr
+    assert f"{tmp_path}/ro/data" in done.stderr and "Read-only file system" in done.stderr, done.stderr
+    assert "--data-root" in done.stderr
+    assert not (tmp_path / "root").exists() and not os.listdir(tmp_path / "upper")
+    assert not list(tmp_path.glob("*.sock"))
 
 
 def test_start_up_errors_name_what_they_tried(tmp_path):

@@ -123,6 +123,21 @@ class Cgroups:
         """Every cgroup.procs file of the cgroup (one per hierarchy); write a pid (or "0" for yourself) to each."""
         return [os.path.join(self._dir(h, path), "cgroup.procs") for h in self._hierarchies]
 
+    # --- start-up check ---------------------------------------------------------------------------
+
+    def check_usable(self, controllers: tuple[str, ...] = ("cpu", "memory", "pids")) -> None:
+        """For a server's start: the controllers pods need exist, and cgroups can be made below the
+        parent in every hierarchy (its nearest existing level is writable). Creates nothing."""
+        for c in controllers:
+            self.layout.require(c)
+        for h in self._hierarchies:
+            level = self._dir(h, self.parent)
+            while not os.path.isdir(level) and len(level) > len(h.mount_point):
+                level = os.path.dirname(level)
+            if not os.access(level, os.W_OK):
+                raise CgroupError(f"cannot create cgroups under {level} (for the cgroup parent {self.parent}, "
+                                  f"--cgroup-parent): {'read-only' if _read_only(level) else 'not writable'}")
+
     # --- create and join -------------------------------------------------------------------------
 
     def create(self, path: CgroupPath, limits: Limits | None = None) -> None:
@@ -346,6 +361,10 @@ class Cgroups:
     def oom_killed(self, path: CgroupPath) -> bool:
         """Did the kernel OOM-kill a task of this cgroup (v2: or of a descendant)?"""
         return self.oom_kills(path) > 0
+
+
+def _read_only(path: str) -> bool:
+    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
 
 
 def _bounded(top: str, walk) -> Iterator[tuple[int, str, Callable[[], str]]]:

@@ -185,6 +185,16 @@ def _listen(server: grpc.Server, path: str) -> None:
         raise PyrunError(f"cannot listen on unix://{path} (--listen)")
 
 
+def _check_start(cfg: Config) -> None:
+    """What every pod will need, checked once at start so the error names it (not the first RunPodSandbox):
+    the cgroup controllers and a writable cgroup parent, a data root on a filesystem overlayfs can use."""
+    from pyrun.cgroups import open_cgroups
+    from pyrun.runtime import storage
+    open_cgroups(cfg).check_usable()
+    if storage.owner_of(Path(cfg.data_root)) is None:
+        storage.check_filesystem(Path(cfg.data_root))
+
+
 def _fork_free_netns_sockets() -> None:
     """Make pyroute2 open pod-netns sockets from a forkserver child, never a fork of this threaded process."""
     import multiprocessing
@@ -222,10 +232,19 @@ def serve(cfg: Config, listen: str = DEFAULT_LISTEN, log_level: str = "info", wo
 
 def _serve(cfg: Config, path: str, workers: int, stream_address: str) -> None:
     from pyrun.cri.streaming import StreamServer
-    from pyrun.runtime import gc
+    from pyrun.runtime import gc, storage
     from pyrun.runtime.state import StateStore
+    _check_start(cfg)  # cgroups and the data root's filesystem, before anything is made
+    made_root = not os.path.lexists(cfg.root)
     with _naming("mkdir", str(cfg.root), "the state root (--root)"):
         StateStore(cfg.root).ensure()
+    try:
+        storage.claim(cfg)  # the data root (images, writable layers): made and marked as this state root's
+    except BaseException:
+        if made_root:  # leave nothing behind
+            from pyrun.linux.tree import remove_tree
+            remove_tree(cfg.root)
+        raise
     collected = gc.collect_crashed(cfg)  # pods a killed server left half-made
     if collected:
         log.info("removed %d pod(s) left half-created by a previous run", len(collected))

@@ -68,7 +68,7 @@ def check_filesystem(data_root: Path) -> None:
     from pyrun.linux.mounts import filesystem_of
     point, fstype = filesystem_of(data_root)
     if fstype in UNUSABLE_FILESYSTEMS:
-        raise UsageError(f"{DATA_ROOT} {data_root} is on a {fstype} filesystem (mounted at {point}), which can't "
+        raise UsageError(f"{DATA_ROOT} {data_root} is on a filesystem of type {fstype} (mounted at {point}), which can't "
                          "hold image layers and overlayfs writable layers; give a directory on ext4, xfs, btrfs "
                          "or tmpfs")
 
