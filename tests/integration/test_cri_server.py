@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from _cri_helpers import (DEMO_IMAGE, CriServer, cgroup_dirs, cli_argv, container_config, remove_pod, run_pod,
+from _cri_helpers import (DEMO_IMAGE, CriServer, cgroup_dirs, cli_argv, container_config, data_root_of, remove_pod, run_pod,
                           running_server, sandbox_config)
 
 pytestmark = [pytest.mark.integration,
@@ -340,6 +340,28 @@ def test_hostile_names_and_values_are_invalid_argument_naming_the_field(env):
     listing = subprocess.run(cli_argv(env["root"], env["parent"]) + ["pod", "ls"], capture_output=True, text=True)
     assert listing.returncode == 0 and "hostile" not in listing.stdout and "two" not in listing.stdout
     assert os.listdir(env["root"] / "names") == [] or all("hostile" not in n for n in os.listdir(env["root"] / "names"))
+    ch.close()
+
+
+def test_a_device_missing_on_the_host_is_named_and_nothing_is_made(env):
+    """Issue 15: start-up errors name the device path they tried."""
+    rt, _, pb, ch = env["server"].stubs("v1")
+    cfg = sandbox_config(pb, "nodev", env["tmp"])
+    sid = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id
+    layers = set(os.listdir(data_root_of(env["root"]) / "containers")) if (data_root_of(env["root"]) / "containers").exists() else set()
+    for host_path, why in (("/dev/pyrun-no-such-device", "No such file or directory"),
+                           ("/etc/hostname", "is not a character or block device")):
+        config = container_config(pb, "c", ["true"], devices=[pb.Device(host_path=host_path, container_path="/dev/x",
+                                                                         permissions="rw")])
+        with pytest.raises(grpc.RpcError) as e:
+            rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, config=config, sandbox_config=cfg))
+        detail = e.value.details()
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, detail
+        assert "config.devices[0].host_path" in detail and host_path in detail and why in detail, detail
+    assert list(rt.ListContainers(pb.ListContainersRequest(filter=pb.ContainerFilter(pod_sandbox_id=sid))).containers) == []
+    now = set(os.listdir(data_root_of(env["root"]) / "containers")) if (data_root_of(env["root"]) / "containers").exists() else set()
+    assert now == layers  # no writable layer made
+    remove_pod(rt, pb, sid)
     ch.close()
 
 

@@ -475,7 +475,7 @@ def devices(requested) -> tuple[DeviceSpec, ...]:
         perms = dev.permissions or "rwm"
         if set(perms) - set("rwm"):
             raise SpecError([(f"{field}.permissions", f"{perms!r}: only the letters r, w and m are allowed")])
-        out.append(DeviceSpec(dev.host_path, dev.container_path, "".join(c for c in "rwm" if c in perms)))
+        out.append(DeviceSpec(dev.host_path, dev.container_path, "".join(c for c in "rwm" if c in perms), field))
     return tuple(out)
 
 
