@@ -343,6 +343,30 @@ def test_hostile_names_and_values_are_invalid_argument_naming_the_field(env):
     ch.close()
 
 
+def test_a_nul_byte_in_any_request_is_invalid_argument_naming_the_field(env):
+    """Issue 15: requests not built from specs (ExecSync, Exec, Attach, PortForward, UpdateContainerResources,
+    label filters) are checked by the one request check too."""
+    rt, _, pb, ch = env["server"].stubs("v1")
+    sid, cid = run_pod(rt, pb, "nulreq", env["tmp"])
+    for call, request, field in (
+            (rt.ExecSync, pb.ExecSyncRequest(container_id=cid, cmd=["sh", "-c", "echo\0 x"], timeout=5), "cmd[2]"),
+            (rt.Exec, pb.ExecRequest(container_id=cid, cmd=["a\0"], stdout=True), "cmd[0]"),
+            (rt.Attach, pb.AttachRequest(container_id=cid + "\0", stdout=True), "container_id"),
+            (rt.PortForward, pb.PortForwardRequest(pod_sandbox_id=sid + "\0", port=[80]), "pod_sandbox_id"),
+            (rt.UpdateContainerResources, pb.UpdateContainerResourcesRequest(
+                container_id=cid, linux=pb.LinuxContainerResources(unified={"pids.max": "10\0"})),
+             "linux.unified['pids.max']"),
+            (rt.ListPodSandbox, pb.ListPodSandboxRequest(filter=pb.PodSandboxFilter(label_selector={"a\0": "b"})),
+             "filter.label_selector")):
+        with pytest.raises(grpc.RpcError) as e:
+            call(request)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+        assert field in e.value.details() and "NUL byte" in e.value.details(), e.value.details()
+    assert rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["echo", "ok"], timeout=5)).stdout == b"ok\n"
+    remove_pod(rt, pb, sid)
+    ch.close()
+
+
 def test_a_device_missing_on_the_host_is_named_and_nothing_is_made(env):
     """Issue 15: start-up errors name the device path they tried."""
     rt, _, pb, ch = env["server"].stubs("v1")

@@ -148,3 +148,22 @@ def test_a_failed_removal_is_finished_later_and_never_blocks_other_pods(pyrun, w
     _chattr("-i", pinned)
     pyrun("pod", "rm", "-f", "deep-stuck")
     assert_gone(pyrun, stuck)
+
+
+def test_gc_removes_an_orphaned_5000_level_writable_layer(pyrun):
+    """After a reboot the state root is empty and gc removes every writable layer it no longer knows."""
+    orphan = pyrun.data_root / "containers" / ("0" * 63 + "1")
+    (orphan / "upper").mkdir(parents=True)
+    (orphan / "work").mkdir()
+    fd = os.open(orphan / "upper", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(DEPTH):
+            os.mkdir("d", dir_fd=fd)
+            nfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+    finally:
+        os.close(fd)
+    p = pyrun("gc", check=False)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    assert not orphan.exists()

@@ -287,3 +287,11 @@ def test_a_subtree_past_the_bound_is_an_error_naming_the_cgroup(tmp_path, monkey
     monkeypatch.setattr(driver, "MAX_SUBTREE", 100)
     cg.remove(ctr)  # a later call with room finishes
     assert not os.path.exists(top)
+
+
+def test_check_usable_names_a_missing_controller(tmp_path):
+    tree = fake_tree(tmp_path, "v2", v2_controllers="cpu pids")
+    with pytest.raises(CgroupError, match="the cgroup controller `memory` is not available"):
+        tree.cgroups.check_usable()
+    fake_tree(tmp_path / "ok", "v2").cgroups.check_usable()  # nothing made
+    assert not (tmp_path / "ok" / "pyrun").exists()
