@@ -297,3 +297,46 @@ def test_a_5000_level_member_name_is_refused_naming_it(tmp_path):
             unpack(tmp_path, deep_layer(5000))
     finally:
         remove_tree(tmp_path / "layer")  # the levels written before the refusal (pytest's cleanup recurses)
+
+
+def test_a_directory_replaced_by_a_symlink_is_never_written_through(tmp_path):
+    """The writer's path index caches the last parent: a symlink replacing it must still be seen."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    data = crafted_tar((raw_info("d", tarfile.DIRTYPE, mode=0o755), None), (raw_info("d/e/f1"), b"1"),
+                       (raw_info("d/e", tarfile.SYMTYPE, str(outside)), None), (raw_info("d/e/f2"), b"2"))
+    with pytest.raises(ImageError, match=r"'d/e/f2'.*symlink 'd/e'"):
+        unpack(tmp_path, data)
+    assert list(outside.iterdir()) == []
+
+
+def test_what_a_replaced_directory_held_is_forgotten(tmp_path):
+    """A hardlink may only name an earlier member that still exists: not one under a replaced directory."""
+    data = crafted_tar((raw_info("d/f"), b"1"), (raw_info("d"), b"now a file"), (raw_info("h", tarfile.LNKTYPE, "d/f"), None))
+    with pytest.raises(ImageError, match="not an earlier member"):
+        unpack(tmp_path, data)
+
+
+def test_many_deep_members_keep_one_node_per_path(tmp_path):
+    """Issue 15 hardening: names near PATH_MAX cost O(depth) each, not O(depth) of memory per member
+    (a small layer of such names once needed ~1 KiB of RAM per member, and O(depth^2) per member once
+    it held a symlink)."""
+    from pyrun.images.unpack import LayerWriter, check_member
+    from pyrun.linux.tree import remove_tree
+    base = "/".join(["d"] * 1000)
+    dest = tmp_path / "layer"
+    dest.mkdir()
+    writer = LayerWriter(dest, L)
+    try:
+        writer.write(check_member(raw_info("link", tarfile.SYMTYPE, "/etc"), L, writer.paths), None)
+        for i in range(200):
+            writer.write(check_member(raw_info(f"{base}/f{i}"), L, writer.paths), stream(b""))
+        nodes, stack = 0, [writer.paths.root]
+        while stack:
+            n = stack.pop()
+            nodes += 1
+            stack.extend((n.children or {}).values())
+        assert nodes == 1 + 1 + 1000 + 200  # the root, the symlink, the chain, the files
+    finally:
+        writer.close()
+        remove_tree(dest)
