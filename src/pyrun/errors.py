@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib as _contextlib
 import errno as _errno
 import os
+from typing import Iterator as _Iterator
 
 
 class PyrunError(Exception):
@@ -81,6 +82,12 @@ class NetworkError(PyrunError):
     exit_code = 8
 
 
+class DeadlineExceeded(PyrunError):
+    """An operation with a timeout (an exec with one: the CRI's ExecSync) ran out of time."""
+
+    exit_code = 11
+
+
 class ContainerStartError(PyrunError):
     """A container's init failed at a named step; the workload never ran."""
 
@@ -143,7 +150,7 @@ _ERRNO_CLASSES: dict[int, type[SyscallError]] = {
 
 
 @_contextlib.contextmanager
-def naming(call: str, path, what: str):
+def naming(call: str, path: "str | os.PathLike[str]", what: str) -> "_Iterator[None]":
     """Start-up steps: an OSError inside leaves as a SyscallError naming what was tried (`path`, and
     `what` it is, e.g. "the state root (--root)") and why; a SyscallError passes unchanged."""
     try:

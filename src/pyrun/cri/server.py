@@ -185,16 +185,6 @@ def _listen(server: grpc.Server, path: str) -> None:
         raise PyrunError(f"cannot listen on unix://{path} (--listen)")
 
 
-def _check_start(cfg: Config) -> None:
-    """What every pod will need, checked once at start so the error names it (not the first RunPodSandbox):
-    the cgroup controllers and a writable cgroup parent, a data root on a filesystem overlayfs can use."""
-    from pyrun.cgroups import open_cgroups
-    from pyrun.runtime import storage
-    open_cgroups(cfg).check_usable()
-    if storage.owner_of(Path(cfg.data_root)) is None:
-        storage.check_filesystem(Path(cfg.data_root))
-
-
 def _fork_free_netns_sockets() -> None:
     """Make pyroute2 open pod-netns sockets from a forkserver child, never a fork of this threaded process."""
     import multiprocessing
@@ -220,32 +210,18 @@ def serve(cfg: Config, listen: str = DEFAULT_LISTEN, log_level: str = "info", wo
     _setup_logging(log_level)
     path = socket_path(listen)
     parse_address(stream_address)  # a bad --stream-address fails before anything is set up
-    from pyrun.runtime import spawn, zygote
-    helpers = zygote.start()  # before grpc, the streaming server or anything else starts a thread
-    spawn.use_zygote(helpers)
-    try:
+    from pyrun.runtime.api import helpers
+    with helpers():  # the zygote: before grpc, the streaming server or anything else starts a thread
         _serve(cfg, path, workers, stream_address)
-    finally:
-        spawn.use_zygote(None)
-        helpers.stop()
 
 
 def _serve(cfg: Config, path: str, workers: int, stream_address: str) -> None:
     from pyrun.cri.streaming import StreamServer
-    from pyrun.runtime import gc, storage
-    from pyrun.runtime.state import StateStore
-    _check_start(cfg)  # cgroups and the data root's filesystem, before anything is made
-    made_root = not os.path.lexists(cfg.root)
-    with _naming("mkdir", str(cfg.root), "the state root (--root)"):
-        StateStore(cfg.root).ensure()
-    try:
-        storage.claim(cfg)  # the data root (images, writable layers): made and marked as this state root's
-    except BaseException:
-        if made_root:  # leave nothing behind
-            from pyrun.linux.tree import remove_tree
-            remove_tree(cfg.root)
-        raise
-    collected = gc.collect_crashed(cfg)  # pods a killed server left half-made
+    from pyrun.runtime.api import Runtime
+    rt = Runtime(cfg)
+    rt.check_start()  # cgroups and the data root's filesystem, named, before anything is made
+    rt.prepare_roots()  # the state root and the data root (a failed data root takes back a new state root)
+    collected = rt.recover()  # pods a killed server left half-made
     if collected:
         log.info("removed %d pod(s) left half-created by a previous run", len(collected))
     if cfg.extra.get("network_mode", "bridge") != "none":

@@ -64,7 +64,7 @@ class PodRuntime:
         from pyrun.spec.qos import qos_class
         self.store.ensure()
         from pyrun.runtime import gc
-        gc.collect_crashed(self.cfg)
+        gc.collect_crashed(self.cfg, self.destroy)
         pod_id = new_id()
         with contextlib.ExitStack() as undo:
             self.store.reserve_name(spec.namespace, spec.name, pod_id)
@@ -250,7 +250,7 @@ class PodRuntime:
 
     def list(self) -> list[dict]:
         from pyrun.runtime import gc
-        gc.collect_crashed(self.cfg)
+        gc.collect_crashed(self.cfg, self.destroy)
         return self.store.pods()
 
     # --- stop and remove ------------------------------------------------------------------------
