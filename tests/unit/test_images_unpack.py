@@ -340,3 +340,52 @@ def test_many_deep_members_keep_one_node_per_path(tmp_path):
     finally:
         writer.close()
         remove_tree(dest)
+
+
+# --- tarfile's own trust, bounded (pyrun.images.tarsafe) ----------------------------------------------
+
+def _pax(records: dict) -> bytes:
+    return tarfile.TarInfo._create_pax_generic_header(records, tarfile.XHDTYPE, "utf-8")
+
+
+def _member(name: str) -> bytes:
+    info = tarfile.TarInfo(name)
+    return info.tobuf(tarfile.USTAR_FORMAT)
+
+
+END = b"\0" * 1024
+
+
+@pytest.mark.parametrize("data, why", [
+    (_pax({"comment": "x"}) * 3000 + _member("a") + END, "more than 8 extended headers in a row"),  # RecursionError
+    (_pax({"comment": "x" * (2 << 20)}) + _member("a") + END, "an extended header of"),
+])
+def test_hostile_extended_headers_are_a_clear_error(tmp_path, data, why):
+    with pytest.raises(ImageError, match=f"layer sha256:layer: bad or truncated tar stream: .*{why}"):
+        unpack(tmp_path, data)
+
+
+def _sparse_with_map(mapping: bytes) -> bytes:
+    info = tarfile.TarInfo("GNUSparseFile.0/big")
+    info.size = len(mapping) + (-len(mapping) % 512)
+    info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "big",
+                        "GNU.sparse.realsize": "100"}
+    return info.tobuf(tarfile.PAX_FORMAT) + mapping + b"\0" * (-len(mapping) % 512) + END
+
+
+@pytest.mark.parametrize("mapping, why", [
+    (b"99999999\n0\n1\n", "a sparse map of b'99999999' entries"),
+    (b"3\n0\n", "malformed or truncated sparse map"),  # tarfile itself raised ValueError here
+    (b"1\nx\n1\n", "malformed sparse map entry"),
+])
+def test_hostile_sparse_maps_are_a_clear_error(tmp_path, mapping, why):
+    with pytest.raises(ImageError, match=f"bad or truncated tar stream: .*{why}"):
+        unpack(tmp_path, _sparse_with_map(mapping))
+
+
+def test_an_oci_archive_with_chained_headers_is_refused(tmp_path):
+    from pyrun.images.oci import TarSource
+    archive = tmp_path / "evil.tar"
+    archive.write_bytes(_pax({"comment": "x"}) * 3000 + _member("index.json") + END)
+    with pytest.raises(ImageError, match="(?s)not a readable tar archive: .*extended headers in a row"):
+        TarSource(archive)

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import AbstractSet, BinaryIO
 
 from pyrun.errors import ImageError
+from pyrun.images.tarsafe import GuardedTarInfo
 from pyrun.linux.tree import remove_tree, walk_dirs_bottom_up
 
 WHITEOUT_PREFIX = ".wh."
@@ -612,11 +613,12 @@ def unpack_layer(stream: BinaryIO, dest: Path, layer: str, privileged: bool | No
     writer = LayerWriter(dest, layer, privileged, max_bytes)
     member: str | None = None
     try:
-        with tarfile.open(fileobj=stream, mode="r|", errorlevel=2) as tar:
+        with tarfile.open(fileobj=stream, mode="r|", errorlevel=2, tarinfo=GuardedTarInfo) as tar:
             for info in tar:
                 member = info.name
                 entry = check_member(info, layer, writer.paths)
                 writer.write(entry, _content(tar, info, entry))
+                tar.members.clear()  # a stream is read once: keep no TarInfo of past members
         member = None
         writer.finish()
     except (tarfile.TarError, EOFError) as e:
