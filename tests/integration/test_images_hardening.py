@@ -102,3 +102,16 @@ def test_a_5000_level_layer_is_refused_naming_the_member_and_leaves_nothing(pyru
     assert p.returncode == 6 and "Traceback" not in p.stderr, p.stderr
     assert "member 'deep/d/d" in p.stderr and f"longer than {PATH_MAX} bytes" in p.stderr, p.stderr
     assert store_contents(pyrun) == before
+
+
+def test_a_layer_of_chained_pax_headers_is_refused_and_leaves_nothing(pyrun, tmp_path):
+    """3,000 pax headers in a row (3 MiB, a few KiB gzipped) made tarfile recurse into a RecursionError."""
+    import tarfile
+    pax = tarfile.TarInfo._create_pax_generic_header({"comment": "x"}, tarfile.XHDTYPE, "utf-8")
+    layer = pax * 3000 + tarfile.TarInfo("a").tobuf(tarfile.USTAR_FORMAT) + b"\0" * 1024
+    write_layout(tmp_path / "l", [layer], {"Cmd": ["sh"]})
+    before = store_contents(pyrun)
+    p = pyrun("image", "import", str(tmp_path / "l"), "test/chain:1", check=False)
+    assert p.returncode == 6 and "Traceback" not in p.stderr, p.stderr
+    assert "more than 8 extended headers in a row" in p.stderr, p.stderr
+    assert store_contents(pyrun) == before
