@@ -389,3 +389,33 @@ def test_an_oci_archive_with_chained_headers_is_refused(tmp_path):
     archive.write_bytes(_pax({"comment": "x"}) * 3000 + _member("index.json") + END)
     with pytest.raises(ImageError, match="(?s)not a readable tar archive: .*extended headers in a row"):
         TarSource(archive)
+
+
+def _old_gnu_sparse(extension_blocks: list[bytes]) -> bytes:
+    """An old-GNU sparse ('S') header saying more map blocks follow, then `extension_blocks`."""
+    info = tarfile.TarInfo("big")
+    info.size = 0
+    head = bytearray(info.tobuf(tarfile.GNU_FORMAT))
+    head[156:157] = b"S"
+    head[482] = 1                                   # isextended
+    head[483:495] = b"%011o\0" % 100                # realsize
+    head[148:156] = b" " * 8
+    head[148:155] = b"%06o\0" % sum(head)           # checksum
+    return bytes(head) + b"".join(extension_blocks)
+
+
+def _extension_block(entries: int, more: bool) -> bytes:
+    block = bytearray(512)
+    for i in range(entries):
+        block[i * 24:i * 24 + 24] = b"%011o\0%011o\0" % (i * 10 + 1, 1)
+    block[504] = 1 if more else 0
+    return bytes(block)
+
+
+@pytest.mark.parametrize("blocks, why", [
+    ([_extension_block(21, True)] * 3200, "a sparse map of more than 65536 entries"),
+    ([_extension_block(21, True)], "a truncated sparse header"),  # tarfile itself raised IndexError here
+])
+def test_hostile_old_gnu_sparse_headers_are_a_clear_error(tmp_path, blocks, why):
+    with pytest.raises(ImageError, match=f"bad or truncated tar stream: .*{why}"):
+        unpack(tmp_path, _old_gnu_sparse(blocks))

@@ -7,7 +7,7 @@ a TarError, when it is short). GuardedTarInfo (pass as `tarinfo=` to tarfile.ope
 
 - an extended header (pax, GNU long name/link) larger than MAX_EXTENDED_HEADER bytes;
 - more than MAX_EXTENDED_CHAIN extended headers in a row before a member;
-- a sparse map of more than MAX_SPARSE_ENTRIES entries, or a malformed one.
+- a sparse map of more than MAX_SPARSE_ENTRIES entries (PAX 1.0 or old GNU 'S'), or a malformed one.
 
 Each refusal is a tarfile.HeaderError (a TarError), so callers report it as a bad tar stream.
 """
@@ -61,3 +61,28 @@ class GuardedTarInfo(tarfile.TarInfo):
             numbers.append(int(number))
         next.offset_data = tarfile_.fileobj.tell()
         next.sparse = list(zip(numbers[::2], numbers[1::2]))
+
+    def _proc_sparse(self, tarfile_):  # noqa: ANN001 - tarfile's own hook
+        """tarfile's old-GNU sparse member ('S') reader, with its extension blocks bounded (it read them
+        until one said "last", and failed with IndexError at the end of a truncated stream)."""
+        structs, isextended, origsize = self._sparse_structs
+        del self._sparse_structs
+        while isextended:
+            buf = tarfile_.fileobj.read(tarfile.BLOCKSIZE)
+            if len(buf) < tarfile.BLOCKSIZE:
+                raise tarfile.HeaderError("a truncated sparse header")
+            for pos in range(0, 21 * 24, 24):
+                try:
+                    offset, numbytes = tarfile.nti(buf[pos:pos + 12]), tarfile.nti(buf[pos + 12:pos + 24])
+                except tarfile.InvalidHeaderError:
+                    break
+                if offset and numbytes:
+                    structs.append((offset, numbytes))
+            if len(structs) > MAX_SPARSE_ENTRIES:
+                raise tarfile.HeaderError(f"a sparse map of more than {MAX_SPARSE_ENTRIES} entries")
+            isextended = bool(buf[504])
+        self.sparse = structs
+        self.offset_data = tarfile_.fileobj.tell()
+        tarfile_.offset = self.offset_data + self._block(self.size)
+        self.size = origsize
+        return self
