@@ -101,7 +101,7 @@ class PodRuntime:
 
             from pyrun.runtime import podnet
             if podnet.wants_network(self.cfg, spec):
-                pod["network"] = {"pending": True}  # so a crash from here on is detached by gc
+                pod["network"] = podnet.pending(self.cfg)  # so a crash from here on is detached by gc
                 self.store.write_pod(pod)
                 undo.callback(podnet.detach, self.cfg, pod)
                 pod["network"] = podnet.attach(self.cfg, pod, spec)
