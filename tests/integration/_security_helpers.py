@@ -63,14 +63,17 @@ int main(int argc, char **argv)
             return result("open", fd);
         return result("write", write(fd, "1\n", 2));
     }
-    if (!strcmp(cmd, "deep-tree")) {  /* N nested directories "d" below the cwd: mkdir + relative chdir */
+    if (!strcmp(cmd, "deep-tree")) {  /* N nested directories "d" below the cwd (mkdir + relative chdir),
+                                         then a symlink "escape" -> argv[3] at the bottom if given */
         for (long i = atol(arg); i > 0; i--)
             if (mkdir("d", 0755) < 0 || chdir("d") < 0)
                 return result("mkdir/chdir", -1);
+        if (argc > 3 && symlink(argv[3], "escape") < 0)
+            return result("symlink", -1);
         return result("deep-tree", 0);
     }
     fprintf(stderr, "usage: sectool keyctl|unshare-user|mount [dir]|raw-socket|bind-port N|ids|write FILE"
-            "|deep-tree N\n");
+            "|deep-tree N [LINK]\n");
     return 2;
 }
 """
