@@ -19,6 +19,7 @@ running" check.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -125,7 +126,6 @@ class Runtime:
     def prepare_roots(self) -> None:
         """The state root (errors name --root) and the data root, claimed for it (errors name
         --data-root); a data root that fails takes back a state root this call made."""
-        import os
         from pyrun.runtime import storage
         made = not os.path.lexists(self.cfg.root)
         self._store.ensure()
