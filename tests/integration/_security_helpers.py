@@ -72,8 +72,23 @@ int main(int argc, char **argv)
             return result("symlink", -1);
         return result("deep-tree", 0);
     }
+    if (!strcmp(cmd, "deep-read")) {  /* cat the file argv[3] below N levels of "d" (relative chdir) */
+        char buf[256];
+        for (long i = atol(arg); i > 0; i--)
+            if (chdir("d") < 0)
+                return result("chdir", -1);
+        int fd = open(argc > 3 ? argv[3] : "", O_RDONLY);
+        if (fd < 0)
+            return result("open", fd);
+        long n = read(fd, buf, sizeof buf - 1);
+        if (n < 0)
+            return result("read", n);
+        buf[n] = 0;
+        printf("%s", buf);
+        return 0;
+    }
     fprintf(stderr, "usage: sectool keyctl|unshare-user|mount [dir]|raw-socket|bind-port N|ids|write FILE"
-            "|deep-tree N [LINK]\n");
+            "|deep-tree N [LINK]|deep-read N FILE\n");
     return 2;
 }
 """

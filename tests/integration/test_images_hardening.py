@@ -14,11 +14,11 @@ from pyrun.images.build import LayerBuilder, write_layout, write_layout_tar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from _images_helpers import DEMO_SCRIPT, sparse_tar  # noqa: E402
+from _security_helpers import build  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 GIB = 1 << 30
-PATH_MAX = 4096
 
 
 def store_contents(pyrun) -> dict[str, list[str]]:
@@ -73,18 +73,26 @@ def test_a_sparse_layer_is_stored_sparse_and_removed_again(pyrun, tmp_path):
     assert store_contents(pyrun) == before
 
 
-def test_the_deepest_layer_imports_runs_and_is_pruned(pyrun, write_pod, tmp_path):
-    """A member name is at most PATH_MAX bytes (as the kernel takes a path; docker and containerd unpack
-    through paths and stop there too), so the deepest tree a layer can hold is ~2,045 levels of "d/":
-    deeper than the 2,000 of the issue. The container then adds to it on its own (test_deep_trees.py)."""
-    levels = (PATH_MAX - len("deep") - len("/d")) // 2
-    write_layout(tmp_path / "l", [busybox_layer(), deep_layer(levels)], {"Cmd": ["sh"]})
+@pytest.fixture(scope="module")
+def tool_dir(tmp_path_factory) -> str:
+    d = tmp_path_factory.mktemp("tool")
+    build(d)  # sectool: `deep-read N FILE` reads a file N levels down with relative chdirs (no PATH_MAX)
+    return str(d)
+
+
+def test_a_5000_level_layer_imports_runs_and_is_pruned(pyrun, write_pod, tmp_path, tool_dir):
+    """A layer whose member names are 10 KB (5,000 levels: longer than PATH_MAX) unpacks one component at a
+    time; the container reads the file at the bottom; `image rm` + `image prune` remove it all."""
+    write_layout(tmp_path / "l", [busybox_layer(), deep_layer(5000)], {"Cmd": ["sh"]})
     before = store_contents(pyrun)
-    pyrun("image", "import", str(tmp_path / "l"), "test/deep:1")
-    spec = write_pod("deep-image", [{"name": "c", "image": "test/deep:1", "command": ["sleep", "1000"]}])
+    p = pyrun("image", "import", str(tmp_path / "l"), "test/deep:1", check=False)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    spec = write_pod("deep-image", [{"name": "c", "image": "test/deep:1", "command": ["sleep", "1000"],
+                                     "volumeMounts": [{"name": "t", "mountPath": "/t"}]}],
+                     volumes=[{"name": "t", "hostPath": {"path": tool_dir, "type": "Directory"}}])
     pyrun("pod", "create", spec)
-    p = pyrun("exec", "deep-image", "c", "--", "sh", "-c", "cd /deep/d/d/d && ls")
-    assert p.stdout.split() == ["d"], p.stdout + p.stderr
+    p = pyrun("exec", "deep-image", "c", "--", "sh", "-c", "cd /deep && /t/sectool deep-read 4999 d")
+    assert p.stdout == "bottom\n", p.stdout + p.stderr
     p = pyrun("image", "prune")
     assert "Traceback" not in p.stderr
     assert "test/deep" in pyrun("image", "ls").stdout  # in use: kept
@@ -95,12 +103,13 @@ def test_the_deepest_layer_imports_runs_and_is_pruned(pyrun, write_pod, tmp_path
     assert store_contents(pyrun) == before
 
 
-def test_a_5000_level_layer_is_refused_naming_the_member_and_leaves_nothing(pyrun, tmp_path):
-    write_layout(tmp_path / "l", [deep_layer(5000)], {"Cmd": ["sh"]})
+def test_a_member_name_over_64_kib_is_refused_naming_it_and_leaves_nothing(pyrun, tmp_path):
+    layer = LayerBuilder().file("/".join(["d"] * 33000), b"x").tar_bytes()  # one 66 KB name
+    write_layout(tmp_path / "l", [layer], {"Cmd": ["sh"]})
     before = store_contents(pyrun)
     p = pyrun("image", "import", str(tmp_path / "l"), "test/deeper:1", check=False)
     assert p.returncode == 6 and "Traceback" not in p.stderr, p.stderr
-    assert "member 'deep/d/d" in p.stderr and f"longer than {PATH_MAX} bytes" in p.stderr, p.stderr
+    assert "member 'd/d/d" in p.stderr and "longer than 65536 bytes" in p.stderr, p.stderr
     assert store_contents(pyrun) == before
 
 

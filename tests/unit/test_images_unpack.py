@@ -7,7 +7,7 @@ import pytest
 
 from pyrun.errors import ImageError
 from pyrun.images.build import LayerBuilder, gzip_bytes
-from pyrun.images.unpack import PATH_MAX, LayerTooLarge, check_member, unpack_layer
+from pyrun.images.unpack import LayerTooLarge, check_member, unpack_layer
 
 from _images_helpers import crafted_tar, raw_info, sparse_tar, stream
 
@@ -72,8 +72,9 @@ def test_device_nodes_are_kept():
 def test_huge_names_refused():
     with pytest.raises(ImageError, match="longer than 255"):
         check_member(raw_info("a" * 256), L)
-    with pytest.raises(ImageError, match="longer than 4096"):
-        check_member(raw_info("/".join(["d" * 200] * 21)), L)
+    with pytest.raises(ImageError, match="longer than 65536"):
+        check_member(raw_info("/".join(["d" * 200] * 330)), L)
+    assert len(check_member(raw_info("/".join(["d" * 200] * 21)), L).parts) == 21  # > PATH_MAX is fine
 
 
 def test_unknown_member_type_refused():
@@ -275,28 +276,30 @@ def deep_layer(levels: int) -> bytes:
     return layer.tar_bytes()
 
 
-# Member names are full paths and at most PATH_MAX (4096) bytes, as the kernel allows a path argument
-# (containerd and docker unpack through paths and stop there too); that also bounds the unpacker's
-# per-path bookkeeping. "deep" + "/d" x 2045 + "/d" is the deepest file a layer can name: deeper than
-# the 2,000 levels that crashed `image prune` (issue 15).
-DEEPEST = (PATH_MAX - len("deep") - len("/d")) // 2
-
-
-def test_the_deepest_nameable_layer_unpacks_and_is_removed(tmp_path):
+def test_a_5000_level_layer_unpacks_and_is_removed(tmp_path):
+    """Issue 15: a layer with a 2,000-deep directory made `image prune` crash forever (RecursionError).
+    Member names of 10 KB are longer than PATH_MAX: the writer opens one component at a time."""
     from pyrun.linux.tree import remove_tree, tree_usage
-    dest = unpack(tmp_path, deep_layer(DEEPEST))
-    assert tree_usage(dest)[2] == DEEPEST + 1  # the directories and the file at the bottom
-    remove_tree(dest)
+    dest = unpack(tmp_path, deep_layer(5000))
+    try:
+        assert tree_usage(dest)[2] == 5000 + 1  # the directories and the file at the bottom
+        fd = os.open(dest / "deep", os.O_RDONLY)
+        for _ in range(4999):
+            fd, old = os.open("d", os.O_RDONLY, dir_fd=fd), fd
+            os.close(old)
+        with os.fdopen(os.open("d", os.O_RDONLY, dir_fd=fd)) as f:
+            assert f.read() == "bottom\n"
+        os.close(fd)
+    finally:
+        remove_tree(dest)  # pytest's own tmp cleanup recurses: never leave it a deep tree
     assert not dest.exists()
 
 
-def test_a_5000_level_member_name_is_refused_naming_it(tmp_path):
-    from pyrun.linux.tree import remove_tree
-    try:
-        with pytest.raises(ImageError, match=r"layer sha256:layer: member 'deep/d/d.*longer than 4096 bytes"):
-            unpack(tmp_path, deep_layer(5000))
-    finally:
-        remove_tree(tmp_path / "layer")  # the levels written before the refusal (pytest's cleanup recurses)
+def test_a_member_name_over_64_kib_is_refused_naming_it(tmp_path):
+    name = "/".join(["d"] * 33000)  # 65,999 bytes
+    with pytest.raises(ImageError, match=r"layer sha256:layer: member 'd/d/d.*longer than 65536 bytes"):
+        unpack(tmp_path, crafted_tar((raw_info(name), b"x")))
+    assert not (tmp_path / "layer" / "d").exists()  # refused before anything was made
 
 
 def test_a_directory_replaced_by_a_symlink_is_never_written_through(tmp_path):
@@ -318,7 +321,7 @@ def test_what_a_replaced_directory_held_is_forgotten(tmp_path):
 
 
 def test_many_deep_members_keep_one_node_per_path(tmp_path):
-    """Issue 15 hardening: names near PATH_MAX cost O(depth) each, not O(depth) of memory per member
+    """Issue 15 hardening: long names cost O(depth) each, not O(depth) of memory per member
     (a small layer of such names once needed ~1 KiB of RAM per member, and O(depth^2) per member once
     it held a symlink)."""
     from pyrun.images.unpack import LayerWriter, check_member

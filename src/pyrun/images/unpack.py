@@ -23,8 +23,11 @@ Policy (documented here because users will ask):
   blocks are written, the holes are seeked over and the size set with ftruncate.
 - `max_bytes` bounds the data a layer may write (regular file contents, holes not
   counted): a small compressed layer can't expand to fill the disk.
-- Cost per member is O(1) in the number of members: every lookup is keyed by path,
-  and the parent directory's fd is reused while members stay in one directory.
+- Cost per member is O(1) in the number of members and O(its name) in its depth: what the
+  writer knows is a tree of nodes (one per path), the parent directory's fd and node are
+  reused while members stay in one directory or go one level deeper. Names may be longer than
+  PATH_MAX (at most MAX_MEMBER_PATH): the kernel never sees a full path, so a layer may be
+  any depth a 64 KiB name allows (5,000 levels of "d/" is 10 KB).
 """
 from __future__ import annotations
 
@@ -44,7 +47,8 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
 NAME_MAX = 255
-PATH_MAX = 4096
+MAX_MEMBER_PATH = 1 << 16  # bytes of a member name: 5,000+ levels deep (the writer never hands the kernel a
+                           # full path, so PATH_MAX does not apply); tarsafe bounds the header it comes in
 XATTR_PAX_PREFIX = "SCHILY.xattr."
 
 _KINDS = {
@@ -87,8 +91,8 @@ def split_path(name: str, layer: str, member: str, what: str = "path") -> tuple[
     """'/./a//b/' -> ('a', 'b'); refuses '..' and over-long names. Pure."""
     if "\x00" in name:
         raise ImageError(f"layer {layer}: member {member!r}: {what} contains a NUL byte")
-    if len(os.fsencode(name)) > PATH_MAX:
-        raise ImageError(f"layer {layer}: member {member[:80]!r}...: {what} is longer than {PATH_MAX} bytes")
+    if len(name) > MAX_MEMBER_PATH // 4 and len(os.fsencode(name)) > MAX_MEMBER_PATH:
+        raise ImageError(f"layer {layer}: member {member[:80]!r}...: {what} is longer than {MAX_MEMBER_PATH} bytes")
     parts = tuple(filter(None, name.split("/")))
     if "." in parts:
         parts = tuple(p for p in parts if p != ".")
@@ -116,9 +120,10 @@ def _through_symlink(parts: tuple[str, ...], symlinks: "AbstractSet[tuple[str, .
 
 
 class _Node:
-    __slots__ = ("children", "symlink", "created", "meta")
+    __slots__ = ("parent", "children", "symlink", "created", "meta")
 
-    def __init__(self) -> None:
+    def __init__(self, parent: _Node | None = None) -> None:
+        self.parent = parent
         self.children: dict[str, _Node] | None = None
         self.symlink = False      # a symlink member made it
         self.created = False      # a member of this layer made it (not a whiteout)
@@ -131,7 +136,7 @@ def _child(n: _Node, name: str, create: bool) -> _Node | None:
             return None
         if n.children is None:
             n.children = {}
-        n.children[name] = _Node()
+        n.children[name] = _Node(n)
     return n.children[name]
 
 
@@ -168,13 +173,24 @@ class _PathIndex:
 
     def _parent(self, parts: tuple[str, ...], create: bool) -> _Node | None:
         last = self._last
-        if last is not None and last[2] == self._version and last[0] == parts:
-            return last[1]
-        n: _Node | None = self.root
-        for p in parts:
-            n = _child(n, p, create)
-            if n is None:
-                return None
+        n: _Node | None = None
+        if last is not None and last[2] == self._version:
+            if last[0] == parts:
+                return last[1]
+            if parts and last[0] == parts[:-1]:  # one level below the last: a deep tree, top-down
+                n = _child(last[1], parts[-1], create)
+                if n is None:
+                    return None
+            elif len(parts) < len(last[0]) and last[0][:len(parts)] == parts:  # above it: bottom-up
+                n = last[1]
+                for _ in range(len(last[0]) - len(parts)):
+                    n = n.parent
+        if n is None:
+            n = self.root
+            for p in parts:
+                n = _child(n, p, create)
+                if n is None:
+                    return None
         self._last = (parts, n, self._version)
         return n
 

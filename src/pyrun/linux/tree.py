@@ -15,6 +15,7 @@ and build full paths (ENAMETOOLONG past PATH_MAX). These helpers never do either
 from __future__ import annotations
 
 import errno
+import operator
 import os
 import stat
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Callable, Iterator
 from pyrun.errors import SyscallError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NAME = operator.attrgetter("name")
 
 
 @dataclass
@@ -133,7 +135,7 @@ def walk_dirs_bottom_up(root: str | os.PathLike) -> Iterator[tuple[int, str, Cal
                 _scan_dirs(cur)
             elif len(cur.levels) > 1:
                 name = cur.up()
-                yield cur.fd, name, lambda: (*(lv.name for lv in cur.levels[1:]), name)  # valid until next()
+                yield cur.fd, name, lambda: (*map(_NAME, cur.levels[1:]), name)  # valid until next()
             else:
                 return
     finally:
