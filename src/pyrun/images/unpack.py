@@ -306,7 +306,9 @@ class _Dirs:
         """The directory `parts` (created as needed), borrowed: valid until forget() or the next call."""
         if self._cached is not None and self._cached[0] == parts:
             return self._cached[1]
-        fd = self._open_below_cached(parts, member) or self.open(parts, member, create=True)
+        fd = self._open_below_cached(parts, member)
+        if fd is None:
+            fd = self.open(parts, member, create=True)
         self.forget()
         self._cached = (parts, fd)
         return fd
