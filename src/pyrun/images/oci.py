@@ -150,9 +150,11 @@ class TarSource:
 
     def __init__(self, path: Path):
         import tarfile  # here: reading an image already in the store needs no tar code
+
+        from pyrun.images.tarsafe import GuardedTarInfo
         self.label = str(path)
         try:
-            self.tar = tarfile.open(path, "r:*")
+            self.tar = tarfile.open(path, "r:*", tarinfo=GuardedTarInfo)
             self.members = {_norm(m.name): m for m in self.tar.getmembers()}
         except (tarfile.TarError, EOFError) as e:
             raise ImageError(f"{path}: not a readable tar archive: {e}") from None
