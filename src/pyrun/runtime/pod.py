@@ -93,7 +93,7 @@ class PodRuntime:
             undo.callback(self._kill_sandbox, pod_id)
             pause = sandbox.launch(pod_dir, spec.hostname, spec.share_process_namespace, spec.host_network,
                                    cgroup_procs=resources.procs_files(self.cfg, pod.get("cgroup")),
-                                   meanwhile=_import_container_modules)
+                                   meanwhile=lambda: _import_create_modules(self.cfg, spec))
             pod["pause"] = pause.to_dict()
             pod["namespaces"] = {k: str(pod_dir / "ns" / k)
                                  for k in sandbox.namespace_kinds(spec.share_process_namespace, spec.host_network)}
@@ -359,15 +359,17 @@ class PodRuntime:
 
 
 # What the rest of a create imports (the network and /etc files, volumes, a container's process, security
-# and monitor): imported while the sandbox launcher works, instead of after it.
+# and monitor; pyroute2 for a bridge pod): imported while the sandbox launcher works, instead of after it.
 CREATE_MODULES = ("pyrun.runtime.podnet", "pyrun.netns.dns", "pyrun.runtime.volumes", "pyrun.spec.process",
                   "pyrun.runtime.security", "pyrun.runtime.seccomp", "pyrun.runtime.monitor", "pyrun.runtime.init")
 
 
-def _import_container_modules() -> None:
+def _import_create_modules(cfg: Config, spec) -> None:
     import importlib
     for name in CREATE_MODULES:
         importlib.import_module(name)
+    from pyrun.runtime import podnet
+    podnet.preload(cfg, spec)
     from pyrun.runtime.spawn import preload_seccomp
     preload_seccomp()
 
