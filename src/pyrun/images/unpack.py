@@ -41,6 +41,7 @@ from typing import AbstractSet, BinaryIO
 
 from pyrun.errors import ImageError
 from pyrun.images.tarsafe import GuardedTarInfo
+from pyrun.images.tarstream import ForwardReader
 from pyrun.linux.tree import remove_tree, walk_dirs_bottom_up
 
 WHITEOUT_PREFIX = ".wh."
@@ -382,6 +383,22 @@ def _remove(name: str, dir_fd: int, st: os.stat_result) -> None:
         os.unlink(name, dir_fd=dir_fd)
 
 
+_SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX  # always set with fchmod, after fchown
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it (os.umask would race other threads, e.g. the CRI
+    server's); 0o777 (every mode set with fchmod) when the kernel does not say."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o777
+
+
 class LayerTooLarge(ImageError):
     """A layer wants to write more data than its limit allows."""
 
@@ -399,6 +416,7 @@ class LayerWriter:
         self.max_bytes = max_bytes
         self.written = 0
         self._owner = (os.geteuid(), os.getegid())  # what a new file gets without fchown
+        self._umask = _current_umask()
 
     def close(self) -> None:
         self.dirs.forget()
@@ -435,21 +453,38 @@ class LayerWriter:
         self.paths.forget(parts)
 
     def _write_in(self, pfd: int, name: str, e: Entry, content: BinaryIO | None) -> None:
-        old = _lstat(name, pfd)
         if e.kind == "whiteout":
-            if old is not None and self.paths.created(e.parts):
-                return  # a whiteout hides lower layers only, never its own layer's files
-            if old is not None:
-                _remove(name, pfd, old)
-                self._replaced(e.parts, old)
-            self._mknod(pfd, name, e, stat.S_IFCHR, 0, 0)
+            self._whiteout(pfd, name, e)
             return
-        if e.kind == "dir" and old is not None and stat.S_ISDIR(old.st_mode):
-            self._set_dir_meta(e)
+        # Create first (O_EXCL, mkdir, symlink, link, mknod all fail with EEXIST): in a layer's fresh
+        # directory nothing is there, so the usual case costs no lstat. Only when a name is taken is
+        # the old entry looked at, removed (or, dir over dir, kept), and the creation done again.
+        try:
+            self._create(pfd, name, e, content)
             return
+        except FileExistsError:
+            pass
+        old = _lstat(name, pfd)
+        if old is not None:
+            if e.kind == "dir" and stat.S_ISDIR(old.st_mode):
+                self._set_dir_meta(e)
+                return
+            _remove(name, pfd, old)
+            self._replaced(e.parts, old)
+        self._create(pfd, name, e, content)
+
+    def _whiteout(self, pfd: int, name: str, e: Entry) -> None:
+        old = _lstat(name, pfd)
+        if old is not None and self.paths.created(e.parts):
+            return  # a whiteout hides lower layers only, never its own layer's files
         if old is not None:
             _remove(name, pfd, old)
             self._replaced(e.parts, old)
+        self._mknod(pfd, name, e, stat.S_IFCHR, 0, 0)
+
+    def _create(self, pfd: int, name: str, e: Entry, content: BinaryIO | None) -> None:
+        """Make the entry `name` in `pfd`; FileExistsError (before anything is written or read from
+        `content`) when the name is taken."""
         if e.kind == "dir":
             os.mkdir(name, 0o700, dir_fd=pfd)
             self._set_dir_meta(e)
@@ -467,14 +502,17 @@ class LayerWriter:
             self._meta_at(pfd, name, e)
 
     def _file(self, pfd: int, name: str, e: Entry, content: BinaryIO | None) -> None:
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd)
+        # A plain mode the umask keeps whole (0644, 0755 under umask 022) is given at creation: no fchmod.
+        exact = not e.mode & (self._umask | _SPECIAL_BITS)
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     e.mode if exact else 0o600, dir_fd=pfd)
         try:
             if content is not None:
                 if e.sparse is not None:
                     self._sparse(fd, e, content)
                 else:
                     self._copy(fd, e, content, e.size)
-            self._meta_fd(fd, e)
+            self._meta_fd(fd, e, chmod=not exact)
         finally:
             os.close(fd)
 
@@ -491,7 +529,8 @@ class LayerWriter:
         while left > 0:
             chunk = content.read(min(left, 1 << 20))
             if not chunk:
-                raise ImageError(f"layer {self.layer}: member {e.member!r}: tar stream ends inside the file")
+                raise ImageError(f"layer {self.layer}: bad or truncated tar stream: it ends inside the data "
+                                 f"of member {e.member!r}")
             os.write(fd, chunk)
             left -= len(chunk)
 
@@ -511,12 +550,14 @@ class LayerWriter:
             self._copy(fd, e, content, length)
         os.ftruncate(fd, e.size)
 
-    def _meta_fd(self, fd: int, e: Entry) -> None:
+    def _meta_fd(self, fd: int, e: Entry, chmod: bool = True) -> None:
         """Owner, mode, xattrs and mtime of an open file or directory, from its tar member."""
         if (e.uid, e.gid) != self._owner:  # a new file is already ours (no setgid dirs while unpacking)
             self._chown(e, lambda: os.fchown(fd, e.uid, e.gid))
-        os.fchmod(fd, e.mode)
-        self._set_xattrs(fd, e)
+        if chmod:
+            os.fchmod(fd, e.mode)
+        if e.xattrs:
+            self._set_xattrs(fd, e)
         os.utime(fd, (e.mtime, e.mtime))
 
     def _hardlink(self, pfd: int, name: str, e: Entry) -> None:
@@ -525,6 +566,8 @@ class LayerWriter:
         tfd = self.dirs.open(e.link_parts[:-1], e.member, create=False)
         try:
             os.link(e.link_parts[-1], name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+        except FileExistsError:
+            raise  # the name is taken: the caller replaces what is there
         except OSError as err:
             raise self._fail(e, f"cannot hardlink to {e.link_target!r}: {err.strerror}") from None
         finally:
@@ -597,8 +640,9 @@ class LayerWriter:
 
 
 class _RawData:
-    """A sparse member's stored data blocks, read straight from the archive stream (tarfile's own
-    reader would hand out the holes as zeros: gigabytes of them for a few hundred bytes of tar)."""
+    """A member's stored data, read straight from the archive stream. For a sparse member: its data
+    blocks one after another (tarfile's own reader would hand out the holes as zeros: gigabytes of
+    them for a few hundred bytes of tar)."""
 
     def __init__(self, fileobj, offset: int):
         self.fileobj = fileobj
@@ -613,11 +657,11 @@ class _RawData:
 
 
 def _content(tar: tarfile.TarFile, info: tarfile.TarInfo, entry: Entry):
+    """A file's data, read straight from the stream (its `size` bytes, or a sparse file's data blocks):
+    no per-member extractfile() object. The writer reads exactly that many bytes, never past them."""
     if entry.kind != "file":
         return None
-    if entry.sparse is not None:
-        return _RawData(tar.fileobj, info.offset_data)
-    return tar.extractfile(info)
+    return _RawData(tar.fileobj, info.offset_data)
 
 
 def unpack_layer(stream: BinaryIO, dest: Path, layer: str, privileged: bool | None = None,
@@ -631,7 +675,8 @@ def unpack_layer(stream: BinaryIO, dest: Path, layer: str, privileged: bool | No
     writer = LayerWriter(dest, layer, privileged, max_bytes)
     member: str | None = None
     try:
-        with tarfile.open(fileobj=stream, mode="r|", errorlevel=2, tarinfo=GuardedTarInfo) as tar:
+        reader = ForwardReader(stream.read)
+        with tarfile.TarFile(fileobj=reader, mode="r", errorlevel=2, tarinfo=GuardedTarInfo) as tar:
             for info in tar:
                 member = info.name
                 entry = check_member(info, layer, writer.paths)

@@ -1,0 +1,71 @@
+"""Layer unpack benchmark (issue #14): `pyrun image import` of the cached big layer vs GNU `tar -xzf`.
+
+Uses the layout cached under /var/cache/pyrun-bench (made by images_bench.py / the perf notes: a gzip
+layer of /usr/share and Python's library). Runs alternate (tar, pyrun, tar, pyrun, ...); each run is a
+child process timed with its peak RSS (wait4). Every tree is removed after its run.
+
+    python benchmarks/unpack_bench.py [--runs 3] [--cache DIR] [--python PY] [--src SRC]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CACHE = Path("/var/cache/pyrun-bench/unpack-usr-share+usr-lib-python3.11+usr-lib-python3-gz6")
+
+IMPORT = ("import sys; from pathlib import Path; from pyrun.images.store import ImageStore; "
+          "ImageStore(Path(sys.argv[1])).import_path(Path(sys.argv[2]), 'bench/unpack:1')")
+
+
+def timed(argv: list[str], env: dict | None = None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one child."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv[:3]} failed: {proc.returncode}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--cache", type=Path, default=CACHE)
+    ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--src", default=str(Path(__file__).resolve().parent.parent / "src"))
+    ap.add_argument("--no-tar", action="store_true")
+    args = ap.parse_args()
+    meta = json.loads((args.cache / "meta.json").read_text())
+    env = dict(os.environ, PYTHONPATH=args.src)
+    rows: dict[str, list[tuple[float, float]]] = {}
+    for _ in range(args.runs):
+        for name in (["tar -xzf"] if not args.no_tar else []) + ["pyrun import"]:
+            work = Path(tempfile.mkdtemp(prefix="pyrun-unpack-bench-", dir="/var/tmp"))
+            try:
+                if name == "tar -xzf":
+                    (work / "t").mkdir()
+                    r = timed(["tar", "-xzf", meta["blob"], "-C", str(work / "t")])
+                else:
+                    r = timed([args.python, "-c", IMPORT, str(work / "store"), meta["layout"]], env)
+            finally:
+                subprocess.run(["rm", "-rf", "--one-file-system", str(work)], check=True)
+            rows.setdefault(name, []).append(r)
+            print(f"{name}: {r[0]:.1f} s, {r[1]:.0f} MiB", flush=True)
+    print(f"layer: {meta['gzip_bytes'] / 2**20:.0f} MiB gzip, {meta['entries']} entries")
+    for name, rs in rows.items():
+        print(f"{name}: median {statistics.median(w for w, _ in rs):.1f} s, "
+              f"peak RSS {max(m for _, m in rs):.0f} MiB ({len(rs)} runs)")
+
+
+if __name__ == "__main__":
+    main()
