@@ -399,6 +399,71 @@ def _current_umask() -> int:
     return 0o777
 
 
+SMALL_FILE = 256 << 10  # files up to this size are written by the file thread
+QUEUED_FILES = 32       # at most this many wait for it: <= 8 MiB of data held
+
+
+class _FileThread:
+    """One thread that creates and writes the small new files the writer hands it, in order. Its
+    first error is raised by the writer's next submit() or drain(); after it, queued files are
+    skipped (the caller removes the half-made layer)."""
+
+    def __init__(self, write_file, layer: str):
+        import queue
+        import threading
+        self._write_file = write_file
+        self._layer = layer
+        self._queue: queue.Queue = queue.Queue(maxsize=QUEUED_FILES)
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._start = lambda: threading.Thread(target=self._run, name="pyrun-unpack-files", daemon=True)
+
+    def submit(self, pfd: int, name: str, e: Entry, data: bytes) -> None:
+        """Queue a file; `pfd` (a dup of its parent directory) is closed by the thread."""
+        if self._error is not None:
+            os.close(pfd)
+            self._raise()
+        if self._thread is None:
+            self._thread = self._start()
+            self._thread.start()
+        self._queue.put((pfd, name, e, data))
+
+    def drain(self) -> None:
+        """Wait until every queued file is written; raise the thread's error."""
+        if self._thread is not None:
+            self._queue.join()
+        self._raise()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            if self._error is None:
+                self._error = ImageError(f"layer {self._layer}: unpack stopped")  # skip what is queued
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not None:
+            pfd, name, e, data = job
+            try:
+                if self._error is None:
+                    self._write_file(pfd, name, e, data)
+            except ImageError as err:
+                self._error = err
+            except OSError as err:
+                self._error = ImageError(f"layer {self._layer}: member {e.member!r}: {err}")
+            except BaseException as err:  # noqa: BLE001 - handed to the writer's thread
+                self._error = err
+            finally:
+                os.close(pfd)
+                self._queue.task_done()
+        self._queue.task_done()
+
+
 class LayerTooLarge(ImageError):
     """A layer wants to write more data than its limit allows."""
 
@@ -417,8 +482,10 @@ class LayerWriter:
         self.written = 0
         self._owner = (os.geteuid(), os.getegid())  # what a new file gets without fchown
         self._umask = _current_umask()
+        self.files = _FileThread(self._write_small_file, layer)
 
     def close(self) -> None:
+        self.files.stop()
         self.dirs.forget()
         os.close(self.root_fd)
 
@@ -426,20 +493,53 @@ class LayerWriter:
         return ImageError(f"layer {self.layer}: member {e.member!r}: {what}")
 
     def write(self, e: Entry, content: BinaryIO | None) -> None:
+        """Write one entry. Every path written gets a node in `paths` (whiteouts and opaque directories
+        too), so a path without a node is absent from the (initially empty) layer directory."""
         if e.kind == "opaque-ignored":
             return
+        fresh = self.paths.node(e.parts) is None
+        if not (fresh and e.kind in ("file", "dir", "symlink")):
+            self.files.drain()  # it may replace, hide or link to a file still queued
         if e.kind == "opaque":
             self._opaque(e)
+            self.paths.node(e.parts, create=True)
             return
         if not e.parts:
             self._set_dir_meta(e)
             return
         pfd = self.dirs.parent(e.parts[:-1], e.member)
-        self._write_in(pfd, e.parts[-1], e, content)
+        if fresh and e.kind == "file" and e.sparse is None and e.size <= SMALL_FILE:
+            self._queue_small_file(pfd, e, content)
+        else:
+            self._write_in(pfd, e.parts[-1], e, content)
         if e.kind == "symlink":
             self.paths.add_symlink(e.parts)
+        node = self.paths.node(e.parts, create=True)
         if e.kind != "whiteout":
-            self.paths.node(e.parts, create=True).created = True
+            node.created = True
+
+    def _queue_small_file(self, pfd: int, e: Entry, content: BinaryIO | None) -> None:
+        """A new small file: its data is read here, then created and written by the file thread while
+        this thread parses the next members (the file system's time overlaps Python's)."""
+        data = b""
+        if e.size and content is not None:
+            self._count(e, e.size)
+            data = content.read(e.size)
+            if len(data) != e.size:
+                raise ImageError(f"layer {self.layer}: bad or truncated tar stream: it ends inside the data "
+                                 f"of member {e.member!r}")
+        self.files.submit(os.dup(pfd), e.parts[-1], e, data)
+
+    def _write_small_file(self, pfd: int, name: str, e: Entry, data: bytes) -> None:
+        """The file thread's part: create (O_EXCL|O_NOFOLLOW in its parent's fd), write, metadata."""
+        fd, chmod = self._create_file(pfd, name, e)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            self._meta_fd(fd, e, chmod=chmod)
+        finally:
+            os.close(fd)
 
     def _set_dir_meta(self, e: Entry) -> None:
         self.paths.node(e.parts, create=True).meta = e
@@ -501,18 +601,23 @@ class LayerWriter:
             os.mkfifo(name, 0o600, dir_fd=pfd)
             self._meta_at(pfd, name, e)
 
-    def _file(self, pfd: int, name: str, e: Entry, content: BinaryIO | None) -> None:
-        # A plain mode the umask keeps whole (0644, 0755 under umask 022) is given at creation: no fchmod.
+    def _create_file(self, pfd: int, name: str, e: Entry) -> tuple[int, bool]:
+        """A new file, opened for writing; and whether its mode still needs an fchmod. A plain mode the
+        umask keeps whole (0644, 0755 under umask 022) is given at creation."""
         exact = not e.mode & (self._umask | _SPECIAL_BITS)
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      e.mode if exact else 0o600, dir_fd=pfd)
+        return fd, not exact
+
+    def _file(self, pfd: int, name: str, e: Entry, content: BinaryIO | None) -> None:
+        fd, chmod = self._create_file(pfd, name, e)
         try:
             if content is not None:
                 if e.sparse is not None:
                     self._sparse(fd, e, content)
                 else:
                     self._copy(fd, e, content, e.size)
-            self._meta_fd(fd, e, chmod=not exact)
+            self._meta_fd(fd, e, chmod=chmod)
         finally:
             os.close(fd)
 
@@ -619,6 +724,7 @@ class LayerWriter:
 
     def finish(self) -> None:
         """Directory metadata last, deepest first, so writing children does not change their mtimes."""
+        self.files.drain()
         self.dirs.forget()
         if not self.has_dir_meta:
             return
