@@ -4,7 +4,10 @@ Uses the layout cached under /var/cache/pyrun-bench (made by images_bench.py / t
 layer of /usr/share and Python's library). Runs alternate (tar, pyrun, tar, pyrun, ...); each run is a
 child process timed with its peak RSS (wait4). Every tree is removed after its run.
 
-    python benchmarks/unpack_bench.py [--runs 3] [--cache DIR] [--python PY] [--src SRC]
+    python benchmarks/unpack_bench.py [--runs 3] [--cache DIR] [--python PY] [--tree LABEL=SRC ...]
+
+Each --tree (a src/ directory, e.g. of `git archive main`) is one more pyrun in the alternation, so a
+before/after comparison runs under the same load; without --tree, this checkout's src/.
 """
 from __future__ import annotations
 
@@ -42,21 +45,23 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--cache", type=Path, default=CACHE)
     ap.add_argument("--python", default=sys.executable)
-    ap.add_argument("--src", default=str(Path(__file__).resolve().parent.parent / "src"))
+    ap.add_argument("--tree", action="append", default=[], help="LABEL=SRC: a pyrun source tree to time")
     ap.add_argument("--no-tar", action="store_true")
     args = ap.parse_args()
     meta = json.loads((args.cache / "meta.json").read_text())
-    env = dict(os.environ, PYTHONPATH=args.src)
+    trees = dict(t.split("=", 1) for t in args.tree) or {
+        "pyrun import": str(Path(__file__).resolve().parent.parent / "src")}
     rows: dict[str, list[tuple[float, float, float]]] = {}
     for _ in range(args.runs):
-        for name in (["tar -xzf"] if not args.no_tar else []) + ["pyrun import"]:
+        for name in (["tar -xzf"] if not args.no_tar else []) + list(trees):
             work = Path(tempfile.mkdtemp(prefix="pyrun-unpack-bench-", dir="/var/tmp"))
             try:
                 if name == "tar -xzf":
                     (work / "t").mkdir()
                     r = timed(["tar", "-xzf", meta["blob"], "-C", str(work / "t")])
                 else:
-                    r = timed([args.python, "-c", IMPORT, str(work / "store"), meta["layout"]], env)
+                    r = timed([args.python, "-c", IMPORT, str(work / "store"), meta["layout"]],
+                              dict(os.environ, PYTHONPATH=trees[name]))
             finally:
                 subprocess.run(["rm", "-rf", "--one-file-system", str(work)], check=True)
             rows.setdefault(name, []).append(r)
