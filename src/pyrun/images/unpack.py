@@ -28,6 +28,10 @@ Policy (documented here because users will ask):
   reused while members stay in one directory or go one level deeper. Names may be longer than
   PATH_MAX (at most MAX_MEMBER_PATH): the kernel never sees a full path, so a layer may be
   any depth a 64 KiB name allows (5,000 levels of "d/" is 10 KB).
+- Speed (issue #14): the tar is read through tarstream.ForwardReader (big buffered reads, no
+  per-member file objects); an entry is created first and the old one looked at only on EEXIST;
+  small new files (<= SMALL_FILE) are created and written by one file thread, in order, while this
+  thread parses on; a member that may replace, hide or hardlink a queued file waits for the queue.
 """
 from __future__ import annotations
 
