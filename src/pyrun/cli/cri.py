@@ -21,9 +21,12 @@ def cri() -> None:
                    "No TLS: keep it on loopback.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,
               help="Images and writable layers; overrides the global --data-root (which applies too).")
+@click.option("--metrics-listen", default=None, metavar="HOST:PORT",
+              help="Also serve Prometheus metrics (container_* and pyrun_* operation series) on "
+                   "http://HOST:PORT/metrics, e.g. 127.0.0.1:9101. No TLS: keep it on loopback.")
 @click.pass_context
 def serve(ctx: click.Context, listen: str, log_level: str, workers: int, stream_address: str,
-          data_root: str | None) -> None:
+          data_root: str | None, metrics_listen: str | None) -> None:
     """Serve runtime.v1 and runtime.v1alpha2 until SIGTERM/SIGINT.
 
     Global options apply: --root (state shared with `pyrun pod`), --data-root (images and
@@ -37,7 +40,7 @@ def serve(ctx: click.Context, listen: str, log_level: str, workers: int, stream_
     cfg = ctx.obj
     if data_root:
         cfg = dataclasses.replace(cfg, data_root=os.path.abspath(data_root))
-    run_server(cfg, listen, log_level, workers, stream_address)
+    run_server(cfg, listen, log_level, workers, stream_address, metrics_listen)
 
 
 if __name__ == "__main__":  # `python -m pyrun.cli.cri [global options] cri serve ...` until the lead registers it
