@@ -48,17 +48,19 @@ def test_weight_to_shares_inverts_shares_to_weight_closely(shares):
     assert abs(back - shares) <= 262142 // 9999 + 1  # v2's weight is coarser than v1's shares
 
 
-def test_memory_detail_v2_and_v1():
-    v2 = memory.detail_v2(reader({"memory.current": "1000\n", "memory.stat": "anon 600\ninactive_file 300\n",
-                                  "memory.max": "max\n", "memory.events": "low 0\nmax 4\noom 1\noom_kill 1\n"}))
-    assert v2 == {"memory_usage": 1000, "memory_working_set": 700, "memory_limit": None, "memory_rss": 600,
-                  "memory_failcnt": 4, "oom_kills": 1}
-    v1 = memory.detail_v1(reader({"memory.usage_in_bytes": "5000\n", "memory.limit_in_bytes": str(64 * MI),
-                                  "memory.stat": "rss 1\ntotal_rss 4000\ntotal_inactive_file 1000\n",
-                                  "memory.failcnt": "3\n", "memory.oom_control": "under_oom 0\noom_kill 2\n"}))
-    assert v1 == {"memory_usage": 5000, "memory_working_set": 4000, "memory_limit": 64 * MI, "memory_rss": 4000,
-                  "memory_failcnt": 3, "oom_kills": 2}
-    assert memory.detail_v1(reader({}))["oom_kills"] is None
+def test_memory_usage_and_spec_v2_and_v1():
+    v2 = reader({"memory.current": "1000\n", "memory.stat": "anon 600\ninactive_file 300\n",
+                 "memory.max": "max\n", "memory.events": "low 0\nmax 4\noom 1\noom_kill 1\n"})
+    assert memory.usage_v2(v2) == {"memory_usage": 1000, "memory_working_set": 700, "memory_rss": 600,
+                                   "memory_failcnt": 4, "oom_kills": 1}
+    assert memory.spec_v2(v2) == {"memory_limit": None}
+    v1 = reader({"memory.usage_in_bytes": "5000\n", "memory.limit_in_bytes": str(64 * MI),
+                 "memory.stat": "rss 1\ntotal_rss 4000\ntotal_inactive_file 1000\n",
+                 "memory.failcnt": "3\n", "memory.oom_control": "under_oom 0\noom_kill 2\n"})
+    assert memory.usage_v1(v1) == {"memory_usage": 5000, "memory_working_set": 4000, "memory_rss": 4000,
+                                   "memory_failcnt": 3, "oom_kills": 2}
+    assert memory.spec_v1(v1) == {"memory_limit": 64 * MI}
+    assert memory.usage_v1(reader({}))["oom_kills"] is None
 
 
 @pytest.mark.parametrize("kind", ["v2", "v1", "hybrid"])
@@ -247,3 +249,24 @@ def test_metrics_source_reads_records_and_cgroups(tmp_path):
     assert (ctr.container, ctr.image, ctr.cgroup, ctr.started_at_ns) == ("app", "docker.io/library/busybox:1.36",
                                                                          CTR_CG, 2_000_000_000)
     assert ctr.sample.processes == 2 and ctr.sample.cpu_usage_ns == 7_000
+
+
+def test_metrics_source_rereads_limits_only_after_the_ttl(tmp_path):
+    from pyrun.runtime import metrics_source
+    tree = fake_tree(tmp_path / "cg", "v2")
+    store = StateStore(tmp_path / "root")
+    store.ensure()
+    store.pod_dir("p1").mkdir()
+    store.write_pod({"id": "p1", "name": "web", "namespace": "default", "cgroup": {"path": POD_CG}, "containers": []})
+    tree.put("cpu", POD_CG, "cpu.stat", "usage_usec 10\n")
+    tree.put("memory", POD_CG, "memory.max", "1000\n")
+    now = [0.0]
+    source = MetricsSource(Config.from_env(tmp_path / "root"), clock=lambda: now[0])
+    source._cg = tree.cgroups
+    assert source.targets()[0].sample.memory_limit == 1000
+    tree.put("memory", POD_CG, "memory.max", "2000\n")
+    tree.put("cpu", POD_CG, "cpu.stat", "usage_usec 20\n")
+    sample = source.targets()[0].sample
+    assert (sample.cpu_usage_ns, sample.memory_limit) == (20_000, 1000)  # usage now, the limit from the cache
+    now[0] = metrics_source.SPEC_TTL
+    assert source.targets()[0].sample.memory_limit == 2000

@@ -30,7 +30,7 @@ import errno
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from pyrun.cgroups import cpu, devices, fs, hugetlb, memory, pids
@@ -341,28 +341,45 @@ class Cgroups:
         return Stats(**values)
 
     def sample(self, path: CgroupPath) -> Sample | None:
-        """One cgroup's Sample for the metrics (no hugetlb; cheaper than stats() plus the extras);
-        None when the cgroup does not exist (any more)."""
+        """One cgroup's whole Sample for the metrics; None when the cgroup does not exist (any more)."""
+        usage = self.usage(path)
+        if usage is None:
+            return None
+        return replace(usage, processes=self.process_count(path), **self.spec(path))
+
+    def usage(self, path: CgroupPath) -> Sample | None:
+        """The usage and counters of a Sample (no spec, no processes): what changes between scrapes.
+        No hugetlb, so cheaper than stats(). None when the cgroup does not exist (any more)."""
         values: dict = {}
         cpu_h, read_cpu = self._reader("cpu", path)
         acct_h, read_acct = self._reader("cpuacct", path)
         if cpu_h is not None and cpu_h.version == 2:
-            values |= cpu.stats_v2(read_cpu) | cpu.spec_v2(read_cpu)
+            values |= cpu.stats_v2(read_cpu)
         elif cpu_h is not None or acct_h is not None:
-            values |= cpu.stats_v1(read_cpu, read_acct) | cpu.spec_v1(read_cpu)
+            values |= cpu.stats_v1(read_cpu, read_acct)
         mem_h, read_mem = self._reader("memory", path)
         if mem_h is not None:
-            values |= memory.detail_v2(read_mem) if mem_h.version == 2 else memory.detail_v1(read_mem)
-        procs = self._procs_text(path)
-        if procs is None and not any(v is not None for v in values.values()):
+            values |= memory.usage_v2(read_mem) if mem_h.version == 2 else memory.usage_v1(read_mem)
+        if not any(v is not None for v in values.values()):
             return None
-        values["processes"] = None if procs is None else len(procs.split())
         return Sample(**values)
 
-    def _procs_text(self, path: CgroupPath) -> str | None:
-        """cgroup.procs of the pids hierarchy (else the first one pyrun uses)."""
+    def spec(self, path: CgroupPath) -> dict[str, int | None]:
+        """What is set: cpu_quota, cpu_period, cpu_shares, memory_limit (None where not available)."""
+        values: dict = {}
+        cpu_h, read_cpu = self._reader("cpu", path)
+        if cpu_h is not None:
+            values |= cpu.spec_v2(read_cpu) if cpu_h.version == 2 else cpu.spec_v1(read_cpu)
+        mem_h, read_mem = self._reader("memory", path)
+        if mem_h is not None:
+            values |= memory.spec_v2(read_mem) if mem_h.version == 2 else memory.spec_v1(read_mem)
+        return values
+
+    def process_count(self, path: CgroupPath) -> int | None:
+        """The pids in this cgroup's own cgroup.procs (of the pids hierarchy, else the first one pyrun uses)."""
         h = self.layout.hierarchy_for("pids") or (self._hierarchies[0] if self._hierarchies else None)
-        return None if h is None else fs.read(os.path.join(self._dir(h, path), "cgroup.procs"))
+        text = None if h is None else fs.read(os.path.join(self._dir(h, path), "cgroup.procs"))
+        return None if text is None else len(text.split())
 
     def oom_kills(self, path: CgroupPath) -> int:
         h, read = self._reader("memory", path)

@@ -15,10 +15,19 @@ from pyrun.linux import syscalls as linux
 
 
 def read(path: str) -> str | None:
-    """The file's text, or None when it does not exist (or the cgroup went away)."""
+    """The file's text, or None when it does not exist (or the cgroup went away).
+
+    os.open/os.read rather than open(): no buffer objects, no fstat or isatty, about half the time
+    per file, which a metrics scrape (a dozen files per cgroup) notices."""
     try:
-        with open(path) as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            chunks = [os.read(fd, 65536)]
+            while chunks[-1]:
+                chunks.append(os.read(fd, 65536))
+        finally:
+            os.close(fd)
+        return b"".join(chunks).decode()
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as e:

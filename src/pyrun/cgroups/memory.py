@@ -80,22 +80,31 @@ def stats_v1(read: Reader) -> dict[str, int | None]:
                   _limit(read("memory.limit_in_bytes")))
 
 
-def detail_v2(read: Reader) -> dict[str, int | None]:
-    """Everything the metrics need from one v2 memory cgroup, memory.stat read once."""
+def usage_v2(read: Reader) -> dict[str, int | None]:
+    """The usage and counters the metrics need from one v2 memory cgroup (memory.stat read once)."""
     stat = parse_flat_keyed(read("memory.stat") or "")
     events = parse_flat_keyed(read("memory.events") or "")
-    out = _stats(_int(read("memory.current")), stat.get("inactive_file"), _limit(read("memory.max")))
+    out = _stats(_int(read("memory.current")), stat.get("inactive_file"), None)
+    del out["memory_limit"]
     return out | {"memory_rss": stat.get("anon"), "memory_failcnt": events.get("max"),
                   "oom_kills": events.get("oom_kill", 0 if events else None)}
 
 
-def detail_v1(read: Reader) -> dict[str, int | None]:
-    """Everything the metrics need from one v1 memory cgroup, memory.stat read once."""
+def usage_v1(read: Reader) -> dict[str, int | None]:
+    """The usage and counters the metrics need from one v1 memory cgroup (memory.stat read once)."""
     stat = parse_flat_keyed(read("memory.stat") or "")
-    out = _stats(_int(read("memory.usage_in_bytes")), stat.get("total_inactive_file"),
-                 _limit(read("memory.limit_in_bytes")))
+    out = _stats(_int(read("memory.usage_in_bytes")), stat.get("total_inactive_file"), None)
+    del out["memory_limit"]
     return out | {"memory_rss": stat.get("total_rss"), "memory_failcnt": _int(read("memory.failcnt")),
                   "oom_kills": oom_kills_v1(read) if out["memory_usage"] is not None else None}
+
+
+def spec_v2(read: Reader) -> dict[str, int | None]:
+    return {"memory_limit": _limit(read("memory.max"))}
+
+
+def spec_v1(read: Reader) -> dict[str, int | None]:
+    return {"memory_limit": _limit(read("memory.limit_in_bytes"))}
 
 
 def oom_kills_v2(read: Reader) -> int:
