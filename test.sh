@@ -27,9 +27,6 @@ if [ "$had_registry" = 0 ] && [ -d /run/systemd/system ]; then
     # we installed it: the tests start their own registry on 127.0.0.1, the packaged service must not run
     systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
-# A Prometheus server for the metrics tests (tests/integration/test_metrics_prometheus.py), which start their
-# own on 127.0.0.1: the packaged service is neither started nor enabled.
-scripts/apt-ensure.sh --no-services prometheus
 status=0
 scripts/lint.sh || status=$?
 .venv/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/integration "${PYTEST_ARGS[@]}" || status=$?

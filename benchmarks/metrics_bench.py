@@ -90,7 +90,7 @@ def time_halves(cli: Cli, n: int) -> dict[str, list[float]]:
     from pyrun.runtime.metrics_source import MetricsSource
     source = MetricsSource(Config.from_env(cli.root, cgroup_parent=cli.cgroup_parent))
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ContainerCollector(source))
+    registry.register(ContainerCollector(source.targets))
     steps = {"read records and cgroups": source.targets, "read + render (generate_latest)":
              lambda: generate_latest(registry)}
     out: dict[str, list[float]] = {}

@@ -134,11 +134,8 @@ def test_unlimited_and_unknown_values():
 
 
 def exposition(targets, now=5.0) -> str:
-    class Fixed:
-        def targets(self):
-            return targets
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ContainerCollector(Fixed(), clock=lambda: now))
+    registry.register(ContainerCollector(lambda: targets, clock=lambda: now))
     return generate_latest(registry).decode()
 
 
@@ -197,10 +194,7 @@ def test_parse_listen():
 
 
 def test_scrape_over_loopback():
-    class Fixed:
-        def targets(self):
-            return [target()]
-    registry, ops = build_registry(Fixed(), operations=True)
+    registry, ops = build_registry(lambda: [target()], operations=True)
     server = MetricsServer("127.0.0.1:0", registry).start()
     try:
         ops.observe("StartContainer", 0.01, "OK")

@@ -226,33 +226,28 @@ def serve(cfg: Config, listen: str = DEFAULT_LISTEN, log_level: str = "info", wo
     if metrics_listen is not None:
         from pyrun.metrics.server import parse_listen
         parse_listen(metrics_listen, "--metrics-listen")
-    from pyrun.runtime import spawn, zygote
-    helpers = zygote.start()  # before grpc, the streaming server or anything else starts a thread
-    spawn.use_zygote(helpers)
-    try:
+    from pyrun.runtime.api import helpers
+    with helpers():  # the zygote: before grpc, the streaming server or anything else starts a thread
         _serve(cfg, path, workers, stream_address, metrics_listen)
-    finally:
-        spawn.use_zygote(None)
-        helpers.stop()
 
 
-def _start_metrics(cfg: Config, listen: str | None):
+def _start_metrics(rt, listen: str | None):
     """The /metrics endpoint next to the CRI: (server or None, observe callback or None)."""
     if listen is None:
         return None, None
     from pyrun.metrics.server import start
-    server, operations = start(cfg, listen, "--metrics-listen", operations=True)
+    server, operations = start(rt, listen, "--metrics-listen", operations=True)
     log.info("serving metrics on %s", server.url)
     return server, operations.observe
 
 
 def _serve(cfg: Config, path: str, workers: int, stream_address: str, metrics_listen: str | None = None) -> None:
     from pyrun.cri.streaming import StreamServer
-    from pyrun.runtime import gc
-    from pyrun.runtime.state import StateStore
+    from pyrun.runtime.api import Runtime
+    rt = Runtime(cfg)
     with _naming("mkdir", str(cfg.root), "the state root (--root)"):
-        StateStore(cfg.root).ensure()
-    collected = gc.collect_crashed(cfg)  # pods a killed server left half-made
+        rt.ensure_state_root()
+    collected = rt.recover()  # pods a killed server left half-made
     if collected:
         log.info("removed %d pod(s) left half-created by a previous run", len(collected))
     if cfg.extra.get("network_mode", "bridge") != "none":
@@ -260,7 +255,7 @@ def _serve(cfg: Config, path: str, workers: int, stream_address: str, metrics_li
     _claim_socket(path)
     streaming = StreamServer(stream_address).start()
     try:
-        metrics, observe = _start_metrics(cfg, metrics_listen)
+        metrics, observe = _start_metrics(rt, metrics_listen)
     except BaseException:
         streaming.stop()
         raise

@@ -39,15 +39,15 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
 
-def build_registry(source, operations: bool = False):
-    """A registry with the container_* collector over `source` (and, if asked, the pyrun_* metrics);
-    returns (registry, OperationMetrics or None)."""
+def build_registry(targets, operations: bool = False):
+    """A registry with the container_* collector over `targets` (a callable, Runtime.metrics_targets) and,
+    if asked, the pyrun_* metrics; returns (registry, OperationMetrics or None)."""
     from prometheus_client import CollectorRegistry
 
     from pyrun.metrics.collector import ContainerCollector
     from pyrun.metrics.operations import OperationMetrics
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ContainerCollector(source))
+    registry.register(ContainerCollector(targets))
     return registry, (OperationMetrics(registry) if operations else None)
 
 
@@ -97,11 +97,10 @@ def _family(host: str) -> int:
         return socket.AF_INET
 
 
-def start(cfg, listen: str, option: str = "--listen", operations: bool = False):
-    """Serve the pods of cfg's state root on `listen` in the background: (MetricsServer, OperationMetrics
-    or None)."""
-    from pyrun.runtime.metrics_source import MetricsSource
-    registry, ops = build_registry(MetricsSource(cfg), operations)
+def start(runtime, listen: str, option: str = "--listen", operations: bool = False):
+    """Serve the pods of a pyrun.runtime.api.Runtime on `listen` in the background: (MetricsServer,
+    OperationMetrics or None)."""
+    registry, ops = build_registry(runtime.metrics_targets, operations)
     return MetricsServer(listen, registry, option).start(), ops
 
 
@@ -109,7 +108,8 @@ def serve(cfg, listen: str = DEFAULT_LISTEN) -> None:
     """`pyrun metrics serve`: serve until SIGTERM/SIGINT."""
     import signal
 
-    server, _ = start(cfg, listen)
+    from pyrun.runtime.api import Runtime
+    server, _ = start(Runtime(cfg), listen)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
