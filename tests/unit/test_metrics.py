@@ -264,3 +264,32 @@ def test_metrics_source_rereads_limits_only_after_the_ttl(tmp_path):
     assert (sample.cpu_usage_ns, sample.memory_limit) == (20_000, 1000)  # usage now, the limit from the cache
     now[0] = metrics_source.SPEC_TTL
     assert source.targets()[0].sample.memory_limit == 2000
+
+
+# --- the CRI handler wrapper observes every RPC in one place ------------------------------------------
+
+def test_cri_wrapper_observes_latency_and_status_code():
+    pytest.importorskip("grpc")
+    from pyrun.cri.server import _wrap
+    from pyrun.errors import NotFound
+
+    class Context:
+        def abort(self, code, detail):
+            raise RuntimeError(code.name)
+
+    class Request:
+        container_id = "c" * 64
+
+    seen = []
+
+    def observe(method, seconds, code):
+        seen.append((method, code, seconds >= 0))
+
+    def missing(request):
+        raise NotFound("container cccc not found")
+
+    assert _wrap("StartContainer", lambda r: "ok", observe)(Request(), Context()) == "ok"
+    with pytest.raises(RuntimeError, match="NOT_FOUND"):
+        _wrap("StartContainer", missing, observe)(Request(), Context())
+    assert seen == [("StartContainer", "OK", True), ("StartContainer", "NOT_FOUND", True)]
+    assert _wrap("Version", lambda r: "v")(Request(), Context()) == "v"  # without --metrics-listen: nothing observed

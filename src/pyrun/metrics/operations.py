@@ -4,8 +4,10 @@
   pyrun_operation_errors_total{operation, method, code}   counter (code: the gRPC status name)
 
 The CRI server observes every RPC in one place (pyrun.cri.server's wrapper around each handler);
-only the methods in OPERATIONS are counted. The CLI's `pyrun metrics serve` has none of these
-series: the CLI's operations run in other, short-lived processes.
+only the methods in OPERATIONS are counted. Exec's latency is handing out the streaming URL (the
+session itself runs on the streaming server); ExecSync's is the whole command. The CLI's
+`pyrun metrics serve` has none of these series: the CLI's operations run in other, short-lived
+processes.
 """
 from __future__ import annotations
 
