@@ -196,9 +196,14 @@ def test_parse_listen():
 def test_scrape_over_loopback():
     registry, ops = build_registry(lambda: [target()], operations=True)
     server = MetricsServer("127.0.0.1:0", registry).start()
+    as_prometheus_asks = {"Accept": "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+                          "Accept-Encoding": "gzip"}
     try:
         ops.observe("StartContainer", 0.01, "OK")
-        body = urllib.request.urlopen(server.url, timeout=10).read().decode()
+        with urllib.request.urlopen(urllib.request.Request(server.url, headers=as_prometheus_asks), timeout=10) as r:
+            body = r.read().decode()
+            assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            assert r.headers.get("Content-Encoding") is None
     finally:
         server.stop()
     assert 'container_memory_rss{container="app"' in body
@@ -293,3 +298,15 @@ def test_cri_wrapper_observes_latency_and_status_code():
         _wrap("StartContainer", missing, observe)(Request(), Context())
     assert seen == [("StartContainer", "OK", True), ("StartContainer", "NOT_FOUND", True)]
     assert _wrap("Version", lambda r: "v")(Request(), Context()) == "v"  # without --metrics-listen: nothing observed
+
+
+def test_cgroup_fs_read_reads_past_one_buffer(tmp_path):
+    from pyrun.cgroups import fs
+    big = tmp_path / "cgroup.procs"
+    text = "".join(f"{pid}\n" for pid in range(100000, 100000 + 3 * fs.READ_SIZE // 7))
+    big.write_text(text)
+    assert fs.read(str(big)) == text
+    exact = tmp_path / "exact"
+    exact.write_text("x" * fs.READ_SIZE)
+    assert fs.read(str(exact)) == "x" * fs.READ_SIZE
+    assert fs.read(str(tmp_path / "missing")) is None

@@ -49,9 +49,13 @@ def parse_flat_keyed(text: str) -> dict[str, int]:
     """"key value" lines (cpu.stat, memory.stat, memory.events, memory.oom_control) -> {key: int}."""
     out: dict[str, int] = {}
     for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
-            out[parts[0]] = int(parts[1])
+        key, _, value = line.partition(" ")
+        if not value.isdigit():  # the common "key digits" line is decided above, cheaply (a scrape parses many)
+            parts = line.split()
+            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+                continue
+            key, value = parts
+        out[key] = int(value)
     return out
 
 

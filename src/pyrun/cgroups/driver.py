@@ -322,7 +322,7 @@ class Cgroups:
     def _reader(self, controller: str, path: CgroupPath) -> tuple[Hierarchy | None, Callable[[str], str | None]]:
         h = self.layout.hierarchy_for(controller)
         d = self._dir(h, path) if h is not None else None
-        return h, (lambda name: fs.read(os.path.join(d, name)) if d else None)
+        return h, (lambda name: fs.read(f"{d}/{name}") if d else None)
 
     def stats(self, path: CgroupPath) -> Stats:
         values: dict = {}
