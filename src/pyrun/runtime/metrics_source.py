@@ -1,9 +1,10 @@
 """What the Prometheus endpoint exports, read at scrape time: each pod and container and one cgroup Sample.
 
-The front end (pyrun.metrics) turns these into cAdvisor's series; it never reads the state store
-or cgroups itself. A scrape reads files only: the pod and container records, then the cgroup files
-of each pod and container (pyrun.cgroups.Cgroups.sample). No process is started, and the cgroup
-layout is detected once per MetricsSource.
+The front end (pyrun.metrics) gets them through the facade (Runtime.metrics_targets) and turns them
+into cAdvisor's series; it never reads the state store or cgroups itself. A scrape reads files only:
+the pod and container records, then the cgroup files of each pod and container (Cgroups.usage,
+.spec, .process_count). No process is started, and the cgroup layout is detected once per
+MetricsSource.
 
 A pod is one target (container "" and image "", as cAdvisor shows a pod's cgroup), each of its
 containers another; `cgroup` is the cgroup path (cAdvisor's `id` label). The pause process's leaf
