@@ -275,6 +275,8 @@ def test_metrics_source_rereads_limits_only_after_the_ttl(tmp_path):
 
 def test_cri_wrapper_observes_latency_and_status_code():
     pytest.importorskip("grpc")
+    from cri_api.v1 import api_pb2 as pb
+
     from pyrun.cri.server import _wrap
     from pyrun.errors import NotFound
 
@@ -282,8 +284,8 @@ def test_cri_wrapper_observes_latency_and_status_code():
         def abort(self, code, detail):
             raise RuntimeError(code.name)
 
-    class Request:
-        container_id = "c" * 64
+    def Request():
+        return pb.StartContainerRequest(container_id="c" * 64)
 
     seen = []
 
