@@ -307,14 +307,22 @@ def render(res: dict) -> str:
     lines = ["# pyrun vs its peers (runc, ctr run, containerd CRI, tar, umoci)", "",
              f"- date: {m['date']}; kernel {m['kernel']}, python {m['python']}, {m['cpus']} cpus, "
              f"{m['memory_gib']} GiB",
-             f"- peers: {', '.join(v[0] for v in res.get('versions', {}).values() if v)}",
-             "- load average (1/5/15 min): " + "; ".join(f"{k} {fmt_la(v)}" for k, v in la.items()),
-             f"- CLI: {res['runs']} runs, alternating pyrun / runc / ctr (rotated each run); one pod or container "
-             f"`sleep 3600` each; `pod ls` with {res['ls_pods']} pods; CRI: {res['pods']} pods, alternating pyrun / "
-             f"containerd pod by pod, each pod RunPodSandbox … RemovePodSandbox with one ExecSync `true`",
-             f"- whole run: {res.get('seconds', 0):.0f} s; nothing left behind (checked)",
-             f"- targets: {results.count(True)} PASS, {results.count(False)} MISS", "",
-             comparison_table(rows),
+             "- load average (1/5/15 min): " + "; ".join(f"{k} {fmt_la(v)}" for k, v in la.items())]
+    if res.get("versions"):
+        lines.append(f"- peers: {', '.join(v[0] for v in res['versions'].values() if v)}")
+    if "cli" in res:
+        lines.append(f"- CLI: {res['runs']} runs, alternating pyrun / runc / ctr (rotated each run); one pod or "
+                     f"container `sleep 3600` each; `pod ls` with {res['ls_pods']} pods")
+    if "cri" in res:
+        lines.append(f"- CRI: {res['pods']} pods, alternating pyrun / containerd pod by pod, each pod "
+                     "RunPodSandbox … RemovePodSandbox with one ExecSync `true`")
+    if "bytecode" in m:
+        bc = m["bytecode"]
+        lines.append(f"- pyrun (`--bytecode {bc['mode']}`) imported from {bc['package']}: {bc['with_pyc']} of {bc['pyrun_modules']} modules "
+                     "have a .pyc")
+    lines += [f"- whole run: {res.get('seconds', 0):.0f} s; nothing left behind (checked)",
+              f"- targets: {results.count(True)} PASS, {results.count(False)} MISS", "",
+              comparison_table(rows),
              "Ratio = pyrun median / peer median; `result` compares it (or the absolute median) with the target of "
              "issue #14. Wall time of each command as a user runs it (pyrun as `python -m pyrun.cli.main`), or "
              "client-side time of each CRI call over the unix socket (same Python gRPC client for both).", ""]
@@ -333,7 +341,7 @@ def render_unpack(u: dict, runs: int) -> list[str]:
     return ["## Unpack", "",
             f"One gzip layer of {', '.join('/' + d for d in layer['dirs'])}: {layer['gzip_bytes'] / (1 << 20):.0f} MiB "
             f"gzip, {layer['tar_bytes'] / (1 << 20):.0f} MiB tar, {layer['entries']} entries"
-            + (f" (**smaller than issue #14 asks: {', '.join(short)}**)" if short else "") + f". {runs} rounds "
+            + (f" (**smaller than issue #14 asks: {', '.join(short)}**)" if short else "") + f". Rounds: {runs}, "
             "alternating `pyrun image import` of the OCI layout (copy + verify digest and diff_id + unpack) / "
             "`tar -xzf` of the blob / `umoci unpack` of the layout; `sync` before each. Trees compared after the "
             f"first round (path, type, mode, owner, size, link target): {same or 'not compared'}.", ""]

@@ -456,12 +456,15 @@ def bench(args) -> dict:
     ctd = Containerd(work / "containerd", peer_parent)
     run_dir_before = paths_under(_peers.RUNTIME_DIR)
     seen: set[int] = set()  # pids of the pods' processes: none may outlive the run
-    bytecode = podbench.bytecode_state(podbench.pyrun_package(sys.executable), "asis")
-    res: dict = {"machine": podbench.machine(bytecode), "runs": args.runs, "pods": args.pods, "ls_pods": args.ls_pods,
+    res: dict = {"runs": args.runs, "pods": args.pods, "ls_pods": args.ls_pods,
                  "mem_pods": args.mem_pods, "unpack_runs": args.unpack_runs, "targets": _peers.TARGETS,
                  "loadavg": {"start": os.getloadavg()}}
     failure = None
     try:
+        if args.bytecode != "asis":
+            podbench.use_package_copy(work, args.bytecode == "precompiled", sys.executable)
+        res["machine"] = podbench.machine(podbench.bytecode_state(podbench.pyrun_package(sys.executable),
+                                                                  args.bytecode))
         t0 = time.monotonic()
         if not (args.skip_cli and args.skip_cri):
             start_peers(work, cli, runc, ctd, res)
@@ -558,6 +561,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--unpack-dirs", nargs="+", default=_unpack.default_dirs(), metavar="DIR",
                     help="directories (relative to /) in the unpack layer, cached under "
                          f"{_unpack.CACHE} (default: %(default)s)")
+    ap.add_argument("--bytecode", choices=["asis", "none", "precompiled"], default="precompiled",
+                    help="precompiled (default): pyrun from a temporary copy of src/pyrun with .pyc files, as "
+                         "pip installs it; asis: from src/ as it is; none: a copy without .pyc files")
     ap.add_argument("--skip-cli", action="store_true")
     ap.add_argument("--skip-cri", action="store_true")
     ap.add_argument("--skip-unpack", action="store_true")
