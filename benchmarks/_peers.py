@@ -328,7 +328,7 @@ def render(res: dict) -> str:
              "client-side time of each CRI call over the unix socket (same Python gRPC client for both).", ""]
     if "unpack" in res:
         lines += render_unpack(res["unpack"], res["unpack_runs"])
-    if "memory" in res or "unpack" in res:
+    if memory_rows(res):
         lines += render_memory(res)
     return "\n".join(lines)
 
