@@ -31,7 +31,7 @@ def containerd_config(base: Path, sandbox_image: str, cni_conf_dir: Path, cni_bi
     CRI netns pins, runc's state (`Root`, default /run/containerd/runc). cgroupfs driver,
     restrict_oom_score_adj (no CAP_SYS_RESOURCE here), no TCP service, no metrics/debug listener,
     CNI networks from `cni_conf_dir`, plugins from `cni_bin_dir`. Only the shims' sockets stay
-    outside: 1.6 puts them in /run/containerd/s whatever the config says (see RUNTIME_DIR)."""
+    outside, and libcni's cache (see HARD_WIRED_DIRS)."""
     cri = '[plugins."io.containerd.grpc.v1.cri"]'
     return "\n".join([
         "version = 2",
@@ -83,9 +83,10 @@ def containerd_config(base: Path, sandbox_image: str, cni_conf_dir: Path, cni_bi
     ])
 
 
-# containerd 1.6's shims put their sockets in /run/containerd/s whatever the config says; the
-# harness removes what it finds there (and /run/containerd itself) that did not exist before.
-RUNTIME_DIR = "/run/containerd"
+# Paths containerd 1.6 writes whatever the config says: the shims' sockets (/run/containerd/s) and
+# libcni's result cache (/var/lib/cni/results). The harness removes what appeared there during the
+# run, and nothing that existed before.
+HARD_WIRED_DIRS = ("/run/containerd", "/var/lib/cni")
 
 
 def made_paths(before: set[str], after: set[str]) -> list[str]:

@@ -14,8 +14,8 @@ runtimes. The unpack phase (benchmarks/_unpack.py) compares `pyrun image import`
 and `umoci unpack` on one big layer cached under /var/cache/pyrun-bench.
 
 At the end every pod, container, shim, mount, cgroup and directory of the run is removed, also on
-failure or Ctrl-C (containerd's shims put their sockets in /run/containerd/s whatever the config
-says: what appeared there is removed too), and the harness checks that nothing is left.
+failure or Ctrl-C (containerd 1.6 writes /run/containerd/s and /var/lib/cni whatever the config
+says: what appeared there during the run is removed too), and the harness checks that nothing is left.
 """
 from __future__ import annotations
 
@@ -454,7 +454,7 @@ def bench(args) -> dict:
     bridge = podbench.Cli(sys.executable, work / "pyrun", parent, "bridge", data_root_of(work / "pyrun"))
     runc = Runc(work, work / "rootfs", peer_parent)
     ctd = Containerd(work / "containerd", peer_parent)
-    run_dir_before = paths_under(_peers.RUNTIME_DIR)
+    hard_wired_before = {top: paths_under(top) for top in _peers.HARD_WIRED_DIRS}
     seen: set[int] = set()  # pids of the pods' processes: none may outlive the run
     res: dict = {"runs": args.runs, "pods": args.pods, "ls_pods": args.ls_pods,
                  "mem_pods": args.mem_pods, "unpack_runs": args.unpack_runs, "targets": _peers.TARGETS,
@@ -483,7 +483,7 @@ def bench(args) -> dict:
     except BaseException as e:  # KeyboardInterrupt too: clean up, then report
         failure = e
     finally:
-        problems = cleanup(work, cli, server, runc, ctd, (parent, peer_parent), run_dir_before, seen)
+        problems = cleanup(work, cli, server, runc, ctd, (parent, peer_parent), hard_wired_before, seen)
     if problems:
         raise BenchError("left behind after the benchmark:\n  " + "\n  ".join(problems))
     if failure is not None:
@@ -505,19 +505,19 @@ def start_peers(work: Path, cli: podbench.Cli, runc: Runc, ctd: Containerd, res:
 
 
 def cleanup(work: Path, cli, server, runc: Runc, ctd: Containerd, parents: tuple[str, str],
-            run_dir_before: set[str], seen: set[int]) -> list[str]:
+            hard_wired_before: dict[str, set[str]], seen: set[int]) -> list[str]:
     """Remove everything the run made, then list what is still there (empty: nothing left).
     Ctrl-C and SIGTERM are ignored meanwhile: a second Ctrl-C must not leave a half-clean machine."""
     old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return _cleanup(work, cli, server, runc, ctd, parents, run_dir_before, seen)
+        return _cleanup(work, cli, server, runc, ctd, parents, hard_wired_before, seen)
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
 
 
 def _cleanup(work: Path, cli, server, runc: Runc, ctd: Containerd, parents: tuple[str, str],
-             run_dir_before: set[str], seen: set[int]) -> list[str]:
+             hard_wired_before: dict[str, set[str]], seen: set[int]) -> list[str]:
     from pyrun.linux.mounts import unmount_under
     from pyrun.linux.tree import remove_tree
     problems: list[str] = []
@@ -531,7 +531,8 @@ def _cleanup(work: Path, cli, server, runc: Runc, ctd: Containerd, parents: tupl
             problems.append(f"cleanup step failed: {e!r}")
     for p in parents:
         podbench.remove_empty_cgroups(p)
-    problems += remove_made(run_dir_before, _peers.RUNTIME_DIR)
+    for top, before in hard_wired_before.items():
+        problems += remove_made(before, top)
     problems += podbench.leftovers(work, parents[0], seen)
     problems += [f"cgroup left: {d}" for d in podbench.cgroup_dirs(parents[1])]
     problems += [f"containerd shim left: {pid}" for pid in ctd.shims()]
