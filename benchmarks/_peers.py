@@ -190,7 +190,8 @@ def comparison_table(rows: Sequence[Comparison]) -> str:
 
 
 def pass_miss(met: bool | None) -> str:
-    return "-" if met is None else ("PASS" if met else "**MISS**")
+    """PASS or MISS against the target; `info` for a row without one (shown for context)."""
+    return "info" if met is None else ("PASS" if met else "**MISS**")
 
 
 def combined(a: Sequence[float], b: Sequence[float]) -> list[float]:

@@ -153,7 +153,7 @@ def test_comparison_table_row_states_target_and_pass_or_miss():
                         "| result |")
     assert lines[2] == "| `a` | 2 | 15.0 / 19.0 | peer | 40.0 / 40.0 | 0.38× | ≤ 0.8× | PASS |"
     assert lines[3] == "| `b` | 1 | 500.0 / 500.0 | - | - | - | ≤ 100 ms | **MISS** |"
-    assert lines[4] == "| `c` \\| pipe | 1 | 500.0 / 500.0 | runc | 250.0 / 250.0 | 2.00× | - | - |"
+    assert lines[4] == "| `c` \\| pipe | 1 | 500.0 / 500.0 | runc | 250.0 / 250.0 | 2.00× | - | info |"
 
 
 # --- the unpack comparison --------------------------------------------------------------------------
@@ -234,7 +234,7 @@ def test_report_of_cri_rows_and_create_plus_start():
     assert "| CRI CreateContainer + StartContainer | 2 | 20.0 / 20.0 | containerd | 40.0 / 40.0 | 0.50× | ≤ 0.5× " \
            "| PASS |" in text
     assert "| `cri serve` + helpers, 10 pods running | 70.00 | ≤ 80.00 | PASS |" in text
-    assert "| containerd peer: pause + shim per pod | 13.38 | - | - |" in text
+    assert "| containerd peer: pause + shim per pod | 13.38 | - | info |" in text
     assert "helpers it keeps (MiB): pyrun-zygote 30.0" in text
 
 
