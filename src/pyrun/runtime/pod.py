@@ -64,7 +64,7 @@ class PodRuntime:
         from pyrun.spec.qos import qos_class
         self.store.ensure()
         from pyrun.runtime import gc
-        gc.collect_crashed(self.cfg)
+        gc.collect_crashed(self.cfg, self.destroy)
         pod_id = new_id()
         with contextlib.ExitStack() as undo:
             self.store.reserve_name(spec.namespace, spec.name, pod_id)
@@ -101,7 +101,7 @@ class PodRuntime:
 
             from pyrun.runtime import podnet
             if podnet.wants_network(self.cfg, spec):
-                pod["network"] = {"pending": True}  # so a crash from here on is detached by gc
+                pod["network"] = podnet.pending(self.cfg)  # so a crash from here on is detached by gc
                 self.store.write_pod(pod)
                 undo.callback(podnet.detach, self.cfg, pod)
                 pod["network"] = podnet.attach(self.cfg, pod, spec)
@@ -250,7 +250,7 @@ class PodRuntime:
 
     def list(self) -> list[dict]:
         from pyrun.runtime import gc
-        gc.collect_crashed(self.cfg)
+        gc.collect_crashed(self.cfg, self.destroy)
         return self.store.pods()
 
     # --- stop and remove ------------------------------------------------------------------------
