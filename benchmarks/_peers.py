@@ -316,8 +316,12 @@ def render(res: dict) -> str:
         lines.append(f"- CLI: {res['runs']} runs, alternating pyrun / runc / ctr (rotated each run); one pod or "
                      f"container `sleep 3600` each; `pod ls` with {res['ls_pods']} pods")
     if "cri" in res:
+        net = {"cni": "both run the same CNI network (containerd's loopback, then a plugin that creates nothing "
+                      "and reports eth0 = 127.0.0.1): `cri serve --network cni`",
+               "none": "pyrun with `--network none`, containerd with its CNI network (loopback, then a plugin "
+                       "that creates nothing and reports eth0 = 127.0.0.1)"}[res.get("cri_network", "none")]
         lines.append(f"- CRI: {res['pods']} pods, alternating pyrun / containerd pod by pod, each pod "
-                     "RunPodSandbox … RemovePodSandbox with one ExecSync `true`")
+                     f"RunPodSandbox … RemovePodSandbox with one ExecSync `true`; {net}")
     if "bytecode" in m:
         bc = m["bytecode"]
         lines.append(f"- pyrun (`--bytecode {bc['mode']}`) imported from {bc['package']}: {bc['with_pyc']} of {bc['pyrun_modules']} modules "

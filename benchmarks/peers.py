@@ -123,6 +123,10 @@ class Containerd:
                 raise BenchError(f"containerd did not start:\n{(self.base / 'containerd.log').read_text()}")
             time.sleep(0.05)
 
+    def cni_env(self) -> dict[str, str]:
+        """pyrun's environment for the same CNI network as this containerd's (`--network cni`)."""
+        return {"PYRUN_CNI_CONF_DIR": str(self.base / "cni"), "PYRUN_CNI_BIN_DIR": str(self.base / "cni-bin")}
+
     def ctr(self, *args: str, ns: str = CTR_NS) -> list[str]:
         return ["ctr", "-a", str(self.sock), "-n", ns, *args]
 
@@ -457,7 +461,8 @@ def bench(args) -> dict:
     hard_wired_before = {top: paths_under(top) for top in _peers.HARD_WIRED_DIRS}
     seen: set[int] = set()  # pids of the pods' processes: none may outlive the run
     res: dict = {"runs": args.runs, "pods": args.pods, "ls_pods": args.ls_pods,
-                 "mem_pods": args.mem_pods, "unpack_runs": args.unpack_runs, "targets": _peers.TARGETS,
+                 "mem_pods": args.mem_pods, "unpack_runs": args.unpack_runs, "cri_network": args.cri_network,
+                 "targets": _peers.TARGETS,
                  "loadavg": {"start": os.getloadavg()}}
     failure = None
     try:
@@ -472,7 +477,8 @@ def bench(args) -> dict:
             cli_phase(args, cli, bridge, runc, ctd, work, res, seen)
             res["loadavg"]["after_cli"] = os.getloadavg()
         if not args.skip_cri:
-            server.start()
+            server.network = args.cri_network
+            server.start(env=ctd.cni_env() if args.cri_network == "cni" else None)
             cri_phase(args, server, ctd, work, peer_parent, res, seen)
             res["loadavg"]["after_cri"] = os.getloadavg()
         if not args.skip_unpack:
@@ -565,6 +571,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--bytecode", choices=["asis", "none", "precompiled"], default="precompiled",
                     help="precompiled (default): pyrun from a temporary copy of src/pyrun with .pyc files, as "
                          "pip installs it; asis: from src/ as it is; none: a copy without .pyc files")
+    ap.add_argument("--cri-network", choices=["cni", "none"], default="cni",
+                    help="cni (default): `cri serve --network cni` runs the same CNI network as containerd (the "
+                         "loopback plugin and one that reports eth0 = 127.0.0.1); none: loopback only")
     ap.add_argument("--skip-cli", action="store_true")
     ap.add_argument("--skip-cri", action="store_true")
     ap.add_argument("--skip-unpack", action="store_true")

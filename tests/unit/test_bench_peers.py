@@ -228,7 +228,8 @@ def test_report_of_cri_rows_and_create_plus_start():
     cri["pyrun"]["ExecSync"] = [0.015, 0.015]
     mem = {"pyrun": {"server_kib": 40 * 1024, "helpers": {"7 pyrun-zygote": 30 * 1024}, "pod_kib": [1500, 1600]},
            "containerd": {"containerd_kib": 50 * 1024, "shims_kib": [13000], "pause_kib": [700]}}
-    text = _peers.render(_result(cri=cri, memory=mem))
+    text = _peers.render(_result(cri=cri, memory=mem, cri_network="cni"))
+    assert "- CRI: 2 pods" in text and "`cri serve --network cni`" in text
     assert "| CRI RunPodSandbox | 2 | 10.0 / 10.0 | containerd | 20.0 / 20.0 | 0.50× | ≤ 0.8× | PASS |" in text
     assert "| CRI ExecSync | 2 | 15.0 / 15.0 | containerd | 20.0 / 20.0 | 0.75× | ≤ 0.5× | **MISS** |" in text
     assert "| CRI CreateContainer + StartContainer | 2 | 20.0 / 20.0 | containerd | 40.0 / 40.0 | 0.50× | ≤ 0.5× " \
@@ -270,6 +271,7 @@ def test_options_defaults_and_bounds(capsys):
     args = peers.parse_args([])
     assert (args.runs, args.pods, args.ls_pods, args.mem_pods, args.unpack_runs) == (10, 50, 50, 10, 3)
     assert args.bytecode == "precompiled" and args.out.endswith("benchmarks/results/peers.md")
+    assert args.cri_network == "cni"
     assert args.unpack_dirs[0] == "usr/share" and not any(d.startswith("/") for d in args.unpack_dirs)
     with pytest.raises(SystemExit):
         peers.parse_args(["--unpack-runs", "0"])
