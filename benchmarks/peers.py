@@ -182,6 +182,27 @@ class Containerd:
             self.log.close()
 
 
+def stop_strays(work: Path, grace: float = 10) -> None:
+    """End the commands of this run still working in `work` (their command line names it): an
+    interrupted `image import` whose parent, GNU time, was killed, say. SIGTERM, then SIGKILL."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = mentioning(work)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while pids and time.monotonic() < deadline:
+            time.sleep(0.1)
+            pids = mentioning(work)
+        if not pids:
+            return
+
+
+def mentioning(work: Path) -> list[int]:
+    needle = str(work).encode()
+    return [pid for pid, cmd in proc_cmdlines() if needle in cmd and pid != os.getpid()]
+
+
 def paths_under(top: str) -> set[str]:
     """Every path below and including `top` (a small runtime directory; iterative)."""
     out, todo = set(), [top] if os.path.lexists(top) else []
@@ -529,7 +550,7 @@ def _cleanup(work: Path, cli, server, runc: Runc, ctd: Containerd, parents: tupl
     problems: list[str] = []
     steps = [server.stop, lambda: problems.extend(podbench.remove_everything(cli)),
              lambda: problems.extend(runc.remove_all()), lambda: problems.extend(ctd.remove_all()), ctd.stop,
-             lambda: unmount_under(work)]
+             lambda: stop_strays(work), lambda: unmount_under(work)]
     for step in steps:
         try:
             step()
