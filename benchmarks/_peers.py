@@ -322,6 +322,8 @@ def render(res: dict) -> str:
                        "that creates nothing and reports eth0 = 127.0.0.1)"}[res.get("cri_network", "none")]
         lines.append(f"- CRI: {res['pods']} pods, alternating pyrun / containerd pod by pod, each pod "
                      f"RunPodSandbox … RemovePodSandbox with one ExecSync `true`; {net}")
+    if res.get("pyrun_commit"):
+        lines.append(f"- pyrun commit: {res['pyrun_commit']}")
     if "bytecode" in m:
         bc = m["bytecode"]
         lines.append(f"- pyrun (`--bytecode {bc['mode']}`) imported from {bc['package']}: {bc['with_pyc']} of {bc['pyrun_modules']} modules "

@@ -491,6 +491,7 @@ def bench(args) -> dict:
             podbench.use_package_copy(work, args.bytecode == "precompiled", sys.executable)
         res["machine"] = podbench.machine(podbench.bytecode_state(podbench.pyrun_package(sys.executable),
                                                                   args.bytecode))
+        res["pyrun_commit"] = pyrun_commit()
         t0 = time.monotonic()
         if not (args.skip_cli and args.skip_cri):
             start_peers(work, cli, runc, ctd, res)
@@ -575,6 +576,13 @@ def versions(ctd: Containerd) -> dict:
     first = lambda argv: sh(argv, check=False).stdout.strip().splitlines()[:1]  # noqa: E731
     return {"runc": first(["runc", "--version"]), "containerd": first(["containerd", "--version"]),
             "ctr": first(["ctr", "--version"])}
+
+
+def pyrun_commit() -> str:
+    """The commit measured (`+ changes` when the work tree differs from it)."""
+    head = sh(["git", "-C", str(REPO), "log", "-1", "--format=%h %s"], check=False).stdout.strip()
+    dirty = sh(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"], check=False).stdout.strip()
+    return head[:90] + (" + changes" if dirty else "")
 
 
 # --- entry point ------------------------------------------------------------------------------------

@@ -191,7 +191,7 @@ def _result(**phases) -> dict:
                                     "pyrun_modules": 3}},
            "loadavg": {"start": [1.0, 2.0, 3.0], "after_cli": [1.5, 2.0, 3.0]},
            "versions": {"runc": ["runc version 1.1.5"], "containerd": ["containerd 1.6.20"]},
-           "runs": 2, "pods": 2, "ls_pods": 50, "mem_pods": 10, "unpack_runs": 1, "seconds": 12.3}
+           "pyrun_commit": "abc1234 a subject", "runs": 2, "pods": 2, "ls_pods": 50, "mem_pods": 10, "unpack_runs": 1, "seconds": 12.3}
     res.update(phases)
     return res
 
@@ -211,7 +211,7 @@ def test_report_of_a_cli_only_run():
     assert "- CLI: 2 runs" in text and "- CRI:" not in text and "## Unpack" not in text
     assert "- load average (1/5/15 min): start 1.00 2.00 3.00; after_cli 1.50 2.00 3.00" in text
     assert "- peers: runc version 1.1.5, containerd 1.6.20" in text
-    assert "`--bytecode precompiled`" in text
+    assert "`--bytecode precompiled`" in text and "- pyrun commit: abc1234 a subject" in text
     assert "| `pod create` (--network none) vs `ctr run -d` | 2 | 250.0 / 290.0 | ctr run -d | 150.0 / 190.0 | " \
            "1.67× | ≤ 1× | **MISS** |" in text
     assert "| `pod rm -f` vs `runc delete -f` | 2 | 100.0 / 100.0 | runc delete -f | 100.0 / 100.0 | 1.00× | ≤ 1× " \
