@@ -27,13 +27,14 @@ import contextlib
 import fcntl
 import json
 import os
-import secrets
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 from pyrun.linux.tree import fsync_dir
-from pyrun.errors import AlreadyExists, InvalidState, NotFound
+from pyrun.errors import AlreadyExists, InvalidState, NotFound, naming
+
+STATE_ROOT = "the state root (--root)"
 
 # Pod states and the transitions allowed between them.
 POD_CREATING = "creating"
@@ -68,7 +69,7 @@ def check_transition(table: dict[str, set[str]], current: str, new: str, what: s
 
 def new_id() -> str:
     """A 64-hex-digit id, like containerd's."""
-    return secrets.token_hex(32)
+    return os.urandom(32).hex()  # what secrets.token_hex does, without importing hashlib and random
 
 
 def now_ns() -> int:
@@ -140,8 +141,9 @@ class StateStore:
         self.names_dir = self.root / "names"
 
     def ensure(self) -> None:
-        for d in (self.root, self.pods_dir, self.containers_dir, self.names_dir):
-            d.mkdir(mode=0o711, parents=True, exist_ok=True)
+        with naming("mkdir", self.root, STATE_ROOT):
+            for d in (self.root, self.pods_dir, self.containers_dir, self.names_dir):
+                d.mkdir(mode=0o711, parents=True, exist_ok=True)
 
     # pods
     def pod_dir(self, pod_id: str) -> Path:
@@ -152,7 +154,8 @@ class StateStore:
 
     def pod_ids(self) -> list[str]:
         try:
-            return sorted(p.name for p in self.pods_dir.iterdir() if p.is_dir())
+            with naming("scandir", self.pods_dir, STATE_ROOT):
+                return sorted(p.name for p in self.pods_dir.iterdir() if p.is_dir())
         except FileNotFoundError:
             return []
 
