@@ -333,7 +333,12 @@ def render(res: dict) -> str:
               comparison_table(rows),
              "Ratio = pyrun median / peer median; `result` compares it (or the absolute median) with the target of "
              "issue #14. Wall time of each command as a user runs it (pyrun as `python -m pyrun.cli.main`), or "
-             "client-side time of each CRI call over the unix socket (same Python gRPC client for both).", ""]
+             "client-side time of each CRI call over the unix socket (same Python gRPC client for both).", "",
+             "The machine is small and shared with other work (see the load average above): absolute times move "
+             "from run to run, ratios of runs made side by side much less; the absolute targets assume an idle "
+             "machine.", "",
+             "Run it: `scripts/apt-ensure.sh runc containerd containernetworking-plugins umoci time; "
+             ".venv/bin/python benchmarks/peers.py` (as root; options and what it does: benchmarks/README.md).", ""]
     if "unpack" in res:
         lines += render_unpack(res["unpack"], res["unpack_runs"])
     if memory_rows(res):
