@@ -88,7 +88,7 @@ def allocate_in(state: IpamState, pod_id: str) -> IPv4:
 class AddressPool:
     """The node's pod addresses, persisted in `directory`/ipam.json."""
 
-    def __init__(self, directory: str | os.PathLike, cidr: str):
+    def __init__(self, directory: str | os.PathLike[str], cidr: str):
         self.directory = Path(directory)
         self.cidr = str(ipaddress.IPv4Network(cidr))
         self.path = self.directory / STATE_FILE
