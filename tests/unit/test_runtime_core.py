@@ -258,3 +258,19 @@ def test_force_remove_of_a_running_pod_whose_monitor_is_gone(make):
     assert fake.made == []
     undone = [(c.step, c.args[0] if c.args else None) for c in fake.calls if c.undo and c.effective]
     assert undone[:2] == [("kill_container", b), ("remove_cgroup", {"path": f"pod{pod['uid']}/{b}", "prune": True})]
+
+
+# --- the monitor's decision: how a workload's exit is recorded --------------------------------------
+
+@pytest.mark.parametrize("code,oom,started,want", [
+    (0, False, True, {"exit_code": 0, "reason": "Completed", "signal": None}),
+    (3, False, True, {"exit_code": 3, "reason": "Error", "signal": None}),
+    (-15, False, True, {"exit_code": 143, "reason": "Error", "signal": "SIGTERM"}),
+    (-9, True, True, {"exit_code": 137, "reason": "OOMKilled", "signal": "SIGKILL"}),
+    (0, True, True, {"exit_code": 0, "reason": "OOMKilled", "signal": None}),   # a child was OOM-killed
+    (-9, False, False, {"exit_code": 137, "reason": "NeverStarted", "signal": "SIGKILL"}),
+    (-40, False, True, {"exit_code": 168, "reason": "Error", "signal": None}),  # SIGRTMIN+6 has no name
+])
+def test_exit_outcome(code, oom, started, want):
+    from pyrun.runtime.monitor import exit_outcome
+    assert exit_outcome(code, oom=oom, started=started) == want
