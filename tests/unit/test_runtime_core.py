@@ -274,3 +274,104 @@ def test_force_remove_of_a_running_pod_whose_monitor_is_gone(make):
 def test_exit_outcome(code, oom, started, want):
     from pyrun.runtime.monitor import exit_outcome
     assert exit_outcome(code, oom=oom, started=started) == want
+
+
+# --- the init: the order of its set-up steps, against a recording fake of what it calls -------------
+
+class Recorder:
+    """Stands in for a module: every function called on it is recorded as (module.function, args)."""
+
+    def __init__(self, log: list, module: str, real=None, fail: str | None = None):
+        self._log, self._module, self._real, self._fail = log, module, real, fail
+
+    def __getattr__(self, name: str):
+        if self._real is not None and name in ("from_config",):
+            return getattr(self._real, name)
+
+        def record(*args, **kwargs):
+            self._log.append((f"{self._module}.{name}", args))
+            if name == self._fail:
+                raise OSError(f"{name} failed")
+        return record
+
+
+def init_config(**overrides):
+    config = {
+        "name": "c", "namespaces": {"ipc": "/p/ns/ipc", "uts": "/p/ns/uts", "net": "/p/ns/net", "pid": None},
+        "rootfs": {"lower": ["/l1", "/l0"], "upper": "/w/upper", "work": "/w/work", "target": "/c/rootfs"},
+        "mounts": [{"source": "/p/etc/hosts", "destination": "/etc/hosts", "readonly": True},
+                   {"source": "/p/volumes/v", "destination": "/data"}],
+        "process": {"args": ["sleep", "1"], "env": [], "cwd": "/", "user": ""},
+        "security": {"seccomp": {"plan": None}, "capabilities": [], "masked_paths": ["/proc/kcore"],
+                     "readonly_paths": ["/proc/sys"]},
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def init_fakes(monkeypatch):
+    """(init module, call log, set_failing(module, function)) with linux/rootfs/security/finalize recorded."""
+    from pyrun.runtime import init, security
+    log: list = []
+
+    def install(fail: tuple[str, str] | None = None):
+        for attr, real in (("linux", None), ("rootfs", None), ("security", security), ("finalize", None)):
+            failing = fail[1] if fail and fail[0] == attr else None
+            monkeypatch.setattr(init, attr, Recorder(log, attr, real, failing))
+        monkeypatch.setattr(init, "_preload_caps", lambda: log.append(("caps.preload", ())))
+    install()
+    return init, log, install
+
+
+def test_init_sets_up_in_order(init_fakes):
+    init, log, _ = init_fakes
+    sec = dict(init_config()["security"], sysctls={"net.ipv4.ip_forward": "1"}, privileged=True,
+               read_only_rootfs=True)
+    init._set_up(init_config(security=sec, devices=[{"path": "/dev/fuse"}]), init.Step())
+    assert [name for name, _ in log] == [
+        "caps.preload", "security.preload",
+        "linux.setns", "linux.setns", "linux.setns", "security.apply_sysctls",
+        "linux.unshare", "linux.make_private", "rootfs.mount_overlay",
+        "rootfs.mount_proc", "rootfs.mount_dev", "rootfs.make_device_nodes", "rootfs.mount_sys",
+        "security.make_sys_writable", "rootfs.bind_into", "rootfs.bind_into", "security.mask_paths",
+        "linux.pivot_root", "security.remount_root_readonly", "finalize.become_container_process"]
+    assert [args[1] for name, args in log if name == "linux.setns"] == ["ipc", "uts", "net"]
+    assert [args[2] for name, args in log if name == "rootfs.bind_into"] == ["/etc/hosts", "/data"]
+
+
+def test_init_skips_what_the_config_does_not_ask_for(init_fakes):
+    init, log, _ = init_fakes
+    init._set_up(init_config(namespaces={"ipc": "/p/ns/ipc", "pid": None}, mounts=[]), init.Step())
+    names = [name for name, _ in log]
+    assert names.count("linux.setns") == 1  # hostNetwork: the node's net and uts
+    for skipped in ("security.apply_sysctls", "rootfs.make_device_nodes", "security.make_sys_writable",
+                    "rootfs.bind_into", "security.remount_root_readonly"):
+        assert skipped not in names
+
+
+def test_init_refuses_a_config_without_security_before_any_step(init_fakes):
+    init, log, _ = init_fakes
+    config = init_config()
+    del config["security"]
+    with pytest.raises(Exception, match="no complete \"security\" section"):
+        init._set_up(config, init.Step())
+    assert log == []
+
+
+@pytest.mark.parametrize("module,function,step", [
+    ("linux", "setns", "join namespaces"),
+    ("rootfs", "mount_overlay", "rootfs"),
+    ("rootfs", "bind_into", "mount /etc/hosts"),
+    ("linux", "pivot_root", "pivot_root"),
+])
+def test_a_failing_init_step_is_named_and_stops_the_set_up(init_fakes, module, function, step):
+    init, log, install = init_fakes
+    log.clear()
+    install(fail=(module, function))
+    current = init.Step()
+    with pytest.raises(OSError):
+        init._set_up(init_config(), current)
+    assert current.name == step  # what init.run reports to the monitor
+    assert log[-1][0] == f"{module}.{function}"
+    assert "finalize.become_container_process" not in [name for name, _ in log]
