@@ -260,6 +260,23 @@ def test_force_remove_of_a_running_pod_whose_monitor_is_gone(make):
     assert undone[:2] == [("kill_container", b), ("remove_cgroup", {"path": f"pod{pod['uid']}/{b}", "prune": True})]
 
 
+
+def test_a_create_whose_creator_died_is_found_by_gc_and_destroyed_in_reverse(make, stand_in):
+    from pyrun.runtime.gc import crashed_pods
+    rt, fake = make()
+    pod = rt.create_sandbox(two_containers().pod, ready=False)
+    rt.create_container(pod["id"], two_containers().pod.containers[0], commit=False)
+    assert crashed_pods(rt.store) == []  # its creator (this test) is alive
+    with rt.store.pod_lock(pod["id"]):
+        rec = rt.store.read_pod(pod["id"])
+        rec["creator"] = {"pid": stand_in.pid, "start_time": stand_in.start_time + 1}  # a process that is gone
+        rt.store.write_pod(rec)
+    assert crashed_pods(rt.store) == [pod["id"]]
+    made = list(fake.made)
+    rt.destroy(pod["id"])
+    assert fake.effective_undos() == list(reversed(made))
+    assert_no_records(rt)
+
 # --- the monitor's decision: how a workload's exit is recorded --------------------------------------
 
 @pytest.mark.parametrize("code,oom,started,want", [
