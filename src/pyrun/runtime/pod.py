@@ -22,6 +22,7 @@ from pyrun.errors import InvalidState, NotFound
 from pyrun.runtime import container as ctr
 from pyrun.runtime import faults, resources, sandbox
 from pyrun.linux.procs import ProcessRef
+from pyrun.runtime.host_steps import HostSteps
 from pyrun.runtime.status import PodStatus, pod_status
 from pyrun.runtime.state import (CONTAINER_RUNNING, CONTAINER_TRANSITIONS, POD_CREATING,
                                  POD_REMOVING, POD_RUNNING, POD_STOPPED, POD_TRANSITIONS, StateStore,
@@ -36,10 +37,7 @@ class PodRuntime:
         """platform: where the side effects go (pyrun.runtime.steps); the host unless a test fakes it."""
         self.cfg = cfg
         self.store = StateStore(cfg.root)
-        if platform is None:
-            from pyrun.runtime.host_steps import HostSteps
-            platform = HostSteps(cfg, self.store)
-        self.platform = platform
+        self.platform = platform if platform is not None else HostSteps(cfg, self.store)
 
     # --- create ---------------------------------------------------------------------------------
     def create(self, loaded, start: bool = True) -> dict:
