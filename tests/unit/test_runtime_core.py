@@ -109,6 +109,26 @@ def test_create_runs_the_steps_in_order(make):
     assert container_states(rt, pod) == {"a": "running", "b": "running"}
 
 
+
+def test_the_init_config_is_made_of_what_the_steps_returned(make):
+    """config.json (read by the monitor and the init) carries what the platform steps gave back."""
+    from pyrun.runtime.state import read_json
+    rt, fake = make()
+    pod = rt.create(two_containers(), start=False)
+    a = rt.find_container(rt.get("web"), "a")
+    config = read_json(rt.store.container_dir(a["id"]) / "config.json")
+    assert config["namespaces"] == {"pid": None, **pod["namespaces"]}
+    assert set(pod["namespaces"]) == {"ipc", "net", "uts"}
+    assert config["rootfs"]["lower"] == ["/fake/layers/top", "/fake/layers/base"]
+    assert config["rootfs"]["upper"] == f"/fake/data/containers/{a['id']}/upper"
+    assert config["cgroup_procs"] == [f"/fake/cgroup/pod{pod['uid']}/{a['id']}/cgroup.procs"]
+    assert config["capabilities"] == ["CAP_CHOWN", "CAP_KILL"] == config["security"]["capabilities"]
+    assert [m["destination"] for m in config["mounts"]] == ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf",
+                                                            "/scratch"]
+    assert config["mounts"][-1]["source"] == pod["volumes"]["scratch"]
+    assert config["process"]["args"] == ["sleep", "1000"]
+    assert "PATH=/bin" in config["process"]["env"]  # from the image config
+
 @pytest.mark.parametrize("step", range(1, len(FAILABLE) + 1))
 def test_a_failure_at_any_step_rolls_back_exactly_what_was_made_in_reverse(make, step):
     rt, fake = make(fail_at=step)
