@@ -60,11 +60,11 @@ class Allocation:
     owner: str | None = None
     root: str | None = None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, str | None]:
         return {"ip": self.ip, "owner": self.owner, "root": self.root}
 
     @classmethod
-    def from_json(cls, value) -> "Allocation":
+    def from_json(cls, value: str | dict[str, str | None]) -> "Allocation":
         if isinstance(value, str):
             return cls(ip=value)
         return cls(ip=str(value["ip"]), owner=value.get("owner"), root=value.get("root"))
