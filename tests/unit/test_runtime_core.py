@@ -1,7 +1,8 @@
-"""PodRuntime without root: a recording fake of its platform steps (tests/unit/_fake_platform.py).
+"""The runtime core without root: PodRuntime against a recording fake of its platform steps
+(tests/unit/_fake_platform.py), the monitor's exit record, the init's set-up order.
 
 The order of a create's steps, the rollback when any one of them fails, the pod and container
-state transitions, and stop/remove of a pod whose container monitor is gone.
+state transitions, stop/remove of a pod whose container monitor is gone, a crashed create.
 """
 from __future__ import annotations
 
