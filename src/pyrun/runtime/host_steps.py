@@ -6,7 +6,7 @@ and the rollback. Heavy imports stay inside the methods (`pod ls` loads none of 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +26,9 @@ class HostSteps:
         self.store = store
 
     # --- bookkeeping ---
-    def collect_crashed(self) -> None:
+    def collect_crashed(self, destroy: Callable[[str], None]) -> None:
         from pyrun.runtime import gc
-        gc.collect_crashed(self.cfg)
+        gc.collect_crashed(self.cfg, destroy)
 
     def reserve_name(self, namespace: str, name: str, pod_id: str) -> None:
         self.store.reserve_name(namespace, name, pod_id)

@@ -24,7 +24,7 @@ from pyrun.runtime import faults, resources, sandbox
 from pyrun.linux.procs import ProcessRef
 from pyrun.runtime.host_steps import HostSteps
 from pyrun.runtime.status import PodStatus, pod_status
-from pyrun.runtime.state import (CONTAINER_RUNNING, CONTAINER_TRANSITIONS, POD_CREATING,
+from pyrun.runtime.state import (CONTAINER_RUNNING, POD_CREATING,
                                  POD_REMOVING, POD_RUNNING, POD_STOPPED, POD_TRANSITIONS, StateStore,
                                  check_transition, new_id, now_ns)
 
@@ -74,7 +74,7 @@ class PodRuntime:
         from pyrun.spec.qos import qos_class
         self.store.ensure()
         steps = self.platform
-        steps.collect_crashed()
+        steps.collect_crashed(self.destroy)
         pod_id = new_id()
         with contextlib.ExitStack() as undo:
             steps.reserve_name(spec.namespace, spec.name, pod_id)
@@ -199,8 +199,7 @@ class PodRuntime:
         """Release a created container: its init execs the workload. Returns the workload's pid.
         InvalidState unless it is created (and its monitor alive to start it)."""
         rec = ctr.state_of(self.store, cid)
-        check_transition(CONTAINER_TRANSITIONS, rec["status"].get("state"), CONTAINER_RUNNING,
-                         f"container {rec['name']}")
+        ctr.require_created(rec)
         return self.platform.start_container(self.store.container_dir(cid), rec["name"])
 
     def stop_container(self, cid: str, grace: float) -> None:
@@ -264,7 +263,7 @@ class PodRuntime:
 
     def list(self) -> list[dict]:
         from pyrun.runtime import gc
-        gc.collect_crashed(self.cfg)
+        gc.collect_crashed(self.cfg, self.destroy)
         return self.store.pods()
 
     # --- stop and remove ------------------------------------------------------------------------

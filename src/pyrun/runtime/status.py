@@ -98,3 +98,16 @@ def _kubectl_reason(statuses: Sequence[Mapping]) -> str:
     if reason == "Completed" and has_running:
         reason = "NotReady"
     return reason
+
+
+def require_running(name: str, status: Mapping) -> None:
+    """The one "container must be running" check (exec, attach, reopen-log): InvalidState otherwise."""
+    from pyrun.errors import InvalidState
+    state = status.get("state")
+    if state != CONTAINER_RUNNING:
+        raise InvalidState(f"container {name} is {state or 'unknown'}, not running")
+
+
+def may_still_write(status: Mapping) -> bool:
+    """Whether a container can still add to its log: created or running (a log follower waits)."""
+    return status.get("state") in (CONTAINER_CREATED, CONTAINER_RUNNING)

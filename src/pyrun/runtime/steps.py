@@ -25,7 +25,7 @@ directories made here. Pure: this module only declares types.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -62,8 +62,8 @@ class PodSteps(Protocol):
     """Everything PodRuntime's create, start, stop and remove do outside the state store."""
 
     # --- bookkeeping ---
-    def collect_crashed(self) -> None:
-        """Roll back what a crashed create or remove left (pyrun.runtime.gc)."""
+    def collect_crashed(self, destroy: Callable[[str], None]) -> None:
+        """Finish, with `destroy` (PodRuntime.destroy), the pods whose creator or remover died (pyrun.runtime.gc)."""
 
     def reserve_name(self, namespace: str, name: str, pod_id: str) -> None:
         """Atomic: AlreadyExists if another pod holds namespace/name."""
