@@ -109,7 +109,7 @@ class PodRuntime:
 
             from pyrun.runtime import podnet
             if podnet.wants_network(self.cfg, spec):
-                pod["network"] = {"pending": True}  # so a crash from here on is detached by gc
+                pod["network"] = podnet.pending(self.cfg)  # so a crash from here on is detached by gc
                 self.store.write_pod(pod)
                 undo.callback(steps.detach_network, pod)
                 pod["network"] = steps.attach_network(pod, spec)
