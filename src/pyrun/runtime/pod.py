@@ -317,6 +317,7 @@ class PodRuntime:
                 pod["state"] = POD_REMOVING
                 pod["remover"] = ProcessRef.of(os.getpid()).to_dict()  # gc finishes the job if we die
                 self.store.write_pod(pod)
+            faults.check("remove")  # tests freeze a removal here and kill it: gc must finish the job
             failed: list[OSError] = []  # a layer that can't be removed stops only the final step
             for entry in reversed(pod.get("containers", [])):  # the reverse of the create, as its rollback
                 try:

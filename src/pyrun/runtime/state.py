@@ -33,7 +33,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from pyrun.linux.tree import fsync_dir
-from pyrun.errors import AlreadyExists, InvalidState, NotFound
+from pyrun.errors import AlreadyExists, InvalidState, NotFound, naming
+
+STATE_ROOT = "the state root (--root)"
 
 # Pod states and the transitions allowed between them.
 POD_CREATING = "creating"
@@ -140,8 +142,9 @@ class StateStore:
         self.names_dir = self.root / "names"
 
     def ensure(self) -> None:
-        for d in (self.root, self.pods_dir, self.containers_dir, self.names_dir):
-            d.mkdir(mode=0o711, parents=True, exist_ok=True)
+        with naming("mkdir", self.root, STATE_ROOT):
+            for d in (self.root, self.pods_dir, self.containers_dir, self.names_dir):
+                d.mkdir(mode=0o711, parents=True, exist_ok=True)
 
     # pods
     def pod_dir(self, pod_id: str) -> Path:
@@ -152,7 +155,8 @@ class StateStore:
 
     def pod_ids(self) -> list[str]:
         try:
-            return sorted(p.name for p in self.pods_dir.iterdir() if p.is_dir())
+            with naming("scandir", self.pods_dir, STATE_ROOT):
+                return sorted(p.name for p in self.pods_dir.iterdir() if p.is_dir())
         except FileNotFoundError:
             return []
 
