@@ -11,9 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyrun.errors import ContainerStartError, InvalidState
-from pyrun.runtime import faults, spawn, sync
-from pyrun.runtime.monitor import request
-from pyrun.linux.procs import ProcessRef, kill_now
+from pyrun.runtime import faults
+from pyrun.linux.procs import ProcessRef, kill_now, wait_reaped
 from pyrun.runtime.state import (CONTAINER_CREATED, CONTAINER_EXITED, EXIT_FILE, StateStore, now_ns, read_json_or,
                                  read_status, write_json)
 
@@ -40,6 +39,7 @@ def make_dirs(cdir: Path) -> None:
 def spawn_monitor(cdir: Path, timeout: float = 180.0) -> ProcessRef:
     """Start the container's monitor; return the init process once it is set up (created)."""
     faults.check("spawn-monitor")
+    from pyrun.runtime import spawn, sync  # here, not at import: `pod ls` reads state and forks nothing
     job = spawn.Job("monitor", {"cdir": str(cdir)}, title=f"pyrun-monitor {cdir}", log=str(cdir / "monitor.log"),
                     detach=True)
     proc, parent = spawn.spawn_synced(job)
@@ -56,6 +56,8 @@ def spawn_monitor(cdir: Path, timeout: float = 180.0) -> ProcessRef:
 def start(cdir: Path, name: str) -> int:
     """Release a created container: its init execs the workload. Returns the workload pid."""
     faults.check("start-container")
+    from pyrun.runtime import sync
+    from pyrun.runtime.monitor import request
     try:
         reply = request(cdir, "start", timeout=40)
     except sync.StepFailed as e:
@@ -82,8 +84,7 @@ def kill(store: StateStore, cid: str) -> None:
     """SIGKILL the container's workload and monitor, if they still run (idempotent)."""
     if not store.container_dir(cid).exists():
         return
-    init, monitor = processes(store, cid)
-    kill_now([r for r in (init, monitor) if r])
+    kill_workload_then_monitor(*processes(store, cid))
 
 
 def remove_dir(store: StateStore, cid: str) -> None:
@@ -95,6 +96,21 @@ def remove_dir(store: StateStore, cid: str) -> None:
     from pyrun.linux.tree import remove_tree
     unmount_under(cdir)
     remove_tree(cdir)  # iterative: the writable layer may be any depth; errors propagate (rm/gc retry)
+
+
+def kill_workload_then_monitor(init: ProcessRef | None, monitor: ProcessRef | None,
+                               reap_timeout: float = 1.0) -> None:
+    """SIGKILL the workload, let its monitor reap it, then SIGKILL the monitor.
+
+    Killed together, the workload's zombie is re-parented to the host's init (the monitor is
+    outside the pod's PID namespace), and the pod's PID namespace cannot finish dying (pause,
+    its PID 1, cannot exit) until that init reaps it: seconds on a host whose PID 1 reaps lazily."""
+    if init:
+        kill_now([init])
+        if monitor:
+            wait_reaped(init, reap_timeout)
+    if monitor:
+        kill_now([monitor])
 
 
 def record_lost_exit(store: StateStore, cid: str) -> bool:
@@ -119,8 +135,8 @@ def state_of(store: StateStore, cid: str) -> dict:
     from pyrun.runtime.status import container_status
     rec = store.read_container(cid)
     monitor_alive = True
-    if rec["status"].get("state") != CONTAINER_EXITED:
-        _, monitor = processes(store, cid)
+    if rec["status"].get("state") != CONTAINER_EXITED:  # the status was read with the record: only the monitor's file
+        monitor = ProcessRef.from_dict(read_json_or(store.container_dir(cid) / "monitor.json", {}))
         monitor_alive = monitor is not None and monitor.alive()
     return dict(rec, status=container_status(rec["status"], monitor_alive))
 

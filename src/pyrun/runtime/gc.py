@@ -24,10 +24,12 @@ from pyrun.linux.procs import ProcessRef
 from pyrun.runtime.state import POD_CREATING, POD_REMOVING, StateStore, read_json_or
 
 
-def crashed_pods(store: StateStore) -> list[str]:
+def crashed_pods(store: StateStore, records: list[dict] | None = None) -> list[str]:
+    """Pods whose creator or remover died mid-way. records: the pod records already read (pod ls)."""
+    known = {p["id"]: p for p in records or ()}
     out = []
     for pod_id in store.pod_ids():
-        pod = read_json_or(store.pod_dir(pod_id) / "pod.json", None)
+        pod = known.get(pod_id) or read_json_or(store.pod_dir(pod_id) / "pod.json", None)
         if pod is None:
             # no record yet: a creator died right after mkdir (or is just starting: give it a moment)
             with contextlib.suppress(FileNotFoundError):
@@ -43,11 +45,12 @@ def crashed_pods(store: StateStore) -> list[str]:
     return out
 
 
-def collect_crashed(cfg: Config, destroy: Callable[[str], None]) -> list[str]:
-    """Destroy (PodRuntime.destroy, passed in: this module is below pyrun.runtime.pod) every crashed pod."""
+def collect_crashed(cfg: Config, destroy: Callable[[str], None], records: list[dict] | None = None) -> list[str]:
+    """Destroy (PodRuntime.destroy, passed in: this module is below pyrun.runtime.pod) every crashed pod.
+    records: the pod records the caller has read already (pod ls), so they are not read twice."""
     store = StateStore(cfg.root)
     done = []
-    for pod_id in crashed_pods(store):
+    for pod_id in crashed_pods(store, records):
         try:
             destroy(pod_id)
         except Exception as e:  # one pod that can't be removed must not block every other command

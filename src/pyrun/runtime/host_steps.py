@@ -78,7 +78,8 @@ class HostSteps:
     def launch_sandbox(self, pod_dir: Path, spec: Any, cgroup: CgroupRecord) -> ProcessRef:
         from pyrun.runtime import sandbox
         return sandbox.launch(pod_dir, spec.hostname, spec.share_process_namespace, spec.host_network,
-                              cgroup_procs=resources.procs_files(self.cfg, cgroup))
+                              cgroup_procs=resources.procs_files(self.cfg, cgroup),
+                              meanwhile=lambda: _import_create_modules(self.cfg, spec))
 
     def kill_sandbox(self, pod_id: str) -> None:
         from pyrun.linux.procs import terminate
@@ -146,3 +147,19 @@ class HostSteps:
 
     def kill_container(self, cid: str) -> None:
         ctr.kill(self.store, cid)
+
+
+# What the rest of a create imports (the network and /etc files, volumes, a container's process, security
+# and monitor; pyroute2 for a bridge pod): imported while the sandbox launcher works, instead of after it.
+CREATE_MODULES = ("pyrun.runtime.podnet", "pyrun.netns.dns", "pyrun.runtime.volumes", "pyrun.spec.process",
+                  "pyrun.runtime.security", "pyrun.runtime.seccomp", "pyrun.runtime.monitor", "pyrun.runtime.init")
+
+
+def _import_create_modules(cfg: Config, spec: Any) -> None:
+    import importlib
+    for name in CREATE_MODULES:
+        importlib.import_module(name)
+    from pyrun.runtime import podnet
+    podnet.preload(cfg, spec)
+    from pyrun.runtime.spawn import preload_seccomp
+    preload_seccomp()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from pyrun.config import Config
 from pyrun.errors import InvalidState, NotFound
 from pyrun.runtime import container as ctr
-from pyrun.runtime import faults, resources, sandbox
+from pyrun.runtime import faults, resources
 from pyrun.linux.procs import ProcessRef
 from pyrun.runtime.host_steps import HostSteps
 from pyrun.runtime.status import PodStatus, pod_status
@@ -72,6 +72,7 @@ class PodRuntime:
         """Reserve the name, then make the pod cgroup, the pause process with its pinned
         namespaces, the pod network, /etc files and volumes. Each step registers its undo."""
         from pyrun.spec.qos import qos_class
+        from pyrun.runtime import sandbox
         self.store.ensure()
         steps = self.platform
         steps.collect_crashed(self.destroy)
@@ -263,8 +264,10 @@ class PodRuntime:
 
     def list(self) -> list[dict]:
         from pyrun.runtime import gc
-        gc.collect_crashed(self.cfg, self.destroy)
-        return self.store.pods()
+        pods = self.store.pods()
+        if gc.collect_crashed(self.cfg, self.destroy, pods):  # read once; again only if a crashed pod was removed
+            pods = self.store.pods()
+        return pods
 
     # --- stop and remove ------------------------------------------------------------------------
     def stop(self, ref: str, grace: float | None = None) -> dict:
