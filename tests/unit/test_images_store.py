@@ -132,7 +132,7 @@ def _manifest_bytes(layout: Path) -> bytes:
     return (layout / oci.blob_path(digest)).read_bytes()
 
 
-def test_diff_id_mismatch_refused(tmp_path):
+def _layout_with_wrong_diff_id(tmp_path):
     layer = LayerBuilder().file("a", b"1").tar_bytes()
     out = tmp_path / "l"
     desc = build_image(out, [layer])
@@ -145,8 +145,19 @@ def test_diff_id_mismatch_refused(tmp_path):
     mbytes = canonical_json(manifest)
     (out / oci.blob_path(digest_of(mbytes))).write_bytes(mbytes)
     write_index(out, [{"mediaType": oci.MT_MANIFEST, "digest": digest_of(mbytes), "size": len(mbytes)}])
+    return out
+
+
+@pytest.mark.parametrize("unpack", [True, False])
+def test_diff_id_mismatch_refused(tmp_path, unpack):
+    """Checked while unpacking (one pass) or while storing the blob: either way nothing is left."""
+    out = _layout_with_wrong_diff_id(tmp_path)
+    store = ImageStore(tmp_path / "s")
     with pytest.raises(ImageError, match="uncompressed digest mismatch"):
-        ImageStore(tmp_path / "s").import_path(out, "x")
+        store.import_path(out, "x", unpack=unpack)
+    assert list(store.blobs.digests()) == []
+    assert not store.layers_dir.exists() or not any(store.layers_dir.iterdir())
+    assert store.list() == []
 
 
 def test_uncompressed_layers(tmp_path):

@@ -179,14 +179,21 @@ class ImageStore:
                 if len(diff_ids) != len(manifest.layers):
                     raise ImageError(f"{what}: manifest has {len(manifest.layers)} layers but the config "
                                      f"lists {len(diff_ids)} rootfs.diff_ids")
+                # A layer about to be unpacked has its diff_id checked in the pass that unpacks it (the first
+                # layer of a diff_id is the one unpacked: a repeated diff_id is checked when stored).
+                unverified: set[str] = set()
                 for i, (desc, diff_id) in enumerate(zip(manifest.layers, diff_ids)):
-                    self._put(open_blob, desc, f"{what}: layer {i} ({desc.digest})", diff_id, added=added)
+                    check_now = diff_id
+                    if unpack and diff_id not in unverified and not self._layer_path(diff_id).is_dir():
+                        unverified.add(diff_id)
+                        check_now = None
+                    self._put(open_blob, desc, f"{what}: layer {i} ({desc.digest})", check_now, added=added)
                 if not self.blobs.exists(manifest_digest):
                     self.blobs.put_bytes(manifest_bytes, manifest_digest, f"{what}: manifest")
                     added.append(manifest_digest)
                 image = self._image(name, manifest_digest)
                 if unpack:
-                    unpacked += self._unpack_missing(image)
+                    unpacked += self._unpack_missing(image, unverified)
                 self.refs.set(name, manifest_digest)  # the commit point
             except BaseException:
                 for path in unpacked:
@@ -232,17 +239,18 @@ class ImageStore:
                 self._unpack_missing(image)
         return [self._layer_path(d) for d in image.layer_diff_ids][::-1]
 
-    def _unpack_missing(self, image: Image) -> list[Path]:
-        """Unpack the layers of `image` that are not unpacked yet (lock held); returns the new dirs."""
+    def _unpack_missing(self, image: Image, unverified: AbstractSet[str] = frozenset()) -> list[Path]:
+        """Unpack the layers of `image` that are not unpacked yet (lock held); returns the new dirs.
+        The layers in `unverified` (diff_ids) have their uncompressed digest checked as they unpack."""
         made = []
         for desc, diff_id in zip(image.layers, image.layer_diff_ids):
             path = self._layer_path(diff_id)
             if not path.is_dir():
-                self._unpack(desc, diff_id, path)
+                self._unpack(desc, diff_id, path, verify=diff_id in unverified)
                 made.append(path)
         return made
 
-    def _unpack(self, desc: oci.Descriptor, diff_id: str, path: Path) -> None:
+    def _unpack(self, desc: oci.Descriptor, diff_id: str, path: Path, verify: bool = False) -> None:
         self.layers_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.layers_dir / f".tmp-{path.name[:16]}-{os.getpid()}-{os.urandom(4).hex()}"
         blob = self.blobs.path(desc.digest)
@@ -254,7 +262,10 @@ class ImageStore:
         try:
             with self.blobs.open(desc.digest) as raw, _decompressed(raw, f"layer {diff_id}") as plain:
                 from pyrun.images.unpack import unpack_layer  # not at import: pod create only reads the store
-                unpack_layer(plain, tmp, diff_id, max_bytes=limit)
+                source = _HashingReader(plain) if verify else plain
+                unpack_layer(source, tmp, diff_id, max_bytes=limit)
+                if verify:
+                    source.check(diff_id, f"layer {desc.digest}")
             os.rename(tmp, path)
         except BaseException as e:
             tree.remove_tree(tmp)
@@ -354,6 +365,30 @@ def _tree_size(path: Path) -> int:
 
 
 _GZIP_MAGIC = b"\x1f\x8b"
+
+
+class _HashingReader:
+    """read() of an uncompressed layer that hashes what passes, to check the config's diff_id in the
+    pass that unpacks it (not in a second decompression of the blob)."""
+
+    def __init__(self, plain):
+        import hashlib
+        self._read = plain.read
+        self._hash = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._read(n)
+        self._hash.update(data)
+        return data
+
+    def check(self, diff_id: str, what: str) -> None:
+        """Hash the rest of the stream (after the tar's end marker) and compare."""
+        while self.read(1 << 20):
+            pass
+        got = "sha256:" + self._hash.hexdigest()
+        if got != diff_id:
+            raise ImageError(f"{what}: uncompressed digest mismatch: config rootfs.diff_ids says {diff_id}, "
+                             f"layer content has {got}; not stored")
 
 
 class _PipeReader:

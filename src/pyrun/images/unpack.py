@@ -28,6 +28,10 @@ Policy (documented here because users will ask):
   reused while members stay in one directory or go one level deeper. Names may be longer than
   PATH_MAX (at most MAX_MEMBER_PATH): the kernel never sees a full path, so a layer may be
   any depth a 64 KiB name allows (5,000 levels of "d/" is 10 KB).
+- Speed (issue #14): the tar is read through tarstream.ForwardReader (big buffered reads, no
+  per-member file objects); an entry is created first and the old one looked at only on EEXIST;
+  small new files (<= SMALL_FILE) are created and written by one file thread, in order, while this
+  thread parses on; a member that may replace, hide or hardlink a queued file waits for the queue.
 """
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ from typing import AbstractSet, BinaryIO
 
 from pyrun.errors import ImageError
 from pyrun.images.tarsafe import GuardedTarInfo
+from pyrun.images.tarstream import ForwardReader
 from pyrun.linux.tree import remove_tree, walk_dirs_bottom_up
 
 WHITEOUT_PREFIX = ".wh."
@@ -382,6 +387,87 @@ def _remove(name: str, dir_fd: int, st: os.stat_result) -> None:
         os.unlink(name, dir_fd=dir_fd)
 
 
+_SPECIAL_BITS = stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX  # always set with fchmod, after fchown
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it (os.umask would race other threads, e.g. the CRI
+    server's); 0o777 (every mode set with fchmod) when the kernel does not say."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o777
+
+
+SMALL_FILE = 256 << 10  # files up to this size are written by the file thread
+QUEUED_FILES = 32       # at most this many wait for it: <= 8 MiB of data held
+
+
+class _FileThread:
+    """One thread that creates and writes the small new files the writer hands it, in order. Its
+    first error is raised by the writer's next submit() or drain(); after it, queued files are
+    skipped (the caller removes the half-made layer)."""
+
+    def __init__(self, write_file, layer: str):
+        import queue
+        import threading
+        self._write_file = write_file
+        self._layer = layer
+        self._queue: queue.Queue = queue.Queue(maxsize=QUEUED_FILES)
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._start = lambda: threading.Thread(target=self._run, name="pyrun-unpack-files", daemon=True)
+
+    def submit(self, pfd: int, name: str, e: Entry, data: bytes) -> None:
+        """Queue a file; `pfd` (a dup of its parent directory) is closed by the thread."""
+        if self._error is not None:
+            os.close(pfd)
+            self._raise()
+        if self._thread is None:
+            self._thread = self._start()
+            self._thread.start()
+        self._queue.put((pfd, name, e, data))
+
+    def drain(self) -> None:
+        """Wait until every queued file is written; raise the thread's error."""
+        if self._thread is not None:
+            self._queue.join()
+        self._raise()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            if self._error is None:
+                self._error = ImageError(f"layer {self._layer}: unpack stopped")  # skip what is queued
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (job := self._queue.get()) is not None:
+            pfd, name, e, data = job
+            try:
+                if self._error is None:
+                    self._write_file(pfd, name, e, data)
+            except ImageError as err:
+                self._error = err
+            except OSError as err:
+                self._error = ImageError(f"layer {self._layer}: member {e.member!r}: {err}")
+            except BaseException as err:  # noqa: BLE001 - handed to the writer's thread
+                self._error = err
+            finally:
+                os.close(pfd)
+                self._queue.task_done()
+        self._queue.task_done()
+
+
 class LayerTooLarge(ImageError):
     """A layer wants to write more data than its limit allows."""
 
@@ -399,8 +485,11 @@ class LayerWriter:
         self.max_bytes = max_bytes
         self.written = 0
         self._owner = (os.geteuid(), os.getegid())  # what a new file gets without fchown
+        self._umask = _current_umask()
+        self.files = _FileThread(self._write_small_file, layer)
 
     def close(self) -> None:
+        self.files.stop()
         self.dirs.forget()
         os.close(self.root_fd)
 
@@ -408,20 +497,53 @@ class LayerWriter:
         return ImageError(f"layer {self.layer}: member {e.member!r}: {what}")
 
     def write(self, e: Entry, content: BinaryIO | None) -> None:
+        """Write one entry. Every path written gets a node in `paths` (whiteouts and opaque directories
+        too), so a path without a node is absent from the (initially empty) layer directory."""
         if e.kind == "opaque-ignored":
             return
+        fresh = self.paths.node(e.parts) is None
+        if not (fresh and e.kind in ("file", "dir", "symlink")):
+            self.files.drain()  # it may replace, hide or link to a file still queued
         if e.kind == "opaque":
             self._opaque(e)
+            self.paths.node(e.parts, create=True)
             return
         if not e.parts:
             self._set_dir_meta(e)
             return
         pfd = self.dirs.parent(e.parts[:-1], e.member)
-        self._write_in(pfd, e.parts[-1], e, content)
+        if fresh and e.kind == "file" and e.sparse is None and e.size <= SMALL_FILE:
+            self._queue_small_file(pfd, e, content)
+        else:
+            self._write_in(pfd, e.parts[-1], e, content)
         if e.kind == "symlink":
             self.paths.add_symlink(e.parts)
+        node = self.paths.node(e.parts, create=True)
         if e.kind != "whiteout":
-            self.paths.node(e.parts, create=True).created = True
+            node.created = True
+
+    def _queue_small_file(self, pfd: int, e: Entry, content: BinaryIO | None) -> None:
+        """A new small file: its data is read here, then created and written by the file thread while
+        this thread parses the next members (the file system's time overlaps Python's)."""
+        data = b""
+        if e.size and content is not None:
+            self._count(e, e.size)
+            data = content.read(e.size)
+            if len(data) != e.size:
+                raise ImageError(f"layer {self.layer}: bad or truncated tar stream: it ends inside the data "
+                                 f"of member {e.member!r}")
+        self.files.submit(os.dup(pfd), e.parts[-1], e, data)
+
+    def _write_small_file(self, pfd: int, name: str, e: Entry, data: bytes) -> None:
+        """The file thread's part: create (O_EXCL|O_NOFOLLOW in its parent's fd), write, metadata."""
+        fd, chmod = self._create_file(pfd, name, e)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            self._meta_fd(fd, e, chmod=chmod)
+        finally:
+            os.close(fd)
 
     def _set_dir_meta(self, e: Entry) -> None:
         self.paths.node(e.parts, create=True).meta = e
@@ -435,21 +557,38 @@ class LayerWriter:
         self.paths.forget(parts)
 
     def _write_in(self, pfd: int, name: str, e: Entry, content: BinaryIO | None) -> None:
-        old = _lstat(name, pfd)
         if e.kind == "whiteout":
-            if old is not None and self.paths.created(e.parts):
-                return  # a whiteout hides lower layers only, never its own layer's files
-            if old is not None:
-                _remove(name, pfd, old)
-                self._replaced(e.parts, old)
-            self._mknod(pfd, name, e, stat.S_IFCHR, 0, 0)
+            self._whiteout(pfd, name, e)
             return
-        if e.kind == "dir" and old is not None and stat.S_ISDIR(old.st_mode):
-            self._set_dir_meta(e)
+        # Create first (O_EXCL, mkdir, symlink, link, mknod all fail with EEXIST): in a layer's fresh
+        # directory nothing is there, so the usual case costs no lstat. Only when a name is taken is
+        # the old entry looked at, removed (or, dir over dir, kept), and the creation done again.
+        try:
+            self._create(pfd, name, e, content)
             return
+        except FileExistsError:
+            pass
+        old = _lstat(name, pfd)
+        if old is not None:
+            if e.kind == "dir" and stat.S_ISDIR(old.st_mode):
+                self._set_dir_meta(e)
+                return
+            _remove(name, pfd, old)
+            self._replaced(e.parts, old)
+        self._create(pfd, name, e, content)
+
+    def _whiteout(self, pfd: int, name: str, e: Entry) -> None:
+        old = _lstat(name, pfd)
+        if old is not None and self.paths.created(e.parts):
+            return  # a whiteout hides lower layers only, never its own layer's files
         if old is not None:
             _remove(name, pfd, old)
             self._replaced(e.parts, old)
+        self._mknod(pfd, name, e, stat.S_IFCHR, 0, 0)
+
+    def _create(self, pfd: int, name: str, e: Entry, content: BinaryIO | None) -> None:
+        """Make the entry `name` in `pfd`; FileExistsError (before anything is written or read from
+        `content`) when the name is taken."""
         if e.kind == "dir":
             os.mkdir(name, 0o700, dir_fd=pfd)
             self._set_dir_meta(e)
@@ -466,15 +605,23 @@ class LayerWriter:
             os.mkfifo(name, 0o600, dir_fd=pfd)
             self._meta_at(pfd, name, e)
 
+    def _create_file(self, pfd: int, name: str, e: Entry) -> tuple[int, bool]:
+        """A new file, opened for writing; and whether its mode still needs an fchmod. A plain mode the
+        umask keeps whole (0644, 0755 under umask 022) is given at creation."""
+        exact = not e.mode & (self._umask | _SPECIAL_BITS)
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     e.mode if exact else 0o600, dir_fd=pfd)
+        return fd, not exact
+
     def _file(self, pfd: int, name: str, e: Entry, content: BinaryIO | None) -> None:
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=pfd)
+        fd, chmod = self._create_file(pfd, name, e)
         try:
             if content is not None:
                 if e.sparse is not None:
                     self._sparse(fd, e, content)
                 else:
                     self._copy(fd, e, content, e.size)
-            self._meta_fd(fd, e)
+            self._meta_fd(fd, e, chmod=chmod)
         finally:
             os.close(fd)
 
@@ -491,7 +638,8 @@ class LayerWriter:
         while left > 0:
             chunk = content.read(min(left, 1 << 20))
             if not chunk:
-                raise ImageError(f"layer {self.layer}: member {e.member!r}: tar stream ends inside the file")
+                raise ImageError(f"layer {self.layer}: bad or truncated tar stream: it ends inside the data "
+                                 f"of member {e.member!r}")
             os.write(fd, chunk)
             left -= len(chunk)
 
@@ -511,12 +659,14 @@ class LayerWriter:
             self._copy(fd, e, content, length)
         os.ftruncate(fd, e.size)
 
-    def _meta_fd(self, fd: int, e: Entry) -> None:
+    def _meta_fd(self, fd: int, e: Entry, chmod: bool = True) -> None:
         """Owner, mode, xattrs and mtime of an open file or directory, from its tar member."""
         if (e.uid, e.gid) != self._owner:  # a new file is already ours (no setgid dirs while unpacking)
             self._chown(e, lambda: os.fchown(fd, e.uid, e.gid))
-        os.fchmod(fd, e.mode)
-        self._set_xattrs(fd, e)
+        if chmod:
+            os.fchmod(fd, e.mode)
+        if e.xattrs:
+            self._set_xattrs(fd, e)
         os.utime(fd, (e.mtime, e.mtime))
 
     def _hardlink(self, pfd: int, name: str, e: Entry) -> None:
@@ -525,6 +675,8 @@ class LayerWriter:
         tfd = self.dirs.open(e.link_parts[:-1], e.member, create=False)
         try:
             os.link(e.link_parts[-1], name, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+        except FileExistsError:
+            raise  # the name is taken: the caller replaces what is there
         except OSError as err:
             raise self._fail(e, f"cannot hardlink to {e.link_target!r}: {err.strerror}") from None
         finally:
@@ -576,6 +728,7 @@ class LayerWriter:
 
     def finish(self) -> None:
         """Directory metadata last, deepest first, so writing children does not change their mtimes."""
+        self.files.drain()
         self.dirs.forget()
         if not self.has_dir_meta:
             return
@@ -597,8 +750,9 @@ class LayerWriter:
 
 
 class _RawData:
-    """A sparse member's stored data blocks, read straight from the archive stream (tarfile's own
-    reader would hand out the holes as zeros: gigabytes of them for a few hundred bytes of tar)."""
+    """A member's stored data, read straight from the archive stream. For a sparse member: its data
+    blocks one after another (tarfile's own reader would hand out the holes as zeros: gigabytes of
+    them for a few hundred bytes of tar)."""
 
     def __init__(self, fileobj, offset: int):
         self.fileobj = fileobj
@@ -613,11 +767,11 @@ class _RawData:
 
 
 def _content(tar: tarfile.TarFile, info: tarfile.TarInfo, entry: Entry):
+    """A file's data, read straight from the stream (its `size` bytes, or a sparse file's data blocks):
+    no per-member extractfile() object. The writer reads exactly that many bytes, never past them."""
     if entry.kind != "file":
         return None
-    if entry.sparse is not None:
-        return _RawData(tar.fileobj, info.offset_data)
-    return tar.extractfile(info)
+    return _RawData(tar.fileobj, info.offset_data)
 
 
 def unpack_layer(stream: BinaryIO, dest: Path, layer: str, privileged: bool | None = None,
@@ -631,7 +785,8 @@ def unpack_layer(stream: BinaryIO, dest: Path, layer: str, privileged: bool | No
     writer = LayerWriter(dest, layer, privileged, max_bytes)
     member: str | None = None
     try:
-        with tarfile.open(fileobj=stream, mode="r|", errorlevel=2, tarinfo=GuardedTarInfo) as tar:
+        reader = ForwardReader(stream.read)
+        with tarfile.TarFile(fileobj=reader, mode="r", errorlevel=2, tarinfo=GuardedTarInfo) as tar:
             for info in tar:
                 member = info.name
                 entry = check_member(info, layer, writer.paths)
