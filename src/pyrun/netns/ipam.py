@@ -60,11 +60,11 @@ class Allocation:
     owner: str | None = None
     root: str | None = None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, str | None]:
         return {"ip": self.ip, "owner": self.owner, "root": self.root}
 
     @classmethod
-    def from_json(cls, value) -> "Allocation":
+    def from_json(cls, value: str | dict[str, str | None]) -> "Allocation":
         if isinstance(value, str):
             return cls(ip=value)
         return cls(ip=str(value["ip"]), owner=value.get("owner"), root=value.get("root"))
@@ -132,7 +132,7 @@ class AddressPool:
     """The node's pod addresses, persisted in `directory`/ipam.json. `owner`: the tag of the
     calling state root (pyrun.netns.owner); None only for tests and tools that own everything."""
 
-    def __init__(self, directory: str | os.PathLike, cidr: str):
+    def __init__(self, directory: str | os.PathLike[str], cidr: str):
         self.directory = Path(directory)
         self.cidr = str(ipaddress.IPv4Network(cidr))
         self.path = self.directory / STATE_FILE

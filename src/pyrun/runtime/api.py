@@ -76,8 +76,7 @@ class Runtime:
         return self._pods.create_container(pod_id, c, **kw)
 
     def start_container(self, cid: str) -> int:
-        from pyrun.runtime.container import require_created
-        require_created(self.container(cid))
+        """InvalidState unless the container is created (the check is PodRuntime's)."""
         return self._pods.start_container(cid)
 
     def stop_container(self, cid: str, grace: float) -> None:

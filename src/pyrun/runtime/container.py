@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pyrun.errors import ContainerStartError, InvalidState
 from pyrun.runtime import faults
-from pyrun.linux.procs import ProcessRef, kill_now, terminate, wait_reaped
+from pyrun.linux.procs import ProcessRef, kill_now, wait_reaped
 from pyrun.runtime.state import (CONTAINER_CREATED, CONTAINER_EXITED, EXIT_FILE, StateStore, now_ns, read_json_or,
                                  read_status, write_json)
 
@@ -74,21 +74,24 @@ def processes(store: StateStore, cid: str) -> tuple[ProcessRef | None, ProcessRe
     return init, monitor
 
 
-def stop(store: StateStore, cid: str, grace: float) -> None:
-    """SIGTERM, wait `grace` seconds, SIGKILL; then wait for the monitor to record the exit."""
-    init, monitor = processes(store, cid)
-    if init:
-        terminate([init], grace)
-    if monitor and not monitor.wait_gone(10.0):
-        kill_now([monitor])
-
-
 def destroy(store: StateStore, cid: str) -> None:
     """Kill whatever is left of a container and remove its directory (idempotent)."""
+    kill(store, cid)
+    remove_dir(store, cid)
+
+
+def kill(store: StateStore, cid: str) -> None:
+    """SIGKILL the container's workload and monitor, if they still run (idempotent)."""
+    if not store.container_dir(cid).exists():
+        return
+    kill_workload_then_monitor(*processes(store, cid))
+
+
+def remove_dir(store: StateStore, cid: str) -> None:
+    """Unmount what is under the container's directory and remove it (idempotent)."""
     cdir = store.container_dir(cid)
     if not cdir.exists():
         return
-    kill_workload_then_monitor(*processes(store, cid))
     from pyrun.linux.mounts import unmount_under
     from pyrun.linux.tree import remove_tree
     unmount_under(cdir)

@@ -310,21 +310,34 @@ class Monitor:
                 self.log.write(entry)
 
     def _record_exit(self, wstatus: int) -> None:
-        code = os.waitstatus_to_exitcode(wstatus)
-        signaled = code < 0
-        if signaled:
-            code = 128 - code
-        oom = self._oom_count() > self.oom_baseline
-        if oom:
-            reason = "OOMKilled"
-        elif self.status["state"] == CONTAINER_CREATED:
-            reason = "NeverStarted"
-        elif code == 0:
-            reason = "Completed"
-        else:
-            reason = "Error"
-        self.save(state=CONTAINER_EXITED, exit_code=code, finished_at=now_ns(), reason=reason,
-                  signal=signal.Signals(code - 128).name if signaled and code - 128 in signal.valid_signals() else None)
+        outcome = exit_outcome(os.waitstatus_to_exitcode(wstatus), oom=self._oom_count() > self.oom_baseline,
+                               started=self.status["state"] != CONTAINER_CREATED)
+        self.save(state=CONTAINER_EXITED, finished_at=now_ns(), **outcome)
+
+
+def exit_outcome(code: int, *, oom: bool, started: bool) -> dict:
+    """exit_code, reason and signal of a workload that exited (pure). code: as os.waitstatus_to_exitcode
+    gives it, negative for a signal; recorded as the shell does, 128 + the signal number."""
+    signaled = code < 0
+    if signaled:
+        code = 128 - code
+    if oom:
+        reason = "OOMKilled"
+    elif not started:
+        reason = "NeverStarted"
+    elif code == 0:
+        reason = "Completed"
+    else:
+        reason = "Error"
+    return {"exit_code": code, "reason": reason, "signal": _signal_name(code - 128) if signaled else None}
+
+
+def _signal_name(number: int) -> str | None:
+    """SIGTERM for 15; None for a real-time signal (SIGRTMIN+n has no name of its own, as in the C monitor)."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return None
 
 
 def _listen(cdir: Path) -> socket.socket:

@@ -4,29 +4,40 @@
 it), then every step that makes something registers its undo on an ExitStack; if
 any later step fails, the stack unwinds and nothing is left. The same idempotent
 undo functions make up `destroy`, used by `pod rm -f` and by `pyrun gc` after a
-crash.
+crash; it undoes in the reverse order of the create.
+
+The steps themselves (cgroups, the sandbox, the network, the container's monitor, ...)
+go through `self.platform`, a PodSteps (pyrun.runtime.steps): the host by default, a
+recording fake in the unit tests.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pyrun.config import Config
 from pyrun.errors import InvalidState, NotFound
 from pyrun.runtime import container as ctr
-from pyrun.runtime import faults, resources, storage
-from pyrun.linux.procs import ProcessRef, kill_now, terminate, wait_pids_gone
+from pyrun.runtime import faults, resources
+from pyrun.linux.procs import ProcessRef
+from pyrun.runtime.host_steps import HostSteps
 from pyrun.runtime.status import PodStatus, pod_status
 from pyrun.runtime.state import (CONTAINER_RUNNING, POD_CREATING,
                                  POD_REMOVING, POD_RUNNING, POD_STOPPED, POD_TRANSITIONS, StateStore,
                                  check_transition, new_id, now_ns)
 
+if TYPE_CHECKING:
+    from pyrun.runtime.steps import PodSteps
+
 
 class PodRuntime:
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, platform: PodSteps | None = None):
+        """platform: where the side effects go (pyrun.runtime.steps); the host unless a test fakes it."""
         self.cfg = cfg
         self.store = StateStore(cfg.root)
+        self.platform = platform if platform is not None else HostSteps(cfg, self.store)
 
     # --- create ---------------------------------------------------------------------------------
     def create(self, loaded, start: bool = True) -> dict:
@@ -35,7 +46,7 @@ class PodRuntime:
         The sandbox is made first; if anything after it fails, the whole pod is destroyed.
         """
         spec = loaded.pod
-        images = storage.open_images(self.cfg)
+        images = self.platform.open_images()
         for c in spec.containers:  # NotFound before anything exists
             images.resolve(c.image)
         pod = self.create_sandbox(spec, loaded.warnings, ready=False)
@@ -63,15 +74,14 @@ class PodRuntime:
         from pyrun.spec.qos import qos_class
         from pyrun.runtime import sandbox
         self.store.ensure()
-        from pyrun.runtime import gc
-        gc.collect_crashed(self.cfg, self.destroy)
+        steps = self.platform
+        steps.collect_crashed(self.destroy)
         pod_id = new_id()
         with contextlib.ExitStack() as undo:
-            self.store.reserve_name(spec.namespace, spec.name, pod_id)
-            undo.callback(self.store.release_name, spec.namespace, spec.name, pod_id)
-            pod_dir = self.store.pod_dir(pod_id)
-            pod_dir.mkdir(mode=0o711)
-            undo.callback(self._remove_pod_dir, pod_id)
+            steps.reserve_name(spec.namespace, spec.name, pod_id)
+            undo.callback(steps.release_name, spec.namespace, spec.name, pod_id)
+            pod_dir = steps.make_pod_dir(pod_id)
+            undo.callback(steps.remove_pod_dir, pod_id)
             pod = {
                 "id": pod_id, "name": spec.name, "namespace": spec.namespace, "uid": spec.uid or _uuid(),
                 "state": POD_CREATING, "created_at": now_ns(), "hostname": spec.hostname,
@@ -85,15 +95,13 @@ class PodRuntime:
             self.store.write_pod(pod)
             faults.check("pod-dir")
 
-            undo.callback(lambda: resources.remove_cgroup(self.cfg, pod.get("cgroup")))
-            resources.create_pod_cgroup(self.cfg, pod, spec)
+            undo.callback(lambda: steps.remove_cgroup(pod.get("cgroup")))
+            steps.create_pod_cgroup(pod, spec)
             self.store.write_pod(pod)
             faults.check("pod-cgroup")
 
-            undo.callback(self._kill_sandbox, pod_id)
-            pause = sandbox.launch(pod_dir, spec.hostname, spec.share_process_namespace, spec.host_network,
-                                   cgroup_procs=resources.procs_files(self.cfg, pod.get("cgroup")),
-                                   meanwhile=lambda: _import_create_modules(self.cfg, spec))
+            undo.callback(steps.kill_sandbox, pod_id)
+            pause = steps.launch_sandbox(pod_dir, spec, pod.get("cgroup"))
             pod["pause"] = pause.to_dict()
             pod["namespaces"] = {k: str(pod_dir / "ns" / k)
                                  for k in sandbox.namespace_kinds(spec.share_process_namespace, spec.host_network)}
@@ -104,14 +112,13 @@ class PodRuntime:
             if podnet.wants_network(self.cfg, spec):
                 pod["network"] = podnet.pending(self.cfg)  # so a crash from here on is detached by gc
                 self.store.write_pod(pod)
-                undo.callback(podnet.detach, self.cfg, pod)
-                pod["network"] = podnet.attach(self.cfg, pod, spec)
-            podnet.write_etc_files(pod_dir / "etc", pod, spec)
+                undo.callback(steps.detach_network, pod)
+                pod["network"] = steps.attach_network(pod, spec)
+            steps.write_etc_files(pod_dir, pod, spec)
             self.store.write_pod(pod)
             faults.check("network")
 
-            from pyrun.runtime.volumes import prepare_volumes
-            pod["volumes"] = prepare_volumes(pod_dir, spec.volumes)
+            pod["volumes"] = steps.prepare_volumes(pod_dir, spec.volumes)
             faults.check("volumes")
             if ready:
                 pod["state"] = POD_RUNNING
@@ -133,7 +140,7 @@ class PodRuntime:
         commit: fsync the container record at the end (False when the caller commits the whole pod).
         """
         from pyrun.errors import AlreadyExists
-        images = storage.open_images(self.cfg)
+        images = self.platform.open_images()
         image = images.resolve(c.image)
         cid = new_id()
         with self.store.pod_lock(pod_id):
@@ -154,13 +161,11 @@ class PodRuntime:
 
     def _create_container(self, pod: dict, spec, c, cid: str, image, images, log_path: str | None,
                           extra_mounts: list[dict], extra: dict, commit: bool) -> dict:
-        from pyrun.runtime.security import container_security
         from pyrun.runtime.volumes import mount_list
         from pyrun.spec.process import resolve_process
-        cdir = self.store.container_dir(cid)
-        cdir.mkdir(mode=0o711)
-        ctr.make_dirs(cdir)
-        writable = storage.make_writable_layer(self.cfg, cid)  # after cdir: gc never takes it for an orphan
+        steps = self.platform
+        cdir = steps.make_container_dir(cid)
+        writable = steps.make_writable_layer(cid)  # after cdir: gc never takes it for an orphan
         pod_ip = (pod.get("network") or {}).get("ip")
         proc = resolve_process(c, (image.config or {}).get("config") or {}, spec, pod_ip=pod_ip,
                                node_name=os.uname().nodename)
@@ -172,34 +177,36 @@ class PodRuntime:
                **extra}
         self.store.write_container(rec)
         devices = resources.requested_devices(c)
-        rec["cgroup"] = resources.create_container_cgroup(self.cfg, pod, c, cid, devices)
+        rec["cgroup"] = steps.create_container_cgroup(pod, c, cid, devices)
         self.store.write_container(rec, sync=commit)  # the record is complete: its commit point
         namespaces = dict(pod["namespaces"])
         namespaces.setdefault("pid", None)
-        sec = container_security(self.cfg, spec, c, pod)
+        sec = steps.container_security(spec, c, pod)
+        procs, oom_events = steps.cgroup_files(rec["cgroup"])
         config = ctr.init_config(
             cid=cid, name=c.name, pod_id=pod["id"], cdir=cdir, writable=writable,
             lower=[str(d) for d in images.layer_dirs(image)], namespaces=namespaces,
             mounts=mount_list(c, pod.get("volumes") or {}, self.store.pod_dir(pod["id"]) / "etc",
                               pod["host_network"]) + extra_mounts,
             process=rec["process"], capabilities=sec["capabilities"],
-            cgroup_procs=resources.procs_files(self.cfg, rec["cgroup"]),
-            oom_events=resources.oom_events_file(self.cfg, rec["cgroup"]), log_path=log_path)
+            cgroup_procs=procs, oom_events=oom_events, log_path=log_path)
         config["security"] = sec
         config["devices"] = devices
         ctr.write_config(cdir, config)
-        ctr.spawn_monitor(cdir)
+        steps.spawn_container(cdir)
         return rec
 
     def start_container(self, cid: str) -> int:
-        """Release a created container: its init execs the workload. Returns the workload's pid."""
-        rec = self.store.read_container(cid)
-        return ctr.start(self.store.container_dir(cid), rec["name"])
+        """Release a created container: its init execs the workload. Returns the workload's pid.
+        InvalidState unless it is created (and its monitor alive to start it)."""
+        rec = ctr.state_of(self.store, cid)
+        ctr.require_created(rec)
+        return self.platform.start_container(self.store.container_dir(cid), rec["name"])
 
     def stop_container(self, cid: str, grace: float) -> None:
         rec = self.store.read_container(cid)
-        ctr.stop(self.store, cid, grace)
-        resources.kill_cgroup(self.cfg, rec.get("cgroup"))  # also what a dead monitor left (its workload's children)
+        self.platform.stop_containers([cid], grace)
+        self.platform.kill_cgroup(rec.get("cgroup"))  # also what a dead monitor left (its workload's children)
         ctr.record_lost_exit(self.store, cid)
 
     def remove_container(self, cid: str, force: bool = False) -> None:
@@ -210,15 +217,21 @@ class PodRuntime:
             return
         if not force and rec["status"].get("state") == CONTAINER_RUNNING:
             raise InvalidState(f"container {rec['name']} is running: stop it first")
-        ctr.destroy(self.store, cid)
-        storage.remove_writable_layer(self.cfg, cid)
-        resources.remove_cgroup(self.cfg, rec.get("cgroup"))
+        self._undo_container(cid, rec.get("cgroup"))
         self._forget_container(rec["pod_id"], cid)
+
+    def _undo_container(self, cid: str, cgroup: dict | None) -> None:
+        """Undo a container's create steps in reverse: its processes, cgroup, writable layer, directory
+        (idempotent)."""
+        self.platform.kill_container(cid)
+        if cgroup:
+            self.platform.remove_cgroup(cgroup)
+        self.platform.remove_writable_layer(cid)
+        self.platform.remove_container_dir(cid)
 
     def _forget_container(self, pod_id: str, cid: str) -> None:
         """Remove a container's directories and its pod's entry for it (idempotent)."""
-        ctr.destroy(self.store, cid)
-        storage.remove_writable_layer(self.cfg, cid)
+        self._undo_container(cid, None)
         with contextlib.suppress(NotFound, FileNotFoundError), self.store.pod_lock(pod_id):
             pod = self.store.read_pod(pod_id)
             pod["containers"] = [e for e in pod["containers"] if e["id"] != cid]
@@ -263,30 +276,20 @@ class PodRuntime:
             pod = self.store.read_pod(pod["id"])
             if pod["state"] == POD_CREATING:
                 raise InvalidState(f"pod {pod['name']} is still being created")
+            check_transition(POD_TRANSITIONS, pod["state"], POD_STOPPED, f"pod {pod['name']}")  # before any step
             grace = pod.get("grace_period", 30) if grace is None else grace
             self._stop_containers(pod, grace)
-            self._kill_sandbox(pod["id"])
-            from pyrun.runtime import podnet
-            podnet.detach(self.cfg, pod)  # a stopped pod holds no address, veth or hostPort (as containerd)
-            check_transition(POD_TRANSITIONS, pod["state"], POD_STOPPED, f"pod {pod['name']}")
+            self.platform.kill_sandbox(pod["id"])
+            self.platform.detach_network(pod)  # a stopped pod holds no address, veth or hostPort (as containerd)
             pod["state"] = POD_STOPPED
             self.store.write_pod(pod, sync=True)
         return pod
 
     def _stop_containers(self, pod: dict, grace: float) -> None:
         ids = [e["id"] for e in pod.get("containers", [])]
-        inits, monitors = [], []
+        self.platform.stop_containers(ids, grace)  # all containers get SIGTERM together, as the kubelet does
         for cid in ids:
-            init, monitor = ctr.processes(self.store, cid)
-            if init:
-                inits.append(init)
-            if monitor:
-                monitors.append(monitor)
-        terminate(inits, grace)  # all containers get SIGTERM together, as the kubelet does
-        if not wait_pids_gone(monitors, 10.0):
-            kill_now(monitors)
-        for cid in ids:
-            resources.kill_cgroup(self.cfg, self._container_cgroup(cid))
+            self.platform.kill_cgroup(self._container_cgroup(cid))
             ctr.record_lost_exit(self.store, cid)
 
     def _container_cgroup(self, cid: str):
@@ -319,59 +322,19 @@ class PodRuntime:
                 self.store.write_pod(pod)
             faults.check("remove")  # tests freeze a removal here and kill it: gc must finish the job
             failed: list[OSError] = []  # a layer that can't be removed stops only the final step
-            for entry in pod.get("containers", []):
-                cg = self._container_cgroup(entry["id"])
+            for entry in reversed(pod.get("containers", [])):  # the reverse of the create, as its rollback
                 try:
-                    ctr.destroy(self.store, entry["id"])
-                    storage.remove_writable_layer(self.cfg, entry["id"])
+                    self._undo_container(entry["id"], self._container_cgroup(entry["id"]))
                 except OSError as e:
                     failed.append(e)
-                resources.remove_cgroup(self.cfg, cg)
-            self._kill_sandbox(pod_id)
-            from pyrun.runtime import podnet
-            podnet.detach(self.cfg, pod)
-            resources.remove_cgroup(self.cfg, pod.get("cgroup"))
+            self.platform.detach_network(pod)
+            self.platform.kill_sandbox(pod_id)
+            self.platform.remove_cgroup(pod.get("cgroup"))
             if failed:  # keep the record (state removing): `pod rm` or `gc` finishes the job later
                 raise failed[0]
-            self._remove_pod_dir(pod_id)
+            self.platform.remove_pod_dir(pod_id)
         if pod.get("name"):
-            self.store.release_name(pod.get("namespace", "default"), pod["name"], pod_id)
-
-    def _kill_sandbox(self, pod_id: str) -> None:
-        from pyrun.runtime.state import read_json_or
-        pod_dir = self.store.pod_dir(pod_id)
-        info = read_json_or(pod_dir / "sandbox.json", {})
-        pause = ProcessRef.from_dict(info.get("pause"))
-        if pause:
-            terminate([pause], 2.0)
-
-    def _remove_pod_dir(self, pod_id: str) -> None:
-        """Everything but the record first, so a removal that fails half-way leaves a pod in `removing`
-        that `pod rm` or `gc` can finish; iterative, as emptyDir volumes may be any depth."""
-        from pyrun.linux.mounts import unmount_under
-        from pyrun.linux.tree import remove_tree
-        pod_dir = self.store.pod_dir(pod_id)
-        if pod_dir.exists():
-            unmount_under(pod_dir)
-            for entry in sorted(os.listdir(pod_dir), key=lambda n: n in ("pod.json", "lock")):
-                remove_tree(pod_dir / entry)
-            remove_tree(pod_dir)
-
-
-# What the rest of a create imports (the network and /etc files, volumes, a container's process, security
-# and monitor; pyroute2 for a bridge pod): imported while the sandbox launcher works, instead of after it.
-CREATE_MODULES = ("pyrun.runtime.podnet", "pyrun.netns.dns", "pyrun.runtime.volumes", "pyrun.spec.process",
-                  "pyrun.runtime.security", "pyrun.runtime.seccomp", "pyrun.runtime.monitor", "pyrun.runtime.init")
-
-
-def _import_create_modules(cfg: Config, spec) -> None:
-    import importlib
-    for name in CREATE_MODULES:
-        importlib.import_module(name)
-    from pyrun.runtime import podnet
-    podnet.preload(cfg, spec)
-    from pyrun.runtime.spawn import preload_seccomp
-    preload_seccomp()
+            self.platform.release_name(pod.get("namespace", "default"), pod["name"], pod_id)
 
 
 def _uuid() -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
+    from typing import Any
 
     from pyrun.spec.load import load_pod_file
     from pyrun.spec.model import (ContainerSpec, EnvVar, FieldRef, LoadedPod, PodSpec, PortSpec, ProcessSpec,
@@ -23,7 +24,7 @@ _LAZY = {"load_pod_file": "pyrun.spec.load", "parse_pod": "pyrun.spec.pod",
          **{name: "pyrun.spec.model" for name in __all__ if name[0].isupper()}}
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:  # only for the names in _LAZY, typed by the imports above
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

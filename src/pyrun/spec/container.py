@@ -5,7 +5,10 @@ import re
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # keep typing out of the import path
-    from typing import Any
+    from collections.abc import Callable
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 from pyrun.spec import names
 from pyrun.spec.model import ContainerSpec, EnvVar, FieldRef, PortSpec, VolumeMount
@@ -129,7 +132,7 @@ def _volume_mount(report: Report, value: Any, path: str) -> VolumeMount:
     return VolumeMount(name or "", mount_path or "", read_only, sub_path)
 
 
-def _list(report: Report, data: dict[str, Any], key: str, path: str, build, *extra) -> tuple:
+def _list(report: Report, data: dict[str, Any], key: str, path: str, build: Callable[..., T], *extra: Any) -> tuple[T, ...]:
     """Build every item; a broken item still yields a placeholder so indices in later messages stay right."""
     return tuple(build(report, item, here, *extra) for here, item in report.items(data, key, path))
 

@@ -15,6 +15,8 @@ if TYPE_CHECKING:  # keep typing out of the import path
     from pathlib import Path
     from typing import Any
 
+    import yaml
+
 from pyrun.errors import SpecError
 from pyrun.spec.model import LoadedPod
 from pyrun.spec.pod import parse_pod
@@ -69,8 +71,7 @@ def parse_yaml(text: str) -> Any:
     """yaml.safe_load of exactly one document, refusing duplicate keys; errors carry line/column."""
     import yaml  # ≈ 30 ms: only when a YAML manifest is read
 
-    class _Loader(_bounded_loader(yaml)):
-        pass
+    loader_class = _bounded_loader()  # a new class per call: its constructors are its own
 
     def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
         loader.flatten_mapping(node)
@@ -84,9 +85,9 @@ def parse_yaml(text: str) -> Any:
                 seen.add(key)
         return yaml.SafeLoader.construct_mapping(loader, node, deep=True)
 
-    _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    loader_class.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
     try:
-        documents = [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
+        documents = [d for d in yaml.load_all(text, Loader=loader_class) if d is not None]
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -100,10 +101,11 @@ def parse_yaml(text: str) -> Any:
     return documents[0] if documents else None
 
 
-def _bounded_loader(yaml: Any) -> type:
+def _bounded_loader() -> type[yaml.SafeLoader]:
     """A SafeLoader whose composer refuses nesting deeper than MAX_NESTING, aliases that expand to
     more than MAX_ALIAS_NODES nodes in all, and aliases of a node that is not complete yet
     (a recursive structure). Nodes are counted once, as they are composed: O(size of the text)."""
+    import yaml  # already loaded by parse_yaml, its only caller
 
     class BoundedLoader(yaml.SafeLoader):
         def __init__(self, stream: str):
@@ -113,7 +115,7 @@ def _bounded_loader(yaml: Any) -> type:
             self._sizes: dict[int, int] = {}  # id(node) -> nodes in it with aliases expanded
 
         def compose_node(self, parent: Any, index: Any) -> Any:
-            mark = self.peek_event().start_mark
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
             where = f"line {mark.line + 1}, column {mark.column + 1}"
             if self.check_event(yaml.AliasEvent):
                 node = super().compose_node(parent, index)

@@ -9,7 +9,7 @@
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # keep typing out of the import path
@@ -41,7 +41,7 @@ def field_value(field_path: str, pod: PodSpec, pod_ip: str | None, node_name: st
     raise ValueError(f"unsupported fieldRef {field_path!r}")  # parse_pod refuses these earlier
 
 
-def container_env(env: Sequence[EnvVar], resolve_field) -> dict[str, str]:
+def container_env(env: Sequence[EnvVar], resolve_field: Callable[[str], str]) -> dict[str, str]:
     """The container's own env, as the kubelet computes it (later duplicates win, $(VAR) sees earlier ones)."""
     values: dict[str, str] = {}
     for var in env:

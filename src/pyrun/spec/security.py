@@ -115,10 +115,10 @@ def _capabilities(report: Report, value: Any, path: str) -> dict[str, list[str]]
         for here, item in report.items(data, key, path):
             if not isinstance(item, str):
                 report.error(here, f"must be a string, not {type_name(item)}")
-            elif normalize_capability(item) is None:
+            elif (name := normalize_capability(item)) is None:
                 report.error(here, f'unknown capability "{item}" (a name like NET_BIND_SERVICE, or ALL)')
             else:
-                names.append(normalize_capability(item))
+                names.append(name)
         out[key] = names
     return out
 

@@ -1,0 +1,415 @@
+"""The runtime core without root: PodRuntime against a recording fake of its platform steps
+(tests/unit/_fake_platform.py), the monitor's exit record, the init's set-up order.
+
+The order of a create's steps, the rollback when any one of them fails, the pod and container
+state transitions, stop/remove of a pod whose container monitor is gone, a crashed create.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+
+import pytest
+
+from pyrun.config import Config
+from pyrun.errors import InvalidState, NotFound
+from pyrun.linux.procs import ProcessRef
+from pyrun.runtime import steps as steps_module
+from pyrun.runtime.host_steps import HostSteps
+from pyrun.runtime.pod import PodRuntime
+from pyrun.runtime.state import StateStore
+from pyrun.spec import parse_pod
+
+from _fake_platform import MAKES, QUERIES, UNDOES, FakeFailure, FakePlatform
+from _spec_helpers import container, manifest
+
+CONTAINER_STEPS = ["open_images", "make_container_dir", "make_writable_layer", "create_container_cgroup",
+                   "container_security", "cgroup_files", "spawn_container"]
+CREATE_STEPS = (["open_images", "collect_crashed", "reserve_name", "make_pod_dir", "create_pod_cgroup",
+                 "launch_sandbox", "attach_network", "write_etc_files", "prepare_volumes"]
+                + CONTAINER_STEPS + CONTAINER_STEPS + ["start_container", "start_container"])
+FAILABLE = [s for s in CREATE_STEPS if s not in QUERIES]  # the fake's fail_at counts these
+
+
+@pytest.fixture(scope="module")
+def stand_in():
+    """A process of ours that reads as alive (the pause process, the monitors); the fake never signals it."""
+    proc = subprocess.Popen(["sleep", "600"])
+    try:
+        yield ProcessRef.of(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    return Config(root=tmp_path / "run", data_root=tmp_path / "data")
+
+
+@pytest.fixture
+def make(cfg, stand_in):
+    """make(fail_at=None) -> (PodRuntime, FakePlatform) on a fresh state root."""
+    def build(fail_at: int | None = None) -> tuple[PodRuntime, FakePlatform]:
+        fake = FakePlatform(StateStore(cfg.root), stand_in, fail_at=fail_at)
+        return PodRuntime(cfg, platform=fake), fake
+    return build
+
+
+def two_containers(name: str = "web"):
+    return parse_pod(manifest(container("a", command=["sleep", "1000"],
+                                        volumeMounts=[{"name": "scratch", "mountPath": "/scratch"}]),
+                              container("b", command=["sleep", "1000"]),
+                              name=name, volumes=[{"name": "scratch", "emptyDir": {}}]))
+
+
+def assert_no_records(rt: PodRuntime) -> None:
+    store = rt.store
+    assert store.pods() == []
+    for d in (store.pods_dir, store.containers_dir, store.names_dir):
+        assert not d.exists() or os.listdir(d) == []
+
+
+def container_states(rt: PodRuntime, pod: dict) -> dict[str, str]:
+    return {c["name"]: c["status"]["state"] for c in rt.containers(rt.get(pod["id"]))}
+
+
+# --- the seam -------------------------------------------------------------------------------------
+
+def test_the_host_and_the_fake_implement_every_step_of_the_seam():
+    wanted = {name: inspect.signature(fn) for name, fn in vars(steps_module.PodSteps).items()
+              if inspect.isfunction(fn) and not name.startswith("_")}
+    assert len(wanted) >= 20
+    for impl in (HostSteps, FakePlatform):
+        for name, signature in wanted.items():
+            assert hasattr(impl, name), f"{impl.__name__} lacks {name}"
+            got = list(inspect.signature(getattr(impl, name)).parameters)
+            assert got == list(signature.parameters), (impl.__name__, name)
+
+
+def test_every_made_resource_has_an_undo():
+    assert set(MAKES.values()) == set(UNDOES.values())
+
+
+# --- create: order and rollback ---------------------------------------------------------------------
+
+def test_create_runs_the_steps_in_order(make):
+    rt, fake = make()
+    pod = rt.create(two_containers())
+    assert fake.names() == CREATE_STEPS
+    ids = [e["id"] for e in pod["containers"]]
+    made = [c.key for c in fake.calls if c.key]
+    assert made == [("name", "default/web"), ("pod_dir", pod["id"]), ("cgroup", f"pod{pod['uid']}"),
+                    ("sandbox", pod["id"]), ("network", pod["id"])] + [
+        key for cid in ids for key in (("container_dir", cid), ("layer", cid),
+                                       ("cgroup", f"pod{pod['uid']}/{cid}"), ("processes", cid))]
+    assert [c.args[0] for c in fake.calls if c.step == "start_container"] == ids
+    assert pod["state"] == "running" and "creator" not in pod
+    assert pod["network"]["ip"] == "10.88.0.7"
+    assert container_states(rt, pod) == {"a": "running", "b": "running"}
+
+
+
+def test_the_init_config_is_made_of_what_the_steps_returned(make):
+    """config.json (read by the monitor and the init) carries what the platform steps gave back."""
+    from pyrun.runtime.state import read_json
+    rt, fake = make()
+    pod = rt.create(two_containers(), start=False)
+    a = rt.find_container(rt.get("web"), "a")
+    config = read_json(rt.store.container_dir(a["id"]) / "config.json")
+    assert config["namespaces"] == {"pid": None, **pod["namespaces"]}
+    assert set(pod["namespaces"]) == {"ipc", "net", "uts"}
+    assert config["rootfs"]["lower"] == ["/fake/layers/top", "/fake/layers/base"]
+    assert config["rootfs"]["upper"] == f"/fake/data/containers/{a['id']}/upper"
+    assert config["cgroup_procs"] == [f"/fake/cgroup/pod{pod['uid']}/{a['id']}/cgroup.procs"]
+    assert config["capabilities"] == ["CAP_CHOWN", "CAP_KILL"] == config["security"]["capabilities"]
+    assert [m["destination"] for m in config["mounts"]] == ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf",
+                                                            "/scratch"]
+    assert config["mounts"][-1]["source"] == pod["volumes"]["scratch"]
+    assert config["process"]["args"] == ["sleep", "1000"]
+    assert "PATH=/bin" in config["process"]["env"]  # from the image config
+
+@pytest.mark.parametrize("step", range(1, len(FAILABLE) + 1))
+def test_a_failure_at_any_step_rolls_back_exactly_what_was_made_in_reverse(make, step):
+    rt, fake = make(fail_at=step)
+    with pytest.raises(FakeFailure):
+        rt.create(two_containers())
+    assert fake.names(undo=False)[-1] == FAILABLE[step - 1]
+    assert fake.effective_undos() == list(reversed(fake.made_at_failure))
+    assert fake.made == []
+    assert_no_records(rt)
+    undone = [c.step for c in fake.calls if c.undo and c.effective]
+    assert all(UNDOES[u] == key[0] for u, key in zip(undone, fake.effective_undos()))
+
+
+def test_the_rollback_after_the_last_container_step_undoes_every_resource_kind(make):
+    rt, fake = make(fail_at=len(FAILABLE))
+    with pytest.raises(FakeFailure):
+        rt.create(two_containers())
+    assert {key[0] for key in fake.effective_undos()} == set(UNDOES.values())
+
+
+def test_an_unknown_image_fails_before_anything_is_made(make):
+    rt, fake = make()
+    fake.missing_images.add("pyrun/demo:latest")
+    with pytest.raises(NotFound):
+        rt.create(two_containers())
+    assert fake.names() == ["open_images"]
+    assert_no_records(rt)
+
+
+def test_a_taken_name_is_refused_and_the_holder_keeps_it(make):
+    rt, fake = make()
+    first = rt.create(two_containers())
+    from pyrun.errors import AlreadyExists
+    with pytest.raises(AlreadyExists):
+        rt.create(two_containers())
+    assert [p["id"] for p in rt.store.pods()] == [first["id"]]
+    assert rt.store.name_holder("default", "web") == first["id"]
+
+
+# --- state transitions ------------------------------------------------------------------------------
+
+def test_pod_creating_running_stopped_removing(make):
+    rt, fake = make()
+    seen = []
+    fake.hooks["create_pod_cgroup"] = lambda pod_id: seen.append(rt.store.read_pod(pod_id)["state"])
+    pod = rt.create(two_containers())
+    assert seen == ["creating"]
+    assert rt.get("web")["state"] == "running"
+    stopped = rt.stop("web", grace=5)
+    assert stopped["state"] == "stopped" == rt.get("web")["state"]
+    assert [c.step for c in fake.calls[-5:]] == ["stop_containers", "kill_cgroup", "kill_cgroup", "kill_sandbox",
+                                                 "detach_network"]
+    assert fake.calls[-5].args == (tuple(e["id"] for e in pod["containers"]), 5)
+    assert container_states(rt, pod) == {"a": "exited", "b": "exited"}
+    fake.hooks["remove_pod_dir"] = lambda pod_id: seen.append(rt.store.read_pod(pod_id)["state"])
+    rt.remove("web")
+    assert seen == ["creating", "removing"]
+    assert_no_records(rt)
+
+
+def test_container_created_running_exited(make):
+    rt, fake = make()
+    pod = rt.create(two_containers(), start=False)
+    assert container_states(rt, pod) == {"a": "created", "b": "created"}
+    a = rt.find_container(rt.get("web"), "a")
+    rt.start_container(a["id"])
+    assert container_states(rt, pod) == {"a": "running", "b": "created"}
+    rt.stop_container(a["id"], grace=1)
+    assert container_states(rt, pod) == {"a": "exited", "b": "created"}
+    exited = rt.find_container(rt.get("web"), "a")["status"]
+    assert (exited["exit_code"], exited["reason"]) == (143, "Error")
+
+
+def test_refused_transitions_are_invalid_state(make):
+    rt, fake = make()
+    pod = rt.create(two_containers())
+    a = rt.find_container(pod, "a")
+    with pytest.raises(InvalidState, match="running"):
+        rt.start_container(a["id"])                  # running -> running
+    with pytest.raises(InvalidState, match="stop it first"):
+        rt.remove_container(a["id"])                 # a running container
+    with pytest.raises(InvalidState, match="stop it first"):
+        rt.remove("web")                             # a running pod
+    rt.stop("web", grace=1)
+    with pytest.raises(InvalidState, match="exited"):
+        rt.start_container(a["id"])                  # exited -> running
+    with pytest.raises(InvalidState, match="containers can only join a ready pod"):
+        rt.create_container(pod["id"], two_containers().pod.containers[0])
+    assert rt.get("web")["state"] == "stopped"
+
+
+def test_a_pod_still_being_created_cannot_be_stopped_or_removed_without_force(make):
+    rt, fake = make()
+    pod = rt.create_sandbox(two_containers().pod, ready=False)
+    assert pod["state"] == "creating"
+    with pytest.raises(InvalidState, match="still being created"):
+        rt.stop("web")
+    with pytest.raises(InvalidState, match="being created"):
+        rt.remove("web")
+    rt.remove("web", force=True)
+    assert_no_records(rt)
+
+
+def test_a_removing_pod_cannot_be_stopped_and_nothing_is_touched(make):
+    rt, fake = make()
+    pod = rt.create(two_containers())
+    with rt.store.pod_lock(pod["id"]):
+        rec = rt.store.read_pod(pod["id"])
+        rec["state"] = "removing"
+        rt.store.write_pod(rec)
+    calls = len(fake.calls)
+    with pytest.raises(InvalidState, match="removing; it cannot become stopped"):
+        rt.stop("web")
+    assert fake.calls[calls:] == []
+
+
+# --- a container whose monitor is gone ---------------------------------------------------------------
+
+def test_stop_of_a_pod_whose_monitor_is_gone_records_the_lost_exit(make):
+    rt, fake = make()
+    pod = rt.create(two_containers())
+    a, b = (e["id"] for e in pod["containers"])
+    fake.monitor_gone(a)
+    states = {c["name"]: c["status"] for c in rt.containers(rt.get("web"))}
+    assert (states["a"]["state"], states["a"]["reason"]) == ("unknown", "MonitorGone")
+    assert states["b"]["state"] == "running"
+    _, status = rt.observe(rt.get("web"))
+    assert status.status == "MonitorGone" and status.ready == 1
+    rt.stop("web", grace=1)
+    states = {c["name"]: c["status"] for c in rt.containers(rt.get("web"))}
+    assert (states["a"]["state"], states["a"]["exit_code"], states["a"]["reason"]) == ("exited", 255, "MonitorGone")
+    assert (states["b"]["state"], states["b"]["exit_code"]) == ("exited", 143)
+    assert ("kill_cgroup", ({"path": f"pod{pod['uid']}/{a}", "prune": True},)) in [
+        (c.step, c.args) for c in fake.calls]
+    rt.remove("web")
+    assert_no_records(rt)
+    assert fake.made == []
+
+
+def test_force_remove_of_a_running_pod_whose_monitor_is_gone(make):
+    rt, fake = make()
+    pod = rt.create(two_containers())
+    a, b = (e["id"] for e in pod["containers"])
+    fake.monitor_gone(a)
+    rt.remove("web", force=True)
+    assert_no_records(rt)
+    assert fake.made == []
+    undone = [(c.step, c.args[0] if c.args else None) for c in fake.calls if c.undo and c.effective]
+    assert undone[:2] == [("kill_container", b), ("remove_cgroup", {"path": f"pod{pod['uid']}/{b}", "prune": True})]
+
+
+
+def test_a_create_whose_creator_died_is_found_by_gc_and_destroyed_in_reverse(make, stand_in):
+    from pyrun.runtime.gc import crashed_pods
+    rt, fake = make()
+    pod = rt.create_sandbox(two_containers().pod, ready=False)
+    rt.create_container(pod["id"], two_containers().pod.containers[0], commit=False)
+    assert crashed_pods(rt.store) == []  # its creator (this test) is alive
+    with rt.store.pod_lock(pod["id"]):
+        rec = rt.store.read_pod(pod["id"])
+        rec["creator"] = {"pid": stand_in.pid, "start_time": stand_in.start_time + 1}  # a process that is gone
+        rt.store.write_pod(rec)
+    assert crashed_pods(rt.store) == [pod["id"]]
+    made = list(fake.made)
+    rt.destroy(pod["id"])
+    assert fake.effective_undos() == list(reversed(made))
+    assert_no_records(rt)
+
+# --- the monitor's decision: how a workload's exit is recorded --------------------------------------
+
+@pytest.mark.parametrize("code,oom,started,want", [
+    (0, False, True, {"exit_code": 0, "reason": "Completed", "signal": None}),
+    (3, False, True, {"exit_code": 3, "reason": "Error", "signal": None}),
+    (-15, False, True, {"exit_code": 143, "reason": "Error", "signal": "SIGTERM"}),
+    (-9, True, True, {"exit_code": 137, "reason": "OOMKilled", "signal": "SIGKILL"}),
+    (0, True, True, {"exit_code": 0, "reason": "OOMKilled", "signal": None}),   # a child was OOM-killed
+    (-9, False, False, {"exit_code": 137, "reason": "NeverStarted", "signal": "SIGKILL"}),
+    (-40, False, True, {"exit_code": 168, "reason": "Error", "signal": None}),  # SIGRTMIN+6 has no name
+])
+def test_exit_outcome(code, oom, started, want):
+    from pyrun.runtime.monitor import exit_outcome
+    assert exit_outcome(code, oom=oom, started=started) == want
+
+
+# --- the init: the order of its set-up steps, against a recording fake of what it calls -------------
+
+class Recorder:
+    """Stands in for a module: every function called on it is recorded as (module.function, args)."""
+
+    def __init__(self, log: list, module: str, real=None, fail: str | None = None):
+        self._log, self._module, self._real, self._fail = log, module, real, fail
+
+    def __getattr__(self, name: str):
+        if self._real is not None and name in ("from_config",):
+            return getattr(self._real, name)
+
+        def record(*args, **kwargs):
+            self._log.append((f"{self._module}.{name}", args))
+            if name == self._fail:
+                raise OSError(f"{name} failed")
+        return record
+
+
+def init_config(**overrides):
+    config = {
+        "name": "c", "namespaces": {"ipc": "/p/ns/ipc", "uts": "/p/ns/uts", "net": "/p/ns/net", "pid": None},
+        "rootfs": {"lower": ["/l1", "/l0"], "upper": "/w/upper", "work": "/w/work", "target": "/c/rootfs"},
+        "mounts": [{"source": "/p/etc/hosts", "destination": "/etc/hosts", "readonly": True},
+                   {"source": "/p/volumes/v", "destination": "/data"}],
+        "process": {"args": ["sleep", "1"], "env": [], "cwd": "/", "user": ""},
+        "security": {"seccomp": {"plan": None}, "capabilities": [], "masked_paths": ["/proc/kcore"],
+                     "readonly_paths": ["/proc/sys"]},
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def init_fakes(monkeypatch):
+    """(init module, call log, set_failing(module, function)) with linux/rootfs/security/finalize recorded."""
+    from pyrun.runtime import init, security
+    log: list = []
+
+    def install(fail: tuple[str, str] | None = None):
+        for attr, real in (("linux", None), ("rootfs", None), ("security", security), ("finalize", None)):
+            failing = fail[1] if fail and fail[0] == attr else None
+            monkeypatch.setattr(init, attr, Recorder(log, attr, real, failing))
+        monkeypatch.setattr(init, "_preload_caps", lambda: log.append(("caps.preload", ())))
+    install()
+    return init, log, install
+
+
+def test_init_sets_up_in_order(init_fakes):
+    init, log, _ = init_fakes
+    sec = dict(init_config()["security"], sysctls={"net.ipv4.ip_forward": "1"}, privileged=True,
+               read_only_rootfs=True)
+    init._set_up(init_config(security=sec, devices=[{"path": "/dev/fuse"}]), init.Step())
+    assert [name for name, _ in log] == [
+        "caps.preload", "security.preload",
+        "linux.setns", "linux.setns", "linux.setns", "security.apply_sysctls",
+        "linux.unshare", "linux.make_private", "rootfs.mount_overlay",
+        "rootfs.mount_proc", "rootfs.mount_dev", "rootfs.make_device_nodes", "rootfs.mount_sys",
+        "security.make_sys_writable", "rootfs.bind_into", "rootfs.bind_into", "security.mask_paths",
+        "linux.pivot_root", "security.remount_root_readonly", "finalize.become_container_process"]
+    assert [args[1] for name, args in log if name == "linux.setns"] == ["ipc", "uts", "net"]
+    assert [args[2] for name, args in log if name == "rootfs.bind_into"] == ["/etc/hosts", "/data"]
+
+
+def test_init_skips_what_the_config_does_not_ask_for(init_fakes):
+    init, log, _ = init_fakes
+    init._set_up(init_config(namespaces={"ipc": "/p/ns/ipc", "pid": None}, mounts=[]), init.Step())
+    names = [name for name, _ in log]
+    assert names.count("linux.setns") == 1  # hostNetwork: the node's net and uts
+    for skipped in ("security.apply_sysctls", "rootfs.make_device_nodes", "security.make_sys_writable",
+                    "rootfs.bind_into", "security.remount_root_readonly"):
+        assert skipped not in names
+
+
+def test_init_refuses_a_config_without_security_before_any_step(init_fakes):
+    init, log, _ = init_fakes
+    config = init_config()
+    del config["security"]
+    with pytest.raises(Exception, match="no complete \"security\" section"):
+        init._set_up(config, init.Step())
+    assert log == []
+
+
+@pytest.mark.parametrize("module,function,step", [
+    ("linux", "setns", "join namespaces"),
+    ("rootfs", "mount_overlay", "rootfs"),
+    ("rootfs", "bind_into", "mount /etc/hosts"),
+    ("linux", "pivot_root", "pivot_root"),
+])
+def test_a_failing_init_step_is_named_and_stops_the_set_up(init_fakes, module, function, step):
+    init, log, install = init_fakes
+    log.clear()
+    install(fail=(module, function))
+    current = init.Step()
+    with pytest.raises(OSError):
+        init._set_up(init_config(), current)
+    assert current.name == step  # what init.run reports to the monitor
+    assert log[-1][0] == f"{module}.{function}"
+    assert "finalize.become_container_process" not in [name for name, _ in log]
