@@ -70,7 +70,7 @@ def cli(ctx: click.Context, root: str | None, data_root: str | None, explain: bo
         cgroup_parent: str | None) -> None:
     """pyrun: Kubernetes Pods built from Linux primitives."""
     cfg = Config.from_env(root, data_root, cgroup_parent=cgroup_parent, explain=explain,
-                          extra={"network_mode": network})
+                          network_mode=network)
     if explain:
         from pyrun import explain as ex
         ex.enable(os.dup(2))

@@ -49,9 +49,8 @@ class NetworkSettings:
 
     @classmethod
     def from_config(cls, config: Any) -> "NetworkSettings":
-        """Read overrides from `config.extra["network"]` (keys: bridge, cidr, mtu, masquerade)."""
-        extra = getattr(config, "extra", None) or {}
-        values = extra.get("network") or {}
+        """Read overrides from `config.network` (keys: bridge, cidr, mtu, masquerade; or a NetworkSettings)."""
+        values = getattr(config, "network", None) or {}
         if isinstance(values, NetworkSettings):
             return values
         return cls(**{k: v for k, v in values.items() if k in ("bridge", "cidr", "mtu", "masquerade")})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from pyrun.config import Config
@@ -18,6 +19,8 @@ from pyrun.runtime import container as ctr
 from pyrun.runtime import faults, resources, sandbox, storage
 from pyrun.linux.mounts import unmount_under
 from pyrun.linux.procs import ProcessRef, kill_now, terminate, wait_pids_gone
+from pyrun.runtime.records import (ContainerEntry, ContainerRecord, InitConfig, PodNetwork, PodRecord, ProcessSpec,
+                                   Resources)
 from pyrun.runtime.status import PodStatus, pod_status
 from pyrun.runtime.state import (CONTAINER_RUNNING, POD_CREATING,
                                  POD_REMOVING, POD_RUNNING, POD_STOPPED, POD_TRANSITIONS, StateStore,
@@ -30,7 +33,7 @@ class PodRuntime:
         self.store = StateStore(cfg.root)
 
     # --- create ---------------------------------------------------------------------------------
-    def create(self, loaded, start: bool = True) -> dict:
+    def create(self, loaded, start: bool = True) -> PodRecord:
         """Create (and by default start) a pod from a validated spec; returns the pod record.
 
         The sandbox is made first; if anything after it fails, the whole pod is destroyed.
@@ -42,25 +45,25 @@ class PodRuntime:
         pod = self.create_sandbox(spec, loaded.warnings, ready=False)
         try:
             for c in spec.containers:
-                self.create_container(pod["id"], c, commit=False)
+                self.create_container(pod.id, c, commit=False)
             faults.check("containers")
             if start:
-                for entry in self.store.read_pod(pod["id"])["containers"]:
-                    self.start_container(entry["id"])
-            with self.store.pod_lock(pod["id"]):
-                pod = self.store.read_pod(pod["id"])
-                pod["state"] = POD_RUNNING
-                pod.pop("creator", None)
+                for entry in self.store.read_pod(pod.id).containers:
+                    self.start_container(entry.id)
+            with self.store.pod_lock(pod.id):
+                pod = replace(self.store.read_pod(pod.id), state=POD_RUNNING, creator=None)
                 self.store.write_pod(pod, sync=True)  # the commit point: the only fsync of a create
         except BaseException:
-            self.destroy(pod["id"])
+            self.destroy(pod.id)
             raise
         return pod
 
     def create_sandbox(self, spec, warnings=(), *, ready: bool = True, log_dir: str | None = None,
-                       extra: dict | None = None) -> dict:
+                       cri: dict | None = None, cgroup_parent_override: str | None = None) -> PodRecord:
         """Reserve the name, then make the pod cgroup, the pause process with its pinned
-        namespaces, the pod network, /etc files and volumes. Each step registers its undo."""
+        namespaces, the pod network, /etc files and volumes. Each step registers its undo.
+
+        cri: what a CRI caller sent (kept as sent); cgroup_parent_override: its cgroup_parent."""
         from pyrun.spec.qos import qos_class
         self.store.ensure()
         from pyrun.runtime import gc
@@ -72,64 +75,67 @@ class PodRuntime:
             pod_dir = self.store.pod_dir(pod_id)
             pod_dir.mkdir(mode=0o711)
             undo.callback(self._remove_pod_dir, pod_id)
-            pod = {
-                "id": pod_id, "name": spec.name, "namespace": spec.namespace, "uid": spec.uid or _uuid(),
-                "state": POD_CREATING, "created_at": now_ns(), "hostname": spec.hostname,
-                "labels": dict(spec.labels), "annotations": dict(spec.annotations),
-                "qos": qos_class(spec), "share_pid": spec.share_process_namespace,
-                "host_network": spec.host_network, "grace_period": spec.termination_grace_period,
-                "warnings": list(warnings), "spec": spec.raw, "containers": [],
-                "creator": ProcessRef.of(os.getpid()).to_dict(), "log_dir": log_dir or str(pod_dir / "logs"),
-                **(extra or {}),
-            }
+            pod = PodRecord(
+                id=pod_id, name=spec.name, namespace=spec.namespace, uid=spec.uid or _uuid(),
+                state=POD_CREATING, created_at=now_ns(), hostname=spec.hostname,
+                labels=dict(spec.labels), annotations=dict(spec.annotations),
+                qos=qos_class(spec), share_pid=spec.share_process_namespace,
+                host_network=spec.host_network, grace_period=spec.termination_grace_period,
+                warnings=tuple(warnings), spec=spec.raw, containers=(),
+                creator=ProcessRef.of(os.getpid()), log_dir=log_dir or str(pod_dir / "logs"),
+                cri=cri, cgroup_parent_override=cgroup_parent_override,
+            )
             self.store.write_pod(pod)
             faults.check("pod-dir")
 
-            undo.callback(lambda: resources.remove_cgroup(self.cfg, pod.get("cgroup")))
-            resources.create_pod_cgroup(self.cfg, pod, spec)
+            cgroup = resources.plan_pod_cgroup(self.cfg, pod)
+            pod = replace(pod, cgroup=cgroup)
+            self.store.write_pod(pod)  # recorded before it exists: a crash from here on is cleaned by gc
+            undo.callback(resources.remove_cgroup, self.cfg, cgroup)
+            pod = replace(pod, cgroup=resources.create_pod_cgroup(self.cfg, cgroup, pod.qos, spec))
             self.store.write_pod(pod)
             faults.check("pod-cgroup")
 
             undo.callback(self._kill_sandbox, pod_id)
             pause = sandbox.launch(pod_dir, spec.hostname, spec.share_process_namespace, spec.host_network,
-                                   cgroup_procs=resources.procs_files(self.cfg, pod.get("cgroup")))
-            pod["pause"] = pause.to_dict()
-            pod["namespaces"] = {k: str(pod_dir / "ns" / k)
-                                 for k in sandbox.namespace_kinds(spec.share_process_namespace, spec.host_network)}
+                                   cgroup_procs=resources.procs_files(self.cfg, pod.cgroup))
+            pod = replace(pod, pause=pause, namespaces={
+                k: str(pod_dir / "ns" / k)
+                for k in sandbox.namespace_kinds(spec.share_process_namespace, spec.host_network)})
             self.store.write_pod(pod)
             faults.check("sandbox")
 
             from pyrun.runtime import podnet
             if podnet.wants_network(self.cfg, spec):
-                pod["network"] = {"pending": True}  # so a crash from here on is detached by gc
+                pod = replace(pod, network=PodNetwork(pending=True))  # so a crash from here on is detached by gc
                 self.store.write_pod(pod)
                 undo.callback(podnet.detach, self.cfg, pod)
-                pod["network"] = podnet.attach(self.cfg, pod, spec)
+                pod = replace(pod, network=podnet.attach(self.cfg, pod, spec))
             podnet.write_etc_files(pod_dir / "etc", pod, spec)
             self.store.write_pod(pod)
             faults.check("network")
 
             from pyrun.runtime.volumes import prepare_volumes
-            pod["volumes"] = prepare_volumes(pod_dir, spec.volumes)
+            pod = replace(pod, volumes=prepare_volumes(pod_dir, spec.volumes))
             faults.check("volumes")
             if ready:
-                pod["state"] = POD_RUNNING
-                pod.pop("creator", None)
+                pod = replace(pod, state=POD_RUNNING, creator=None)
             self.store.write_pod(pod, sync=ready)  # not ready: create() commits once the containers run
             undo.pop_all()
         return pod
 
-    def pod_spec(self, pod: dict):
+    def pod_spec(self, pod: PodRecord):
         """The PodSpec a pod was made from (re-validated from the stored manifest)."""
         from pyrun.spec import parse_pod
-        return parse_pod(pod["spec"], source=f"pod {pod['name']}").pod
+        return parse_pod(dict(pod.spec), source=f"pod {pod.name}").pod
 
     def create_container(self, pod_id: str, c, *, log_path: str | None = None, extra_mounts: list[dict] = (),
-                         extra: dict | None = None, pod_spec=None, commit: bool = True) -> dict:
+                         cri: dict | None = None, pod_spec=None, commit: bool = True) -> ContainerRecord:
         """Create one container in an existing sandbox: rootfs dirs, cgroup, monitor + init (state created).
 
         pod_spec: the PodSpec for env/fieldRef resolution; by default re-parsed from the stored manifest.
         commit: fsync the container record at the end (False when the caller commits the whole pod).
+        extra_mounts: more bind mounts ({source, destination, readonly}); cri: what a CRI caller sent.
         """
         from pyrun.errors import AlreadyExists
         images = storage.open_images(self.cfg)
@@ -137,22 +143,22 @@ class PodRuntime:
         cid = new_id()
         with self.store.pod_lock(pod_id):
             pod = self.store.read_pod(pod_id)
-            if pod["state"] not in (POD_CREATING, POD_RUNNING):
-                raise InvalidState(f"pod {pod['name']} is {pod['state']}; containers can only join a ready pod")
-            if any(e["name"] == c.name for e in pod["containers"]):
-                raise AlreadyExists(f"pod {pod['name']} already has a container named {c.name!r}")
-            pod["containers"].append({"name": c.name, "id": cid})
+            if pod.state not in (POD_CREATING, POD_RUNNING):
+                raise InvalidState(f"pod {pod.name} is {pod.state}; containers can only join a ready pod")
+            if any(e.name == c.name for e in pod.containers):
+                raise AlreadyExists(f"pod {pod.name} already has a container named {c.name!r}")
+            pod = replace(pod, containers=(*pod.containers, ContainerEntry(name=c.name, id=cid)))
             self.store.write_pod(pod)
         try:
             return self._create_container(pod, pod_spec or self.pod_spec(pod), c, cid, image, images, log_path,
-                                          list(extra_mounts), extra or {}, commit)
+                                          list(extra_mounts), cri, commit)
         except BaseException:
             self.remove_container(cid, force=True)
             self._forget_container(pod_id, cid)  # if it failed before its record was written
             raise
 
-    def _create_container(self, pod: dict, spec, c, cid: str, image, images, log_path: str | None,
-                          extra_mounts: list[dict], extra: dict, commit: bool) -> dict:
+    def _create_container(self, pod: PodRecord, spec, c, cid: str, image, images, log_path: str | None,
+                          extra_mounts: list[dict], cri: dict | None, commit: bool) -> ContainerRecord:
         from pyrun.runtime.security import container_security
         from pyrun.runtime.volumes import mount_list
         from pyrun.spec.process import resolve_process
@@ -160,32 +166,29 @@ class PodRuntime:
         cdir.mkdir(mode=0o711)
         ctr.make_dirs(cdir)
         writable = storage.make_writable_layer(self.cfg, cid)  # after cdir: gc never takes it for an orphan
-        pod_ip = (pod.get("network") or {}).get("ip")
-        proc = resolve_process(c, (image.config or {}).get("config") or {}, spec, pod_ip=pod_ip,
+        proc = resolve_process(c, (image.config or {}).get("config") or {}, spec, pod_ip=pod.ip,
                                node_name=os.uname().nodename)
-        log_path = log_path or str(Path(pod["log_dir"]) / c.name / "0.log")
-        rec = {"id": cid, "pod_id": pod["id"], "name": c.name, "image": c.image, "image_id": image.id,
-               "image_name": image.name, "created_at": now_ns(), "log_path": log_path,
-               "process": {"args": list(proc.args), "env": list(proc.env), "cwd": proc.cwd, "user": proc.user},
-               "resources": {"requests": dict(c.resources.requests), "limits": dict(c.resources.limits)},
-               **extra}
+        log_path = log_path or str(Path(pod.log_dir) / c.name / "0.log")
+        rec = ContainerRecord(
+            id=cid, pod_id=pod.id, name=c.name, image=c.image, image_id=image.id, image_name=image.name,
+            created_at=now_ns(), log_path=log_path,
+            process=ProcessSpec(args=tuple(proc.args), env=tuple(proc.env), cwd=proc.cwd, user=proc.user),
+            resources=Resources(requests=dict(c.resources.requests), limits=dict(c.resources.limits)), cri=cri)
         self.store.write_container(rec)
         devices = resources.requested_devices(c)
-        rec["cgroup"] = resources.create_container_cgroup(self.cfg, pod, c, cid, devices)
+        rec = replace(rec, cgroup=resources.create_container_cgroup(self.cfg, pod, c, cid, devices))
         self.store.write_container(rec, sync=commit)  # the record is complete: its commit point
-        namespaces = dict(pod["namespaces"])
+        namespaces: dict[str, str | None] = dict(pod.namespaces)
         namespaces.setdefault("pid", None)
         sec = container_security(self.cfg, spec, c, pod)
         config = ctr.init_config(
-            cid=cid, name=c.name, pod_id=pod["id"], cdir=cdir, writable=writable,
+            cid=cid, name=c.name, pod_id=pod.id, cdir=cdir, writable=writable,
             lower=[str(d) for d in images.layer_dirs(image)], namespaces=namespaces,
-            mounts=mount_list(c, pod.get("volumes") or {}, self.store.pod_dir(pod["id"]) / "etc",
-                              pod["host_network"]) + extra_mounts,
-            process=rec["process"], capabilities=sec["capabilities"],
-            cgroup_procs=resources.procs_files(self.cfg, rec["cgroup"]),
-            oom_events=resources.oom_events_file(self.cfg, rec["cgroup"]), log_path=log_path)
-        config["security"] = sec
-        config["devices"] = devices
+            mounts=mount_list(c, pod.volumes, self.store.pod_dir(pod.id) / "etc", pod.host_network) + extra_mounts,
+            process=rec.process, capabilities=sec["capabilities"],
+            cgroup_procs=resources.procs_files(self.cfg, rec.cgroup),
+            oom_events=resources.oom_events_file(self.cfg, rec.cgroup), log_path=log_path,
+            security=sec, devices=devices)
         ctr.write_config(cdir, config)
         ctr.spawn_monitor(cdir)
         return rec
@@ -193,12 +196,12 @@ class PodRuntime:
     def start_container(self, cid: str) -> int:
         """Release a created container: its init execs the workload. Returns the workload's pid."""
         rec = self.store.read_container(cid)
-        return ctr.start(self.store.container_dir(cid), rec["name"])
+        return ctr.start(self.store.container_dir(cid), rec.name)
 
     def stop_container(self, cid: str, grace: float) -> None:
         rec = self.store.read_container(cid)
         ctr.stop(self.store, cid, grace)
-        resources.kill_cgroup(self.cfg, rec.get("cgroup"))  # also what a dead monitor left (its workload's children)
+        resources.kill_cgroup(self.cfg, rec.cgroup)  # also what a dead monitor left (its workload's children)
         ctr.record_lost_exit(self.store, cid)
 
     def remove_container(self, cid: str, force: bool = False) -> None:
@@ -207,12 +210,12 @@ class PodRuntime:
             rec = ctr.state_of(self.store, cid)
         except NotFound:
             return
-        if not force and rec["status"].get("state") == CONTAINER_RUNNING:
-            raise InvalidState(f"container {rec['name']} is running: stop it first")
+        if not force and rec.status.state == CONTAINER_RUNNING:
+            raise InvalidState(f"container {rec.name} is running: stop it first")
         ctr.destroy(self.store, cid)
         storage.remove_writable_layer(self.cfg, cid)
-        resources.remove_cgroup(self.cfg, rec.get("cgroup"))
-        self._forget_container(rec["pod_id"], cid)
+        resources.remove_cgroup(self.cfg, rec.cgroup)
+        self._forget_container(rec.pod_id, cid)
 
     def _forget_container(self, pod_id: str, cid: str) -> None:
         """Remove a container's directories and its pod's entry for it (idempotent)."""
@@ -220,58 +223,64 @@ class PodRuntime:
         storage.remove_writable_layer(self.cfg, cid)
         with contextlib.suppress(NotFound, FileNotFoundError), self.store.pod_lock(pod_id):
             pod = self.store.read_pod(pod_id)
-            pod["containers"] = [e for e in pod["containers"] if e["id"] != cid]
-            self.store.write_pod(pod)
+            self.store.write_pod(replace(pod, containers=tuple(e for e in pod.containers if e.id != cid)))
 
     # --- queries --------------------------------------------------------------------------------
-    def get(self, ref: str) -> dict:
+    def get(self, ref: str) -> PodRecord:
         return self.store.find_pod(ref)
 
-    def containers(self, pod: dict) -> list[dict]:
+    def containers(self, pod: PodRecord) -> list[ContainerRecord]:
         out = []
-        for entry in pod.get("containers", []):
+        for entry in pod.containers:
             with contextlib.suppress(NotFound):
-                out.append(ctr.state_of(self.store, entry["id"]))
+                out.append(ctr.state_of(self.store, entry.id))
         return out
 
-    def find_container(self, pod: dict, name: str) -> dict:
-        for entry in pod.get("containers", []):
-            if entry["name"] == name or entry["id"].startswith(name):
-                return ctr.state_of(self.store, entry["id"])
-        names = ", ".join(e["name"] for e in pod.get("containers", []))
-        raise NotFound(f"pod {pod['name']} has no container {name!r} (containers: {names})")
+    def find_container(self, pod: PodRecord, name: str) -> ContainerRecord:
+        entry = pod.entry(name)
+        if entry is not None:
+            return ctr.state_of(self.store, entry.id)
+        names = ", ".join(e.name for e in pod.containers)
+        raise NotFound(f"pod {pod.name} has no container {name!r} (containers: {names})")
 
-    def observe(self, pod: dict) -> tuple[list[dict], PodStatus]:
+    def init_config(self, cid: str) -> InitConfig | None:
+        """A container's config.json (None if it has none yet)."""
+        from pyrun.runtime.state import read_config
+        try:
+            return read_config(self.store.container_dir(cid))
+        except FileNotFoundError:
+            return None
+
+    def observe(self, pod: PodRecord) -> tuple[list[ContainerRecord], PodStatus]:
         """The pod's containers (with their reported status) and the pod's status: the liveness
         facts are gathered here, the status itself is pyrun.runtime.status.pod_status (pure)."""
         containers = self.containers(pod)
-        pause = ProcessRef.from_dict(pod.get("pause"))
-        return containers, pod_status(pod, containers, pause is not None and pause.alive())
+        return containers, pod_status(pod, containers, pod.pause is not None and pod.pause.alive())
 
-    def list(self) -> list[dict]:
+    def list(self) -> list[PodRecord]:
         from pyrun.runtime import gc
         gc.collect_crashed(self.cfg)
         return self.store.pods()
 
     # --- stop and remove ------------------------------------------------------------------------
-    def stop(self, ref: str, grace: float | None = None) -> dict:
+    def stop(self, ref: str, grace: float | None = None) -> PodRecord:
         pod = self.get(ref)
-        with self.store.pod_lock(pod["id"]):
-            pod = self.store.read_pod(pod["id"])
-            if pod["state"] == POD_CREATING:
-                raise InvalidState(f"pod {pod['name']} is still being created")
-            grace = pod.get("grace_period", 30) if grace is None else grace
+        with self.store.pod_lock(pod.id):
+            pod = self.store.read_pod(pod.id)
+            if pod.state == POD_CREATING:
+                raise InvalidState(f"pod {pod.name} is still being created")
+            grace = pod.grace_period if grace is None else grace
             self._stop_containers(pod, grace)
-            self._kill_sandbox(pod["id"])
+            self._kill_sandbox(pod.id)
             from pyrun.runtime import podnet
             podnet.detach(self.cfg, pod)  # a stopped pod holds no address, veth or hostPort (as containerd)
-            check_transition(POD_TRANSITIONS, pod["state"], POD_STOPPED, f"pod {pod['name']}")
-            pod["state"] = POD_STOPPED
+            check_transition(POD_TRANSITIONS, pod.state, POD_STOPPED, f"pod {pod.name}")
+            pod = replace(pod, state=POD_STOPPED)
             self.store.write_pod(pod, sync=True)
         return pod
 
-    def _stop_containers(self, pod: dict, grace: float) -> None:
-        ids = [e["id"] for e in pod.get("containers", [])]
+    def _stop_containers(self, pod: PodRecord, grace: float) -> None:
+        ids = pod.container_ids()
         inits, monitors = [], []
         for cid in ids:
             init, monitor = ctr.processes(self.store, cid)
@@ -288,16 +297,16 @@ class PodRuntime:
 
     def _container_cgroup(self, cid: str):
         with contextlib.suppress(NotFound):
-            return self.store.read_container(cid).get("cgroup")
+            return self.store.read_container(cid).cgroup
         return None
 
     def remove(self, ref: str, force: bool = False) -> None:
         pod = self.get(ref)
-        if pod["state"] == POD_RUNNING and not force:
-            raise InvalidState(f"pod {pod['name']} is running: stop it first, or use rm -f")
-        if pod["state"] == POD_CREATING and not force:
-            raise InvalidState(f"pod {pod['name']} is being created; use rm -f if its creator died")
-        self.destroy(pod["id"])
+        if pod.state == POD_RUNNING and not force:
+            raise InvalidState(f"pod {pod.name} is running: stop it first, or use rm -f")
+        if pod.state == POD_CREATING and not force:
+            raise InvalidState(f"pod {pod.name} is being created; use rm -f if its creator died")
+        self.destroy(pod.id)
 
     def destroy(self, pod_id: str) -> None:
         """Remove everything a pod made, whatever state it is in (idempotent)."""
@@ -307,39 +316,38 @@ class PodRuntime:
             except FileNotFoundError:
                 return  # already removed (by a concurrent rm or gc)
             try:
-                pod = self.store.read_pod(pod_id)
+                pod: PodRecord | None = self.store.read_pod(pod_id)
             except (NotFound, ValueError):
-                pod = {"id": pod_id, "containers": []}
-            if "state" in pod:
-                pod["state"] = POD_REMOVING
-                pod["remover"] = ProcessRef.of(os.getpid()).to_dict()  # gc finishes the job if we die
+                pod = None  # no record (a creator died right after mkdir): remove what is there
+            if pod is not None:
+                pod = replace(pod, state=POD_REMOVING,
+                              remover=ProcessRef.of(os.getpid()))  # gc finishes the job if we die
                 self.store.write_pod(pod)
             failed: list[OSError] = []  # a layer that can't be removed stops only the final step
-            for entry in pod.get("containers", []):
-                cg = self._container_cgroup(entry["id"])
+            for cid in pod.container_ids() if pod else []:
+                cg = self._container_cgroup(cid)
                 try:
-                    ctr.destroy(self.store, entry["id"])
-                    storage.remove_writable_layer(self.cfg, entry["id"])
+                    ctr.destroy(self.store, cid)
+                    storage.remove_writable_layer(self.cfg, cid)
                 except OSError as e:
                     failed.append(e)
                 resources.remove_cgroup(self.cfg, cg)
             self._kill_sandbox(pod_id)
-            from pyrun.runtime import podnet
-            podnet.detach(self.cfg, pod)
-            resources.remove_cgroup(self.cfg, pod.get("cgroup"))
+            if pod is not None:
+                from pyrun.runtime import podnet
+                podnet.detach(self.cfg, pod)
+                resources.remove_cgroup(self.cfg, pod.cgroup)
             if failed:  # keep the record (state removing): `pod rm` or `gc` finishes the job later
                 raise failed[0]
             self._remove_pod_dir(pod_id)
-        if pod.get("name"):
-            self.store.release_name(pod.get("namespace", "default"), pod["name"], pod_id)
+        if pod is not None and pod.name:
+            self.store.release_name(pod.namespace, pod.name, pod_id)
 
     def _kill_sandbox(self, pod_id: str) -> None:
-        from pyrun.runtime.state import read_json_or
-        pod_dir = self.store.pod_dir(pod_id)
-        info = read_json_or(pod_dir / "sandbox.json", {})
-        pause = ProcessRef.from_dict(info.get("pause"))
-        if pause:
-            terminate([pause], 2.0)
+        from pyrun.runtime.state import read_sandbox
+        info = read_sandbox(self.store.pod_dir(pod_id))
+        if info is not None and info.pause is not None:
+            terminate([info.pause], 2.0)
 
     def _remove_pod_dir(self, pod_id: str) -> None:
         """Everything but the record first, so a removal that fails half-way leaves a pod in `removing`

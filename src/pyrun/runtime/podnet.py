@@ -8,13 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyrun.linux import syscalls as linux
+from pyrun.runtime.records import PodNetwork, PodRecord
 
 
 def wants_network(cfg, spec_or_pod) -> bool:
-    host_network = getattr(spec_or_pod, "host_network", None)
-    if host_network is None:
-        host_network = spec_or_pod.get("host_network", False)
-    return cfg.extra.get("network_mode", "bridge") != "none" and not host_network
+    """Whether a pod (its PodSpec or its PodRecord) gets a veth: not with --network none or hostNetwork."""
+    return cfg.pod_network and not spec_or_pod.host_network
 
 
 def _ports(spec) -> list[dict]:
@@ -26,28 +25,28 @@ def _ports(spec) -> list[dict]:
     return out
 
 
-def attach(cfg, pod: dict, spec) -> dict | None:
+def attach(cfg, pod: PodRecord, spec) -> PodNetwork | None:
     """Give the pod an address on the node bridge (a veth pair); None when it has no pod network."""
     if not wants_network(cfg, spec):
         return None
     from pyrun.netns.pod import attach_pod
-    att = attach_pod(cfg, pod["id"], pod["namespaces"]["net"], ports=_ports(spec), hostname=spec.hostname)
-    return att.to_json()
+    att = attach_pod(cfg, pod.id, pod.namespaces["net"], ports=_ports(spec), hostname=spec.hostname)
+    return PodNetwork.from_dict(att.to_json())
 
 
-def detach(cfg, pod: dict) -> None:
+def detach(cfg, pod: PodRecord) -> None:
     """Idempotent: removes the veth, rules and address of a pod that had (or was getting) a network."""
-    if not pod.get("network"):
+    if pod.network is None:
         return
     from pyrun.netns.pod import detach_pod
-    detach_pod(cfg, pod["id"], (pod.get("namespaces") or {}).get("net"))
+    detach_pod(cfg, pod.id, pod.net_namespace)
 
 
-def write_etc_files(etc_dir: Path, pod: dict, spec) -> None:
+def write_etc_files(etc_dir: Path, pod: PodRecord, spec) -> None:
     """/etc/hostname, /etc/hosts and /etc/resolv.conf for the pod's containers (kubelet-style)."""
     from pyrun.netns.dns import host_resolv_conf_path, render_hosts, render_resolv_conf
     etc_dir.mkdir(exist_ok=True)
-    ip = (pod.get("network") or {}).get("ip")
+    ip = pod.ip
     try:
         etc = Path("/etc/resolv.conf").read_text()
         node_resolv = Path(host_resolv_conf_path(etc)).read_text()
