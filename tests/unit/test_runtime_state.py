@@ -119,3 +119,24 @@ def test_container_transitions_end_at_exited():
     check_transition(CONTAINER_TRANSITIONS, "running", "exited", "c")
     with pytest.raises(InvalidState):
         check_transition(CONTAINER_TRANSITIONS, "exited", "running", "c")
+
+
+POD_STATES = ("creating", "running", "stopped", "removing")
+CONTAINER_STATES = ("created", "running", "exited", "unknown")
+POD_ALLOWED = {("creating", "running"), ("creating", "removing"), ("creating", "stopped"), ("running", "stopped"),
+               ("running", "removing"), ("stopped", "stopped"), ("stopped", "removing"), ("stopped", "running"),
+               ("removing", "removing")}
+CONTAINER_ALLOWED = {("created", "running"), ("created", "exited"), ("running", "exited"), ("unknown", "exited")}
+
+
+@pytest.mark.parametrize("table, states, allowed", [(POD_TRANSITIONS, POD_STATES, POD_ALLOWED),
+                                                    (CONTAINER_TRANSITIONS, CONTAINER_STATES, CONTAINER_ALLOWED)],
+                         ids=["pod", "container"])
+def test_every_transition_of_the_tables(table, states, allowed):
+    for current in states:
+        for new in states:
+            if (current, new) in allowed:
+                check_transition(table, current, new, "x")
+            else:
+                with pytest.raises(InvalidState):
+                    check_transition(table, current, new, "x")

@@ -36,9 +36,9 @@ def pod_create(ctx: click.Context, spec: str, strict: bool, output: str) -> None
         raise SpecError([("", "warnings are errors with --strict")], source=spec)
     created = _runtime(ctx).create(loaded)
     if output == "json":
-        print_json(created)
+        print_json(created.to_dict())
     else:
-        click.echo(created["id"])
+        click.echo(created.id)
 
 
 @pod.command("ls")
@@ -56,14 +56,14 @@ def pod_ls(ctx: click.Context, output: str) -> None:
     click.echo(table(["NAME", "NAMESPACE", "ID", "STATUS", "IP", "QOS", "READY", "AGE"], rows))
 
 
-def _summary(rt, p: dict) -> dict:
+def _summary(rt, p) -> dict:
     """One pod as `pod ls` shows it: STATUS, READY and IP from pyrun.runtime.status (shared with the CRI)."""
     containers, status = rt.observe(p)
-    return {"id": p["id"], "name": p["name"], "namespace": p["namespace"], "state": p["state"],
+    return {"id": p.id, "name": p.name, "namespace": p.namespace, "state": p.state,
             "status": status.status, "ready": f"{status.ready}/{status.total}", "ip": status.ip,
-            "qos": p.get("qos"), "created_at": p["created_at"],
-            "containers": [{"name": c["name"], "id": c["id"], "state": c["status"].get("state"),
-                            "exit_code": c["status"].get("exit_code"), "reason": c["status"].get("reason")}
+            "qos": p.qos, "created_at": p.created_at,
+            "containers": [{"name": c.name, "id": c.id, "state": c.status.state,
+                            "exit_code": c.status.exit_code, "reason": c.status.reason}
                            for c in containers]}
 
 
@@ -85,7 +85,7 @@ def pod_inspect(ctx: click.Context, pod_ref: str) -> None:
 def pod_stop(ctx: click.Context, pod_refs: tuple[str, ...], timeout: float | None) -> None:
     """Stop pods: SIGTERM, the grace period, then SIGKILL."""
     rt = _runtime(ctx)
-    _each(pod_refs, lambda ref: click.echo(rt.stop(ref, timeout)["id"]))
+    _each(pod_refs, lambda ref: click.echo(rt.stop(ref, timeout).id))
 
 
 @pod.command("rm")
@@ -97,7 +97,7 @@ def pod_rm(ctx: click.Context, pod_refs: tuple[str, ...], force: bool) -> None:
     rt = _runtime(ctx)
 
     def remove(ref: str) -> None:
-        pod_id = rt.get(ref)["id"]
+        pod_id = rt.get(ref).id
         rt.remove(ref, force=force)
         click.echo(pod_id)
     _each(pod_refs, remove)
@@ -135,7 +135,7 @@ def logs(ctx: click.Context, pod_ref: str, container: str | None, follow: bool, 
     c = _pick_container(rt, p, container)
     out = sys.stdout.buffer
     try:
-        f = open(c["log_path"], "rb")
+        f = open(c.log_path, "rb")
     except FileNotFoundError:
         return
     with f:
@@ -150,21 +150,21 @@ def logs(ctx: click.Context, pod_ref: str, container: str | None, follow: bool, 
                 out.flush()
             if not follow:
                 break
-            if rt.find_container(p, c["name"])["status"].get("state") in ("exited", "unknown") and not chunk:
+            if rt.find_container(p, c.name).status.state in ("exited", "unknown") and not chunk:
                 break
             if not chunk:
                 time.sleep(0.1)
 
 
-def _pick_container(rt, p: dict, name: str | None) -> dict:
+def _pick_container(rt, p, name: str | None):
     from pyrun.errors import UsageError
     if name:
         return rt.find_container(p, name)
-    entries = p.get("containers", [])
+    entries = p.containers
     if len(entries) != 1:
-        names = ", ".join(e["name"] for e in entries)
-        raise UsageError(f"pod {p['name']} has {len(entries)} containers; name one of: {names}")
-    return rt.find_container(p, entries[0]["name"])
+        names = ", ".join(e.name for e in entries)
+        raise UsageError(f"pod {p.name} has {len(entries)} containers; name one of: {names}")
+    return rt.find_container(p, entries[0].name)
 
 
 @click.command("exec", context_settings={"ignore_unknown_options": True})
@@ -182,9 +182,9 @@ def exec_cmd(ctx: click.Context, pod_ref: str, container: str, command: tuple[st
     from pyrun.runtime.state import StateStore
     rt = _runtime(ctx)
     c = rt.find_container(rt.get(pod_ref), container)
-    if c["status"].get("state") != "running":
-        raise InvalidState(f"container {c['name']} is {c['status'].get('state')}, not running")
-    cdir = StateStore(ctx.obj.root).container_dir(c["id"])
+    if c.status.state != "running":
+        raise InvalidState(f"container {c.name} is {c.status.state}, not running")
+    cdir = StateStore(ctx.obj.root).container_dir(c.id)
     sys.stdout.flush()
     # in this process, no new interpreter: it joins the container's namespaces and cgroups, forks the
     # command and waits; having joined them, it must not go on with anything but exiting

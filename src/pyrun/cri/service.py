@@ -31,16 +31,15 @@ from pyrun.cri.errors import DeadlineExceeded, Unimplemented
 from pyrun.errors import InvalidState, NotFound, SpecError
 from pyrun.runtime import container as ctr
 from pyrun.runtime.pod import PodRuntime
+from pyrun.runtime.records import ContainerCgroup, ContainerRecord, PodCgroup, PodRecord, Resources
 from pyrun.runtime.storage import writable_layer
-from pyrun.linux.procs import ProcessRef
 
 CRI_VERSION = "0.1.0"
 FS_INFO_TTL = 10.0  # s: ImageFsInfo walks the image store at most this often
 
 
-def pause_alive(pod: dict) -> bool:
-    ref = ProcessRef.from_dict(pod.get("pause"))
-    return ref is not None and ref.alive()
+def pause_alive(pod: PodRecord) -> bool:
+    return pod.pause is not None and pod.pause.alive()
 
 
 class RuntimeService:
@@ -65,13 +64,13 @@ class RuntimeService:
                 self._cg = open_cgroups(self.cfg)
             return self._cg
 
-    def _pod(self, wanted: str) -> dict:
+    def _pod(self, wanted: str) -> PodRecord:
         return self.store.read_pod(filters.resolve_id(wanted, self.store.pod_ids(), "pod sandbox"))
 
     def _cid(self, wanted: str) -> str:
         return filters.resolve_id(wanted, self.store.container_ids(), "container")
 
-    def _container(self, wanted: str) -> dict:
+    def _container(self, wanted: str) -> ContainerRecord:
         return ctr.state_of(self.store, self._cid(wanted))
 
     # --- runtime info ----------------------------------------------------------------------------
@@ -83,8 +82,7 @@ class RuntimeService:
         """(ready, reason, message) of pod networking; checked once (binaries don't come and go)."""
         if self._network is None:
             import importlib.util
-            mode = self.cfg.extra.get("network_mode", "bridge")
-            if mode == "none":
+            if not self.cfg.pod_network:
                 self._network = (False, "NetworkModeNone", "pyrun runs with --network none: pods get only loopback")
             elif shutil.which("nft") is None:
                 self._network = (False, "NftMissing", "the nft binary is not installed (needed for pod NAT)")
@@ -100,7 +98,7 @@ class RuntimeService:
                       pb.RuntimeCondition(type="NetworkReady", status=ready, reason=reason, message=message)]
         info = {"config": json.dumps({"root": str(self.cfg.root), "data_root": str(self.cfg.data_root),
                                       "cgroup_parent": self.cfg.cgroup_parent,
-                                      "network": self.cfg.extra.get("network_mode", "bridge")})} if req.verbose else {}
+                                      "network": self.cfg.network_mode})} if req.verbose else {}
         return pb.StatusResponse(status=pb.RuntimeStatus(conditions=conditions), info=info)
 
     def RuntimeConfig(self, req):
@@ -114,10 +112,11 @@ class RuntimeService:
         config = req.config
         spec = translate.pod_spec(config)
         override = translate.cgroup_parent_override(config.linux.cgroup_parent, self.cfg.cgroup_parent)
-        extra = translate.sandbox_extra(config, req.runtime_handler, override)
+        cri = translate.sandbox_cri(config, req.runtime_handler)
         spec = dataclasses.replace(spec, name=self._sandbox_name(spec))
-        pod = self.rt.create_sandbox(spec, log_dir=config.log_directory or None, extra=extra)
-        return pb.RunPodSandboxResponse(pod_sandbox_id=pod["id"])
+        pod = self.rt.create_sandbox(spec, log_dir=config.log_directory or None, cri=cri,
+                                     cgroup_parent_override=override)
+        return pb.RunPodSandboxResponse(pod_sandbox_id=pod.id)
 
     def _sandbox_name(self, spec) -> str:
         """The pod's name, or name_<uid prefix> while a pod of another uid (deleted and created again,
@@ -128,15 +127,15 @@ class RuntimeService:
         if holder is None or not spec.uid:
             return spec.name
         try:
-            uid = self.store.read_pod(holder).get("uid")
+            uid = self.store.read_pod(holder).uid
         except (NotFound, ValueError, OSError):
             return spec.name
         return spec.name if uid == spec.uid else translate.uid_name(spec.name, spec.uid)
 
     def StopPodSandbox(self, req):
         pod = self._pod(req.pod_sandbox_id)  # unknown id: NOT_FOUND, as containerd answers
-        if pod["state"] != "removing":
-            self.rt.stop(pod["id"], grace=0)
+        if pod.state != "removing":
+            self.rt.stop(pod.id, grace=0)
         return pb.StopPodSandboxResponse()
 
     def RemovePodSandbox(self, req):
@@ -146,7 +145,7 @@ class RuntimeService:
             return pb.RemovePodSandboxResponse()  # already removed: success (CRI: idempotent)
         containers: list[str] = []
         with contextlib.suppress(NotFound, ValueError):
-            containers = [e["id"] for e in self.store.read_pod(pod_id).get("containers", [])]
+            containers = self.store.read_pod(pod_id).container_ids()
         self.rt.destroy(pod_id)
         for key in ["pod:" + pod_id, *containers]:
             self._rates.forget(key)
@@ -154,14 +153,14 @@ class RuntimeService:
 
     def PodSandboxStatus(self, req):
         pod = self._pod(req.pod_sandbox_id)
-        info = {"info": json.dumps(pod, sort_keys=True)} if req.verbose else {}
+        info = {"info": json.dumps(pod.to_dict(), sort_keys=True)} if req.verbose else {}
         return pb.PodSandboxStatusResponse(status=translate.pod_sandbox_status(pod, pause_alive(pod)), info=info,
                                            timestamp=time.time_ns())
 
-    def _sandboxes(self, flt) -> list[tuple[dict, pb.PodSandbox]]:
+    def _sandboxes(self, flt) -> list[tuple[PodRecord, pb.PodSandbox]]:
         out = []
         for pod in self.store.pods():
-            if flt is not None and not filters.id_matches(pod["id"], flt.id):
+            if flt is not None and not filters.id_matches(pod.id, flt.id):
                 continue
             sandbox = translate.pod_sandbox(pod, pause_alive(pod))
             if filters.sandbox_matches(sandbox, flt):
@@ -176,19 +175,19 @@ class RuntimeService:
     def CreateContainer(self, req):
         pod = self._pod(req.pod_sandbox_id)
         config = req.config
-        cri = pod.get("cri") or {}
         sc = config.linux.security_context
         image_user = self._image_user(config.image.image) if sc.run_as_username else ""
-        c = translate.container_spec(config, sandbox_privileged=bool(cri.get("privileged")), image_user=image_user)
-        log_path = translate.container_log_path((pod.get("cri") or {}).get("log_directory") or "", config.log_path)
+        c = translate.container_spec(config, sandbox_privileged=bool(pod.cri and pod.cri.privileged),
+                                     image_user=image_user)
+        log_path = translate.container_log_path(pod.cri.log_directory if pod.cri else "", config.log_path)
         mounts = translate.extra_mounts(config)
         for m in mounts:  # like containerd: a missing host path becomes a directory
-            if not os.path.lexists(m["source"]):
-                os.makedirs(m["source"], mode=0o755, exist_ok=True)
-        rec = self.rt.create_container(pod["id"], c, log_path=log_path, extra_mounts=mounts,
-                                       extra=translate.container_extra(config),
+            if not os.path.lexists(m.source):
+                os.makedirs(m.source, mode=0o755, exist_ok=True)
+        rec = self.rt.create_container(pod.id, c, log_path=log_path, extra_mounts=mounts,
+                                       cri=translate.container_cri(config),
                                        pod_spec=translate.pod_spec_of_record(pod, sc))
-        return pb.CreateContainerResponse(container_id=rec["id"])
+        return pb.CreateContainerResponse(container_id=rec.id)
 
     def _image_user(self, image: str) -> str:
         """The image's USER (for run_as_username); NotFound for an unknown image, as CreateContainer answers."""
@@ -199,7 +198,7 @@ class RuntimeService:
     def StartContainer(self, req):
         rec = self._container(req.container_id)
         ctr.require_created(rec)
-        self.rt.start_container(rec["id"])
+        self.rt.start_container(rec.id)
         return pb.StartContainerResponse()
 
     def StopContainer(self, req):
@@ -218,19 +217,19 @@ class RuntimeService:
 
     def ContainerStatus(self, req):
         rec = self._container(req.container_id)
-        info = {"info": json.dumps(rec, sort_keys=True)} if req.verbose else {}
+        info = {"info": json.dumps(rec.to_dict(), sort_keys=True)} if req.verbose else {}
         return pb.ContainerStatusResponse(status=translate.container_status(rec), info=info)
 
-    def _containers(self, flt) -> list[tuple[dict, pb.Container]]:
+    def _containers(self, flt) -> list[tuple[ContainerRecord, pb.Container]]:
         out = []
         for pod in self.store.pods():
-            if flt is not None and not filters.id_matches(pod["id"], flt.pod_sandbox_id):
+            if flt is not None and not filters.id_matches(pod.id, flt.pod_sandbox_id):
                 continue
-            for entry in pod.get("containers", []):
-                if flt is not None and not filters.id_matches(entry["id"], flt.id):
+            for cid in pod.container_ids():
+                if flt is not None and not filters.id_matches(cid, flt.id):
                     continue
                 try:
-                    rec = ctr.state_of(self.store, entry["id"])
+                    rec = ctr.state_of(self.store, cid)
                 except (NotFound, ValueError):
                     continue  # being created or removed right now
                 c = translate.container(rec)
@@ -247,32 +246,28 @@ class RuntimeService:
         rec = self._container(req.container_id)
         if not req.HasField("linux"):
             return pb.UpdateContainerResourcesResponse()
-        if not rec.get("cgroup"):
-            raise InvalidState(f"container {rec['name']} has no cgroup to update")
+        if rec.cgroup is None:
+            raise InvalidState(f"container {rec.name} has no cgroup to update")
         res = translate.resources(req.linux)
-        with self.store.pod_lock(rec["pod_id"]):
-            self.cgroups().apply(CgroupPath.parse(rec["cgroup"]["path"]), container_limits(res, pids_max=None))
-            rec = self.store.read_container(rec["id"])
-            rec["resources"] = {"requests": dict(res.requests), "limits": dict(res.limits)}
-            self.store.write_container(rec)
+        with self.store.pod_lock(rec.pod_id):
+            self.cgroups().apply(CgroupPath.parse(rec.cgroup.path), container_limits(res, pids_max=None))
+            rec = self.store.read_container(rec.id)
+            self.store.write_container(dataclasses.replace(
+                rec, resources=Resources(requests=dict(res.requests), limits=dict(res.limits))))
         return pb.UpdateContainerResourcesResponse()
 
     def ReopenContainerLog(self, req):
         from pyrun.runtime.monitor import request
-        rec = self._container(req.container_id)
-        if rec["status"].get("state") != "running":
-            raise InvalidState(f"container {rec['name']} is not running")
-        request(self.store.container_dir(rec["id"]), "reopen-log")
+        rec = self._running(req.container_id)
+        request(self.store.container_dir(rec.id), "reopen-log")
         return pb.ReopenContainerLogResponse()
 
     def ExecSync(self, req):
         from pyrun.runtime import nsexec, spawn
-        rec = self._container(req.container_id)
-        if rec["status"].get("state") != "running":
-            raise InvalidState(f"container {rec['name']} is not running")
+        rec = self._running(req.container_id)
         if not req.cmd:
             raise SpecError([("cmd", "no command given")])
-        job = nsexec.job(self.store.container_dir(rec["id"]), list(req.cmd))
+        job = nsexec.job(self.store.container_dir(rec.id), list(req.cmd))
         # forked by the zygote, in its own session so a timeout kills the command too
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -295,9 +290,9 @@ class RuntimeService:
             proc.kill()
             with contextlib.suppress(TimeoutError, OSError, spawn.SpawnError):
                 proc.wait(10)
-            raise DeadlineExceeded(f"command {list(req.cmd)!r} in container {rec['name']} timed out "
+            raise DeadlineExceeded(f"command {list(req.cmd)!r} in container {rec.name} timed out "
                                    f"after {req.timeout}s") from None
-        stderr = bytes(err.data) + capped.truncation_note(rec["name"], out, err)
+        stderr = bytes(err.data) + capped.truncation_note(rec.name, out, err)
         return pb.ExecSyncResponse(stdout=bytes(out.data), stderr=stderr, exit_code=code)
 
     def _stream_url(self, kind: str, plan) -> str:
@@ -305,10 +300,10 @@ class RuntimeService:
             raise Unimplemented(f"{kind}: the streaming server is not running (pyrun cri serve starts it)")
         return self.streaming.url(kind, plan)
 
-    def _running(self, wanted: str) -> dict:
+    def _running(self, wanted: str) -> ContainerRecord:
         rec = self._container(wanted)
-        if rec["status"].get("state") != "running":
-            raise InvalidState(f"container {rec['name']} is not running")
+        if rec.status.state != "running":
+            raise InvalidState(f"container {rec.name} is not running")
         return rec
 
     @staticmethod
@@ -325,59 +320,59 @@ class RuntimeService:
         if not req.cmd:
             raise SpecError([("cmd", "no command given")])
         self._check_streams(req)
-        job = nsexec.job(self.store.container_dir(rec["id"]), list(req.cmd))
+        job = nsexec.job(self.store.container_dir(rec.id), list(req.cmd))
         plan = ExecPlan(argv=list(req.cmd), job=job, stdin=req.stdin, stdout=req.stdout, stderr=req.stderr, tty=req.tty,
-                        container=rec["name"])
+                        container=rec.name)
         return pb.ExecResponse(url=self._stream_url("exec", plan))
 
     def Attach(self, req):
         from pyrun.cri.remotecommand import AttachPlan
         rec = self._running(req.container_id)
         if req.stdin:
-            raise Unimplemented(f"attaching stdin to container {rec['name']} is not supported by pyrun: its monitor "
+            raise Unimplemented(f"attaching stdin to container {rec.name} is not supported by pyrun: its monitor "
                                 "does not keep the workload's stdin open (attach without -i/--stdin)")
         self._check_streams(req)
-        cid = rec["id"]
+        cid = rec.id
 
         def running() -> bool:
             try:
-                return ctr.state_of(self.store, cid)["status"].get("state") == "running"
+                return ctr.state_of(self.store, cid).status.state == "running"
             except (NotFound, ValueError, OSError):
                 return False
-        plan = AttachPlan(log_path=rec["log_path"], stdout=req.stdout, stderr=req.stderr, tty=req.tty,
-                          running=running, container=rec["name"])
+        plan = AttachPlan(log_path=rec.log_path, stdout=req.stdout, stderr=req.stderr, tty=req.tty,
+                          running=running, container=rec.name)
         return pb.AttachResponse(url=self._stream_url("attach", plan))
 
     def PortForward(self, req):
         from pyrun.cri.portforward import ForwardPlan
         pod = self._pod(req.pod_sandbox_id)
-        if pod["state"] != "running" or not pause_alive(pod):
-            raise InvalidState(f"pod sandbox {pod['name']} is not ready")
+        if pod.state != "running" or not pause_alive(pod):
+            raise InvalidState(f"pod sandbox {pod.name} is not ready")
         for i, port in enumerate(req.port):
             if not 0 < port < 1 << 16:
                 raise SpecError([(f"port[{i}]", f"{port} is out of range (1-65535)")])
-        netns = None if pod.get("host_network") else (pod.get("namespaces") or {}).get("net")
-        if netns is None and not pod.get("host_network"):
-            raise InvalidState(f"pod sandbox {pod['name']} has no network namespace")
-        plan = ForwardPlan(netns=netns, ports=tuple(req.port), pod=pod["name"])
+        netns = None if pod.host_network else pod.net_namespace
+        if netns is None and not pod.host_network:
+            raise InvalidState(f"pod sandbox {pod.name} has no network namespace")
+        plan = ForwardPlan(netns=netns, ports=tuple(req.port), pod=pod.name)
         return pb.PortForwardResponse(url=self._stream_url("portforward", plan))
 
     # --- stats -----------------------------------------------------------------------------------
-    def _cgroup_stats(self, record: dict | None):
+    def _cgroup_stats(self, record: PodCgroup | ContainerCgroup | None):
         from pyrun.cgroups import CgroupPath
         from pyrun.errors import CgroupError
-        if not record:
+        if record is None:
             return None
         try:
-            return self.cgroups().stats(CgroupPath.parse(record["path"]))
+            return self.cgroups().stats(CgroupPath.parse(record.path))
         except (CgroupError, OSError):
             return None  # e.g. a pod made with another --cgroup-parent
 
-    def _container_stats(self, rec: dict, c: pb.Container) -> pb.ContainerStats:
+    def _container_stats(self, rec: ContainerRecord, c: pb.Container) -> pb.ContainerStats:
         now = time.time_ns()
-        st = self._cgroup_stats(rec.get("cgroup"))
+        st = self._cgroup_stats(rec.cgroup)
         rate = self._rates.sample(c.id, now, getattr(st, "cpu_usage_ns", None))
-        used, inodes = stats.tree_usage(writable_layer(self.cfg, rec["id"]) / "upper")
+        used, inodes = stats.tree_usage(writable_layer(self.cfg, rec.id) / "upper")
         writable = stats.filesystem_usage(str(self.cfg.writable_dir), used, inodes, now)
         return stats.container_stats(stats.container_attributes(c), st, now, rate, writable)
 
@@ -394,11 +389,11 @@ class RuntimeService:
         flt = req.filter if req.HasField("filter") else None
         return pb.ListContainerStatsResponse(stats=[self._container_stats(r, c) for r, c in self._containers(flt)])
 
-    def _sandbox_stats(self, pod: dict, sandbox: pb.PodSandbox) -> pb.PodSandboxStats:
+    def _sandbox_stats(self, pod: PodRecord, sandbox: pb.PodSandbox) -> pb.PodSandboxStats:
         now = time.time_ns()
-        st = self._cgroup_stats(pod.get("cgroup"))
-        rate = self._rates.sample("pod:" + pod["id"], now, getattr(st, "cpu_usage_ns", None))
-        flt = pb.ContainerFilter(pod_sandbox_id=pod["id"])
+        st = self._cgroup_stats(pod.cgroup)
+        rate = self._rates.sample("pod:" + pod.id, now, getattr(st, "cpu_usage_ns", None))
+        flt = pb.ContainerFilter(pod_sandbox_id=pod.id)
         containers = [self._container_stats(r, c) for r, c in self._containers(flt)]
         return stats.sandbox_stats(stats.sandbox_attributes(sandbox), st, now, rate, containers)
 

@@ -22,7 +22,7 @@ from pyrun.runtime.state import CONTAINER_CREATED, CONTAINER_EXITED, StateStore,
 
 
 def init_config(*, cid: str, name: str, pod_id: str, cdir: Path, writable: Path, lower: list[str],
-                namespaces: Mapping[str, str | None], mounts: Sequence[Mapping], process: ProcessSpec,
+                namespaces: Mapping[str, str | None], mounts: Sequence[Mapping | MountSpec], process: ProcessSpec,
                 capabilities: Sequence[str], cgroup_procs: Sequence[str], oom_events: str | None, log_path: str,
                 security: Mapping | None = None, devices: Sequence[DeviceNode] = ()) -> InitConfig:
     """The document the monitor and init read (pure). mounts: {source, destination, readonly}."""
@@ -30,7 +30,7 @@ def init_config(*, cid: str, name: str, pod_id: str, cdir: Path, writable: Path,
         id=cid, name=name, pod_id=pod_id, namespaces=dict(namespaces),
         rootfs=RootfsSpec(lower=tuple(lower), upper=str(writable / "upper"), work=str(writable / "work"),
                           target=str(cdir / "rootfs")),
-        mounts=tuple(MountSpec.from_dict(m) for m in mounts), process=process, capabilities=tuple(capabilities),
+        mounts=tuple(m if isinstance(m, MountSpec) else MountSpec.from_dict(m) for m in mounts), process=process, capabilities=tuple(capabilities),
         cgroup_procs=tuple(cgroup_procs), oom_events=oom_events, log_path=log_path,
         security=security, devices=tuple(devices))
 

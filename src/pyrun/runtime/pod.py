@@ -19,8 +19,8 @@ from pyrun.runtime import container as ctr
 from pyrun.runtime import faults, resources, sandbox, storage
 from pyrun.linux.mounts import unmount_under
 from pyrun.linux.procs import ProcessRef, kill_now, terminate, wait_pids_gone
-from pyrun.runtime.records import (ContainerEntry, ContainerRecord, InitConfig, PodNetwork, PodRecord, ProcessSpec,
-                                   Resources)
+from pyrun.runtime.records import (ContainerCri, ContainerEntry, ContainerRecord, InitConfig, MountSpec, PodCri,
+                                   PodNetwork, PodRecord, ProcessSpec, Resources)
 from pyrun.runtime.status import PodStatus, pod_status
 from pyrun.runtime.state import (CONTAINER_RUNNING, POD_CREATING,
                                  POD_REMOVING, POD_RUNNING, POD_STOPPED, POD_TRANSITIONS, StateStore,
@@ -59,7 +59,7 @@ class PodRuntime:
         return pod
 
     def create_sandbox(self, spec, warnings=(), *, ready: bool = True, log_dir: str | None = None,
-                       cri: dict | None = None, cgroup_parent_override: str | None = None) -> PodRecord:
+                       cri: PodCri | None = None, cgroup_parent_override: str | None = None) -> PodRecord:
         """Reserve the name, then make the pod cgroup, the pause process with its pinned
         namespaces, the pod network, /etc files and volumes. Each step registers its undo.
 
@@ -129,13 +129,13 @@ class PodRuntime:
         from pyrun.spec import parse_pod
         return parse_pod(dict(pod.spec), source=f"pod {pod.name}").pod
 
-    def create_container(self, pod_id: str, c, *, log_path: str | None = None, extra_mounts: list[dict] = (),
-                         cri: dict | None = None, pod_spec=None, commit: bool = True) -> ContainerRecord:
+    def create_container(self, pod_id: str, c, *, log_path: str | None = None, extra_mounts: list[MountSpec] = (),
+                         cri: ContainerCri | None = None, pod_spec=None, commit: bool = True) -> ContainerRecord:
         """Create one container in an existing sandbox: rootfs dirs, cgroup, monitor + init (state created).
 
         pod_spec: the PodSpec for env/fieldRef resolution; by default re-parsed from the stored manifest.
         commit: fsync the container record at the end (False when the caller commits the whole pod).
-        extra_mounts: more bind mounts ({source, destination, readonly}); cri: what a CRI caller sent.
+        extra_mounts: more bind mounts; cri: what a CRI caller sent.
         """
         from pyrun.errors import AlreadyExists
         images = storage.open_images(self.cfg)
@@ -158,7 +158,7 @@ class PodRuntime:
             raise
 
     def _create_container(self, pod: PodRecord, spec, c, cid: str, image, images, log_path: str | None,
-                          extra_mounts: list[dict], cri: dict | None, commit: bool) -> ContainerRecord:
+                          extra_mounts: list[MountSpec], cri: ContainerCri | None, commit: bool) -> ContainerRecord:
         from pyrun.runtime.security import container_security
         from pyrun.runtime.volumes import mount_list
         from pyrun.spec.process import resolve_process

@@ -72,31 +72,10 @@ def _drop_none(d: dict) -> dict:
     return {k: v for k, v in d.items() if v is not None}
 
 
-class _DictCompat:
-    """TEMPORARY: read access by key (`rec["name"]`, `rec.get("name")`, `"name" in rec`) for code
-    not yet converted to attributes; values come back as the plain JSON data they used to be.
-    Removed once cli/ and cri/ are converted (issue #13, "Typed records")."""
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in {f.name for f in fields(self)}:  # type: ignore[arg-type]
-            raise KeyError(key)
-        return _plain(getattr(self, key))
-
-    def get(self, key: str, default: Any = None) -> Any:
-        try:
-            value = self[key]
-        except KeyError:
-            return default
-        return default if value is None else value
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.to_dict()  # type: ignore[attr-defined]
-
-
 # --- parts ---------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class ContainerEntry(_DictCompat):
+class ContainerEntry:
     """A pod's entry for one of its containers (the pod record's "containers" list)."""
     name: str
     id: str
@@ -110,7 +89,7 @@ class ContainerEntry(_DictCompat):
 
 
 @dataclass(frozen=True)
-class PodCgroup(_DictCompat):
+class PodCgroup:
     """The pod's cgroup (rendered below each hierarchy's root) and the pause process's leaf.
     owned: False for a CRI cgroup_parent, which belongs to the kubelet (only leaves are pyrun's)."""
     path: str
@@ -126,7 +105,7 @@ class PodCgroup(_DictCompat):
 
 
 @dataclass(frozen=True)
-class ContainerCgroup(_DictCompat):
+class ContainerCgroup:
     """A container's cgroup; prune: remove empty parent levels after it (not below a CRI cgroup_parent)."""
     path: str
     prune: bool = True
@@ -140,7 +119,7 @@ class ContainerCgroup(_DictCompat):
 
 
 @dataclass(frozen=True)
-class PodNetwork(_DictCompat):
+class PodNetwork:
     """The pod's network attachment (pyrun.netns.pod.Attachment), or `pending` while it is being
     made (so that gc detaches a pod whose creator died half-way)."""
     ip: str | None = None
@@ -164,7 +143,7 @@ class PodNetwork(_DictCompat):
 
 
 @dataclass(frozen=True)
-class ProcessSpec(_DictCompat):
+class ProcessSpec:
     """What a container runs: resolved args, env, working directory and user."""
     args: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
@@ -182,7 +161,7 @@ class ProcessSpec(_DictCompat):
 
 
 @dataclass(frozen=True)
-class Resources(_DictCompat):
+class Resources:
     """A container's resource requests and limits as written in its spec (resource name -> quantity)."""
     requests: Mapping[str, Any] = field(default_factory=dict)
     limits: Mapping[str, Any] = field(default_factory=dict)
@@ -197,7 +176,7 @@ class Resources(_DictCompat):
 
 
 @dataclass(frozen=True)
-class StepError(_DictCompat):
+class StepError:
     """A failed step: which one, and what it said."""
     step: str
     message: str
@@ -212,12 +191,98 @@ class StepError(_DictCompat):
         return {"step": self.step, "message": self.message}
 
 
+# --- what a CRI caller sent (kept as sent: the kubelet rebuilds its pods from it) -----------------
+
+@dataclass(frozen=True)
+class CriPortMapping:
+    protocol: int = 0
+    container_port: int = 0
+    host_port: int = 0
+    host_ip: str = ""
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "CriPortMapping":
+        return cls(**_known(cls, d))
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class CriMount:
+    container_path: str
+    host_path: str
+    readonly: bool = False
+    selinux_relabel: bool = False
+    propagation: int = 0
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "CriMount":
+        return cls(**_known(cls, d))
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class PodCri:
+    """RunPodSandbox's config as sent. metadata: pb.PodSandboxMetadata's fields (name, uid, namespace,
+    attempt); namespace_options: pb.NamespaceOption's (network, pid, ipc)."""
+    metadata: Mapping[str, Any]
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    log_directory: str = ""
+    runtime_handler: str = ""
+    namespace_options: Mapping[str, int] = field(default_factory=dict)
+    port_mappings: tuple[CriPortMapping, ...] = ()
+    cgroup_parent: str = ""
+    security_context: Mapping[str, Any] = field(default_factory=dict)
+    privileged: bool = False
+
+    @classmethod
+    def from_dict(cls, d: Mapping | None) -> "PodCri | None":
+        if not d:
+            return None
+        d = _known(cls, d)
+        return cls(**{**d, "metadata": dict(d.get("metadata") or {}), "labels": dict(d.get("labels") or {}),
+                      "annotations": dict(d.get("annotations") or {}),
+                      "namespace_options": dict(d.get("namespace_options") or {}),
+                      "port_mappings": tuple(CriPortMapping.from_dict(p) for p in d.get("port_mappings") or ()),
+                      "security_context": dict(d.get("security_context") or {})})
+
+    def to_dict(self) -> dict:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class ContainerCri:
+    """CreateContainer's config as sent. metadata: pb.ContainerMetadata's fields (name, attempt)."""
+    metadata: Mapping[str, Any]
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    image: str = ""
+    log_path: str = ""
+    mounts: tuple[CriMount, ...] = ()
+
+    @classmethod
+    def from_dict(cls, d: Mapping | None) -> "ContainerCri | None":
+        if not d:
+            return None
+        d = _known(cls, d)
+        return cls(**{**d, "metadata": dict(d.get("metadata") or {}), "labels": dict(d.get("labels") or {}),
+                      "annotations": dict(d.get("annotations") or {}),
+                      "mounts": tuple(CriMount.from_dict(m) for m in d.get("mounts") or ())})
+
+    def to_dict(self) -> dict:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+
 # --- pod -----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class PodRecord(_DictCompat):
+class PodRecord:
     """pods/<id>/pod.json. `spec` is the manifest as given (re-validated when containers are made);
-    `cri` what a CRI caller sent to RunPodSandbox, kept exactly as sent (pyrun.cri.translate)."""
+    `cri` what a CRI caller sent to RunPodSandbox (None for `pyrun pod create`)."""
     id: str
     name: str
     namespace: str = "default"
@@ -242,8 +307,8 @@ class PodRecord(_DictCompat):
     namespaces: Mapping[str, str] = field(default_factory=dict)  # kind -> pinned nsfs file
     network: PodNetwork | None = None
     volumes: Mapping[str, str] = field(default_factory=dict)     # volume name -> host path
-    cri: Mapping[str, Any] | None = None
-    cgroup_parent_override: str | None = None
+    cri: PodCri | None = None
+    cgroup_parent_override: str | None = None  # the CRI's cgroup_parent, used exactly
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "PodRecord":
@@ -256,7 +321,7 @@ class PodRecord(_DictCompat):
             "creator": _ref(d.get("creator")), "remover": _ref(d.get("remover")), "pause": _ref(d.get("pause")),
             "cgroup": PodCgroup.from_dict(d["cgroup"]) if d.get("cgroup") else None,
             "namespaces": dict(d.get("namespaces") or {}), "network": PodNetwork.from_dict(d.get("network")),
-            "volumes": dict(d.get("volumes") or {}),
+            "volumes": dict(d.get("volumes") or {}), "cri": PodCri.from_dict(d.get("cri")),
         })
 
     def to_dict(self) -> dict:
@@ -284,7 +349,7 @@ class PodRecord(_DictCompat):
 
 
 @dataclass(frozen=True)
-class SandboxInfo(_DictCompat):
+class SandboxInfo:
     """pods/<id>/sandbox.json: the pause process the sandbox launcher started, and the namespace kinds."""
     pause: ProcessRef | None = None
     namespaces: tuple[str, ...] = ()
@@ -300,7 +365,7 @@ class SandboxInfo(_DictCompat):
 # --- container -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class ContainerStatus(_DictCompat):
+class ContainerStatus:
     """status.json (the Python monitor) with exit.json (the C monitor's exit record) merged over it.
 
     state: created, running, exited (or unknown, as reported when the monitor is gone).
@@ -335,7 +400,7 @@ class ContainerStatus(_DictCompat):
 
 
 @dataclass(frozen=True)
-class ContainerRecord(_DictCompat):
+class ContainerRecord:
     """containers/<id>/container.json; `status` is not in that file: the store reads it from the
     monitor's files (ContainerStatus) and `to_dict` includes it as "status", as the CRI's verbose info shows."""
     id: str
@@ -349,7 +414,7 @@ class ContainerRecord(_DictCompat):
     process: ProcessSpec = field(default_factory=ProcessSpec)
     resources: Resources = field(default_factory=Resources)
     cgroup: ContainerCgroup | None = None
-    cri: Mapping[str, Any] | None = None
+    cri: ContainerCri | None = None
     status: ContainerStatus = field(default_factory=ContainerStatus)
 
     @classmethod
@@ -358,7 +423,7 @@ class ContainerRecord(_DictCompat):
         return cls(**{
             **d, "process": ProcessSpec.from_dict(d.get("process")), "resources": Resources.from_dict(d.get("resources")),
             "cgroup": ContainerCgroup.from_dict(d["cgroup"]) if d.get("cgroup") else None,
-            "status": ContainerStatus.from_dict(d.get("status") or {}),
+            "cri": ContainerCri.from_dict(d.get("cri")), "status": ContainerStatus.from_dict(d.get("status") or {}),
         })
 
     def to_dict(self) -> dict:
@@ -372,7 +437,7 @@ class ContainerRecord(_DictCompat):
 
 
 @dataclass(frozen=True)
-class RootfsSpec(_DictCompat):
+class RootfsSpec:
     """The overlay: image layer dirs (lower), the writable layer (upper, work), the mount point (target)."""
     lower: tuple[str, ...]
     upper: str
@@ -388,7 +453,7 @@ class RootfsSpec(_DictCompat):
 
 
 @dataclass(frozen=True)
-class MountSpec(_DictCompat):
+class MountSpec:
     """A bind mount into the container: host `source` at `destination`."""
     source: str
     destination: str
@@ -403,7 +468,7 @@ class MountSpec(_DictCompat):
 
 
 @dataclass(frozen=True)
-class DeviceNode(_DictCompat):
+class DeviceNode:
     """A host device made in the container's /dev (pyrun.runtime.resources.requested_devices)."""
     path: str
     type: str  # "c" or "b"
@@ -423,7 +488,7 @@ class DeviceNode(_DictCompat):
 
 
 @dataclass(frozen=True)
-class InitConfig(_DictCompat):
+class InitConfig:
     """containers/<id>/config.json: what the monitor, the init and an exec need.
 
     namespaces: kind -> pinned nsfs file of the pod (pid: None for a PID namespace of its own).
