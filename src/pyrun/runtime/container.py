@@ -126,7 +126,8 @@ def state_of(store: StateStore, cid: str) -> ContainerRecord:
     if rec.status.state != CONTAINER_EXITED:
         _, monitor = processes(store, cid)
         monitor_alive = monitor is not None and monitor.alive()
-    return replace(rec, status=container_status(rec.status, monitor_alive))
+    status = container_status(rec.status, monitor_alive)
+    return rec if status is rec.status else replace(rec, status=status)
 
 
 def require_created(rec: ContainerRecord) -> None:

@@ -26,6 +26,7 @@ field added later is still read by this one (fields are only ever added within a
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping, TypeVar
 
@@ -39,9 +40,14 @@ T = TypeVar("T")
 
 # --- helpers -------------------------------------------------------------------------------------
 
+@functools.cache
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in fields(cls))
+
+
 def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     """The keys of `data` that are fields of `cls` (unknown keys are ignored, see the module docstring)."""
-    names = {f.name for f in fields(cls)}
+    names = _field_names(cls)
     return {k: v for k, v in data.items() if k in names}
 
 
