@@ -54,10 +54,10 @@ def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
 def _ref(d: Any) -> ProcessRef | None:
     if isinstance(d, ProcessRef):
         return d
-    return ProcessRef.from_dict(d) if isinstance(d, Mapping) else None
+    return ProcessRef.from_dict(dict(d)) if isinstance(d, Mapping) else None
 
 
-def _ref_dict(ref: ProcessRef | None) -> dict | None:
+def _ref_dict(ref: ProcessRef | None) -> dict[str, Any] | None:
     return ref.to_dict() if ref is not None else None
 
 
@@ -74,7 +74,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _drop_none(d: dict) -> dict:
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
 
 
@@ -87,10 +87,10 @@ class ContainerEntry:
     id: str
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "ContainerEntry":
+    def from_dict(cls, d: Mapping[str, Any]) -> "ContainerEntry":
         return cls(name=d["name"], id=d["id"])
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "id": self.id}
 
 
@@ -103,10 +103,10 @@ class PodCgroup:
     sandbox: str | None = None
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "PodCgroup":
+    def from_dict(cls, d: Mapping[str, Any]) -> "PodCgroup":
         return cls(**_known(cls, d))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return _drop_none({"path": self.path, "owned": self.owned, "sandbox": self.sandbox})
 
 
@@ -117,10 +117,10 @@ class ContainerCgroup:
     prune: bool = True
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "ContainerCgroup":
+    def from_dict(cls, d: Mapping[str, Any]) -> "ContainerCgroup":
         return cls(**_known(cls, d))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "prune": self.prune}
 
 
@@ -138,10 +138,10 @@ class PodNetwork:
     pending: bool = False
 
     @classmethod
-    def from_dict(cls, d: Mapping | None) -> "PodNetwork | None":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "PodNetwork | None":
         return cls(**_known(cls, d)) if d else None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = _drop_none({f.name: getattr(self, f.name) for f in fields(self) if f.name != "pending"})
         if self.pending:
             d["pending"] = True
@@ -157,12 +157,12 @@ class ProcessSpec:
     user: str = ""
 
     @classmethod
-    def from_dict(cls, d: Mapping | None) -> "ProcessSpec":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "ProcessSpec":
         d = d or {}
         return cls(args=tuple(d.get("args") or ()), env=tuple(d.get("env") or ()), cwd=d.get("cwd") or "/",
                    user=d.get("user") or "")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"args": list(self.args), "env": list(self.env), "cwd": self.cwd, "user": self.user}
 
 
@@ -173,11 +173,11 @@ class Resources:
     limits: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, d: Mapping | None) -> "Resources":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "Resources":
         d = d or {}
         return cls(requests=dict(d.get("requests") or {}), limits=dict(d.get("limits") or {}))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"requests": dict(self.requests), "limits": dict(self.limits)}
 
 
@@ -188,12 +188,12 @@ class StepError:
     message: str
 
     @classmethod
-    def from_dict(cls, d: Mapping | None) -> "StepError | None":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "StepError | None":
         if not d:
             return None
         return cls(step=str(d.get("step") or "?"), message=str(d.get("message") or ""))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"step": self.step, "message": self.message}
 
 
@@ -207,10 +207,10 @@ class CriPortMapping:
     host_ip: str = ""
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "CriPortMapping":
+    def from_dict(cls, d: Mapping[str, Any]) -> "CriPortMapping":
         return cls(**_known(cls, d))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
@@ -223,10 +223,10 @@ class CriMount:
     propagation: int = 0
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "CriMount":
+    def from_dict(cls, d: Mapping[str, Any]) -> "CriMount":
         return cls(**_known(cls, d))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
@@ -246,7 +246,7 @@ class PodCri:
     privileged: bool = False
 
     @classmethod
-    def from_dict(cls, d: Mapping | None) -> "PodCri | None":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "PodCri | None":
         if not d:
             return None
         d = _known(cls, d)
@@ -256,7 +256,7 @@ class PodCri:
                       "port_mappings": tuple(CriPortMapping.from_dict(p) for p in d.get("port_mappings") or ()),
                       "security_context": dict(d.get("security_context") or {})})
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
 
 
@@ -271,7 +271,7 @@ class ContainerCri:
     mounts: tuple[CriMount, ...] = ()
 
     @classmethod
-    def from_dict(cls, d: Mapping | None) -> "ContainerCri | None":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "ContainerCri | None":
         if not d:
             return None
         d = _known(cls, d)
@@ -279,7 +279,7 @@ class ContainerCri:
                       "annotations": dict(d.get("annotations") or {}),
                       "mounts": tuple(CriMount.from_dict(m) for m in d.get("mounts") or ())})
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
 
 
@@ -317,7 +317,7 @@ class PodRecord:
     cgroup_parent_override: str | None = None  # the CRI's cgroup_parent, used exactly
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "PodRecord":
+    def from_dict(cls, d: Mapping[str, Any]) -> "PodRecord":
         d = _known(cls, d)
         return cls(**{
             **d,
@@ -330,7 +330,7 @@ class PodRecord:
             "volumes": dict(d.get("volumes") or {}), "cri": PodCri.from_dict(d.get("cri")),
         })
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
         return _drop_none(d)
 
@@ -361,10 +361,10 @@ class SandboxInfo:
     namespaces: tuple[str, ...] = ()
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "SandboxInfo":
+    def from_dict(cls, d: Mapping[str, Any]) -> "SandboxInfo":
         return cls(pause=_ref(d.get("pause")), namespaces=tuple(d.get("namespaces") or ()))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"pause": _ref_dict(self.pause), "namespaces": list(self.namespaces)}
 
 
@@ -388,14 +388,14 @@ class ContainerStatus:
     error: StepError | None = None
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "ContainerStatus":
+    def from_dict(cls, d: Mapping[str, Any]) -> "ContainerStatus":
         d = _known(cls, d)
         return cls(**{**d, "state": d.get("state") or "created", "error": StepError.from_dict(d.get("error"))})
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return _drop_none({f.name: _plain(getattr(self, f.name)) for f in fields(self)})
 
-    def merged(self, exit_doc: Mapping) -> "ContainerStatus":
+    def merged(self, exit_doc: Mapping[str, Any]) -> "ContainerStatus":
         """This status with the fields of an exit record (exit.json) over it."""
         return ContainerStatus.from_dict({**self.to_dict(), **exit_doc})
 
@@ -424,7 +424,7 @@ class ContainerRecord:
     status: ContainerStatus = field(default_factory=ContainerStatus)
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "ContainerRecord":
+    def from_dict(cls, d: Mapping[str, Any]) -> "ContainerRecord":
         d = _known(cls, d)
         return cls(**{
             **d, "process": ProcessSpec.from_dict(d.get("process")), "resources": Resources.from_dict(d.get("resources")),
@@ -432,10 +432,10 @@ class ContainerRecord:
             "cri": ContainerCri.from_dict(d.get("cri")), "status": ContainerStatus.from_dict(d.get("status") or {}),
         })
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return _drop_none({f.name: _plain(getattr(self, f.name)) for f in fields(self)})
 
-    def file_dict(self) -> dict:
+    def file_dict(self) -> dict[str, Any]:
         """container.json's document: the record without the monitor's status."""
         d = self.to_dict()
         d.pop("status", None)
@@ -451,10 +451,10 @@ class RootfsSpec:
     target: str
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "RootfsSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> "RootfsSpec":
         return cls(lower=tuple(d.get("lower") or ()), upper=d["upper"], work=d["work"], target=d["target"])
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"lower": list(self.lower), "upper": self.upper, "work": self.work, "target": self.target}
 
 
@@ -466,10 +466,10 @@ class MountSpec:
     readonly: bool = False
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "MountSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> "MountSpec":
         return cls(source=d["source"], destination=d["destination"], readonly=bool(d.get("readonly")))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "destination": self.destination, "readonly": self.readonly}
 
 
@@ -486,10 +486,10 @@ class DeviceNode:
     permissions: str = "rwm"
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "DeviceNode":
+    def from_dict(cls, d: Mapping[str, Any]) -> "DeviceNode":
         return cls(**_known(cls, d))
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
@@ -516,7 +516,7 @@ class InitConfig:
     devices: tuple[DeviceNode, ...] = ()
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "InitConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> "InitConfig":
         d = _known(cls, d)
         return cls(**{
             **d, "namespaces": dict(d.get("namespaces") or {}), "rootfs": RootfsSpec.from_dict(d["rootfs"]),
@@ -526,7 +526,7 @@ class InitConfig:
             "devices": tuple(DeviceNode.from_dict(n) for n in d.get("devices") or ()),
         })
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
         if d["security"] is None:
             del d["security"]
@@ -535,14 +535,14 @@ class InitConfig:
 
 # --- versions ------------------------------------------------------------------------------------
 
-def _same_keys(d: dict) -> dict:
+def _same_keys(d: dict[str, Any]) -> dict[str, Any]:
     """Version 0 -> 1: version 1 introduced the "version" key itself; every other key kept its
     name and meaning, and fields missing in old records take their defaults."""
     return d
 
 
 # per record type: migration from version N (the key) to N + 1
-_MIGRATIONS: dict[type, dict[int, Callable[[dict], dict]]] = {
+_MIGRATIONS: dict[type, dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
     PodRecord: {0: _same_keys}, ContainerRecord: {0: _same_keys}, InitConfig: {0: _same_keys},
     SandboxInfo: {0: _same_keys}, ContainerStatus: {0: _same_keys},
 }
@@ -565,12 +565,13 @@ def decode(cls: type[T], data: Any, source: str) -> T:
         data = steps.get(version, _same_keys)(data)
         version += 1
     try:
-        return cls.from_dict(data)  # type: ignore[attr-defined]
+        record: T = cls.from_dict(data)  # type: ignore[attr-defined]
+        return record
     except (KeyError, TypeError, ValueError) as e:
         raise RecordError(f"{source}: damaged {cls.__name__} record ({type(e).__name__}: {e})") from None
 
 
-def encode(record: Any) -> dict:
+def encode(record: Any) -> dict[str, Any]:
     """The JSON document of a record, with its version."""
     doc = record.file_dict() if isinstance(record, ContainerRecord) else record.to_dict()
     return {"version": RECORD_VERSION, **doc}
