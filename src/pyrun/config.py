@@ -41,7 +41,7 @@ class Config:
     data_root: Path | None = None  # None: default_data_root(root)
     # Node settings (were the `extra` grab-bag); None means the documented default.
     network_mode: str = "bridge"                # --network: "bridge" (a veth per pod) or "none" (loopback only)
-    network: Mapping[str, Any] = field(default_factory=dict)  # bridge, cidr, mtu, masquerade overrides
+    network: Mapping[str, Any] = field(default_factory=dict)  # bridge, cidr, mtu, masquerade, state_dir overrides
                                                 # (pyrun.netns.settings.NetworkSettings)
     pids_max: int | None = None                 # pids.max of a pod/container without a limit (cgroups default)
     seccomp_default: str | None = None          # profile when none is given: RuntimeDefault (default), Unconfined

@@ -19,6 +19,8 @@ pytestmark = [
 ]
 
 from pyrun.config import Config  # noqa: E402
+from pyrun.netns.owner import owner_tag  # noqa: E402
+from pyrun.netns.pod import node_records_dir  # noqa: E402
 
 from _net_helpers import (  # noqa: E402
     host_snapshot, in_netns, make_pod_netns, ping, run_in_node_netns, tcp_get, tcp_server,
@@ -80,8 +82,7 @@ def test_pods_talk_to_each_other_the_node_and_via_hostport(tmp_path: Path):
         detach_pod(cfg, "pod-b", b_ns)  # idempotent
         assert _links("veth") == []
         assert "pyrun" not in _nft_tables()
-        state = json.loads((cfg.network_dir / "ipam.json").read_text())
-        assert state["allocations"] == {}
+        assert _links("bridge") == [] and not node_records_dir(cfg).exists()  # nothing attached: all gone
         return True
 
     assert run_in_node_netns(body)
@@ -136,7 +137,7 @@ def test_attach_failures_leave_nothing_behind(tmp_path: Path):
         assert len(_links("veth")) == 1
         eth = subprocess.run(["nsenter", f"--net={second}", "ip", "-o", "link"], capture_output=True, text=True)
         assert "eth0" not in eth.stdout
-        allocations = json.loads((cfg.network_dir / "ipam.json").read_text())["allocations"]
+        allocations = json.loads((node_records_dir(cfg) / "ipam.json").read_text())["allocations"]
         assert list(allocations) == ["pod-1"]
         detach_pod(cfg, "pod-1", first)
         assert _links("veth") == [] and "pyrun" not in _nft_tables()
@@ -167,10 +168,12 @@ def test_gc_removes_what_dead_pods_left(tmp_path: Path):
 
 
 def test_parallel_attach_from_several_processes(tmp_path: Path):
-    """Four processes attach at once: one creates the bridge, the others meet EEXIST; all distinct."""
+    """Four processes of two state roots attach at once: one creates the bridge, the others wait
+    for the node lock; all addresses distinct, each record names its root."""
     def body():
         from pyrun.netns.pod import attach_pod, detach_pod
-        cfg = Config(root=tmp_path / "root")
+        cfgs = [Config(root=tmp_path / "root"), Config(root=tmp_path / "other-root")]
+        cfg = cfgs[0]
         paths = [make_pod_netns(tmp_path, f"p{i}") for i in range(4)]
         pids = []
         for i, path in enumerate(paths):
@@ -178,20 +181,25 @@ def test_parallel_attach_from_several_processes(tmp_path: Path):
             if pid == 0:
                 code = 1
                 try:
-                    attach_pod(cfg, f"pod-{i}", path)
+                    attach_pod(cfgs[i % 2], f"pod-{i}", path)
                     code = 0
                 finally:
                     os._exit(code)
             pids.append(pid)
         statuses = [os.waitpid(pid, 0)[1] for pid in pids]
         assert statuses == [0, 0, 0, 0]
-        ips = json.loads((cfg.network_dir / "ipam.json").read_text())["allocations"]
+        records = json.loads((node_records_dir(cfg) / "ipam.json").read_text())["allocations"]
+        ips = {pod: record["ip"] for pod, record in records.items()}
         assert len(set(ips.values())) == 4
+        assert {p: r["owner"] for p, r in records.items()} == {f"pod-{i}": owner_tag(cfgs[i % 2].root) for i in range(4)}
         for i, path in enumerate(paths):
             assert ping(ips[f"pod-{i}"], paths[(i + 1) % 4])
         for i, path in enumerate(paths):
-            detach_pod(cfg, f"pod-{i}", path)
-        assert _links("veth") == []
+            detach_pod(cfgs[(i + 1) % 2], f"pod-{i}", path)  # the wrong root: nothing happens
+        assert len(_links("veth")) == 4
+        for i, path in enumerate(paths):
+            detach_pod(cfgs[i % 2], f"pod-{i}", path)
+        assert _links("veth") == [] and _links("bridge") == []
         return True
 
     assert run_in_node_netns(body)
@@ -213,7 +221,51 @@ def test_explain_shows_ip_and_nft_commands(tmp_path: Path):
         assert f"nsenter --net={ns} ip addr add {att.ip}/16 dev eth0" in text
         assert "ip route add default via 10.88.0.1 dev eth0" in text
         assert "tcp dport 8080 dnat to" in text
+        tag = owner_tag(cfg.root)
+        assert f"ip link set dev {att.host_ifname} alias 'pyrun owner={tag} pod=pod-e'" in text
+        assert f'comment "pod pod-e owner {tag}"' in text
+        assert "ip link del pyrun0" in text  # the last pod gone: the bridge goes too
         assert f"ip link del {att.host_ifname}" in text
+        return True
+
+    assert run_in_node_netns(body)
+
+
+def test_two_state_roots_share_the_bridge_and_gc_only_their_own(tmp_path: Path):
+    """Issue 15 item 7: `pyrun --root A gc` deleted the veths, rules and bridge of root B's pods
+    (and two roots handed out the same address). Each root now touches only what it owns."""
+    def body():
+        from pyrun.netns.pod import attach_pod, detach_pod, gc_network
+        a_cfg, b_cfg = Config(root=tmp_path / "root-a"), Config(root=tmp_path / "root-b")
+        a_ns, b_ns = make_pod_netns(tmp_path, "a"), make_pod_netns(tmp_path, "b")
+        a = attach_pod(a_cfg, "pod-a", a_ns, ports=[{"containerPort": 80, "hostPort": 8083}])
+        b = attach_pod(b_cfg, "pod-b", b_ns, ports=[{"containerPort": 80, "hostPort": 8084}])
+        assert a.ip != b.ip, "two state roots handed out the same address"
+
+        def table() -> str:
+            return subprocess.run(["nft", "list", "table", "ip", "pyrun"], capture_output=True, text=True).stdout
+
+        # root B's gc while both pods live: root A's pod is not B's to judge
+        removed = gc_network(b_cfg, ["pod-b"])
+        assert removed["veths"] == [] and removed["rules"] == [] and removed["addresses"] == []
+        assert set(_links("veth")) == {a.host_ifname, b.host_ifname}
+        assert "8083" in table() and "8084" in table() and ping(a.ip) and ping(b.ip)
+
+        # root A crashed and lost its records: B's gc still leaves A's objects alone
+        removed = gc_network(b_cfg, ["pod-b"])
+        assert removed["veths"] == [] and removed["bridge"] == [] and ping(a.ip)
+
+        # root A's own gc cleans only A's pod; the bridge stays for B's pod
+        removed = gc_network(a_cfg, [])
+        assert removed["veths"] == [a.host_ifname] and removed["rules"] == ["pod-a"]
+        assert removed["addresses"] == ["pod-a"] and removed["bridge"] == []
+        assert _links("veth") == [b.host_ifname] and _links("bridge") == ["pyrun0"]
+        assert "8083" not in table() and "8084" in table() and ping(b.ip)
+
+        # once B's pod is gone, nothing is attached: the bridge and the table go too
+        detach_pod(b_cfg, "pod-b", b_ns)
+        gc_network(b_cfg, [])
+        assert _links("veth") == [] and _links("bridge") == [] and "pyrun" not in _nft_tables()
         return True
 
     assert run_in_node_netns(body)

@@ -40,7 +40,7 @@ def test_allocate_release_and_idempotence(tmp_path: Path):
     assert pool.allocate("c") == IP("10.88.0.4")  # no immediate reuse of a's address
     assert pool.allocations() == {"b": b, "c": IP("10.88.0.4")}
     data = json.loads((tmp_path / "ipam.json").read_text())
-    assert data["cidr"] == "10.88.0.0/16" and data["allocations"]["b"] == "10.88.0.3"
+    assert data["cidr"] == "10.88.0.0/16" and data["allocations"]["b"]["ip"] == "10.88.0.3"
 
 
 def test_exhaustion_names_the_cidr(tmp_path: Path):

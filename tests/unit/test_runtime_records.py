@@ -222,3 +222,9 @@ def test_pod_record_helpers():
     assert POD.entry("c") == POD.entry(CID[:6]) == ContainerEntry("c", CID) and POD.entry("x") is None
     assert POD.ip == "10.88.0.5" and POD.net_namespace == "/run/pyrun/pods/a/ns/net"
     assert replace(POD, network=None).ip is None
+
+
+def test_the_pod_network_record_keeps_every_field_of_an_attachment():
+    import dataclasses
+    attachment = pytest.importorskip("pyrun.netns.pod").Attachment
+    assert {f.name for f in dataclasses.fields(attachment)} <= {f.name for f in dataclasses.fields(PodNetwork)}

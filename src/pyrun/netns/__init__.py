@@ -11,9 +11,10 @@ Entry points (import the submodule, not this package: it stays light because
     from pyrun.netns.pod import attach_pod, detach_pod, gc_network
     from pyrun.netns.dns import render_resolv_conf, render_hosts
 
-Pure parts: settings, ipam (decision), dns, rules. Thin side-effect layers:
-ipam (the locked JSON file), netlink (the only importer of pyroute2), nat (nft),
-bridge, pod.
+Pure parts: settings, ipam (decision), dns, rules, owner (which state root owns
+a veth, an address, a rule). Thin side-effect layers: nodestate (the node-wide
+records directory and its lock), ipam (the locked JSON file), netlink (the only
+importer of pyroute2), nat (nft), bridge, pod.
 
 hostNetwork pods: the caller simply does not call attach_pod. The pod then
 shares the node's network namespace: no veth, no address, no hostPort rules

@@ -22,6 +22,7 @@ class Bridge:
     name: str
     index: int
     mtu: int
+    created: bool = False  # this call made it (records of a former bridge are stale)
 
 
 def ensure_bridge(ipr, name: str = "pyrun0", gateway_cidr: str = "10.88.0.1/16", mtu: int | None = None) -> Bridge:
@@ -32,7 +33,8 @@ def ensure_bridge(ipr, name: str = "pyrun0", gateway_cidr: str = "10.88.0.1/16",
     """
     iface = ipaddress.IPv4Interface(gateway_cidr)
     msg = netlink.link(ipr, name)
-    if msg is None:
+    created = msg is None
+    if created:
         netlink.create_bridge(ipr, name, mtu)
         msg = netlink.link(ipr, name)
         if msg is None:
@@ -49,7 +51,11 @@ def ensure_bridge(ipr, name: str = "pyrun0", gateway_cidr: str = "10.88.0.1/16",
     if not msg["flags"] & 1:  # IFF_UP
         netlink.set_link(ipr, index, name, state="up")
     final = netlink.link(ipr, name)
-    return Bridge(name=name, index=index, mtu=final.get_attr("IFLA_MTU"))
+    return Bridge(name=name, index=index, mtu=final.get_attr("IFLA_MTU"), created=created)
+
+
+def is_bridge(msg) -> bool:
+    return netlink.link_kind(msg) == "bridge"
 
 
 def set_sysctl(key: str, value: str, proc_sys_net: Path = PROC_SYS_NET) -> None:

@@ -1,14 +1,18 @@
 """IP address management for pods: one address per pod out of the node's CIDR.
 
 The decision is pure (`next_free`: given the used addresses, which one is next);
-the state is a small JSON file under `Config.network_dir`, read-modify-written
-under an exclusive flock(2) so parallel `pyrun` processes never hand out the same
-address. Like the CNI host-local plugin, allocation continues after the address
+the state is a small JSON file in the node's records directory (shared by every
+state root on the bridge, see pyrun.netns.nodestate), read-modify-written under an
+exclusive flock(2) so parallel `pyrun` processes, of any root, never hand out the
+same address. Each allocation names its owner (pyrun.netns.owner): a root releases
+and reclaims only its own. Like the CNI host-local plugin, allocation continues after the address
 handed out last instead of reusing the lowest free one at once, so a new pod
 rarely inherits a just-deleted pod's address (stale ARP/conntrack entries).
 
-File format (network_dir/ipam.json):
-    {"cidr": "10.88.0.0/16", "last": "10.88.0.7", "allocations": {"<pod id>": "10.88.0.7"}}
+File format (<node records>/ipam.json):
+    {"cidr": "10.88.0.0/16", "last": "10.88.0.7",
+     "allocations": {"<pod id>": {"ip": "10.88.0.7", "owner": "<tag>", "root": "/run/pyrun"}}}
+(a bare address string as the value is a record without owner, as older pyrun wrote them).
 """
 from __future__ import annotations
 
@@ -48,77 +52,130 @@ def next_free(network: ipaddress.IPv4Network, used: Iterable[IPv4], last: IPv4 |
     return None
 
 
+@dataclass(frozen=True)
+class Allocation:
+    """One pod's address and the state root that owns it (owner None: an unowned old record)."""
+
+    ip: str
+    owner: str | None = None
+    root: str | None = None
+
+    def to_json(self) -> dict:
+        return {"ip": self.ip, "owner": self.owner, "root": self.root}
+
+    @classmethod
+    def from_json(cls, value) -> "Allocation":
+        if isinstance(value, str):
+            return cls(ip=value)
+        return cls(ip=str(value["ip"]), owner=value.get("owner"), root=value.get("root"))
+
+
 @dataclass
 class IpamState:
     cidr: str
-    allocations: dict[str, str] = field(default_factory=dict)
+    allocations: dict[str, Allocation] = field(default_factory=dict)
     last: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps({"cidr": self.cidr, "last": self.last, "allocations": self.allocations},
+        records = {p: a.to_json() for p, a in self.allocations.items()}
+        return json.dumps({"cidr": self.cidr, "last": self.last, "allocations": records},
                           indent=1, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str, source: str) -> "IpamState":
         try:
             data = json.loads(text)
-            return cls(cidr=str(data["cidr"]), allocations=dict(data.get("allocations") or {}),
-                       last=data.get("last"))
-        except (ValueError, KeyError, TypeError) as e:
+            records = {str(p): Allocation.from_json(v) for p, v in (data.get("allocations") or {}).items()}
+            return cls(cidr=str(data["cidr"]), allocations=records, last=data.get("last"))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise NetworkError(f"{source}: corrupt IPAM state ({e})") from None
 
 
-def allocate_in(state: IpamState, pod_id: str) -> IPv4:
-    """Give `pod_id` an address in `state` (the one it already has, if any). Mutates state."""
-    if pod_id in state.allocations:
-        return IPv4(state.allocations[pod_id])
+def allocate_in(state: IpamState, pod_id: str, owner: str | None = None, root: str | None = None) -> IPv4:
+    """Give `pod_id` an address in `state` (the one it already has, if any). Mutates state.
+    A pod id another state root holds an address for is an error naming that root."""
+    held = state.allocations.get(pod_id)
+    if held is not None:
+        if held.owner not in (None, owner):
+            raise NetworkError(f"pod id {pod_id} already holds {held.ip} for state root {held.root or held.owner}")
+        return IPv4(held.ip)
     network = ipaddress.IPv4Network(state.cidr)
     last = IPv4(state.last) if state.last else None
-    ip = next_free(network, (IPv4(a) for a in state.allocations.values()), last)
+    ip = next_free(network, (IPv4(a.ip) for a in state.allocations.values()), last)
     if ip is None:
         raise NetworkError(f"no free pod address left in {state.cidr} "
                            f"({len(state.allocations)} pods hold one)")
-    state.allocations[pod_id] = str(ip)
+    state.allocations[pod_id] = Allocation(str(ip), owner, root)
     state.last = str(ip)
     return ip
+
+
+def release_in(state: IpamState, pod_id: str, owner: str | None = None) -> IPv4 | None:
+    """Free the pod's address if `owner` may (its own record, or one without owner). Mutates state."""
+    held = state.allocations.get(pod_id)
+    if held is None or held.owner not in (None, owner):
+        return None
+    del state.allocations[pod_id]
+    return IPv4(held.ip)
+
+
+def dead_in(state: IpamState, live_pod_ids: Iterable[str], owner: str | None = None) -> dict[str, IPv4]:
+    """The allocations of `owner` (None: every allocation) whose pod is not live."""
+    live = set(live_pod_ids)
+    return {p: IPv4(a.ip) for p, a in state.allocations.items()
+            if p not in live and (owner is None or a.owner == owner)}
 
 
 # --- the file ----------------------------------------------------------------------------------
 
 class AddressPool:
-    """The node's pod addresses, persisted in `directory`/ipam.json."""
+    """The node's pod addresses, persisted in `directory`/ipam.json. `owner`: the tag of the
+    calling state root (pyrun.netns.owner); None only for tests and tools that own everything."""
 
     def __init__(self, directory: str | os.PathLike, cidr: str):
         self.directory = Path(directory)
         self.cidr = str(ipaddress.IPv4Network(cidr))
         self.path = self.directory / STATE_FILE
 
-    def allocate(self, pod_id: str) -> IPv4:
+    def allocate(self, pod_id: str, owner: str | None = None, root: str | None = None) -> IPv4:
         """An address for `pod_id` (idempotent: a pod that has one keeps it)."""
         with self._transaction() as state:
-            return allocate_in(state, pod_id)
+            return allocate_in(state, pod_id, owner, root)
 
-    def release(self, pod_id: str) -> IPv4 | None:
-        """Free the pod's address; returns it, or None if the pod held none."""
+    def release(self, pod_id: str, owner: str | None = None) -> IPv4 | None:
+        """Free the pod's address; returns it, or None if the pod held none (or another root's)."""
         with self._transaction() as state:
-            ip = state.allocations.pop(pod_id, None)
-        return IPv4(ip) if ip else None
+            return release_in(state, pod_id, owner)
 
-    def reclaim(self, live_pod_ids: Iterable[str]) -> dict[str, IPv4]:
-        """Free the addresses of pods that no longer exist (crash recovery, `pyrun gc`)."""
-        live = set(live_pod_ids)
+    def reclaim(self, live_pod_ids: Iterable[str], owner: str | None = None) -> dict[str, IPv4]:
+        """Free the addresses of `owner`'s pods that no longer exist (crash recovery, `pyrun gc`)."""
         with self._transaction() as state:
-            dead = {p: IPv4(a) for p, a in state.allocations.items() if p not in live}
+            dead = dead_in(state, live_pod_ids, owner)
             for p in dead:
                 del state.allocations[p]
         return dead
 
+    def adopt(self, records: dict[str, Allocation], owner: str, root: str) -> list[str]:
+        """Take over records kept elsewhere (an older pyrun's per-root file) as `owner`'s; a pod or
+        an address already recorded here wins. Returns the pod ids adopted."""
+        with self._transaction() as state:
+            used = {a.ip for a in state.allocations.values()}
+            taken = [p for p, a in records.items() if p not in state.allocations and a.ip not in used]
+            for p in taken:
+                state.allocations[p] = Allocation(records[p].ip, owner, root)
+        return taken
+
     def lookup(self, pod_id: str) -> IPv4 | None:
         return self.allocations().get(pod_id)
 
-    def allocations(self) -> dict[str, IPv4]:
+    def allocations(self, owner: str | None = None) -> dict[str, IPv4]:
+        """pod id -> address, of `owner` (None: of every root)."""
         with self._transaction(write=False) as state:
-            return {p: IPv4(a) for p, a in state.allocations.items()}
+            return {p: IPv4(a.ip) for p, a in state.allocations.items() if owner is None or a.owner == owner}
+
+    def records(self) -> dict[str, Allocation]:
+        with self._transaction(write=False) as state:
+            return dict(state.allocations)
 
     @contextlib.contextmanager
     def _transaction(self, write: bool = True) -> Iterator[IpamState]:

@@ -1,14 +1,16 @@
 """Apply pyrun's nftables table (thin layer over `nft -f -`, nft(8)).
 
-The set of attached pods and their hostPorts lives in network_dir/hostports.json;
+The set of attached pods, their hostPorts and their owners lives in hostports.json in
+the node's records directory (shared by every state root, pyrun.netns.nodestate);
 every change rewrites that file and replaces the whole `table ip pyrun` in one
 atomic nft transaction, both under one flock(2), so concurrent pyrun processes
 apply their changes in order and the kernel never sees half a table. With no pod
-left the table is deleted.
+left the table is deleted. A state root removes and reclaims only its own pods' entries.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -51,20 +53,22 @@ def table_exists() -> bool:
 
 
 def set_pod(network_dir: Path, settings: NetworkSettings, pod_id: str, ip: str,
-            ports: Sequence[PortMapping]) -> None:
+            ports: Sequence[PortMapping], owner: str | None = None) -> None:
     """Record the pod (and its hostPorts) and re-apply the table. A hostPort another pod holds
     is a NetworkError naming that pod."""
-    new = PodPorts(pod_id, ip, tuple(ports))
+    new = PodPorts(pod_id, ip, tuple(ports), owner)
     with _state(network_dir) as pods:
         rules.check_no_clash(new, pods.values())
         pods[pod_id] = new
         _apply(settings, pods.values())
 
 
-def remove_pods(network_dir: Path, settings: NetworkSettings, pod_ids: Iterable[str]) -> list[str]:
-    """Forget these pods' rules (those that had any) and re-apply; returns the ones removed."""
+def remove_pods(network_dir: Path, settings: NetworkSettings, pod_ids: Iterable[str],
+                owner: str | None = None) -> list[str]:
+    """Forget these pods' rules (those that had any and are `owner`'s, or have no owner) and
+    re-apply; returns the ones removed."""
     with _state(network_dir) as pods:
-        gone = [p for p in pod_ids if p in pods]
+        gone = [p for p in pod_ids if p in pods and pods[p].owner in (None, owner)]
         for p in gone:
             del pods[p]
         if gone or (not pods and table_exists()):
@@ -72,11 +76,29 @@ def remove_pods(network_dir: Path, settings: NetworkSettings, pod_ids: Iterable[
     return gone
 
 
-def reclaim(network_dir: Path, settings: NetworkSettings, live_pod_ids: Iterable[str]) -> list[str]:
+def reclaim(network_dir: Path, settings: NetworkSettings, live_pod_ids: Iterable[str],
+            owner: str | None = None) -> list[str]:
+    """Remove the rules of `owner`'s pods that are not live (owner None: of every pod)."""
     live = set(live_pod_ids)
     with _state(network_dir, write=False) as pods:
-        dead = [p for p in pods if p not in live]
-    return remove_pods(network_dir, settings, dead)
+        dead = [p for p, v in pods.items() if p not in live and (owner is None or v.owner == owner)]
+    return remove_pods(network_dir, settings, dead, owner)
+
+
+def adopt(legacy_dir: Path, network_dir: Path, owner: str) -> list[str]:
+    """Take over the pods an older pyrun recorded in a per-root hostports.json, as `owner`'s
+    (the kernel already has their rules; the next change renders them with the rest)."""
+    with _state(legacy_dir, write=False) as old, _state(network_dir) as pods:
+        taken = [p for p in old if p not in pods]
+        for p in taken:
+            pods[p] = dataclasses.replace(old[p], owner=owner)
+    return taken
+
+
+def drop_table() -> None:
+    """Remove pyrun's table (the bridge it served is gone)."""
+    if table_exists():
+        run_nft(rules.render_nft_delete())
 
 
 def _apply(settings: NetworkSettings, pods: Iterable[PodPorts]) -> None:
@@ -103,7 +125,8 @@ def _state(network_dir: Path, write: bool = True) -> Iterator[dict[str, PodPorts
         yield pods
         if write:
             tmp = path.with_name(f".{STATE_FILE}.{os.getpid()}")
-            data = {p.pod_id: {"ip": p.ip, "ports": [m.to_json() for m in p.ports]} for p in pods.values()}
+            data = {p.pod_id: {"ip": p.ip, "ports": [m.to_json() for m in p.ports], "owner": p.owner}
+                    for p in pods.values()}
             tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
             os.replace(tmp, path)
     finally:
@@ -117,5 +140,5 @@ def _read(path: Path) -> dict[str, PodPorts]:
         return {}
     except ValueError as e:
         raise NetworkError(f"{path}: corrupt hostPort state ({e})") from None
-    return {pod: PodPorts(pod, v["ip"], tuple(rules.port_mappings(v.get("ports", []))))
+    return {pod: PodPorts(pod, v["ip"], tuple(rules.port_mappings(v.get("ports", []))), v.get("owner"))
             for pod, v in data.items()}

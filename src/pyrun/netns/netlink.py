@@ -125,6 +125,17 @@ def add_default_route(ipr: Any, gateway: str, index: int, ifname: str, netns_pat
     _do(cmd, lambda: ipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=index), ok=(errno.EEXIST,))
 
 
-def bridge_ports(ipr: Any, bridge_index: int) -> list[str]:
-    """Names of the interfaces enslaved to the bridge."""
-    return [m.get_attr("IFLA_IFNAME") for m in ipr.get_links() if m.get_attr("IFLA_MASTER") == bridge_index]
+def set_alias(ipr: Any, index: int, ifname: str, alias: str) -> None:
+    """ip link set dev IFNAME alias ALIAS (the ifalias pyrun keeps a veth's owner in)."""
+    _do(explain.argv("ip", "link", "set", "dev", ifname, "alias", alias),
+        lambda: ipr.link("set", index=index, ifalias=alias))
+
+
+def alias(msg: Any) -> str | None:
+    """The ifalias of a link message, or None when unset."""
+    return msg.get_attr("IFLA_IFALIAS") or None
+
+
+def bridge_ports(ipr: Any, bridge_index: int) -> dict[str, str | None]:
+    """The interfaces enslaved to the bridge: name -> ifalias (None when unset)."""
+    return {m.get_attr("IFLA_IFNAME"): alias(m) for m in ipr.get_links() if m.get_attr("IFLA_MASTER") == bridge_index}

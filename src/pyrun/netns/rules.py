@@ -7,6 +7,7 @@ one by one and a crash can not leave half a pod's rules behind:
     chain prerouting  (nat, dstnat)   fib daddr type local jump hostports
     chain output      (nat, -100)     fib daddr type local jump hostports
     chain hostports                   [ip daddr <hostIP>] tcp dport 8080 dnat to 10.88.0.5:80
+                                          comment "pod <pod id> owner <state root tag>"
     chain postrouting (nat, srcnat)   ct status dnat ip saddr 127.0.0.0/8 masquerade
                                       ct status dnat ip saddr <cidr> ip daddr <cidr> masquerade
                                       ip saddr <cidr> oifname != "<bridge>" masquerade
@@ -34,6 +35,11 @@ Why each piece (nft(8), ip-sysctl.rst):
 - The last rule is ordinary egress NAT: pod traffic leaving the node through any
   interface other than the bridge gets the node's address (and needs
   net.ipv4.ip_forward=1 in the node namespace).
+
+The table and its chains belong to the bridge, shared by every state root that
+attaches pods to it; only the hostport rules belong to a pod, and their comment
+names its owner (pyrun.netns.owner). The table goes when the last pod of any root
+does.
 
 A filter-table FORWARD policy of drop set by someone else (Docker does that) is
 not overridden by an accept in another nftables table; pyrun does not try.
@@ -127,6 +133,7 @@ class PodPorts:
     pod_id: str
     ip: str
     ports: tuple[PortMapping, ...] = field(default_factory=tuple)
+    owner: str | None = None  # tag of the state root that attached the pod (pyrun.netns.owner)
 
 
 def find_clash(new: PodPorts, existing: Iterable[PodPorts]) -> str | None:
@@ -141,8 +148,10 @@ def find_clash(new: PodPorts, existing: Iterable[PodPorts]) -> str | None:
     return None
 
 
-def _comment(pod_id: str) -> str:
-    return f'comment "pod {_SAFE_COMMENT.sub("_", pod_id)[:100]}"'
+def _comment(pod_id: str, owner: str | None = None) -> str:
+    """The rule's comment names the pod and the state root that owns it (nft keeps <= 128 bytes)."""
+    tail = f" owner {_SAFE_COMMENT.sub('_', owner)[:16]}" if owner else ""
+    return f'comment "pod {_SAFE_COMMENT.sub("_", pod_id)[:100]}{tail}"'
 
 
 def dnat_rule(ip: str, m: PortMapping) -> str:
@@ -153,7 +162,7 @@ def dnat_rule(ip: str, m: PortMapping) -> str:
 def render_nft_table(cidr: str, bridge: str, pods: Sequence[PodPorts], masquerade: bool = True) -> str:
     """`table ip pyrun { ... }` for these pods (the body of an nft -f script)."""
     net = str(ipaddress.IPv4Network(cidr))
-    hostports = [f"\t\t{dnat_rule(p.ip, m)} {_comment(p.pod_id)}" for p in pods for m in p.ports]
+    hostports = [f"\t\t{dnat_rule(p.ip, m)} {_comment(p.pod_id, p.owner)}" for p in pods for m in p.ports]
     post = ["\t\tct status dnat ip saddr 127.0.0.0/8 masquerade",
             f"\t\tct status dnat ip saddr {net} ip daddr {net} masquerade"]
     if masquerade:

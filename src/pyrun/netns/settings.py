@@ -1,4 +1,4 @@
-"""Node network settings (pure): bridge name, pod CIDR, MTU, NAT."""
+"""Node network settings (pure): bridge name, pod CIDR, MTU, NAT, where the node's records live."""
 from __future__ import annotations
 
 import ipaddress
@@ -9,18 +9,21 @@ from pyrun.errors import UsageError
 
 DEFAULT_BRIDGE = "pyrun0"
 DEFAULT_CIDR = "10.88.0.0/16"
+KEYS = ("bridge", "cidr", "mtu", "masquerade", "state_dir")
 IFNAMSIZ = 15  # longest interface name the kernel takes (IFNAMSIZ - 1), netdevice(7)
 
 
 @dataclass(frozen=True)
 class NetworkSettings:
     """How the node network looks. `masquerade` adds the NAT rule for traffic leaving the node
-    and turns on net.ipv4.ip_forward (in the node's network namespace)."""
+    and turns on net.ipv4.ip_forward (in the node's network namespace). `state_dir` is the base
+    of the node-wide records shared by all state roots (pyrun.netns.nodestate; None: default)."""
 
     bridge: str = DEFAULT_BRIDGE
     cidr: str = DEFAULT_CIDR
     mtu: int | None = None
     masquerade: bool = True
+    state_dir: str | None = None
 
     def __post_init__(self) -> None:
         if not self.bridge or len(self.bridge) > IFNAMSIZ or "/" in self.bridge or " " in self.bridge:
@@ -49,8 +52,9 @@ class NetworkSettings:
 
     @classmethod
     def from_config(cls, config: Any) -> "NetworkSettings":
-        """Read overrides from `config.network` (keys: bridge, cidr, mtu, masquerade; or a NetworkSettings)."""
+        """Read overrides from `config.network` (keys: bridge, cidr, mtu, masquerade, state_dir; or a
+        NetworkSettings)."""
         values = getattr(config, "network", None) or {}
         if isinstance(values, NetworkSettings):
             return values
-        return cls(**{k: v for k, v in values.items() if k in ("bridge", "cidr", "mtu", "masquerade")})
+        return cls(**{k: v for k, v in values.items() if k in KEYS})

@@ -6,7 +6,10 @@ the pod is still in that state, nobody will finish the job: `collect_crashed` do
 It runs at the start of `pod create` and `pod ls`, and `pyrun gc` runs it too,
 together with the removal of orphaned containers and name reservations, and of
 writable layers in the data root that no container of this state root owns (after
-a reboot empties the state root, that is all of them).
+a reboot empties the state root, that is all of them). Network objects (veths,
+addresses, hostPort rules) are collected only when they name this state root as
+their owner; another root's pods on the same bridge are never touched
+(pyrun.netns.owner).
 """
 from __future__ import annotations
 

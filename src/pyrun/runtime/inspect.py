@@ -39,9 +39,10 @@ def _live_mounts(pid: int) -> list[str]:
 
 
 def inspect_pod(rt, pod: PodRecord) -> dict:
-    record = pod.to_dict()
-    doc = {k: record.get(k) for k in ("id", "name", "namespace", "uid", "state", "created_at", "hostname", "qos",
-                                       "labels", "annotations", "share_pid", "host_network", "network", "warnings")}
+    doc = {"id": pod.id, "name": pod.name, "namespace": pod.namespace, "uid": pod.uid, "state": pod.state,
+           "created_at": pod.created_at, "hostname": pod.hostname, "qos": pod.qos, "labels": dict(pod.labels),
+           "annotations": dict(pod.annotations), "share_pid": pod.share_pid, "host_network": pod.host_network,
+           "network": pod.network.to_dict() if pod.network else None, "warnings": list(pod.warnings)}
     pause = pod.pause
     doc["pause"] = dict(pause.to_dict(), alive=pause.alive()) if pause else None
     doc["namespaces"] = _ns_ids(pod.namespaces)

@@ -61,7 +61,8 @@ def write_etc_files(etc_dir: Path, pod: PodRecord, spec) -> None:
 
 
 def gc(cfg, live_pod_ids: set[str]):
-    """Remove veths, rules and addresses of pods that no longer exist (only if pyrun ever networked here)."""
+    """Remove veths, rules and addresses of this root's pods that no longer exist (other state roots'
+    are left alone; only if this root ever networked: attach makes cfg.network_dir)."""
     if not (cfg.network_dir).exists():
         return {}
     from pyrun.netns.pod import gc_network
