@@ -192,7 +192,7 @@ def test_exit_json_keeps_the_c_monitors_format(store):
     assert state.read_status(cdir) == ContainerStatus(state="exited", pid=7, start_time=77, started_at=1,
                                                       finished_at=9, exit_code=137, reason="OOMKilled",
                                                       signal="SIGKILL")
-    assert state.read_status(cdir).process is None  # exited: no process to signal
+    assert state.read_status(cdir).workload is None  # exited: no process to signal
     lost = ContainerStatus(state="exited", exit_code=255, reason="MonitorGone", finished_at=3,
                            error=StepError("monitor", "gone"))
     state.write_exit(cdir, lost)  # the stop that found the monitor dead writes the same format

@@ -76,7 +76,7 @@ def start(cdir: Path, name: str) -> int:
 def processes(store: StateStore, cid: str) -> tuple[ProcessRef | None, ProcessRef | None]:
     """(init/workload, monitor) of a container, from the monitor's files."""
     cdir = store.container_dir(cid)
-    return read_status(cdir).process, state.read_monitor(cdir)
+    return read_status(cdir).workload, state.read_monitor(cdir)
 
 
 def stop(store: StateStore, cid: str, grace: float) -> None:

@@ -36,7 +36,7 @@ def enter(cdir: Path, argv: list[str], extra_env: list[str] | None = None, cwd: 
     config, status = _load(cdir)
     preload_caps()  # after setns into the mount namespace the host's Python library is out of sight
     security.preload(security.from_config(config))
-    ref = status.process
+    ref = status.workload
     if status.state != "running" or ref is None or not ref.alive():
         raise InvalidState(f"container {config.name} is not running")
     fds = {kind: os.open(f"/proc/{ref.pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC) for kind in NS_ORDER}

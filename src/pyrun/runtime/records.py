@@ -400,7 +400,7 @@ class ContainerStatus:
         return ContainerStatus.from_dict({**self.to_dict(), **exit_doc})
 
     @property
-    def process(self) -> ProcessRef | None:
+    def workload(self) -> ProcessRef | None:
         """The workload (the init before it execs) while the container has not exited."""
         return ProcessRef(self.pid, self.start_time or 0) if self.pid and self.state != "exited" else None
 
