@@ -65,7 +65,7 @@ class InvalidState(PyrunError):
 class RecordError(PyrunError):
     """A state record (pod.json, container.json, ...) is damaged, or from a newer pyrun (its version)."""
 
-    exit_code = 11
+    exit_code = 12  # 11: DeadlineExceeded (the facade's timeouts)
 
 
 class ImageError(PyrunError):

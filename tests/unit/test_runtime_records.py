@@ -118,7 +118,7 @@ def test_a_newer_version_is_refused_naming_the_file(store, file, read):
     state.write_json(path, {"version": RECORD_VERSION + 1, "id": "x", "future": True})
     with pytest.raises(RecordError, match=rf"{path}: record version 2 is newer than this pyrun understands") as e:
         read(store)
-    assert e.value.exit_code == 11
+    assert e.value.exit_code == 12
 
 
 def test_a_damaged_record_is_an_error_naming_the_file(store):
