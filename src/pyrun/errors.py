@@ -86,6 +86,12 @@ class NetworkError(PyrunError):
     exit_code = 8
 
 
+class DeadlineExceeded(PyrunError):
+    """An operation with a timeout (an exec with one: the CRI's ExecSync) ran out of time."""
+
+    exit_code = 11
+
+
 class ContainerStartError(PyrunError):
     """A container's init failed at a named step; the workload never ran."""
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -74,6 +75,30 @@ def test_reopen_log_after_rotation(pyrun, write_pod):
     assert lines and all(parse_entry(line).content == b"after" for line in lines)
     assert parse_entry(rotated.read_bytes().splitlines()[0]).content == b"before"
     pyrun("pod", "rm", "-f", "rotate")
+
+
+def test_logs_follow_goes_on_across_a_rotation(pyrun, write_pod):
+    """`pyrun logs -f` (one follower with the CRI's Attach) reads on in the new file after a rotation,
+    until the container exits."""
+    spec = write_pod("follow", [{"name": "c", "command": [
+        "sh", "-c", "echo before; until [ -e /go ]; do sleep 0.05; done; echo after; echo last"]}])
+    pyrun("pod", "create", spec)
+    c, cdir = _container(pyrun, "follow", "c")
+    log = Path(c["log_path"])
+    follower = subprocess.Popen(pyrun.argv("logs", "-f", "follow", "c"), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        assert follower.stdout.readline() == "before\n"  # it reads the file that is rotated now
+        os.rename(log, log.with_name(log.name + ".1"))
+        monitor.request(cdir, "reopen-log")
+        pyrun("exec", "follow", "c", "--", "touch", "/go")
+        out, err = follower.communicate(timeout=60)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
+    assert (out, follower.returncode) == ("after\nlast\n", 0), err
+    pyrun("pod", "rm", "-f", "follow")
 
 
 def test_exit_is_recorded_by_the_c_monitor(pyrun, write_pod):

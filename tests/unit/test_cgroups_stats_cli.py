@@ -1,8 +1,8 @@
 from click.testing import CliRunner
 
-from pyrun.cgroups import CgroupPath, Stats
+from pyrun.cgroups import Stats
 from pyrun.cli import stats as cli_stats
-from pyrun.cli.stats import StatsRow, cpu_percent, format_stats_table, human_bytes
+from pyrun.cli.stats import StatsRow, format_stats_table, human_bytes
 from pyrun.config import Config
 
 MI = 1024 * 1024
@@ -29,20 +29,11 @@ def test_format_empty_table_has_the_header():
     assert format_stats_table([]).startswith("NAME")
 
 
-def test_cpu_percent():
-    a, b = Stats(cpu_usage_ns=0), Stats(cpu_usage_ns=500_000_000)
-    assert cpu_percent(a, b, 1.0) == 50.0
-    assert cpu_percent(None, b, 1.0) is None
-
-
 def test_command_prints_one_table(monkeypatch, tmp_path):
-    class FakeCgroups:
-        def stats(self, path):
-            return Stats(pids_current=len(path.components))
-
-    monkeypatch.setattr("pyrun.cgroups.open_cgroups", lambda config: FakeCgroups())
-    monkeypatch.setattr("pyrun.runtime.resources.stats_targets",
-                        lambda config, pod: [(f"{pod}/c1", CgroupPath.parse("/pyrun/kubepods/pod1/c1"))])
+    from pyrun.runtime.stats import Usage
+    monkeypatch.setattr("pyrun.runtime.api.Runtime.stats",
+                        lambda self, pod: [Usage(f"{pod}/c1", 0, Stats(pids_current=4), 50_000_000)])
     result = CliRunner().invoke(cli_stats.stats, ["mypod"], obj=Config(root=tmp_path))
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[1].startswith("mypod/c1") and result.output.split()[-2] == "4"
+    line = result.output.splitlines()[1]
+    assert line.startswith("mypod/c1") and line.split()[1] == "5.0" and result.output.split()[-2] == "4"

@@ -2,6 +2,7 @@
 exec/attach/port-forward sessions running host commands (an ExecPlan's argv is any command line)."""
 from __future__ import annotations
 
+import functools
 import io
 import json
 import socket
@@ -18,6 +19,9 @@ from pyrun.cri import remotecommand as rc
 from pyrun.cri import spdy
 from pyrun.cri.portforward import ForwardPlan, parse_port, request_id
 from pyrun.cri.streaming import StreamServer
+from pyrun.netns.dial import connect_in_netns
+
+DIAL_HERE = functools.partial(connect_in_netns, None)  # 127.0.0.1 of this network namespace
 
 V4, V3, V2 = "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io"
 
@@ -175,7 +179,7 @@ def test_negotiation_failures(streams):
     ok = SpdyClient(url, (V4,), method="GET")  # the token survived the refusals; GET works too
     assert ok.status == 101
     ok.close()
-    assert SpdyClient(streams.url("portforward", ForwardPlan(None, ())), (V4,)).status == 403
+    assert SpdyClient(streams.url("portforward", ForwardPlan(DIAL_HERE, ())), (V4,)).status == 403
 
 
 def test_unwanted_streams_are_reset_and_missing_ones_time_out(streams, monkeypatch):
@@ -234,7 +238,7 @@ def echo_server():
 
 
 def test_port_forward_over_spdy_pairs_streams_per_connection(streams, echo_server):
-    client = SpdyClient(streams.url("portforward", ForwardPlan(None, ())), ("portforward.k8s.io",))
+    client = SpdyClient(streams.url("portforward", ForwardPlan(DIAL_HERE, ())), ("portforward.k8s.io",))
     assert client.status == 101 and client.protocol == "portforward.k8s.io"
     for rid in ("0", "1"):  # two connections over one session
         err = client.open("error", port=str(echo_server), requestID=rid)

@@ -2,6 +2,7 @@
 (an ExecPlan's argv is any command line) and a port-forward to a listener on 127.0.0.1."""
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import threading
@@ -16,6 +17,9 @@ from pyrun.cri import websocket as w
 from pyrun.cri.portforward import ForwardPlan, ports_from_query
 from pyrun.cri.streaming import StreamServer, TokenCache, parse_address, route
 from pyrun.errors import UsageError
+from pyrun.netns.dial import connect_in_netns
+
+DIAL_HERE = functools.partial(connect_in_netns, None)  # 127.0.0.1 of this network namespace
 
 
 def test_tokens_are_single_use_kind_bound_and_expire():
@@ -183,7 +187,7 @@ def test_port_forward_to_a_loopback_listener(streams):
     t = threading.Thread(target=echo)
     t.start()
     try:
-        ws, protocol = open_ws(streams.url("portforward", ForwardPlan(netns=None, ports=(port,))),
+        ws, protocol = open_ws(streams.url("portforward", ForwardPlan(dial=DIAL_HERE, ports=(port,))),
                                ("v4.channel.k8s.io",))
         assert ws.recv()[1] == b"\x00" + port.to_bytes(2, "little")
         assert ws.recv()[1] == b"\x01" + port.to_bytes(2, "little")
@@ -198,7 +202,7 @@ def test_port_forward_reports_a_refused_port_on_the_error_channel(streams):
     s = socket.create_server(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()  # nobody listens there now
-    ws, _ = open_ws(streams.url("portforward", ForwardPlan(netns=None, ports=(1,))) + f"?port={port}")
+    ws, _ = open_ws(streams.url("portforward", ForwardPlan(dial=DIAL_HERE, ports=(1,))) + f"?port={port}")
     got = collect(ws)
     assert got[0] == port.to_bytes(2, "little") and b"failed to connect" in got[1]
 

@@ -206,7 +206,7 @@ def test_gc_leaves_a_newer_pyruns_pod_alone_and_refuses_to_take_its_containers(s
     state.write_json(store.pod_dir(POD_ID) / "pod.json", {"version": 99, "id": POD_ID, "state": "creating"})
     assert gc.crashed_pods(store) == []
     with pytest.raises(RecordError, match="version 99"):
-        gc.collect_all(Config(root=store.root))
+        gc.collect_all(Config(root=store.root), lambda pod_id: None)
     assert store.container_dir(CID).is_dir()
 
 

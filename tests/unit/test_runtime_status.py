@@ -83,3 +83,14 @@ def test_container_reason():
 def test_to_dict():
     assert pod_status(pod(), [RUNNING, ERROR], True).to_dict() == \
         {"status": "Error", "sandbox_ready": True, "ready": "1/2", "ip": "10.88.0.5"}
+
+
+def test_the_one_running_check():
+    from pyrun.errors import InvalidState
+    from pyrun.runtime.status import may_still_write, require_running
+    require_running("web", S(state="running"))
+    for state in ("exited", "created", "unknown"):
+        with pytest.raises(InvalidState, match=f"container web is {state}, not running"):
+            require_running("web", S(state=state))
+    assert may_still_write(S(state="created")) and may_still_write(S(state="running"))
+    assert not may_still_write(S(state="exited")) and not may_still_write(S(state="unknown"))

@@ -9,11 +9,17 @@ import click
 
 from pyrun.images import reference
 from pyrun.images.store import Image, ImageStore
-from pyrun.runtime.storage import images_in_use, open_images
 
 
 def _store(ctx: click.Context) -> ImageStore:
-    return open_images(ctx.obj)
+    from pyrun.runtime.api import Runtime
+    return Runtime(ctx.obj).open_images()
+
+
+def images_in_use(cfg) -> set[str]:
+    """Ids of the images some container uses (rm refuses them without -f, prune keeps them)."""
+    from pyrun.runtime.api import Runtime
+    return Runtime(cfg).images_in_use()
 
 
 def human_size(n: int) -> str:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import click
 
@@ -11,8 +10,8 @@ from pyrun.cli.output import age, print_json, table
 
 
 def _runtime(ctx: click.Context):
-    from pyrun.runtime.pod import PodRuntime
-    return PodRuntime(ctx.obj)
+    from pyrun.runtime.api import Runtime
+    return Runtime(ctx.obj)
 
 
 @click.group()
@@ -47,7 +46,7 @@ def pod_create(ctx: click.Context, spec: str, strict: bool, output: str) -> None
 def pod_ls(ctx: click.Context, output: str) -> None:
     """List pods."""
     rt = _runtime(ctx)
-    summaries = [_summary(rt, p) for p in rt.list()]
+    summaries = [_summary(rt, p) for p in rt.list_pods()]
     if output == "json":
         print_json(summaries)
         return
@@ -72,9 +71,8 @@ def _summary(rt, p) -> dict:
 @click.pass_context
 def pod_inspect(ctx: click.Context, pod_ref: str) -> None:
     """Show everything about a pod as JSON: namespaces, pids, mounts, cgroups, containers."""
-    from pyrun.runtime.inspect import inspect_pod
     rt = _runtime(ctx)
-    print_json(inspect_pod(rt, rt.get(pod_ref)))
+    print_json(rt.inspect(rt.get(pod_ref)))
 
 
 @pod.command("stop")
@@ -129,42 +127,10 @@ def _each(refs: tuple[str, ...], action) -> None:
 @click.pass_context
 def logs(ctx: click.Context, pod_ref: str, container: str | None, follow: bool, timestamps: bool) -> None:
     """Print a container's output (stdout and stderr, from its CRI-format log file)."""
-    from pyrun.runtime.logs import render_entries
-    rt = _runtime(ctx)
-    p = rt.get(pod_ref)
-    c = _pick_container(rt, p, container)
     out = sys.stdout.buffer
-    try:
-        f = open(c.log_path, "rb")
-    except FileNotFoundError:
-        return
-    with f:
-        pending = b""
-        while True:
-            chunk = f.read()
-            if chunk:
-                data = pending + chunk
-                lines = data.split(b"\n")
-                pending = lines.pop()
-                out.write(render_entries([ln + b"\n" for ln in lines], timestamps=timestamps))
-                out.flush()
-            if not follow:
-                break
-            if rt.find_container(p, c.name).status.state in ("exited", "unknown") and not chunk:
-                break
-            if not chunk:
-                time.sleep(0.1)
-
-
-def _pick_container(rt, p, name: str | None):
-    from pyrun.errors import UsageError
-    if name:
-        return rt.find_container(p, name)
-    entries = p.containers
-    if len(entries) != 1:
-        names = ", ".join(e.name for e in entries)
-        raise UsageError(f"pod {p.name} has {len(entries)} containers; name one of: {names}")
-    return rt.find_container(p, entries[0].name)
+    for data in _runtime(ctx).logs(pod_ref, container, follow=follow, timestamps=timestamps):
+        out.write(data)
+        out.flush()
 
 
 @click.command("exec", context_settings={"ignore_unknown_options": True})
@@ -177,18 +143,10 @@ def _pick_container(rt, p, name: str | None):
 def exec_cmd(ctx: click.Context, pod_ref: str, container: str, command: tuple[str, ...], env: tuple[str, ...],
              workdir: str | None) -> None:
     """Run COMMAND in a running container: pyrun exec POD CONTAINER -- CMD [ARGS...]."""
-    from pyrun.errors import InvalidState
-    from pyrun.runtime import nsexec
-    from pyrun.runtime.state import StateStore
-    rt = _runtime(ctx)
-    c = rt.find_container(rt.get(pod_ref), container)
-    if c.status.state != "running":
-        raise InvalidState(f"container {c.name} is {c.status.state}, not running")
-    cdir = StateStore(ctx.obj.root).container_dir(c.id)
     sys.stdout.flush()
     # in this process, no new interpreter: it joins the container's namespaces and cgroups, forks the
     # command and waits; having joined them, it must not go on with anything but exiting
-    code = nsexec.run(cdir, list(command), list(env), workdir)
+    code = _runtime(ctx).exec_here(pod_ref, container, list(command), list(env), workdir)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # the exit code of the command becomes ours
@@ -199,8 +157,7 @@ def exec_cmd(ctx: click.Context, pod_ref: str, container: str, command: tuple[st
 def gc_cmd(ctx: click.Context) -> None:
     """Remove what crashed pyrun commands left behind (pods, containers, names, veths, rules,
     addresses), and the pod bridge once no pod is left."""
-    from pyrun.runtime.gc import collect_all
-    report = collect_all(ctx.obj)
+    report = _runtime(ctx).gc()
     net = report.get("network") or {}
     lines = [f"removed pod {p[:12]}" for p in report.get("pods", [])]
     lines += [f"removed container {c[:12]}" for c in report.get("containers", [])]

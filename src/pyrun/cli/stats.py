@@ -1,16 +1,15 @@
 """`pyrun stats [POD] [--watch]`: cpu, memory and pids of each container's cgroup.
 
-The targets (each pod and each of its containers) come from
-pyrun.runtime.resources.stats_targets(config, pod), from pod state.
+The samples (each pod, then each of its containers) and the CPU rate between two come from
+pyrun.runtime.api.Runtime.stats; this module only prints them.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import click
-
-from pyrun.cgroups import Stats
 
 COLUMNS = ("NAME", "CPU %", "CPU TIME", "THROTTLED", "MEM USAGE", "WORKING SET", "MEM LIMIT", "PIDS", "HUGETLB")
 
@@ -18,7 +17,7 @@ COLUMNS = ("NAME", "CPU %", "CPU TIME", "THROTTLED", "MEM USAGE", "WORKING SET",
 @dataclass(frozen=True)
 class StatsRow:
     name: str
-    stats: Stats
+    stats: Any  # a pyrun.cgroups.Stats
     cpu_percent: float | None = None  # over the last interval, only in --watch mode
 
 
@@ -57,13 +56,6 @@ def format_stats_table(rows: list[StatsRow]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in table)
 
 
-def cpu_percent(before: Stats | None, after: Stats, seconds: float) -> float | None:
-    """CPU use between two samples, 100 = one full CPU."""
-    if before is None or before.cpu_usage_ns is None or after.cpu_usage_ns is None or seconds <= 0:
-        return None
-    return (after.cpu_usage_ns - before.cpu_usage_ns) / (seconds * 1e9) * 100
-
-
 @click.command("stats")
 @click.argument("pod", required=False)
 @click.option("--watch", is_flag=True, help="Refresh every 2 seconds until interrupted.")
@@ -71,20 +63,10 @@ def cpu_percent(before: Stats | None, after: Stats, seconds: float) -> float | N
 @click.pass_obj
 def stats(config, pod: str | None, watch: bool, interval: float) -> None:
     """Show cpu, memory, pids and hugetlb usage of each pod and its containers (of every pod without POD)."""
-    from pyrun.cgroups import open_cgroups
-    from pyrun.runtime.resources import stats_targets
-
-    cg = open_cgroups(config)
-    previous: dict[str, Stats] = {}
-    last = time.monotonic()
+    from pyrun.runtime.api import Runtime
+    rt = Runtime(config)  # keeps the previous sample: --watch shows the CPU rate since then
     while True:
-        now = time.monotonic()
-        rows = []
-        for name, path in stats_targets(config, pod):
-            s = cg.stats(path)
-            rows.append(StatsRow(name, s, cpu_percent(previous.get(name), s, now - last)))
-            previous[name] = s
-        last = now
+        rows = [StatsRow(u.name, u.stats, u.cpu_percent) for u in rt.stats(pod)]
         if watch:
             click.clear()
         click.echo(format_stats_table(rows))

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import grpc
 
-from pyrun.errors import AlreadyExists, InvalidState, NotFound, PyrunError, SpecError
+from pyrun.errors import AlreadyExists, DeadlineExceeded, InvalidState, NotFound, PyrunError, SpecError
 
 
 class Unimplemented(PyrunError):
     """An RPC (or an option of one) pyrun does not implement."""
 
 
-class DeadlineExceeded(PyrunError):
-    """An operation with a CRI timeout (ExecSync) ran out of time."""
-
+__all__ = ["DeadlineExceeded", "Unimplemented", "status_for", "is_expected"]
 
 _CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (SpecError, grpc.StatusCode.INVALID_ARGUMENT),

@@ -7,12 +7,9 @@ on each carries the port as a little-endian uint16; after that, data frames are 
 failure to reach the port is a text message on the error channel. One WebSocket is one TCP
 connection per port; the WebSocket closes when every pod-side connection has ended.
 
-The pod-side connection is to 127.0.0.1:<port> inside the pod's network namespace, dialled as
-containerd's sandbox_portforward_linux.go does: setns(2) with CLONE_NEWNET changes only the calling
-thread (a network namespace is per task), so a short-lived thread of its own joins the namespace,
-connects, hands the connected socket back and ends; the thread is never reused, and no other thread
-of the server changes namespace. A socket keeps the namespace it was created in, so the server
-relays with it directly. No process per connection.
+The pod-side connection is to 127.0.0.1:<port> inside the pod's network namespace: the plan's `dial`
+(pyrun.runtime.api.Runtime.port_forward, which dials from a thread that joined the namespace,
+pyrun.netns.dial) returns the connected socket, and the session relays with it directly.
 """
 from __future__ import annotations
 
@@ -21,20 +18,21 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from pyrun.cri import spdy
 from pyrun.cri.websocket import OP_BINARY, WebSocket
 from pyrun.errors import NetworkError
 
 PROTOCOLS = ("v4.channel.k8s.io", "channel.k8s.io", "portforward.k8s.io")
-CONNECT_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
 class ForwardPlan:
-    """What a /portforward/<token> URL reaches: the pod's netns path (None: the node's) and default ports."""
+    """What a /portforward/<token> URL reaches: dial(port) connects to 127.0.0.1:port in the pod (a socket;
+    NetworkError if that fails), and the default ports."""
 
-    netns: str | None
+    dial: Callable[[int], socket.socket]
     ports: tuple[int, ...]
     pod: str = ""
 
@@ -56,38 +54,6 @@ def ports_from_query(values: list[str], default: tuple[int, ...]) -> tuple[int, 
 
 def port_prefix(port: int) -> bytes:
     return port.to_bytes(2, "little")
-
-
-def connect_in_netns(netns: str | None, port: int, timeout: float = CONNECT_TIMEOUT) -> socket.socket:
-    """A TCP connection to 127.0.0.1:port made inside `netns` (None: this namespace) by a thread of its own."""
-    result: dict[str, object] = {}
-
-    def dial() -> None:
-        try:
-            if netns is not None:
-                _join_netns(netns)
-            result["sock"] = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        except OSError as e:
-            result["error"] = e
-        except Exception as e:  # noqa: BLE001 - reported to the caller
-            result["error"] = e
-
-    dialer = threading.Thread(target=dial, name=f"portfwd-dial-{port}", daemon=True)
-    dialer.start()
-    dialer.join()
-    error = result.get("error")
-    if error is not None:
-        text = getattr(error, "strerror", None) or str(error)
-        raise NetworkError(f"connect to 127.0.0.1:{port}: {text}")
-    conn = result["sock"]
-    conn.settimeout(None)
-    return conn
-
-
-def _join_netns(path: str) -> None:
-    """setns(2) the calling thread into the network namespace pinned at `path`."""
-    from pyrun.linux import syscalls as linux
-    linux.setns(path, "net")
 
 
 class PortForwardSession:
@@ -138,7 +104,7 @@ class PortForwardSession:
         pumps = []
         for i, port in enumerate(self.ports):
             try:
-                sock = connect_in_netns(self.plan.netns, port)
+                sock = self.plan.dial(port)
             except NetworkError as e:
                 self._send(2 * i + 1, f"failed to connect to 127.0.0.1:{port} in pod {self.plan.pod}: {e}".encode())
                 continue
@@ -220,7 +186,7 @@ class SpdyPortForwardSession:
     def _forward(self, error: "spdy.Stream", data: "spdy.Stream") -> None:
         try:
             port = parse_port(data.header("port"))
-            sock = connect_in_netns(self.plan.netns, port)
+            sock = self.plan.dial(port)
         except (ValueError, NetworkError) as e:
             error.write(f"error forwarding port {data.header('port')} to pod {self.plan.pod}: {e}".encode())
             error.close()

@@ -21,8 +21,8 @@ session starts once all of them are open (within 30 s, the kubelet's limit). std
 stream's FIN; resize carries one JSON size per line. The status goes on the error stream as above
 (v4: JSON; v3 and older: text, only on failure); then every stream is FINed and the client closes.
 
-Exec runs the plan's job (pyrun.runtime.nsexec in a child the server's zygote forks, never a fork of
-the threaded server; pyrun.runtime.spawn) in a new session; a plan without a job runs its argv with
+Exec runs the plan's job (a pyrun.runtime.api.ExecHandle: the runtime forks it from the server's zygote,
+never from the threaded server) in a new session; a plan without a job runs its argv with
 subprocess. With a tty, the parent allocates a pty (openpty(3)), passes the slave as the command's
 stdin/stdout/stderr, and the child makes it the controlling terminal of its new session (TIOCSCTTY,
 tty_ioctl(4); util-linux `setsid --ctty` for an argv); stdout and stderr are then one stream. The pty is one of
@@ -31,13 +31,13 @@ while isatty() is true and job control works. A client that goes
 away kills the command's process group (and a tty's hangup reaches its session).
 
 Attach follows the container's CRI log from its end (the monitor copies stdout/stderr there) and
-streams new entries until the container exits or the client leaves. Stdin cannot be attached: the
+streams new entries until the container exits or the client leaves, across a rotation
+(pyrun.runtime.logs.LogFollower, the reader `pyrun logs -f` uses too). Stdin cannot be attached: the
 monitor does not keep the workload's stdin open (Attach refuses stdin before a URL is handed out).
 """
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import json
 import os
@@ -48,11 +48,12 @@ import termios
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from pyrun.cri import spdy
 from pyrun.cri.websocket import OP_BINARY, WebSocket
 from pyrun.errors import PyrunError
+from pyrun.runtime.logs import LogFollower, parse_entry
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 V5, V4, V1 = "v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io"
@@ -109,7 +110,7 @@ class ExecPlan:
     stderr: bool
     tty: bool
     container: str = ""
-    job: object = None  # a pyrun.runtime.spawn.Job (the exec in a container): forked, argv only names it
+    job: Any = None  # a pyrun.runtime.api.ExecHandle (the exec in a container): started, argv only names it
 
 
 class _Spawned:
@@ -129,11 +130,6 @@ class _Spawned:
         return self.child.wait()
 
 
-def _spawn(job, stdio: tuple[int, int, int]):
-    from pyrun.runtime import spawn
-    return spawn.spawn(job, stdio=stdio)
-
-
 def _spawn_piped(job, stdin: bool, stdout: bool, stderr: bool) -> _Spawned:
     """Fork `job` with a pipe for each stream asked for (else /dev/null)."""
     mine: list[int | None] = []
@@ -147,7 +143,7 @@ def _spawn_piped(job, stdin: bool, stdout: bool, stderr: bool) -> _Spawned:
             r, w = os.pipe()
             mine.append(w if reads else r)
             theirs.append(r if reads else w)
-        child = _spawn(job, tuple(theirs))
+        child = job.start(tuple(theirs))
     except BaseException:
         for fd in mine:
             if fd is not None:
@@ -343,8 +339,7 @@ class ExecSession:
             self.master = master
             try:
                 if plan.job is not None:
-                    self.proc = _Spawned(_spawn(dataclasses.replace(plan.job, ctty=True), (slave, slave, slave)),
-                                         None, None, None)
+                    self.proc = _Spawned(plan.job.start((slave, slave, slave), ctty=True), None, None, None)
                 else:
                     self.proc = subprocess.Popen(["setsid", "--ctty", *plan.argv], stdin=slave, stdout=slave,
                                                  stderr=slave, close_fds=True)
@@ -452,9 +447,6 @@ class ExecSession:
 
 
 class AttachSession:
-    POLL = 0.1        # s between reads of a quiet log
-    CHECK_EVERY = 0.5  # s between checks that the container still runs
-
     def __init__(self, ch: Transport, plan: AttachPlan):
         self.ch = ch
         self.plan = plan
@@ -467,7 +459,6 @@ class AttachSession:
         self.ch.pump_input(ignore, ignore, ignore)
 
     def _emit(self, line: bytes) -> None:
-        from pyrun.runtime.logs import parse_entry
         try:
             entry = parse_entry(line)
         except ValueError:
@@ -479,54 +470,15 @@ class AttachSession:
         elif entry.stream == "stderr" and self.plan.stderr:
             self.ch.send(STDERR, data)
 
-    def _open(self, from_end: bool):
-        try:
-            f = open(self.plan.log_path, "rb")
-        except FileNotFoundError:
-            return None
-        if from_end:
-            f.seek(0, os.SEEK_END)
-        return f
-
     def run(self) -> None:
-        f = self._open(from_end=True)  # before the hello: what the client sees after it is streamed
-        self.ch.hello(self.plan.stdout, self.plan.stderr)
-        threading.Thread(target=self._watch_client, daemon=True, name="attach-in").start()
-        pending, last_check, running = b"", 0.0, True
-        try:
-            while not self.ch.gone.is_set():
-                chunk = f.read(READ_SIZE) if f else b""
-                if chunk:
-                    pending += chunk
-                    *lines, pending = pending.split(b"\n")
-                    for line in lines:
-                        self._emit(line)
-                    continue
-                if not running:
-                    break  # drained after the exit
-                now = time.monotonic()
-                if now - last_check >= self.CHECK_EVERY:
-                    last_check = now
-                    running = self.plan.running()
-                    f = self._follow_rotation(f)
-                    if not running:
-                        continue  # one last read
-                time.sleep(self.POLL)
+        follower = LogFollower(self.plan.log_path, from_end=True)  # before the hello: what the client sees
+        try:                                                       # after it is streamed
+            self.ch.hello(self.plan.stdout, self.plan.stderr)
+            threading.Thread(target=self._watch_client, daemon=True, name="attach-in").start()
+            for line in follower.lines(running=self.plan.running, cancelled=self.ch.gone.is_set):
+                self._emit(line)
             if not self.ch.gone.is_set():
                 self.ch.finish(0)
         finally:
-            if f:
-                f.close()
+            follower.close()
             self.ch.close()
-
-    def _follow_rotation(self, f):
-        """ReopenContainerLog renames the file and the monitor makes a new one: continue in it."""
-        try:
-            current = os.stat(self.plan.log_path).st_ino
-        except FileNotFoundError:
-            return f
-        if f is not None and os.fstat(f.fileno()).st_ino == current:
-            return f
-        if f is not None:
-            f.close()
-        return self._open(from_end=False)

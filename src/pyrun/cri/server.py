@@ -218,23 +218,18 @@ def serve(cfg: Config, listen: str = DEFAULT_LISTEN, log_level: str = "info", wo
     _setup_logging(log_level)
     path = socket_path(listen)
     parse_address(stream_address)  # a bad --stream-address fails before anything is set up
-    from pyrun.runtime import spawn, zygote
-    helpers = zygote.start()  # before grpc, the streaming server or anything else starts a thread
-    spawn.use_zygote(helpers)
-    try:
+    from pyrun.runtime.api import helpers
+    with helpers():  # the zygote: before grpc, the streaming server or anything else starts a thread
         _serve(cfg, path, workers, stream_address)
-    finally:
-        spawn.use_zygote(None)
-        helpers.stop()
 
 
 def _serve(cfg: Config, path: str, workers: int, stream_address: str) -> None:
     from pyrun.cri.streaming import StreamServer
-    from pyrun.runtime import gc
-    from pyrun.runtime.state import StateStore
+    from pyrun.runtime.api import Runtime
+    rt = Runtime(cfg)
     with _naming("mkdir", str(cfg.root), "the state root (--root)"):
-        StateStore(cfg.root).ensure()
-    collected = gc.collect_crashed(cfg)  # pods a killed server left half-made
+        rt.ensure_state_root()
+    collected = rt.recover()  # pods a killed server left half-made
     if collected:
         log.info("removed %d pod(s) left half-created by a previous run", len(collected))
     if cfg.pod_network:

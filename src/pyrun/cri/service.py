@@ -2,9 +2,11 @@
 
 One method per RPC, named like it, taking a runtime.v1 request and returning the
 v1 response; the server adapts runtime.v1alpha2 at the wire level and maps errors
-to status codes (pyrun.cri.errors). Every change goes through PodRuntime, so the
-per-pod lock serialises it and the state on disk is shared with the CLI; nothing
-but caches lives in this object, so a restarted server picks up where it was.
+to status codes (pyrun.cri.errors). Everything but the translation goes through
+pyrun.runtime.api.Runtime, the CLI's way in too: the per-pod lock serialises every change
+and the state on disk is shared with the CLI. This module never touches the state store,
+cgroups, monitors or namespaces itself; nothing but caches lives in it, so a restarted
+server picks up where it was.
 
 Exec, Attach and PortForward check their request here and return a URL of the streaming server
 (pyrun.cri.streaming) under a single-use token; the session runs when the client connects there.
@@ -13,33 +15,27 @@ the securityContext dicts the CLI path uses, so a CRI container gets the same is
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
 import shutil
 import threading
 import time
-from pathlib import Path
 
 from cri_api.v1 import api_pb2 as pb
 
 import pyrun
 from pyrun.config import Config
-from pyrun.cri import capped, filters, stats, translate
-from pyrun.cri.errors import DeadlineExceeded, Unimplemented
-from pyrun.errors import InvalidState, NotFound, SpecError
-from pyrun.runtime import container as ctr
-from pyrun.runtime.pod import PodRuntime
-from pyrun.runtime.records import ContainerCgroup, ContainerRecord, PodCgroup, PodRecord, Resources
-from pyrun.runtime.storage import writable_layer
+from pyrun.cri import filters, stats, translate
+from pyrun.cri.errors import Unimplemented
+from pyrun.errors import NotFound, SpecError
+from pyrun.runtime.api import ContainerRecord, PodRecord, Runtime
 
 CRI_VERSION = "0.1.0"
 FS_INFO_TTL = 10.0  # s: ImageFsInfo walks the image store at most this often
 
 
-def pause_alive(pod: PodRecord) -> bool:
-    return pod.pause is not None and pod.pause.alive()
+pause_alive = Runtime.pause_alive
 
 
 class RuntimeService:
@@ -48,30 +44,18 @@ class RuntimeService:
         (None: those RPCs answer UNIMPLEMENTED)."""
         self.cfg = cfg
         self.streaming = streaming
-        self.rt = PodRuntime(cfg)
-        self.store = self.rt.store
-        self._cg = None
-        self._cg_lock = threading.Lock()
-        self._rates = stats.CpuRates()
+        self.rt = Runtime(cfg)
         self._network: tuple[bool, str, str] | None = None
 
     # --- helpers ---------------------------------------------------------------------------------
-    def cgroups(self):
-        """The cgroups driver, layout detected once per server."""
-        with self._cg_lock:
-            if self._cg is None:
-                from pyrun.cgroups import open_cgroups
-                self._cg = open_cgroups(self.cfg)
-            return self._cg
-
     def _pod(self, wanted: str) -> PodRecord:
-        return self.store.read_pod(filters.resolve_id(wanted, self.store.pod_ids(), "pod sandbox"))
+        return self.rt.read_pod(filters.resolve_id(wanted, self.rt.pod_ids(), "pod sandbox"))
 
     def _cid(self, wanted: str) -> str:
-        return filters.resolve_id(wanted, self.store.container_ids(), "container")
+        return filters.resolve_id(wanted, self.rt.container_ids(), "container")
 
     def _container(self, wanted: str) -> ContainerRecord:
-        return ctr.state_of(self.store, self._cid(wanted))
+        return self.rt.container(self._cid(wanted))
 
     # --- runtime info ----------------------------------------------------------------------------
     def Version(self, req, api: str = "v1"):
@@ -123,11 +107,11 @@ class RuntimeService:
         as a StatefulSet's pods are) still holds it: the kubelet removes the old sandbox only later.
         While the holder stays, the same uid and attempt map to the same name, so a second
         RunPodSandbox for them fails with AlreadyExists."""
-        holder = self.store.name_holder(spec.namespace, spec.name)
+        holder = self.rt.name_holder(spec.namespace, spec.name)
         if holder is None or not spec.uid:
             return spec.name
         try:
-            uid = self.store.read_pod(holder).uid
+            uid = self.rt.read_pod(holder).uid
         except (NotFound, ValueError, OSError):
             return spec.name
         return spec.name if uid == spec.uid else translate.uid_name(spec.name, spec.uid)
@@ -140,15 +124,10 @@ class RuntimeService:
 
     def RemovePodSandbox(self, req):
         try:
-            pod_id = filters.resolve_id(req.pod_sandbox_id, self.store.pod_ids(), "pod sandbox")
+            pod_id = filters.resolve_id(req.pod_sandbox_id, self.rt.pod_ids(), "pod sandbox")
         except NotFound:
             return pb.RemovePodSandboxResponse()  # already removed: success (CRI: idempotent)
-        containers: list[str] = []
-        with contextlib.suppress(NotFound, ValueError):
-            containers = self.store.read_pod(pod_id).container_ids()
         self.rt.destroy(pod_id)
-        for key in ["pod:" + pod_id, *containers]:
-            self._rates.forget(key)
         return pb.RemovePodSandboxResponse()
 
     def PodSandboxStatus(self, req):
@@ -159,7 +138,7 @@ class RuntimeService:
 
     def _sandboxes(self, flt) -> list[tuple[PodRecord, pb.PodSandbox]]:
         out = []
-        for pod in self.store.pods():
+        for pod in self.rt.pods():
             if flt is not None and not filters.id_matches(pod.id, flt.id):
                 continue
             sandbox = translate.pod_sandbox(pod, pause_alive(pod))
@@ -191,14 +170,11 @@ class RuntimeService:
 
     def _image_user(self, image: str) -> str:
         """The image's USER (for run_as_username); NotFound for an unknown image, as CreateContainer answers."""
-        from pyrun.runtime.storage import open_images
-        config = open_images(self.cfg).resolve(image).config or {}
+        config = self.rt.image_config(image)
         return str((config.get("config") or {}).get("User") or "")
 
     def StartContainer(self, req):
-        rec = self._container(req.container_id)
-        ctr.require_created(rec)
-        self.rt.start_container(rec.id)
+        self.rt.start_container(self._cid(req.container_id))
         return pb.StartContainerResponse()
 
     def StopContainer(self, req):
@@ -212,7 +188,6 @@ class RuntimeService:
         except NotFound:
             return pb.RemoveContainerResponse()  # already removed: success (CRI: idempotent)
         self.rt.remove_container(cid, force=True)
-        self._rates.forget(cid)
         return pb.RemoveContainerResponse()
 
     def ContainerStatus(self, req):
@@ -222,14 +197,14 @@ class RuntimeService:
 
     def _containers(self, flt) -> list[tuple[ContainerRecord, pb.Container]]:
         out = []
-        for pod in self.store.pods():
+        for pod in self.rt.pods():
             if flt is not None and not filters.id_matches(pod.id, flt.pod_sandbox_id):
                 continue
             for cid in pod.container_ids():
                 if flt is not None and not filters.id_matches(cid, flt.id):
                     continue
                 try:
-                    rec = ctr.state_of(self.store, cid)
+                    rec = self.rt.container(cid)
                 except (NotFound, ValueError):
                     continue  # being created or removed right now
                 c = translate.container(rec)
@@ -242,69 +217,25 @@ class RuntimeService:
         return pb.ListContainersResponse(containers=[c for _, c in self._containers(flt)])
 
     def UpdateContainerResources(self, req):
-        from pyrun.cgroups import CgroupPath, container_limits
-        rec = self._container(req.container_id)
-        if not req.HasField("linux"):
-            return pb.UpdateContainerResourcesResponse()
-        if rec.cgroup is None:
-            raise InvalidState(f"container {rec.name} has no cgroup to update")
-        res = translate.resources(req.linux)
-        with self.store.pod_lock(rec.pod_id):
-            self.cgroups().apply(CgroupPath.parse(rec.cgroup.path), container_limits(res, pids_max=None))
-            rec = self.store.read_container(rec.id)
-            self.store.write_container(dataclasses.replace(
-                rec, resources=Resources(requests=dict(res.requests), limits=dict(res.limits))))
+        cid = self._cid(req.container_id)
+        if req.HasField("linux"):
+            self.rt.update_resources(cid, translate.resources(req.linux))
         return pb.UpdateContainerResourcesResponse()
 
     def ReopenContainerLog(self, req):
-        from pyrun.runtime.monitor import request
-        rec = self._running(req.container_id)
-        request(self.store.container_dir(rec.id), "reopen-log")
+        self.rt.reopen_log(self._cid(req.container_id))
         return pb.ReopenContainerLogResponse()
 
     def ExecSync(self, req):
-        from pyrun.runtime import nsexec, spawn
-        rec = self._running(req.container_id)
-        if not req.cmd:
-            raise SpecError([("cmd", "no command given")])
-        job = nsexec.job(self.store.container_dir(rec.id), list(req.cmd))
         # forked by the zygote, in its own session so a timeout kills the command too
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            proc = spawn.spawn(job, stdio=(null, out_w, err_w))
-        except BaseException:
-            os.close(out_r)
-            os.close(err_r)
-            raise
-        finally:
-            for fd in (null, out_w, err_w):
-                os.close(fd)
-        try:
-            out = capped.CappedBuffer(capped.MAX_EXEC_SYNC_OUTPUT)
-            err = capped.CappedBuffer(capped.MAX_EXEC_SYNC_OUTPUT)
-            _, _, code = spawn.communicate(proc, out_r, err_r, req.timeout if req.timeout > 0 else None,
-                                           sinks=(out, err))
-        except TimeoutError:
-            proc.kill()
-            with contextlib.suppress(TimeoutError, OSError, spawn.SpawnError):
-                proc.wait(10)
-            raise DeadlineExceeded(f"command {list(req.cmd)!r} in container {rec.name} timed out "
-                                   f"after {req.timeout}s") from None
-        stderr = bytes(err.data) + capped.truncation_note(rec.name, out, err)
-        return pb.ExecSyncResponse(stdout=bytes(out.data), stderr=stderr, exit_code=code)
+        result = self.rt.exec_sync(self._cid(req.container_id), list(req.cmd),
+                                   req.timeout if req.timeout > 0 else None)
+        return pb.ExecSyncResponse(stdout=result.stdout, stderr=result.stderr, exit_code=result.exit_code)
 
     def _stream_url(self, kind: str, plan) -> str:
         if self.streaming is None:
             raise Unimplemented(f"{kind}: the streaming server is not running (pyrun cri serve starts it)")
         return self.streaming.url(kind, plan)
-
-    def _running(self, wanted: str) -> ContainerRecord:
-        rec = self._container(wanted)
-        if rec.status.state != "running":
-            raise InvalidState(f"container {rec.name} is not running")
-        return rec
 
     @staticmethod
     def _check_streams(req) -> None:
@@ -315,94 +246,63 @@ class RuntimeService:
 
     def Exec(self, req):
         from pyrun.cri.remotecommand import ExecPlan
-        from pyrun.runtime import nsexec
-        rec = self._running(req.container_id)
-        if not req.cmd:
-            raise SpecError([("cmd", "no command given")])
+        handle = self.rt.exec(self._cid(req.container_id), list(req.cmd))
         self._check_streams(req)
-        job = nsexec.job(self.store.container_dir(rec.id), list(req.cmd))
-        plan = ExecPlan(argv=list(req.cmd), job=job, stdin=req.stdin, stdout=req.stdout, stderr=req.stderr, tty=req.tty,
-                        container=rec.name)
+        plan = ExecPlan(argv=list(req.cmd), job=handle, stdin=req.stdin, stdout=req.stdout, stderr=req.stderr,
+                        tty=req.tty, container=handle.container)
         return pb.ExecResponse(url=self._stream_url("exec", plan))
 
     def Attach(self, req):
         from pyrun.cri.remotecommand import AttachPlan
-        rec = self._running(req.container_id)
+        target = self.rt.attach(self._cid(req.container_id))
         if req.stdin:
-            raise Unimplemented(f"attaching stdin to container {rec.name} is not supported by pyrun: its monitor "
-                                "does not keep the workload's stdin open (attach without -i/--stdin)")
+            raise Unimplemented(f"attaching stdin to container {target.container} is not supported by pyrun: its "
+                                "monitor does not keep the workload's stdin open (attach without -i/--stdin)")
         self._check_streams(req)
-        cid = rec.id
-
-        def running() -> bool:
-            try:
-                return ctr.state_of(self.store, cid).status.state == "running"
-            except (NotFound, ValueError, OSError):
-                return False
-        plan = AttachPlan(log_path=rec.log_path, stdout=req.stdout, stderr=req.stderr, tty=req.tty,
-                          running=running, container=rec.name)
+        plan = AttachPlan(log_path=target.log_path, stdout=req.stdout, stderr=req.stderr, tty=req.tty,
+                          running=target.running, container=target.container)
         return pb.AttachResponse(url=self._stream_url("attach", plan))
 
     def PortForward(self, req):
         from pyrun.cri.portforward import ForwardPlan
         pod = self._pod(req.pod_sandbox_id)
-        if pod.state != "running" or not pause_alive(pod):
-            raise InvalidState(f"pod sandbox {pod.name} is not ready")
+        target = self.rt.port_forward(pod.id)
         for i, port in enumerate(req.port):
             if not 0 < port < 1 << 16:
                 raise SpecError([(f"port[{i}]", f"{port} is out of range (1-65535)")])
-        netns = None if pod.host_network else pod.net_namespace
-        if netns is None and not pod.host_network:
-            raise InvalidState(f"pod sandbox {pod.name} has no network namespace")
-        plan = ForwardPlan(netns=netns, ports=tuple(req.port), pod=pod.name)
+        plan = ForwardPlan(dial=target.dial, ports=tuple(req.port), pod=target.pod)
         return pb.PortForwardResponse(url=self._stream_url("portforward", plan))
 
     # --- stats -----------------------------------------------------------------------------------
-    def _cgroup_stats(self, record: PodCgroup | ContainerCgroup | None):
-        from pyrun.cgroups import CgroupPath
-        from pyrun.errors import CgroupError
-        if record is None:
-            return None
-        try:
-            return self.cgroups().stats(CgroupPath.parse(record.path))
-        except (CgroupError, OSError):
-            return None  # e.g. a pod made with another --cgroup-parent
-
     def _container_stats(self, rec: ContainerRecord, c: pb.Container) -> pb.ContainerStats:
-        now = time.time_ns()
-        st = self._cgroup_stats(rec.cgroup)
-        rate = self._rates.sample(c.id, now, getattr(st, "cpu_usage_ns", None))
-        used, inodes = stats.tree_usage(writable_layer(self.cfg, rec.id) / "upper")
-        writable = stats.filesystem_usage(str(self.cfg.writable_dir), used, inodes, now)
-        return stats.container_stats(stats.container_attributes(c), st, now, rate, writable)
+        usage = self.rt.container_usage(rec)
+        used, inodes = usage.writable or (0, 0)
+        writable = stats.filesystem_usage(usage.writable_dir, used, inodes, usage.timestamp_ns)
+        return stats.container_stats(stats.container_attributes(c), usage.stats, usage.timestamp_ns,
+                                     usage.cpu_nanocores, writable)
 
     def ContainerStats(self, req):
         rec = self._container(req.container_id)
         return pb.ContainerStatsResponse(stats=self._container_stats(rec, translate.container(rec)))
 
-    def _forget_removed_rates(self) -> None:
-        """Drop CPU samples of containers and pods that no longer exist (removed with the CLI too)."""
-        self._rates.forget_except(set(self.store.container_ids()) | {"pod:" + p for p in self.store.pod_ids()})
-
     def ListContainerStats(self, req):
-        self._forget_removed_rates()
+        self.rt.forget_removed()
         flt = req.filter if req.HasField("filter") else None
         return pb.ListContainerStatsResponse(stats=[self._container_stats(r, c) for r, c in self._containers(flt)])
 
     def _sandbox_stats(self, pod: PodRecord, sandbox: pb.PodSandbox) -> pb.PodSandboxStats:
-        now = time.time_ns()
-        st = self._cgroup_stats(pod.cgroup)
-        rate = self._rates.sample("pod:" + pod.id, now, getattr(st, "cpu_usage_ns", None))
+        usage = self.rt.pod_usage(pod)
         flt = pb.ContainerFilter(pod_sandbox_id=pod.id)
         containers = [self._container_stats(r, c) for r, c in self._containers(flt)]
-        return stats.sandbox_stats(stats.sandbox_attributes(sandbox), st, now, rate, containers)
+        return stats.sandbox_stats(stats.sandbox_attributes(sandbox), usage.stats, usage.timestamp_ns,
+                                   usage.cpu_nanocores, containers)
 
     def PodSandboxStats(self, req):
         pod = self._pod(req.pod_sandbox_id)
         return pb.PodSandboxStatsResponse(stats=self._sandbox_stats(pod, translate.pod_sandbox(pod, pause_alive(pod))))
 
     def ListPodSandboxStats(self, req):
-        self._forget_removed_rates()
+        self.rt.forget_removed()
         flt = req.filter if req.HasField("filter") else None
         items = self._sandboxes(pb.PodSandboxFilter(id=flt.id, label_selector=flt.label_selector) if flt else None)
         return pb.ListPodSandboxStatsResponse(stats=[self._sandbox_stats(p, s) for p, s in items])
@@ -410,10 +310,10 @@ class RuntimeService:
 
 class ImageService:
     def __init__(self, cfg: Config):
-        from pyrun.runtime.storage import open_images
         self.cfg = cfg
-        self.images = open_images(cfg)
-        self._fs: tuple[float, tuple[int, int]] | None = None
+        self.rt = Runtime(cfg)
+        self.images = self.rt.open_images()
+        self._fs: tuple[float, tuple[str, int, int]] | None = None
         self._fs_lock = threading.Lock()
 
     @staticmethod
@@ -472,7 +372,7 @@ class ImageService:
         now = time.monotonic()
         with self._fs_lock:
             if self._fs is None or now - self._fs[0] > FS_INFO_TTL:
-                self._fs = (now, stats.tree_usage(self.images.root))
-            used, inodes = self._fs[1]
-        usage = stats.filesystem_usage(str(Path(self.images.root)), used, inodes, time.time_ns())
+                self._fs = (now, self.rt.image_fs_usage())
+            root, used, inodes = self._fs[1]
+        usage = stats.filesystem_usage(root, used, inodes, time.time_ns())
         return pb.ImageFsInfoResponse(image_filesystems=[usage])

@@ -1,51 +1,11 @@
-"""cgroup Stats -> CRI ContainerStats / PodSandboxStats.
+"""cgroup Stats -> CRI ContainerStats / PodSandboxStats (pure).
 
-`usage_nano_cores` needs two samples: CpuRates keeps the previous (time, usage)
-per id and returns the rate since then (None on the first sample), as containerd does.
-Entries of removed containers and pods are dropped (`forget`, `forget_except`), so the
-table is as big as what exists, not as everything that ever existed.
+The samples and the CPU rate between two (`usage_nano_cores`) come from the runtime
+(pyrun.runtime.api.Runtime.container_usage / pod_usage, pyrun.runtime.stats).
 """
 from __future__ import annotations
 
-import threading
-
 from cri_api.v1 import api_pb2 as pb
-
-
-def cpu_rate(prev: tuple[int, int] | None, now_ns: int, usage_ns: int) -> int | None:
-    """Nanocores used between two samples (pure); None without a usable previous sample."""
-    if prev is None:
-        return None
-    t0, u0 = prev
-    if now_ns <= t0 or usage_ns < u0:
-        return None
-    return (usage_ns - u0) * 1_000_000_000 // (now_ns - t0)
-
-
-class CpuRates:
-    def __init__(self) -> None:
-        self._last: dict[str, tuple[int, int]] = {}
-        self._lock = threading.Lock()
-
-    def sample(self, key: str, now_ns: int, usage_ns: int | None) -> int | None:
-        if usage_ns is None:
-            return None
-        with self._lock:
-            rate = cpu_rate(self._last.get(key), now_ns, usage_ns)
-            self._last[key] = (now_ns, usage_ns)
-        return rate
-
-    def forget(self, key: str) -> None:
-        with self._lock:
-            self._last.pop(key, None)
-
-    def forget_except(self, keys: set[str]) -> None:
-        with self._lock:
-            for k in [k for k in self._last if k not in keys]:
-                del self._last[k]
-
-    def __len__(self) -> int:
-        return len(self._last)
 
 
 def _u(value: int | None) -> pb.UInt64Value | None:
@@ -93,15 +53,4 @@ def filesystem_usage(mountpoint: str, used_bytes: int, inodes: int, now_ns: int)
                               used_bytes=pb.UInt64Value(value=used_bytes), inodes_used=pb.UInt64Value(value=inodes))
 
 
-def tree_usage(path) -> tuple[int, int]:
-    """(bytes, inodes) of a directory tree (allocated blocks, each inode once); (0, 0) if missing."""
-    from pyrun.linux.tree import tree_usage as usage
-    try:
-        _, allocated, inodes = usage(path)
-    except OSError:  # the tree changed while we walked it (a container writes its layer)
-        return 0, 0
-    return allocated, inodes
-
-
-__all__ = ["CpuRates", "cpu_rate", "container_stats", "sandbox_stats", "filesystem_usage", "tree_usage",
-           "container_attributes", "sandbox_attributes"]
+__all__ = ["container_stats", "sandbox_stats", "filesystem_usage", "container_attributes", "sandbox_attributes"]

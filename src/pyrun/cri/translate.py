@@ -331,7 +331,7 @@ def pod_security_context(config: pb.PodSandboxConfig) -> dict:
 
 
 def _capabilities(caps: pb.Capability, field: str) -> dict:
-    from pyrun.linux.caps import normalize
+    from pyrun.spec.security import normalize_capability as normalize
     out = {}
     for key, attr in (("add", "add_capabilities"), ("drop", "drop_capabilities")):
         names = []

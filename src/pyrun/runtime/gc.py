@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from typing import Callable
 
 from pyrun.config import Config
 from pyrun.errors import NotFound, RecordError
@@ -45,15 +46,13 @@ def crashed_pods(store: StateStore) -> list[str]:
     return out
 
 
-def collect_crashed(cfg: Config) -> list[str]:
-    from pyrun.runtime.pod import PodRuntime
+def collect_crashed(cfg: Config, destroy: Callable[[str], None]) -> list[str]:
+    """Destroy (PodRuntime.destroy, passed in: this module is below pyrun.runtime.pod) every crashed pod."""
     store = StateStore(cfg.root)
-    victims = crashed_pods(store)
-    rt = PodRuntime(cfg)
     done = []
-    for pod_id in victims:
+    for pod_id in crashed_pods(store):
         try:
-            rt.destroy(pod_id)
+            destroy(pod_id)
         except Exception as e:  # one pod that can't be removed must not block every other command
             print(f"pyrun: warning: could not clean up crashed pod {pod_id} (pyrun gc retries): {e}",
                   file=sys.stderr)
@@ -62,11 +61,11 @@ def collect_crashed(cfg: Config) -> list[str]:
     return done
 
 
-def collect_all(cfg: Config) -> dict:
+def collect_all(cfg: Config, destroy: Callable[[str], None]) -> dict:
     """`pyrun gc`: crashed pods, orphaned containers, names and writable layers, dead network allocations."""
     from pyrun.runtime import storage
     store = StateStore(cfg.root)
-    report = {"pods": collect_crashed(cfg), "containers": [], "names": []}
+    report = {"pods": collect_crashed(cfg, destroy), "containers": [], "names": []}
     live_containers = set()
     for pod_id in store.pod_ids():  # a newer pyrun's record (RecordError) stops gc: its containers are not orphans
         with contextlib.suppress(NotFound, ValueError):

@@ -4,11 +4,17 @@
 
 F ends a line, P is a partial line: lines longer than 16 KiB are split into P
 fragments, as the kubelet expects (see the CRI's kubelet log format).
+
+`LogFollower` is the one reader of a container's log file that `pyrun logs [-f]` and the
+CRI's Attach share: from its start or its end, and (following) across a rotation.
 """
 from __future__ import annotations
 
 import datetime as _dt
+import os
+import time
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 MAX_LINE = 16 * 1024
 
@@ -83,3 +89,95 @@ def render_entries(lines: list[bytes], streams: set[str] | None = None, timestam
         prefix = (e.timestamp + " ").encode() if timestamps else b""
         out.append(prefix + e.content + (b"" if e.partial else b"\n"))
     return b"".join(out)
+
+
+READ_SIZE = 32 * 1024
+POLL = 0.1         # s between reads of a quiet log
+CHECK_EVERY = 0.5  # s between checks that the container may still write and that the file was not rotated
+
+
+def _open_log(path: str, from_end: bool):
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return None
+    if from_end:
+        f.seek(0, os.SEEK_END)
+    return f
+
+
+class LogFollower:
+    """The one reader of a container's CRI log file (`pyrun logs [-f]`, the CRI's Attach).
+
+    The file is opened when the follower is made (from_end: at its end, so what is written after
+    this point is what `lines` returns). A last line without its newline is not returned (the
+    monitor writes whole lines)."""
+
+    def __init__(self, path: str, *, from_end: bool = False, poll: float = POLL, check_every: float = CHECK_EVERY,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.path = path
+        self.poll, self.check_every, self.sleep = poll, check_every, sleep
+        self._f = _open_log(path, from_end)
+        self._pending = b""
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+    def __enter__(self) -> "LogFollower":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _read(self) -> list[bytes] | None:
+        """The complete lines of the next chunk; None at the file's end (for now)."""
+        chunk = self._f.read(READ_SIZE) if self._f else b""
+        if not chunk:
+            return None
+        *lines, self._pending = (self._pending + chunk).split(b"\n")
+        return lines
+
+    def _rotated(self) -> bool:
+        """Whether the path now names another file than the open one (ReopenContainerLog: the kubelet
+        renamed the file and the monitor made a new one)."""
+        try:
+            current = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            return False
+        return self._f is None or os.fstat(self._f.fileno()).st_ino != current
+
+    def lines(self, *, follow: bool = True, running: Callable[[], bool] = lambda: False,
+              cancelled: Callable[[], bool] = lambda: False) -> Iterator[bytes]:
+        """The file's complete lines (without their newline), one by one (see `batches`)."""
+        for batch in self.batches(follow=follow, running=running, cancelled=cancelled):
+            yield from batch
+
+    def batches(self, *, follow: bool = True, running: Callable[[], bool] = lambda: False,
+                cancelled: Callable[[], bool] = lambda: False) -> Iterator[list[bytes]]:
+        """The file's complete lines (without their newline), as read. Without follow, those there now.
+        Following: at the end, wait for more while `running()` (checked every `check_every` s) says the
+        container may still write, continue in the new file after a rotation (the old one read to its end
+        first), and read once more to the end after `running()` turned false. cancelled(): stop now."""
+        last_check, alive = float("-inf"), True
+        while not cancelled():
+            lines = self._read()
+            if lines is not None:
+                yield lines
+                continue
+            if not follow or not alive:
+                return  # without follow, or drained after the container stopped writing
+            now = time.monotonic()
+            if now - last_check >= self.check_every:
+                last_check = now
+                alive = running()
+                if self._rotated():
+                    while (rest := self._read()) is not None:
+                        yield rest
+                    self.close()
+                    self._f, self._pending = _open_log(self.path, from_end=False), b""
+                    continue
+                if not alive:
+                    continue  # one last read
+            self.sleep(self.poll)

@@ -23,6 +23,7 @@ from pyrun.linux.caps import preload as preload_caps
 from pyrun.linux.procs import ProcessRef
 from pyrun.runtime import finalize, security
 from pyrun.runtime.records import ContainerStatus, InitConfig
+from pyrun.runtime.status import require_running
 
 NS_ORDER = ("ipc", "uts", "net", "pid", "mnt")
 
@@ -37,8 +38,9 @@ def enter(cdir: Path, argv: list[str], extra_env: list[str] | None = None, cwd: 
     preload_caps()  # after setns into the mount namespace the host's Python library is out of sight
     security.preload(security.from_config(config))
     ref = status.workload
-    if status.state != "running" or ref is None or not ref.alive():
-        raise InvalidState(f"container {config.name} is not running")
+    require_running(config.name, status)
+    if ref is None or not ref.alive():
+        raise InvalidState(f"container {config.name} exited")
     fds = {kind: os.open(f"/proc/{ref.pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC) for kind in NS_ORDER}
     if ProcessRef.of(ref.pid) != ref:
         raise InvalidState(f"container {config.name} exited")

@@ -67,7 +67,7 @@ class PodRuntime:
         from pyrun.spec.qos import qos_class
         self.store.ensure()
         from pyrun.runtime import gc
-        gc.collect_crashed(self.cfg)
+        gc.collect_crashed(self.cfg, self.destroy)
         pod_id = new_id()
         with contextlib.ExitStack() as undo:
             self.store.reserve_name(spec.namespace, spec.name, pod_id)
@@ -259,7 +259,7 @@ class PodRuntime:
 
     def list(self) -> list[PodRecord]:
         from pyrun.runtime import gc
-        gc.collect_crashed(self.cfg)
+        gc.collect_crashed(self.cfg, self.destroy)
         return self.store.pods()
 
     # --- stop and remove ------------------------------------------------------------------------

@@ -142,21 +142,3 @@ def describe(cfg: Config, record: CgroupRecord | None) -> dict | None:
     except Exception as e:  # noqa: BLE001 - inspect shows what it can
         out["error"] = str(e)
     return out
-
-
-def stats_targets(cfg: Config, pod_ref: str | None) -> list:
-    """(display name, CgroupPath) for `pyrun stats`: each pod, then each of its containers."""
-    from pyrun.cgroups import CgroupPath
-    from pyrun.runtime.state import StateStore
-    store = StateStore(cfg.root)
-    pods = [store.find_pod(pod_ref)] if pod_ref else store.pods()
-    out = []
-    for pod in pods:
-        if pod.cgroup is None:
-            continue
-        out.append((f"{pod.name} (pod)", CgroupPath.parse(pod.cgroup.path)))
-        for entry in pod.containers:
-            rec = store.read_container(entry.id)
-            if rec.cgroup is not None:
-                out.append((f"{pod.name}/{entry.name}", CgroupPath.parse(rec.cgroup.path)))
-    return out

@@ -99,3 +99,15 @@ def _kubectl_reason(statuses: Sequence[ContainerStatus]) -> str:
     if reason == "Completed" and has_running:
         reason = "NotReady"
     return reason
+
+
+def require_running(name: str, status: ContainerStatus) -> None:
+    """The one "container must be running" check (exec, attach, reopen-log): InvalidState otherwise."""
+    from pyrun.errors import InvalidState
+    if status.state != CONTAINER_RUNNING:
+        raise InvalidState(f"container {name} is {status.state or 'unknown'}, not running")
+
+
+def may_still_write(status: ContainerStatus) -> bool:
+    """Whether a container can still add to its log: created or running (a log follower waits)."""
+    return status.state in (CONTAINER_CREATED, CONTAINER_RUNNING)
