@@ -14,9 +14,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # 1. Debian packages: compilers and headers for the cffi module and the static pause binary,
-#    libcap-dev for python-prctl, busybox-static for the demo image, iproute2/nftables for pod networking.
+#    libcap-dev for python-prctl, busybox-static for the demo image, iproute2/nftables for pod networking,
+#    containernetworking-plugins for `--network cni` (lab 9; the default bridge network does not need it).
 scripts/apt-ensure.sh python3 python3-venv python3-dev gcc libc6-dev libffi-dev libcap-dev libseccomp2 \
-    busybox-static iproute2 nftables
+    busybox-static iproute2 nftables containernetworking-plugins
 
 # 2. A virtualenv with pyrun and its Python dependencies (re-installed when the build inputs change).
 PY=/usr/bin/python3

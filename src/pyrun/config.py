@@ -40,9 +40,12 @@ class Config:
     explain: bool = False
     data_root: Path | None = None  # None: default_data_root(root)
     # Node settings (were the `extra` grab-bag); None means the documented default.
-    network_mode: str = "bridge"                # --network: "bridge" (a veth per pod) or "none" (loopback only)
+    network_mode: str = "bridge"                # --network: "bridge" (a veth per pod), "cni" (the CNI plugins)
+                                                # or "none" (loopback only)
     network: Mapping[str, Any] = field(default_factory=dict)  # bridge, cidr, mtu, masquerade, state_dir overrides
                                                 # (pyrun.netns.settings.NetworkSettings)
+    cni: Mapping[str, Any] = field(default_factory=dict)  # --network cni: conf_dir, bin_dirs, timeout
+                                                # (pyrun.netns.cni.chain.CniSettings)
     pids_max: int | None = None                 # pids.max of a pod/container without a limit (cgroups default)
     seccomp_default: str | None = None          # profile when none is given: RuntimeDefault (default), Unconfined
     seccomp_profile_root: str | None = None     # Localhost profiles (else $PYRUN_SECCOMP_PROFILE_ROOT, or

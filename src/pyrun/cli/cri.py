@@ -21,13 +21,16 @@ def cri() -> None:
                    "No TLS: keep it on loopback.")
 @click.option("--data-root", type=click.Path(file_okay=False), default=None,
               help="Images and writable layers; overrides the global --data-root (which applies too).")
+@click.option("--network", type=click.Choice(["bridge", "none", "cni"]), default=None,
+              help="Pod network (overrides the global --network; cni: see --cni-conf-dir, --cni-bin-dir).")
 @click.pass_context
 def serve(ctx: click.Context, listen: str, log_level: str, workers: int, stream_address: str,
-          data_root: str | None) -> None:
+          data_root: str | None, network: str | None) -> None:
     """Serve runtime.v1 and runtime.v1alpha2 until SIGTERM/SIGINT.
 
     Global options apply: --root (state shared with `pyrun pod`), --data-root (images and
-    writable layers, shared with `pyrun` commands of the same --root), --network, and
+    writable layers, shared with `pyrun` commands of the same --root), --network (with
+    --cni-conf-dir and --cni-bin-dir for `--network cni`), and
     --cgroup-parent (must contain the kubelet's cgroup_parent paths, e.g. kubepods).
     """
     import dataclasses
@@ -37,6 +40,8 @@ def serve(ctx: click.Context, listen: str, log_level: str, workers: int, stream_
     cfg = ctx.obj
     if data_root:
         cfg = dataclasses.replace(cfg, data_root=os.path.abspath(data_root))
+    if network:
+        cfg = dataclasses.replace(cfg, network_mode=network)
     run_server(cfg, listen, log_level, workers, stream_address)
 
 

@@ -60,21 +60,34 @@ class LazyGroup(click.Group):
               help="Images and writable layers (default /var/lib/pyrun; with another --root: ROOT/data; "
                    "env PYRUN_DATA_ROOT).")
 @click.option("--explain", is_flag=True, help="Print every Linux primitive as the equivalent shell command.")
-@click.option("--network", type=click.Choice(["bridge", "none"]), envvar="PYRUN_NETWORK", default="bridge",
-              show_default=True, help="Pod network: a bridge + veth per pod, or only loopback.")
+@click.option("--network", type=click.Choice(["bridge", "none", "cni"]), envvar="PYRUN_NETWORK", default="bridge",
+              show_default=True, help="Pod network: a bridge + veth per pod, only loopback, or the CNI plugins "
+                                      "of the first valid config in --cni-conf-dir.")
+@click.option("--cni-conf-dir", envvar="PYRUN_CNI_CONF_DIR", default="/etc/cni/net.d", show_default=True,
+              help="CNI network configs (.conflist, .conf, .json; the first valid one in lexical order).")
+@click.option("--cni-bin-dir", envvar="PYRUN_CNI_BIN_DIR", default="/opt/cni/bin:/usr/lib/cni", show_default=True,
+              help="Where CNI plugin binaries are searched, ':'-separated, in order.")
 @click.option("--cgroup-parent", envvar="PYRUN_CGROUP_PARENT", default=None,
               help="Parent cgroup for pods (default pyrun).")
 @click.version_option(package_name="pyrun")
 @click.pass_context
 def cli(ctx: click.Context, root: str | None, data_root: str | None, explain: bool, network: str,
-        cgroup_parent: str | None) -> None:
+        cni_conf_dir: str, cni_bin_dir: str, cgroup_parent: str | None) -> None:
     """pyrun: Kubernetes Pods built from Linux primitives."""
     cfg = Config.from_env(root, data_root, cgroup_parent=cgroup_parent, explain=explain,
-                          network_mode=network)
+                          network_mode=network, cni=cni_options(network, cni_conf_dir, cni_bin_dir))
     if explain:
         from pyrun import explain as ex
         ex.enable(os.dup(2))
     ctx.obj = cfg
+
+
+def cni_options(network: str, conf_dir: str, bin_dir: str) -> dict:
+    """Config.cni: absolute dirs (pyrun may run plugins from another working directory)."""
+    bin_dirs = [os.path.abspath(d) for d in bin_dir.split(":") if d]
+    if not bin_dirs and network == "cni":
+        raise click.BadParameter("needs at least one directory", param_hint="--cni-bin-dir")
+    return {"conf_dir": os.path.abspath(conf_dir), "bin_dirs": bin_dirs}
 
 
 def main(argv: list[str] | None = None) -> None:

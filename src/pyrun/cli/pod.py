@@ -23,10 +23,15 @@ def pod() -> None:
 @click.argument("spec", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--strict", is_flag=True, help="Treat warnings (unsupported fields) as errors.")
 @click.option("-o", "--output", type=click.Choice(["id", "json"]), default="id", show_default=True)
+@click.option("--network", type=click.Choice(["bridge", "none", "cni"]), default=None,
+              help="This pod's network (overrides the global --network).")
 @click.pass_context
-def pod_create(ctx: click.Context, spec: str, strict: bool, output: str) -> None:
+def pod_create(ctx: click.Context, spec: str, strict: bool, output: str, network: str | None) -> None:
     """Create a pod from a Kubernetes Pod manifest (JSON or YAML) and start its containers."""
     from pyrun.errors import SpecError
+    if network:
+        import dataclasses
+        ctx.obj = dataclasses.replace(ctx.obj, network_mode=network)
     from pyrun.spec import load_pod_file
     loaded = load_pod_file(spec)
     for w in loaded.warnings:
@@ -101,6 +106,15 @@ def pod_rm(ctx: click.Context, pod_refs: tuple[str, ...], force: bool) -> None:
     _each(pod_refs, remove)
 
 
+@pod.command("check-network")
+@click.argument("pod_ref")
+@click.pass_context
+def pod_check_network(ctx: click.Context, pod_ref: str) -> None:
+    """Ask a --network cni pod's plugins whether its network is still as they made it (CNI CHECK)."""
+    checked = _runtime(ctx).check_network(pod_ref)
+    click.echo(f"ok: {', '.join(checked)}" if checked else "ok (the network's cniVersion has no CHECK)")
+
+
 def _each(refs: tuple[str, ...], action) -> None:
     """Apply `action` to every ref (like kubectl delete a b): report each failure, go on,
     and exit with the first failure's code once all were tried."""
@@ -167,6 +181,7 @@ def gc_cmd(ctx: click.Context) -> None:
     lines += [f"removed the rules of pod {p[:12]}" for p in net.get("rules", [])]
     lines += [f"released the address of pod {p[:12]}" for p in net.get("addresses", [])]
     lines += [f"removed bridge {b} (no pod uses it)" for b in net.get("bridge", [])]
+    lines += [f"ran CNI DEL for {e} (its pod is gone)" for e in net.get("cni", [])]
     click.echo("\n".join(lines) if lines else "nothing to clean up")
 
 

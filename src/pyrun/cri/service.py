@@ -63,7 +63,10 @@ class RuntimeService:
                                   runtime_api_version=api)
 
     def network_status(self) -> tuple[bool, str, str]:
-        """(ready, reason, message) of pod networking; checked once (binaries don't come and go)."""
+        """(ready, reason, message) of pod networking; checked once (binaries don't come and go),
+        except with --network cni, where the config is read again each time (it may come later)."""
+        if self.cfg.network_mode == "cni":
+            return self.rt.cni_status()
         if self._network is None:
             import importlib.util
             if not self.cfg.pod_network:
@@ -376,3 +379,4 @@ class ImageService:
             root, used, inodes = self._fs[1]
         usage = stats.filesystem_usage(root, used, inodes, time.time_ns())
         return pb.ImageFsInfoResponse(image_filesystems=[usage])
+

@@ -123,6 +123,17 @@ class Runtime:
         self._store.ensure()
         return collect_crashed(self.cfg, self._pods.destroy)
 
+    # --- network -------------------------------------------------------------------------------
+    def check_network(self, ref: str) -> list[str]:
+        """CNI CHECK of a --network cni pod: the networks checked (NetworkError naming the plugin)."""
+        from pyrun.runtime import podnet
+        return podnet.check(self.cfg, self.get(ref))
+
+    def cni_status(self) -> tuple[bool, str, str]:
+        """(ready, reason, message) of --network cni, read again on each call (the config may come later)."""
+        from pyrun.runtime import podnet
+        return podnet.cni_status(self.cfg)
+
     # --- queries -------------------------------------------------------------------------------
     def get(self, ref: str) -> PodRecord:
         """A pod by name, namespace/name or id prefix."""

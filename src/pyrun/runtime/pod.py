@@ -20,7 +20,7 @@ from pyrun.runtime import faults, resources, sandbox, storage
 from pyrun.linux.mounts import unmount_under
 from pyrun.linux.procs import ProcessRef, kill_now, terminate, wait_pids_gone
 from pyrun.runtime.records import (ContainerCri, ContainerEntry, ContainerRecord, InitConfig, MountSpec, PodCri,
-                                   PodNetwork, PodRecord, ProcessSpec, Resources)
+                                   PodRecord, ProcessSpec, Resources)
 from pyrun.runtime.status import PodStatus, pod_status
 from pyrun.runtime.state import (CONTAINER_RUNNING, POD_CREATING,
                                  POD_REMOVING, POD_RUNNING, POD_STOPPED, POD_TRANSITIONS, StateStore,
@@ -107,7 +107,7 @@ class PodRuntime:
 
             from pyrun.runtime import podnet
             if podnet.wants_network(self.cfg, spec):
-                pod = replace(pod, network=PodNetwork(pending=True))  # so a crash from here on is detached by gc
+                pod = replace(pod, network=podnet.pending(self.cfg))  # so a crash from here on is detached by gc
                 self.store.write_pod(pod)
                 undo.callback(podnet.detach, self.cfg, pod)
                 pod = replace(pod, network=podnet.attach(self.cfg, pod, spec))

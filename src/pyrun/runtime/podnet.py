@@ -1,7 +1,9 @@
 """The runtime's seam to pod networking (pyrun.netns): attach, detach, /etc files, gc.
 
 `--network none` pods (and hostNetwork pods) get no veth; the pyroute2 import
-(≈ 200 ms) is only paid by pods that do.
+(≈ 200 ms) is only paid by pods that do. `--network cni` pods are attached by the CNI
+plugins of the first valid config (pyrun.netns.cni); their record says "mode": "cni" and
+detach runs DEL from the cached config whatever --network the remover was given.
 """
 from __future__ import annotations
 
@@ -25,10 +27,31 @@ def _ports(spec) -> list[dict]:
     return out
 
 
+def mode(cfg) -> str:
+    """--network: bridge, none or cni."""
+    return cfg.network_mode
+
+
+def pending(cfg) -> PodNetwork:
+    """The pod's network record while attach runs (so a crash from there on is detached by gc)."""
+    return PodNetwork(pending=True, mode=mode(cfg))
+
+
+def _pod_ref(pod: PodRecord):
+    from pyrun.netns.cni.protocol import PodRef
+    return PodRef(container_id=pod.id, namespace=pod.namespace, name=pod.name, uid=pod.uid)
+
+
 def attach(cfg, pod: PodRecord, spec) -> PodNetwork | None:
-    """Give the pod an address on the node bridge (a veth pair); None when it has no pod network."""
+    """Give the pod an address on the node bridge (a veth pair), or run the CNI chain (--network cni);
+    None when it has no pod network."""
     if not wants_network(cfg, spec):
         return None
+    if mode(cfg) == "cni":
+        from pyrun.netns.cni import chain, protocol
+        result = chain.add(cfg.root, chain.CniSettings.from_config(cfg), _pod_ref(pod), pod.namespaces["net"],
+                           ports=_ports(spec))
+        return PodNetwork.from_dict({"mode": "cni", **protocol.summary(result)})
     from pyrun.netns.pod import attach_pod
     att = attach_pod(cfg, pod.id, pod.namespaces["net"], ports=_ports(spec), hostname=spec.hostname)
     return PodNetwork.from_dict(att.to_json())
@@ -38,8 +61,48 @@ def detach(cfg, pod: PodRecord) -> None:
     """Idempotent: removes the veth, rules and address of a pod that had (or was getting) a network."""
     if pod.network is None:
         return
+    if pod.network.mode == "cni":
+        _detach_cni(cfg, pod)
+        return
     from pyrun.netns.pod import detach_pod
     detach_pod(cfg, pod.id, pod.net_namespace)
+
+
+def _detach_cni(cfg, pod: PodRecord) -> None:
+    """CNI DEL from the cache. For a pod whose ADD never finished (a failed create being undone,
+    a crashed one collected) a failing DEL is a warning: the error to report is the create's,
+    and the cache entry stays for `pyrun gc` to retry."""
+    import sys
+
+    from pyrun.errors import NetworkError
+    from pyrun.netns.cni import chain
+    try:
+        chain.delete(cfg.root, chain.CniSettings.from_config(cfg), pod.id)
+    except NetworkError as e:
+        if not (pod.network and pod.network.pending):
+            raise
+        print(f"pyrun: warning: {e} (pyrun gc retries)", file=sys.stderr)
+
+
+def check(cfg, pod: PodRecord) -> list[str]:
+    """CNI CHECK of a --network cni pod; the networks checked (NetworkError naming the plugin)."""
+    from pyrun.errors import InvalidState
+    if pod.network is None or pod.network.mode != "cni":
+        raise InvalidState(f"pod {pod.name} has no CNI network (CHECK is for pods made with --network cni)")
+    from pyrun.netns.cni import chain
+    return chain.check(cfg.root, chain.CniSettings.from_config(cfg), pod.id)
+
+
+def cni_status(cfg) -> tuple[bool, str, str]:
+    """NetworkReady with --network cni: a valid config whose plugins are all there (and, from
+    cniVersion 1.1.0, answer STATUS); else NetworkPluginNotReady and why, as containerd reports it."""
+    from pyrun.errors import NetworkError
+    from pyrun.netns.cni import chain
+    try:
+        net = chain.status(chain.CniSettings.from_config(cfg))
+    except NetworkError as e:
+        return False, "NetworkPluginNotReady", f"cni plugin not initialized: {e}"
+    return True, "", f"CNI network {net.name} from {net.source}"
 
 
 def write_etc_files(etc_dir: Path, pod: PodRecord, spec) -> None:
@@ -63,7 +126,12 @@ def write_etc_files(etc_dir: Path, pod: PodRecord, spec) -> None:
 def gc(cfg, live_pod_ids: set[str]):
     """Remove veths, rules and addresses of this root's pods that no longer exist (other state roots'
     are left alone; only if this root ever networked: attach makes cfg.network_dir)."""
+    report = {}
+    from pyrun.netns.cni import cache
+    if cache.all_entries(cfg.root):
+        from pyrun.netns.cni import chain
+        report["cni"] = chain.gc(cfg.root, chain.CniSettings.from_config(cfg), live_pod_ids)
     if not (cfg.network_dir).exists():
-        return {}
+        return report
     from pyrun.netns.pod import gc_network
-    return gc_network(cfg, live_pod_ids)
+    return {**gc_network(cfg, live_pod_ids), **report}

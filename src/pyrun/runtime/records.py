@@ -126,8 +126,10 @@ class ContainerCgroup:
 
 @dataclass(frozen=True)
 class PodNetwork:
-    """The pod's network attachment (pyrun.netns.pod.Attachment), or `pending` while it is being
-    made (so that gc detaches a pod whose creator died half-way)."""
+    """The pod's network attachment: the bridge's (pyrun.netns.pod.Attachment) or, with mode "cni",
+    what the CNI result said (pyrun.netns.cni.protocol.summary: ip, prefix_len, gateway, mac,
+    interfaces). `pending` while it is being made (so that gc detaches a pod whose creator died
+    half-way); `mode` is the --network that made it (none recorded: the bridge)."""
     ip: str | None = None
     prefix_len: int | None = None
     gateway: str | None = None
@@ -135,14 +137,21 @@ class PodNetwork:
     host_ifname: str | None = None
     ifname: str | None = None
     bridge: str | None = None
+    interfaces: tuple[str | None, ...] | None = None
+    mode: str | None = None
     pending: bool = False
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> "PodNetwork | None":
-        return cls(**_known(cls, d)) if d else None
+        if not d:
+            return None
+        d = _known(cls, d)
+        if d.get("interfaces") is not None:
+            d["interfaces"] = tuple(d["interfaces"])
+        return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
-        d = _drop_none({f.name: getattr(self, f.name) for f in fields(self) if f.name != "pending"})
+        d = _drop_none({f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "pending"})
         if self.pending:
             d["pending"] = True
         return d
