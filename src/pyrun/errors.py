@@ -6,8 +6,10 @@ in exactly one place (pyrun.cri.errors).
 """
 from __future__ import annotations
 
+import contextlib as _contextlib
 import errno as _errno
 import os
+from typing import Iterator as _Iterator
 
 
 class PyrunError(Exception):
@@ -151,3 +153,15 @@ _ERRNO_CLASSES: dict[int, type[SyscallError]] = {
     _errno.EISDIR: _subclass(IsADirectoryError),
     _errno.ESRCH: _subclass(ProcessLookupError),
 }
+
+
+@_contextlib.contextmanager
+def naming(call: str, path: "str | os.PathLike[str]", what: str) -> "_Iterator[None]":
+    """Start-up steps: an OSError inside leaves as a SyscallError naming what was tried (`path`, and
+    `what` it is, e.g. "the state root (--root)") and why; a SyscallError passes unchanged."""
+    try:
+        yield
+    except SyscallError:
+        raise
+    except OSError as e:
+        raise SyscallError.from_errno(e.errno or _errno.EIO, call, str(path), hint=what) from None

@@ -61,6 +61,11 @@ def stop_recording() -> None:
     _recorder = None
 
 
+def active() -> bool:
+    """Whether emit() goes anywhere (skip building an expensive line when it does not)."""
+    return _recorder is not None or _fd is not None
+
+
 def emit(command: str) -> None:
     """Report one primitive as a shell command line."""
     if _recorder is not None:

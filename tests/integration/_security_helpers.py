@@ -20,6 +20,7 @@ SOURCE = r"""
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -62,7 +63,32 @@ int main(int argc, char **argv)
             return result("open", fd);
         return result("write", write(fd, "1\n", 2));
     }
-    fprintf(stderr, "usage: sectool keyctl|unshare-user|mount [dir]|raw-socket|bind-port N|ids|write FILE\n");
+    if (!strcmp(cmd, "deep-tree")) {  /* N nested directories "d" below the cwd (mkdir + relative chdir),
+                                         then a symlink "escape" -> argv[3] at the bottom if given */
+        for (long i = atol(arg); i > 0; i--)
+            if (mkdir("d", 0755) < 0 || chdir("d") < 0)
+                return result("mkdir/chdir", -1);
+        if (argc > 3 && symlink(argv[3], "escape") < 0)
+            return result("symlink", -1);
+        return result("deep-tree", 0);
+    }
+    if (!strcmp(cmd, "deep-read")) {  /* cat the file argv[3] below N levels of "d" (relative chdir) */
+        char buf[256];
+        for (long i = atol(arg); i > 0; i--)
+            if (chdir("d") < 0)
+                return result("chdir", -1);
+        int fd = open(argc > 3 ? argv[3] : "", O_RDONLY);
+        if (fd < 0)
+            return result("open", fd);
+        long n = read(fd, buf, sizeof buf - 1);
+        if (n < 0)
+            return result("read", n);
+        buf[n] = 0;
+        printf("%s", buf);
+        return 0;
+    }
+    fprintf(stderr, "usage: sectool keyctl|unshare-user|mount [dir]|raw-socket|bind-port N|ids|write FILE"
+            "|deep-tree N [LINK]|deep-read N FILE\n");
     return 2;
 }
 """

@@ -136,6 +136,38 @@ def test_remove_kills_a_process_tree(env):
     assert not any(os.path.exists(d) for d in cg.paths(ctr).values())
 
 
+def test_remove_takes_deep_sub_cgroups_with_a_process_at_the_bottom(env):
+    """Issue 15: where a container's cgroup is delegated it can nest sub-cgroups; kill and remove walk
+    them iteratively and fd-relative (here 200 levels in every hierarchy, a process at the bottom)."""
+    cg, procs = env
+    ctr = cg.container_path(cg.pod_path("BestEffort", "nest"), "nest")
+    cg.create(ctr, Limits(cpu_shares=2))
+    bottoms = []
+    for procs_file in cg.procs_files(ctr):  # one per hierarchy pyrun uses
+        top = os.path.dirname(procs_file)
+        fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+        for _ in range(200):
+            os.mkdir("n", dir_fd=fd)
+            nfd = os.open("n", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        bottoms.append(fd)
+    sleeper = subprocess.Popen(["sleep", "60"])
+    procs.append(sleeper)
+    try:
+        for fd in bottoms:
+            wfd = os.open("cgroup.procs", os.O_WRONLY, dir_fd=fd)
+            os.write(wfd, str(sleeper.pid).encode())
+            os.close(wfd)
+    finally:
+        for fd in bottoms:
+            os.close(fd)
+    assert cg.pids(ctr) == {sleeper.pid}
+    cg.remove(ctr)
+    assert sleeper.wait(timeout=5) == -signal.SIGKILL
+    assert not any(os.path.exists(d) for d in cg.paths(ctr).values())
+
+
 HUGE_2MB = 2 * MI
 MAP_HUGETLB = 0x40000  # x86 and arm64 (mmap(2)); Python's mmap module lacks the constant
 

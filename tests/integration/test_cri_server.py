@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from _cri_helpers import (DEMO_IMAGE, CriServer, cgroup_dirs, cli_argv, container_config, remove_pod, run_pod,
+from _cri_helpers import (DEMO_IMAGE, CriServer, cgroup_dirs, cli_argv, container_config, data_root_of, remove_pod, run_pod,
                           running_server, sandbox_config)
 
 pytestmark = [pytest.mark.integration,
@@ -343,10 +343,92 @@ def test_hostile_names_and_values_are_invalid_argument_naming_the_field(env):
     ch.close()
 
 
-def _serve_fails(root: Path, *args: str) -> subprocess.CompletedProcess:
+def test_a_nul_byte_in_any_request_is_invalid_argument_naming_the_field(env):
+    """Issue 15: requests not built from specs (ExecSync, Exec, Attach, PortForward, UpdateContainerResources,
+    label filters) are checked by the one request check too."""
+    rt, _, pb, ch = env["server"].stubs("v1")
+    sid, cid = run_pod(rt, pb, "nulreq", env["tmp"])
+    for call, request, field in (
+            (rt.ExecSync, pb.ExecSyncRequest(container_id=cid, cmd=["sh", "-c", "echo\0 x"], timeout=5), "cmd[2]"),
+            (rt.Exec, pb.ExecRequest(container_id=cid, cmd=["a\0"], stdout=True), "cmd[0]"),
+            (rt.Attach, pb.AttachRequest(container_id=cid + "\0", stdout=True), "container_id"),
+            (rt.PortForward, pb.PortForwardRequest(pod_sandbox_id=sid + "\0", port=[80]), "pod_sandbox_id"),
+            (rt.UpdateContainerResources, pb.UpdateContainerResourcesRequest(
+                container_id=cid, linux=pb.LinuxContainerResources(unified={"pids.max": "10\0"})),
+             "linux.unified['pids.max']"),
+            (rt.ListPodSandbox, pb.ListPodSandboxRequest(filter=pb.PodSandboxFilter(label_selector={"a\0": "b"})),
+             "filter.label_selector")):
+        with pytest.raises(grpc.RpcError) as e:
+            call(request)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+        assert field in e.value.details() and "NUL byte" in e.value.details(), e.value.details()
+    assert rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["echo", "ok"], timeout=5)).stdout == b"ok\n"
+    remove_pod(rt, pb, sid)
+    ch.close()
+
+
+def test_a_device_missing_on_the_host_is_named_and_nothing_is_made(env):
+    """Issue 15: start-up errors name the device path they tried."""
+    rt, _, pb, ch = env["server"].stubs("v1")
+    cfg = sandbox_config(pb, "nodev", env["tmp"])
+    sid = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id
+    layers = set(os.listdir(data_root_of(env["root"]) / "containers")) if (data_root_of(env["root"]) / "containers").exists() else set()
+    for host_path, why in (("/dev/pyrun-no-such-device", "No such file or directory"),
+                           ("/etc/hostname", "is not a character or block device")):
+        config = container_config(pb, "c", ["true"], devices=[pb.Device(host_path=host_path, container_path="/dev/x",
+                                                                         permissions="rw")])
+        with pytest.raises(grpc.RpcError) as e:
+            rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, config=config, sandbox_config=cfg))
+        detail = e.value.details()
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, detail
+        assert "config.devices[0].host_path" in detail and host_path in detail and why in detail, detail
+    assert list(rt.ListContainers(pb.ListContainersRequest(filter=pb.ContainerFilter(pod_sandbox_id=sid))).containers) == []
+    now = set(os.listdir(data_root_of(env["root"]) / "containers")) if (data_root_of(env["root"]) / "containers").exists() else set()
+    assert now == layers  # no writable layer made
+    remove_pod(rt, pb, sid)
+    ch.close()
+
+
+def _serve_fails(root: Path, *args: str, wrapper: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     argv = [*cli_argv(root, "pyrun-cri-startup"), "cri", "serve", *args]
     argv[2] = "pyrun.cli.cri"  # `cri` is registered by pyrun.cli.cri's __main__ (see CriServer.start)
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    return subprocess.run([*wrapper, *argv], capture_output=True, text=True, timeout=60)
+
+
+def in_private_mounts(setup: str) -> tuple[str, ...]:
+    """Run a command in a private mount namespace after the shell `setup`: its remounts touch nothing outside."""
+    return ("unshare", "--mount", "--propagation", "private", "sh", "-c", f'{setup} && exec "$@"', "sh")
+
+
+def test_start_up_names_an_unwritable_cgroup_hierarchy_and_makes_nothing(tmp_path):
+    """Issue 15: every start-up error names what it tried; a read-only cgroup hierarchy (here the memory one,
+    remounted read-only in a private mount namespace) is found at start, not at the first RunPodSandbox."""
+    from pyrun.cgroups import read_host_layout
+    memory = read_host_layout().require("memory").mount_point
+    done = _serve_fails(tmp_path / "root", "--listen", f"unix://{tmp_path}/e.sock",
+                        wrapper=in_private_mounts(f"mount -o remount,bind,ro {memory}"))
+    assert done.returncode == 7 and "Traceback" not in done.stderr, done.stderr
+    assert f"cannot create cgroups under {memory}" in done.stderr and "read-only" in done.stderr, done.stderr
+    assert "--cgroup-parent" in done.stderr
+    assert not (tmp_path / "root").exists() and not (tmp_path / "e.sock").exists()
+
+
+def test_start_up_names_an_unusable_data_root_and_makes_nothing(tmp_path):
+    for d in ("lower", "upper", "work", "merged", "ro"):
+        (tmp_path / d).mkdir()
+    overlay = (f"mount -t overlay overlay -o lowerdir={tmp_path}/lower,upperdir={tmp_path}/upper,"
+               f"workdir={tmp_path}/work {tmp_path}/merged")
+    done = _serve_fails(tmp_path / "root", "--listen", f"unix://{tmp_path}/f.sock",
+                        "--data-root", f"{tmp_path}/merged/data", wrapper=in_private_mounts(overlay))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert f"--data-root) {tmp_path}/merged/data is on a filesystem of type overlay" in done.stderr, done.stderr
+    done = _serve_fails(tmp_path / "root", "--listen", f"unix://{tmp_path}/g.sock", "--data-root",
+                        f"{tmp_path}/ro/data", wrapper=in_private_mounts(f"mount -t tmpfs -o ro tmpfs {tmp_path}/ro"))
+    assert done.returncode == 10 and "Traceback" not in done.stderr, done.stderr
+    assert f"{tmp_path}/ro/data" in done.stderr and "Read-only file system" in done.stderr, done.stderr
+    assert "--data-root" in done.stderr
+    assert not (tmp_path / "root").exists() and not os.listdir(tmp_path / "upper")
+    assert not list(tmp_path.glob("*.sock"))
 
 
 def test_start_up_errors_name_what_they_tried(tmp_path):

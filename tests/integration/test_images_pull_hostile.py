@@ -17,7 +17,8 @@ from pyrun.images.pull import pull_image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _images_registry import FakeRegistry  # noqa: E402
-from test_images_pull import assert_clean  # noqa: E402
+from test_images_pull import assert_clean  # noqa: E402  (it puts tests/unit on sys.path too)
+from _images_helpers import sparse_tar  # noqa: E402
 
 pytestmark = [pytest.mark.integration]
 
@@ -133,3 +134,39 @@ def test_nothing_listens(tmp_path):
     with pytest.raises(ImageError, match="cannot reach http://127.0.0.1"):
         pull_image(store, f"127.0.0.1:{free_port()}/x/app:1")
     assert_clean(store)
+
+
+# --- issue 15: a pulled layer can't fill the disk ---------------------------------------------------
+
+def _serve(tmp_path, layer_tar: bytes) -> FakeRegistry:
+    reg = FakeRegistry()
+    write_layout(tmp_path / "bomb", [layer_tar], {"Cmd": ["sh"]})
+    reg.add_layout(tmp_path / "bomb", "x/bomb", "1")
+    reg.manifest = json.loads(reg.manifests[("x/bomb", "1")][0])
+    return reg
+
+
+def test_pull_of_a_layer_over_its_limit_fails_naming_it_and_leaves_nothing(tmp_path):
+    reg = _serve(tmp_path, LayerBuilder().file("zeros", b"\0" * (3 << 20)).tar_bytes())  # 3 MiB -> ~3 kB gzipped
+    try:
+        store = ImageStore(tmp_path / "images", layer_floor=1 << 20, layer_ratio=10)
+        with pytest.raises(ImageError) as err:
+            pull_image(store, f"{reg.host}/x/bomb:1")
+        assert layer(reg, 0) in str(err.value) and f"limit of {1 << 20} bytes" in str(err.value), err.value
+        assert_clean(store)
+        assert list(store.blobs.digests()) == []  # not even the verified blobs stay
+    finally:
+        reg.stop()
+
+
+def test_pull_of_a_sparse_layer_is_written_sparse(tmp_path):
+    gib = 1 << 30
+    reg = _serve(tmp_path, sparse_tar("big", 4 * gib, [(0, b"head"), (4 * gib - 4, b"tail")]))
+    try:
+        store = ImageStore(tmp_path / "images")
+        image = pull_image(store, f"{reg.host}/x/bomb:1")
+        [layer_dir] = store.layer_dirs(image)
+        st = os.stat(layer_dir / "big")
+        assert st.st_size == 4 * gib and st.st_blocks * 512 <= 1 << 20
+    finally:
+        reg.stop()

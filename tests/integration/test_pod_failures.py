@@ -121,3 +121,73 @@ def test_killed_create_is_cleaned_by_the_next_command(pyrun, write_pod):
     time.sleep(0.2)
     assert not os.path.exists(f"/proc/{pause_pid}") or open(f"/proc/{pause_pid}/stat").read().split()[2] == "Z"
     assert "nothing to clean up" in pyrun("gc").stdout
+
+
+def test_nul_bytes_anywhere_in_a_manifest_exit_2_naming_every_field(pyrun, tmp_path):
+    """Issue 15: a NUL in env[].value passed validation and failed at exec with exit 9, naming nothing.
+    (argv and the environment can't hold a NUL; a manifest file can, as JSON "\\u0000" or raw in YAML.)"""
+    bad = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "nul", "labels": {"app": "a\0"}, "annotations": {"k\0": "v"}},
+           "spec": {"containers": [{"name": "c", "image": "pyrun/demo:latest", "command": ["sh", "-c\0"],
+                                    "env": [{"name": "A", "value": "x\0y"}], "workingDir": "/w\0",
+                                    "volumeMounts": [{"name": "h", "mountPath": "/h"}]}],
+                    "volumes": [{"name": "h", "hostPath": {"path": str(tmp_path) + "\0"}}]}}
+    path = tmp_path / "nul.json"
+    path.write_text(json.dumps(bad))
+    p = pyrun("pod", "create", str(path), check=False)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    for field in ("metadata.labels", "metadata.annotations", "spec.containers[0].command[1]",
+                  "spec.containers[0].env[0].value", "spec.containers[0].workingDir", "spec.volumes[0].hostPath.path"):
+        assert field in p.stderr, (field, p.stderr)
+    assert all(x["name"] != "nul" for x in pyrun.pods())
+    assert not (pyrun.root / "pods").exists() or not list((pyrun.root / "pods").iterdir())
+
+
+# --- issue 15: every start-up error names what it tried ------------------------------------------------
+
+def _in_private_mounts(setup: str) -> list[str]:
+    """Run a command in a private mount namespace after the shell `setup`: its remounts touch nothing outside."""
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'{setup} && exec "$@"', "sh"]
+
+
+def test_an_unwritable_cgroup_hierarchy_is_named_and_nothing_is_left(pyrun, write_pod):
+    from pyrun.cgroups import read_host_layout
+    memory = read_host_layout().require("memory").mount_point
+    spec = write_pod("rocg", [{"name": "c", "command": ["sleep", "1000"]}])
+    p = subprocess.run(_in_private_mounts(f"mount -o remount,bind,ro {memory}") + pyrun.argv("pod", "create", spec),
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 7 and "Traceback" not in p.stderr, p.stderr
+    # v1: "cannot create cgroup <memory>/<parent>/...", v2: writing +memory to <parent>/cgroup.subtree_control
+    assert f"{memory}/{pyrun.cgroup_parent}" in p.stderr and "Read-only file system" in p.stderr, p.stderr
+    assert_nothing_left(pyrun, "rocg")
+
+
+@pytest.mark.parametrize("data_root, expected, code", [
+    ("/proc/pyrun-test-data", "is on a filesystem of type proc", 2),
+    ("{tmp}/file/data", "Not a directory (the data root (--data-root)): {tmp}/file/data", 10),
+])
+def test_an_unusable_data_root_is_named_and_nothing_is_left(pyrun, write_pod, tmp_path, data_root, expected, code):
+    (tmp_path / "file").write_text("")
+    data_root = data_root.format(tmp=tmp_path)
+    argv = pyrun.argv("pod", "create", write_pod("badroot", [{"name": "c", "command": ["sleep", "1000"]}]))
+    argv[argv.index("--data-root") + 1] = data_root
+    argv[argv.index("--root") + 1] = str(tmp_path / "state")  # a data root serves one state root
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert p.returncode == code and "Traceback" not in p.stderr, p.stderr
+    assert expected.format(tmp=tmp_path) in p.stderr and "--data-root" in p.stderr, p.stderr
+    assert not os.path.exists(data_root)
+    assert not (tmp_path / "state" / "pods").exists() or not os.listdir(tmp_path / "state" / "pods")
+
+
+@pytest.mark.parametrize("volume, expected", [
+    ({"path": "/nonexistent/pyrun-test", "type": "Directory"}, "/nonexistent/pyrun-test does not exist on the node"),
+    ({"path": "/nonexistent/pyrun-test"}, "/nonexistent/pyrun-test does not exist on the node"),
+    ({"path": "/dev/null", "type": "Directory"}, "/dev/null"),
+])
+def test_a_missing_host_path_is_named_and_nothing_is_left(pyrun, write_pod, volume, expected):
+    spec = write_pod("nohost", [{"name": "c", "command": ["sleep", "1000"],
+                                 "volumeMounts": [{"name": "h", "mountPath": "/h"}]}],
+                     volumes=[{"name": "h", "hostPath": volume}])
+    p = pyrun("pod", "create", spec, check=False)
+    assert p.returncode == 2 and "spec.volumes[0].hostPath" in p.stderr and expected in p.stderr, p.stderr
+    assert_nothing_left(pyrun, "nohost")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import time
 from pathlib import Path
 
 import pytest
@@ -254,3 +255,25 @@ def test_exec_gets_exactly_the_security_of_the_containers_pid_1(pyrun, make_pod,
     assert mine.returncode == 0 and pid1.returncode == 0, (mine.stderr, pid1.stderr)
     assert len(mine.stdout.splitlines()) == len(SECURITY_FIELDS)
     assert mine.stdout == pid1.stdout
+
+
+def test_removal_never_follows_what_a_container_planted(pyrun, make_pod, tmp_path):
+    """Issue 15: removal walks what the container left (writable layer, emptyDir) without following a
+    symlink: links to a host directory, planted shallow and under a deep tree, leave the host untouched."""
+    sentinel = tmp_path / "host-dir"
+    sentinel.mkdir()
+    (sentinel / "keep").write_text("host data")
+    plant = (f"ln -s {sentinel} /escape && ln -s {sentinel} /v/escape && ln -s / /v/root && "
+             f"mkdir -p /deep && cd /deep && /t/sectool deep-tree 3000 {sentinel} && "
+             f"cd /v && /t/sectool deep-tree 3000 {sentinel} && "
+             f"touch /done")
+    make_pod("sec-plant", [{"name": "c", "command": ["sh", "-c", plant + "; sleep 1000"],
+                            "volumeMounts": [{"name": "v", "mountPath": "/v"}]}],
+             volumes=[{"name": "v", "emptyDir": {}}])
+    deadline = time.monotonic() + 120
+    while run(pyrun, "sec-plant", "c", "test", "-e", "/done").returncode != 0:
+        assert time.monotonic() < deadline, pyrun("logs", "sec-plant", "c").stdout
+        time.sleep(0.5)
+    pyrun("pod", "rm", "-f", "sec-plant")
+    assert (sentinel / "keep").read_text() == "host data"
+    assert all(p["name"] != "sec-plant" for p in pyrun.pods())

@@ -69,14 +69,18 @@ def layout(kind: str, v2_controllers: str | None = None, proc_cgroups: str = PRO
     return detect_layout(MOUNTINFO[kind], proc_cgroups, lambda mp: text)
 
 
-def fake_rmdir(path: str) -> None:
+def fake_rmdir(path: str, dir_fd: int | None = None, shown=None) -> None:
     """rmdir as cgroupfs does it: control files go with the directory, child cgroups make it EBUSY."""
-    entries = list(os.scandir(path))
-    if any(e.is_dir() for e in entries):
-        raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), path)
-    for e in entries:
-        os.unlink(e.path)
-    os.rmdir(path)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+    try:
+        entries = list(os.scandir(fd))
+        if any(e.is_dir(follow_symlinks=False) for e in entries):
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), path)
+        for e in entries:
+            os.unlink(e.name, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(path, dir_fd=dir_fd)
 
 
 @dataclass

@@ -44,3 +44,29 @@ def crafted_tar(*members: tuple[tarfile.TarInfo, bytes | None]) -> bytes:
 
 def stream(data: bytes) -> io.BytesIO:
     return io.BytesIO(data)
+
+
+def sparse_member(name: str, real_size: int, blocks: list[tuple[int, bytes]]) -> tuple[tarfile.TarInfo, bytes]:
+    """A PAX 1.0 sparse member (GNU tar --sparse --posix): `real_size` apparent bytes, only `blocks` stored.
+
+    The stored data is the sparse map ("<count>\\n<offset>\\n<length>\\n...", padded to 512 bytes) followed
+    by the data blocks back to back; GNU.sparse.realsize says how big the file really is."""
+    mapping = f"{len(blocks)}\n" + "".join(f"{offset}\n{len(data)}\n" for offset, data in blocks)
+    raw = mapping.encode()
+    raw += b"\0" * (-len(raw) % 512)
+    raw += b"".join(data for _, data in blocks)
+    info = tarfile.TarInfo(f"GNUSparseFile.0/{name}")
+    info.size = len(raw)
+    info.mode = 0o644
+    info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": name,
+                        "GNU.sparse.realsize": str(real_size)}
+    return info, raw
+
+
+def sparse_tar(name: str, real_size: int, blocks: list[tuple[int, bytes]]) -> bytes:
+    """A layer tar holding one sparse member (PAX format, as the 401-byte disk filler of issue 15 was)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info, raw = sparse_member(name, real_size, blocks)
+        tar.addfile(info, io.BytesIO(raw))
+    return buf.getvalue()

@@ -222,3 +222,76 @@ def test_oom_events_file(tmp_path):
         f"{tmp_path}/a{CTR}/memory.events"
     assert fake_tree(tmp_path / "b", "hybrid").cgroups.oom_events_file(CgroupPath.parse(CTR)) == \
         f"{tmp_path}/b/memory{CTR}/memory.oom_control"
+
+
+# --- issue 15: sub-cgroups a container made (delegated v2) may be deep; walks are iterative and bounded ---
+
+def _nest(top, depth: int, procs_at_bottom: str) -> None:
+    """top/s/s/.../s (depth levels, made fd-relative: deeper than PATH_MAX) with a cgroup.procs at the bottom."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir("s", dir_fd=fd)
+            nfd = os.open("s", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        wfd = os.open("cgroup.procs", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(wfd, procs_at_bottom.encode())
+        os.close(wfd)
+    finally:
+        os.close(fd)
+
+
+def test_sub_cgroups_deeper_than_path_max_are_read_and_removed(tmp_path):
+    import sys
+    tree = fake_tree(tmp_path, "v2")
+    cg = tree.cgroups
+    _, ctr = make(tree)
+    top = cg.paths(ctr)["memory"]
+    _nest(top, 2100, "4242\n")  # "s/" x 2100: longer than PATH_MAX (the deep-tree helpers test 5,000 levels)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(200)  # recursion per level would blow up here
+    try:
+        assert cg.pids(ctr) == {4242}
+        _nest_clear_bottom(top)  # the process left
+        cg.remove(ctr)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert not os.path.exists(top)
+
+
+def _nest_clear_bottom(top) -> None:
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        while "s" in os.listdir(fd):
+            nfd = os.open("s", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        wfd = os.open("cgroup.procs", os.O_WRONLY | os.O_TRUNC, dir_fd=fd)
+        os.close(wfd)
+    finally:
+        os.close(fd)
+
+
+def test_a_subtree_past_the_bound_is_an_error_naming_the_cgroup(tmp_path, monkeypatch):
+    from pyrun.cgroups import driver
+    monkeypatch.setattr(driver, "MAX_SUBTREE", 10)
+    tree = fake_tree(tmp_path, "v2")
+    cg = tree.cgroups
+    _, ctr = make(tree)
+    top = cg.paths(ctr)["memory"]
+    for i in range(20):
+        os.mkdir(f"{top}/sub{i}")
+    with pytest.raises(CgroupError, match=f"cgroup {top} has more than 10 cgroups below it"):
+        cg.remove(ctr)
+    monkeypatch.setattr(driver, "MAX_SUBTREE", 100)
+    cg.remove(ctr)  # a later call with room finishes
+    assert not os.path.exists(top)
+
+
+def test_check_usable_names_a_missing_controller(tmp_path):
+    tree = fake_tree(tmp_path, "v2", v2_controllers="cpu pids")
+    with pytest.raises(CgroupError, match="the cgroup controller `memory` is not available"):
+        tree.cgroups.check_usable()
+    fake_tree(tmp_path / "ok", "v2").cgroups.check_usable()  # nothing made
+    assert not (tmp_path / "ok" / "pyrun").exists()

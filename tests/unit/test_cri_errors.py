@@ -93,3 +93,44 @@ def test_request_id():
     assert server.request_id(pb.RunPodSandboxRequest(config=cfg)) == "web"
     assert server.request_id(pb.PullImageRequest(image=pb.ImageSpec(image="busybox"))) == "busybox"
     assert server.request_id(pb.VersionRequest()) == "-"
+
+
+# --- issue 15: a NUL byte in any string of any request is INVALID_ARGUMENT naming the field ----------
+
+@pytest.mark.parametrize("method, request_, field", [
+    ("ExecSync", pb.ExecSyncRequest(container_id="c", cmd=["sh", "-c", "echo\0"]), "cmd[2]"),
+    ("Exec", pb.ExecRequest(container_id="c", cmd=["a\0b"]), "cmd[0]"),
+    ("Attach", pb.AttachRequest(container_id="c\0"), "container_id"),
+    ("PortForward", pb.PortForwardRequest(pod_sandbox_id="\0p", port=[80]), "pod_sandbox_id"),
+    ("ReopenContainerLog", pb.ReopenContainerLogRequest(container_id="c\0"), "container_id"),
+    ("UpdateContainerResources",
+     pb.UpdateContainerResourcesRequest(container_id="c", linux=pb.LinuxContainerResources(unified={"memory.max": "1\0"})),
+     "linux.unified['memory.max']"),
+    ("UpdateContainerResources", pb.UpdateContainerResourcesRequest(container_id="c", annotations={"k\0": "v"}),
+     "annotations"),
+    ("ListContainers", pb.ListContainersRequest(filter=pb.ContainerFilter(label_selector={"app": "x\0"})),
+     "filter.label_selector['app']"),
+    ("PullImage", pb.PullImageRequest(image=pb.ImageSpec(image="busybox\0")), "image.image"),
+    ("StopPodSandbox", pb.StopPodSandboxRequest(pod_sandbox_id="p\0"), "pod_sandbox_id"),
+])
+def test_wrap_refuses_a_nul_byte_in_any_request_naming_the_field(method, request_, field):
+    called = []
+    ctx = FakeContext()
+    with pytest.raises(Aborted):
+        server._wrap(method, called.append)(request_, ctx)
+    assert ctx.code == grpc.StatusCode.INVALID_ARGUMENT and field in ctx.details and "NUL byte" in ctx.details
+    assert called == []  # the handler never ran
+
+
+def test_every_string_field_kind_is_seen():
+    from pyrun.cri.validate import nul_bytes
+    req = pb.CreateContainerRequest(
+        pod_sandbox_id="p\0",
+        config=pb.ContainerConfig(command=["ok", "x\0"], labels={"a\0": "b"},
+                                  devices=[pb.Device(host_path="/dev/null\0")],
+                                  linux=pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(
+                                      apparmor_profile="p\0"))))
+    assert [f for f, _ in nul_bytes(req)] == sorted([
+        "pod_sandbox_id", "config.command[1]", "config.labels", "config.devices[0].host_path",
+        "config.linux.security_context.apparmor_profile"])
+    assert nul_bytes(pb.CreateContainerRequest(pod_sandbox_id="p", config=pb.ContainerConfig(command=["ok"]))) == []

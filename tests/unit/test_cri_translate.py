@@ -207,16 +207,22 @@ def test_a_253_character_name_is_accepted():
     (dict(args=["a\0"]), "config.args[0]"),
     (dict(working_dir="/w\0"), "config.working_dir"),
     (dict(annotations={"a": "\0"}), "config.annotations['a']"),
+    (dict(log_path="c/0.log\0"), "config.log_path"),
+    (dict(mounts=[pb.Mount(container_path="/x", host_path="/tmp\0")]), "config.mounts[0].host_path"),
 ])
 def test_a_nul_byte_in_a_container_config_names_the_field(cfg, field):
+    """The one request check (pyrun.cri.validate, run by the server for every RPC) before translation."""
+    from pyrun.cri.validate import check_request
     with pytest.raises(SpecError) as e:
-        t.container_spec(container_config(**cfg))
+        check_request(pb.CreateContainerRequest(pod_sandbox_id="p", config=container_config(**cfg),
+                                                sandbox_config=sandbox_config()))
     assert (field, "must not contain a NUL byte") in e.value.problems
 
 
 def test_a_nul_byte_in_a_sandbox_config_names_the_field():
+    from pyrun.cri.validate import check_request
     with pytest.raises(SpecError) as e:
-        t.pod_spec(sandbox_config(labels={"app": "a\0"}))
+        check_request(pb.RunPodSandboxRequest(config=sandbox_config(labels={"app": "a\0"})))
     assert e.value.problems == [("config.labels['app']", "must not contain a NUL byte")]
 
 

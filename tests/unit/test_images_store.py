@@ -313,3 +313,40 @@ def test_unpack_is_explained(tmp_path):
     finally:
         explain.stop_recording()
     assert len(lines) == 1 and lines[0].startswith("tar -x") and img.layer_diff_ids[0].split(":")[1] in lines[0]
+
+
+# --- issue 15: a layer can't fill the disk ------------------------------------------------------
+
+def _store_contents(root: Path) -> dict[str, list[str]]:
+    return {sub: sorted(os.listdir(root / sub)) if (root / sub).is_dir() else []
+            for sub in ("blobs/sha256", "layers")}
+
+
+def test_oversize_layer_refused_naming_layer_and_limit_and_leaves_nothing(tmp_path):
+    small_layout(tmp_path / "ok", {"a": b"1"}, ref_name="test/ok:1")
+    layer = LayerBuilder().file("big", b"\0" * (3 << 20)).tar_bytes()  # 3 MiB of zeros: a few KiB gzipped
+    write_layout(tmp_path / "l", [layer], ref_name="test/big:1")
+    store = ImageStore(tmp_path / "s", layer_floor=1 << 20, layer_ratio=10)
+    store.import_path(tmp_path / "ok")
+    before = _store_contents(tmp_path / "s")
+    manifest = json.loads((tmp_path / "l/blobs/sha256" / json.loads((tmp_path / "l/index.json").read_text())
+                           ["manifests"][0]["digest"].split(":")[1]).read_text())
+    blob = manifest["layers"][0]["digest"]
+    with pytest.raises(ImageError) as err:
+        store.import_path(tmp_path / "l")
+    text = str(err.value)
+    assert blob in text and f"limit of {1 << 20} bytes" in text and "PYRUN_LAYER_FLOOR" in text, text
+    assert _store_contents(tmp_path / "s") == before  # no blob, no layer dir, no .tmp-*
+    assert [i.name for i in store.list()] == ["docker.io/test/ok:1"]
+
+
+def test_sparse_layer_imports_sparse(tmp_path):
+    from _images_helpers import sparse_tar
+    gib = 1 << 30
+    write_layout(tmp_path / "l", [sparse_tar("big", 4 * gib, [(0, b"head"), (4 * gib - 4, b"tail")])],
+                 ref_name="test/sparse:1")
+    store = ImageStore(tmp_path / "s")
+    image = store.import_path(tmp_path / "l")
+    [layer] = store.layer_dirs(image)
+    st = os.stat(layer / "big")
+    assert st.st_size == 4 * gib and st.st_blocks * 512 <= 1 << 20

@@ -7,9 +7,9 @@ import pytest
 
 from pyrun.errors import ImageError
 from pyrun.images.build import LayerBuilder, gzip_bytes
-from pyrun.images.unpack import check_member, unpack_layer
+from pyrun.images.unpack import LayerTooLarge, check_member, unpack_layer
 
-from _images_helpers import crafted_tar, raw_info, stream
+from _images_helpers import crafted_tar, raw_info, sparse_tar, stream
 
 L = "sha256:layer"
 
@@ -72,8 +72,9 @@ def test_device_nodes_are_kept():
 def test_huge_names_refused():
     with pytest.raises(ImageError, match="longer than 255"):
         check_member(raw_info("a" * 256), L)
-    with pytest.raises(ImageError, match="longer than 4096"):
-        check_member(raw_info("/".join(["d" * 200] * 21)), L)
+    with pytest.raises(ImageError, match="longer than 65536"):
+        check_member(raw_info("/".join(["d" * 200] * 330)), L)
+    assert len(check_member(raw_info("/".join(["d" * 200] * 21)), L).parts) == 21  # > PATH_MAX is fine
 
 
 def test_unknown_member_type_refused():
@@ -210,3 +211,214 @@ def test_truncated_gzip_layer(tmp_path):
     gz = gzip_bytes(LayerBuilder().file("a", os.urandom(50000)).tar_bytes())[:20000]
     with pytest.raises(ImageError):
         unpack_layer(DecompressingReader(stream(gz), "layer x"), dest, "x")
+
+
+# --- issue 15: unpacking can't fill the disk ------------------------------------------------------
+
+GIB = 1 << 30
+
+
+def test_sparse_member_is_written_sparse(tmp_path):
+    """A 4 GiB PAX sparse member holding 8 bytes of data: 4 GiB apparent, a few blocks allocated."""
+    data = sparse_tar("big", 4 * GIB, [(0, b"head"), (4 * GIB - 4, b"tail")])
+    assert len(data) < 16 * 1024
+    dest = unpack(tmp_path, data)
+    st = os.stat(dest / "big")
+    assert st.st_size == 4 * GIB
+    assert st.st_blocks * 512 <= 1 << 20, st.st_blocks  # allocated: the two data blocks, not the holes
+    with open(dest / "big", "rb") as f:
+        assert f.read(4) == b"head"
+        f.seek(GIB)
+        assert f.read(4) == b"\0" * 4
+        f.seek(4 * GIB - 4)
+        assert f.read() == b"tail"
+
+
+def test_sparse_holes_do_not_count_against_the_limit(tmp_path):
+    dest = tmp_path / "layer"
+    dest.mkdir()
+    unpack_layer(stream(sparse_tar("big", 4 * GIB, [(GIB, b"x" * 100)])), dest, L, max_bytes=1000)
+    assert os.stat(dest / "big").st_size == 4 * GIB
+
+
+@pytest.mark.parametrize("bad", [[(10, b"abc"), (5, b"x")],          # unordered
+                                 [(4 * GIB - 1, b"xy")]])            # beyond the real size
+def test_bad_sparse_map_refused(tmp_path, bad):
+    with pytest.raises(ImageError, match=r"layer sha256:layer: member 'big': bad sparse map entry"):
+        unpack(tmp_path, sparse_tar("big", 4 * GIB, bad))
+
+
+def test_layer_over_its_limit_names_layer_member_and_limit(tmp_path):
+    dest = tmp_path / "layer"
+    dest.mkdir()
+    data = LayerBuilder().file("a", b"x" * 600).file("b", b"y" * 600).tar_bytes()
+    with pytest.raises(LayerTooLarge, match=r"layer sha256:layer: member 'b': .* limit of 1000 bytes"):
+        unpack_layer(stream(data), dest, L, max_bytes=1000)
+    assert os.stat(dest / "b").st_size == 0  # refused before a byte of it is written (the caller removes dest)
+
+
+def test_sparse_data_over_the_limit_is_refused(tmp_path):
+    dest = tmp_path / "layer"
+    dest.mkdir()
+    data = sparse_tar("big", 4 * GIB, [(0, b"x" * 700), (GIB, b"y" * 700)])
+    with pytest.raises(LayerTooLarge, match="limit of 1000 bytes"):
+        unpack_layer(stream(data), dest, L, max_bytes=1000)
+
+
+def deep_layer(levels: int) -> bytes:
+    """deep/d/d/.../d (`levels` directories, each its own member) and a file at the bottom; iterative."""
+    layer = LayerBuilder(sort=False)
+    path = "deep"
+    for _ in range(levels):
+        layer.dir(path)
+        path += "/d"
+    layer.file(path, b"bottom\n")
+    return layer.tar_bytes()
+
+
+def test_a_5000_level_layer_unpacks_and_is_removed(tmp_path):
+    """Issue 15: a layer with a 2,000-deep directory made `image prune` crash forever (RecursionError).
+    Member names of 10 KB are longer than PATH_MAX: the writer opens one component at a time."""
+    from pyrun.linux.tree import remove_tree, tree_usage
+    dest = unpack(tmp_path, deep_layer(5000))
+    try:
+        assert tree_usage(dest)[2] == 5000 + 1  # the directories and the file at the bottom
+        fd = os.open(dest / "deep", os.O_RDONLY)
+        for _ in range(4999):
+            fd, old = os.open("d", os.O_RDONLY, dir_fd=fd), fd
+            os.close(old)
+        with os.fdopen(os.open("d", os.O_RDONLY, dir_fd=fd)) as f:
+            assert f.read() == "bottom\n"
+        os.close(fd)
+    finally:
+        remove_tree(dest)  # pytest's own tmp cleanup recurses: never leave it a deep tree
+    assert not dest.exists()
+
+
+def test_a_member_name_over_64_kib_is_refused_naming_it(tmp_path):
+    name = "/".join(["d"] * 33000)  # 65,999 bytes
+    with pytest.raises(ImageError, match=r"layer sha256:layer: member 'd/d/d.*longer than 65536 bytes"):
+        unpack(tmp_path, crafted_tar((raw_info(name), b"x")))
+    assert not (tmp_path / "layer" / "d").exists()  # refused before anything was made
+
+
+def test_a_directory_replaced_by_a_symlink_is_never_written_through(tmp_path):
+    """The writer's path index caches the last parent: a symlink replacing it must still be seen."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    data = crafted_tar((raw_info("d", tarfile.DIRTYPE, mode=0o755), None), (raw_info("d/e/f1"), b"1"),
+                       (raw_info("d/e", tarfile.SYMTYPE, str(outside)), None), (raw_info("d/e/f2"), b"2"))
+    with pytest.raises(ImageError, match=r"'d/e/f2'.*symlink 'd/e'"):
+        unpack(tmp_path, data)
+    assert list(outside.iterdir()) == []
+
+
+def test_what_a_replaced_directory_held_is_forgotten(tmp_path):
+    """A hardlink may only name an earlier member that still exists: not one under a replaced directory."""
+    data = crafted_tar((raw_info("d/f"), b"1"), (raw_info("d"), b"now a file"), (raw_info("h", tarfile.LNKTYPE, "d/f"), None))
+    with pytest.raises(ImageError, match="not an earlier member"):
+        unpack(tmp_path, data)
+
+
+def test_many_deep_members_keep_one_node_per_path(tmp_path):
+    """Issue 15 hardening: long names cost O(depth) each, not O(depth) of memory per member
+    (a small layer of such names once needed ~1 KiB of RAM per member, and O(depth^2) per member once
+    it held a symlink)."""
+    from pyrun.images.unpack import LayerWriter, check_member
+    from pyrun.linux.tree import remove_tree
+    base = "/".join(["d"] * 1000)
+    dest = tmp_path / "layer"
+    dest.mkdir()
+    writer = LayerWriter(dest, L)
+    try:
+        writer.write(check_member(raw_info("link", tarfile.SYMTYPE, "/etc"), L, writer.paths), None)
+        for i in range(200):
+            writer.write(check_member(raw_info(f"{base}/f{i}"), L, writer.paths), stream(b""))
+        nodes, stack = 0, [writer.paths.root]
+        while stack:
+            n = stack.pop()
+            nodes += 1
+            stack.extend((n.children or {}).values())
+        assert nodes == 1 + 1 + 1000 + 200  # the root, the symlink, the chain, the files
+    finally:
+        writer.close()
+        remove_tree(dest)
+
+
+# --- tarfile's own trust, bounded (pyrun.images.tarsafe) ----------------------------------------------
+
+def _pax(records: dict) -> bytes:
+    return tarfile.TarInfo._create_pax_generic_header(records, tarfile.XHDTYPE, "utf-8")
+
+
+def _member(name: str) -> bytes:
+    info = tarfile.TarInfo(name)
+    return info.tobuf(tarfile.USTAR_FORMAT)
+
+
+END = b"\0" * 1024
+
+
+@pytest.mark.parametrize("data, why", [
+    (_pax({"comment": "x"}) * 3000 + _member("a") + END, "more than 8 extended headers in a row"),  # RecursionError
+    (_pax({"comment": "x" * (2 << 20)}) + _member("a") + END, "an extended header of"),
+])
+def test_hostile_extended_headers_are_a_clear_error(tmp_path, data, why):
+    with pytest.raises(ImageError, match=f"layer sha256:layer: bad or truncated tar stream: .*{why}"):
+        unpack(tmp_path, data)
+
+
+def _sparse_with_map(mapping: bytes) -> bytes:
+    info = tarfile.TarInfo("GNUSparseFile.0/big")
+    info.size = len(mapping) + (-len(mapping) % 512)
+    info.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "big",
+                        "GNU.sparse.realsize": "100"}
+    return info.tobuf(tarfile.PAX_FORMAT) + mapping + b"\0" * (-len(mapping) % 512) + END
+
+
+@pytest.mark.parametrize("mapping, why", [
+    (b"99999999\n0\n1\n", "a sparse map of b'99999999' entries"),
+    (b"3\n0\n", "malformed or truncated sparse map"),  # tarfile itself raised ValueError here
+    (b"1\nx\n1\n", "malformed sparse map entry"),
+])
+def test_hostile_sparse_maps_are_a_clear_error(tmp_path, mapping, why):
+    with pytest.raises(ImageError, match=f"bad or truncated tar stream: .*{why}"):
+        unpack(tmp_path, _sparse_with_map(mapping))
+
+
+def test_an_oci_archive_with_chained_headers_is_refused(tmp_path):
+    from pyrun.images.oci import TarSource
+    archive = tmp_path / "evil.tar"
+    archive.write_bytes(_pax({"comment": "x"}) * 3000 + _member("index.json") + END)
+    with pytest.raises(ImageError, match="(?s)not a readable tar archive: .*extended headers in a row"):
+        TarSource(archive)
+
+
+def _old_gnu_sparse(extension_blocks: list[bytes]) -> bytes:
+    """An old-GNU sparse ('S') header saying more map blocks follow, then `extension_blocks`."""
+    info = tarfile.TarInfo("big")
+    info.size = 0
+    head = bytearray(info.tobuf(tarfile.GNU_FORMAT))
+    head[156:157] = b"S"
+    head[482] = 1                                   # isextended
+    head[483:495] = b"%011o\0" % 100                # realsize
+    head[148:156] = b" " * 8
+    head[148:155] = b"%06o\0" % sum(head)           # checksum
+    return bytes(head) + b"".join(extension_blocks)
+
+
+def _extension_block(entries: int, more: bool) -> bytes:
+    block = bytearray(512)
+    for i in range(entries):
+        block[i * 24:i * 24 + 24] = b"%011o\0%011o\0" % (i * 10 + 1, 1)
+    block[504] = 1 if more else 0
+    return bytes(block)
+
+
+@pytest.mark.parametrize("blocks, why", [
+    ([_extension_block(21, True)] * 3200, "a sparse map of more than 65536 entries"),
+    ([_extension_block(21, True)], "a truncated sparse header"),  # tarfile itself raised IndexError here
+])
+def test_hostile_old_gnu_sparse_headers_are_a_clear_error(tmp_path, blocks, why):
+    with pytest.raises(ImageError, match=f"bad or truncated tar stream: .*{why}"):
+        unpack(tmp_path, _old_gnu_sparse(blocks))

@@ -135,3 +135,36 @@ def test_mount_point_inside_is_refused_not_crossed(tmp_path):
         subprocess.run(["umount", str(root / "a" / "mnt")], check=True)
     tree.remove_tree(root)
     assert not root.exists()
+
+
+def test_walk_dirs_bottom_up_5000_levels_children_first(tmp_path):
+    """The order cgroup removal and the unpacker's directory metadata need: a directory after all below it."""
+    root = tmp_path / "t"
+    root.mkdir()
+    _deep(root, DEPTH)
+    (root / "side").mkdir()
+    seen, done = [], set()
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(200)
+    try:
+        for parent_fd, name, parts in tree.walk_dirs_bottom_up(root):
+            p = parts()
+            assert p[-1] == name and stat.S_ISDIR(os.stat(name, dir_fd=parent_fd, follow_symlinks=False).st_mode)
+            assert p[:-1] not in done  # the parent comes after its children
+            seen.append(p)
+            done.add(p)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert len(seen) == DEPTH + 1 and {len(p) for p in seen} == set(range(1, DEPTH + 1))
+    chain = [p for p in seen if p[0] == "d"]
+    assert [len(p) for p in chain] == list(range(DEPTH, 0, -1))  # deepest first
+    tree.remove_tree(root)
+
+
+def test_walk_dirs_bottom_up_lets_the_caller_rmdir(tmp_path):
+    root = tmp_path / "t"
+    for d in ("a/b/c", "a/x", "e"):
+        (root / d).mkdir(parents=True)
+    for parent_fd, name, _ in tree.walk_dirs_bottom_up(root):
+        os.rmdir(name, dir_fd=parent_fd)
+    assert os.listdir(root) == []

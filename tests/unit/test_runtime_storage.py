@@ -93,3 +93,44 @@ def test_open_images_without_an_old_store_only_claims(tmp_path):
     assert store.root == tmp_path / "run" / "data" / "images"
     assert store.list() == []
     assert storage.owner_of(cfg.data_root) == str(tmp_path / "run")
+
+
+# --- issue 15: a data root that can't work is named at once, before anything is made ------------------
+
+MOUNTINFO = """\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+30 22 0:40 / /srv/over rw,relatime shared:9 - overlay overlay rw,lowerdir=/a,upperdir=/b,workdir=/c
+31 22 0:41 / /srv/over/inner rw - tmpfs tmpfs rw
+32 22 0:42 / /srv/my\\040space rw - vfat /dev/sdb1 rw
+"""
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("/var/lib/pyrun", ("/", "ext4")),
+    ("/srv/over/data", ("/srv/over", "overlay")),
+    ("/srv/over/inner/x", ("/srv/over/inner", "tmpfs")),
+    ("/srv/overlay-not", ("/", "ext4")),                 # a prefix of the name is not a parent
+    ("/srv/my space/d", ("/srv/my space", "vfat")),       # mountinfo escapes spaces
+])
+def test_filesystem_at(path, expected):
+    from pyrun.linux.mounts import filesystem_at
+    assert filesystem_at(path, MOUNTINFO) == expected
+
+
+def test_a_data_root_on_overlay_is_refused_naming_it_and_nothing_is_made(tmp_path, monkeypatch):
+    import pyrun.linux.mounts as mounts
+    monkeypatch.setattr(mounts, "filesystem_of", lambda p: ("/srv/over", "overlay"))
+    cfg = Config(root=tmp_path / "state", data_root=tmp_path / "data")
+    with pytest.raises(UsageError, match=f"the data root \\(--data-root\\) {tmp_path}/data is on a filesystem "
+                                         "of type overlay \\(mounted at /srv/over\\)"):
+        storage.claim(cfg)
+    assert not (tmp_path / "data").exists()
+
+
+def test_an_unwritable_data_root_is_named(tmp_path):
+    from pyrun.errors import SyscallError
+    (tmp_path / "file").write_text("")
+    cfg = Config(root=tmp_path / "state", data_root=tmp_path / "file" / "data")
+    with pytest.raises(SyscallError, match="the data root \\(--data-root\\)") as e:
+        storage.claim(cfg)
+    assert e.value.filename == str(tmp_path / "file" / "data")

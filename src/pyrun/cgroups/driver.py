@@ -31,7 +31,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from pyrun.cgroups import cpu, devices, fs, hugetlb, memory, pids
 from pyrun.cgroups.layout import CONTROLLERS, Hierarchy, Layout, read_host_layout
@@ -39,9 +39,11 @@ from pyrun.cgroups.limits import Limits
 from pyrun.cgroups.names import CgroupPath, container_path, pod_path
 from pyrun.errors import CgroupError
 from pyrun.linux import syscalls as linux
+from pyrun.linux import tree
 
 LIMIT_CONTROLLERS = (cpu, memory, pids, hugetlb)
 V2_CONTROLLERS = ("cpu", "memory", "pids", "hugetlb")  # what pyrun enables in cgroup.subtree_control
+MAX_SUBTREE = 100_000  # cgroups below one of ours that kill/remove walk before giving up (a later call retries)
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ class Cgroups:
 
     def __init__(self, layout: Layout, parent: str | CgroupPath = "pyrun", root: str | os.PathLike | None = None,
                  *, own_parent: bool = True, layout_root: str = "/sys/fs/cgroup",
-                 rmdir: Callable[[str], None] = fs.rmdir):
+                 rmdir: Callable[..., None] = fs.rmdir):
         self.layout = layout.rebased(layout_root, os.fspath(root)) if root is not None else layout
         self.parent = parent if isinstance(parent, CgroupPath) else CgroupPath.parse(parent)
         if not self.parent.components:
@@ -120,6 +122,21 @@ class Cgroups:
     def procs_files(self, path: CgroupPath) -> list[str]:
         """Every cgroup.procs file of the cgroup (one per hierarchy); write a pid (or "0" for yourself) to each."""
         return [os.path.join(self._dir(h, path), "cgroup.procs") for h in self._hierarchies]
+
+    # --- start-up check ---------------------------------------------------------------------------
+
+    def check_usable(self, controllers: tuple[str, ...] = ("cpu", "memory", "pids")) -> None:
+        """For a server's start: the controllers pods need exist, and cgroups can be made below the
+        parent in every hierarchy (its nearest existing level is writable). Creates nothing."""
+        for c in controllers:
+            self.layout.require(c)
+        for h in self._hierarchies:
+            level = self._dir(h, self.parent)
+            while not os.path.isdir(level) and len(level) > len(h.mount_point):
+                level = os.path.dirname(level)
+            if not os.access(level, os.W_OK):
+                raise CgroupError(f"cannot create cgroups under {level} (for the cgroup parent {self.parent}, "
+                                  f"--cgroup-parent): {'read-only' if _read_only(level) else 'not writable'}")
 
     # --- create and join -------------------------------------------------------------------------
 
@@ -203,20 +220,31 @@ class Cgroups:
 
     # --- kill and remove -------------------------------------------------------------------------
 
-    def _subtree_dirs(self, path: CgroupPath) -> list[str]:
-        """Every existing directory of the cgroup and its descendants, deepest first, in all hierarchies."""
-        out = []
+    def _subtree(self, path: CgroupPath) -> Iterator[tuple[int, str, Callable[[], str]]]:
+        """(parent_fd, name, where) for every existing directory of the cgroup and its descendants,
+        deepest first, in all hierarchies; where() is the readable path (for messages).
+
+        A container may make sub-cgroups where its cgroup is delegated, as deep as it likes: the walk is
+        iterative and fd-relative (pyrun.linux.tree), so no recursion and no PATH_MAX, and bounded:
+        past MAX_SUBTREE directories it stops with a CgroupError (a later remove/gc retries)."""
         for h in self._hierarchies:
             top = self._dir(h, path)
-            if os.path.isdir(top):
-                out += [d for d, _, _ in os.walk(top, topdown=False)]
-        return out
+            for attempt in range(3):  # a sub-cgroup removed under the walk (by its own processes): again
+                try:
+                    yield from _bounded(top, tree.walk_dirs_bottom_up(top))
+                    break
+                except (FileNotFoundError, NotADirectoryError):
+                    if not os.path.isdir(top):
+                        break  # not in this hierarchy (or gone): nothing to yield
+                    if attempt == 2:
+                        raise CgroupError(f"cgroup {top} keeps changing while pyrun walks it") from None
+            yield from _itself(top)
 
     def pids(self, path: CgroupPath) -> set[int]:
         """Every pid in the cgroup or below it, in any hierarchy."""
         found: set[int] = set()
-        for d in self._subtree_dirs(path):
-            found |= {int(p) for p in (fs.read(os.path.join(d, "cgroup.procs")) or "").split()}
+        for fd, name, _ in self._subtree(path):
+            found |= {int(p) for p in (fs.read_at(fd, f"{name}/cgroup.procs") or "").split()}
         return found
 
     def _freeze(self, path: CgroupPath, frozen: bool) -> None:
@@ -254,17 +282,17 @@ class Cgroups:
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
 
-    def _rmdir_retry(self, d: str, timeout: float) -> None:
+    def _rmdir_retry(self, parent_fd: int, name: str, where: Callable[[], str], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                self._rmdir(d)
+                self._rmdir(name, dir_fd=parent_fd, shown=where)
                 return
             except FileNotFoundError:
                 return
             except OSError as e:
                 if e.errno != errno.EBUSY or time.monotonic() > deadline:
-                    raise CgroupError(f"cannot remove cgroup {d}: {e.strerror}") from None
+                    raise CgroupError(f"cannot remove cgroup {where()}: {e.strerror}") from None
                 time.sleep(0.02)
 
     def remove(self, path: CgroupPath, timeout: float = 5.0, prune_parents: bool = True) -> None:
@@ -272,8 +300,8 @@ class Cgroups:
         cgroups below a parent someone else owns) the empty levels up to the parent."""
         self._check(path)
         self.kill_all(path, timeout)
-        for d in self._subtree_dirs(path):
-            self._rmdir_retry(d, timeout)
+        for fd, name, where in self._subtree(path):
+            self._rmdir_retry(fd, name, where, timeout)
         if prune_parents:
             self._prune_parents(path)
 
@@ -333,6 +361,34 @@ class Cgroups:
     def oom_killed(self, path: CgroupPath) -> bool:
         """Did the kernel OOM-kill a task of this cgroup (v2: or of a descendant)?"""
         return self.oom_kills(path) > 0
+
+
+def _read_only(path: str) -> bool:
+    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+
+
+def _bounded(top: str, walk) -> Iterator[tuple[int, str, Callable[[], str]]]:
+    """The items of a walk_dirs_bottom_up(top), with readable paths; CgroupError past MAX_SUBTREE."""
+    try:
+        for count, (fd, name, parts) in enumerate(walk, 1):
+            if count > MAX_SUBTREE:
+                raise CgroupError(f"cgroup {top} has more than {MAX_SUBTREE} cgroups below it; not walking further")
+            yield fd, name, lambda: os.path.join(top, *parts())  # noqa: B023 - valid until next()
+    finally:
+        walk.close()
+
+
+def _itself(top: str) -> Iterator[tuple[int, str, Callable[[], str]]]:
+    """(parent_fd, name, where) of the directory `top` itself, if it exists."""
+    try:
+        parent_fd = os.open(os.path.dirname(top), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        if os.path.isdir(top):
+            yield parent_fd, os.path.basename(top), lambda: top
+    finally:
+        os.close(parent_fd)
 
 
 def open_cgroups(config) -> Cgroups:

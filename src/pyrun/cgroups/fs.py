@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+from typing import Callable
 
 from pyrun import explain
 from pyrun.errors import CgroupError, SyscallError
@@ -51,7 +52,28 @@ def write_errno(path: str, value: str) -> int:
     return 0
 
 
-def rmdir(path: str) -> None:
-    """rmdir(2) of a cgroup directory (its control files go with it); raises OSError."""
-    explain.emit(explain.argv("rmdir", path))
-    os.rmdir(path)
+def rmdir(path: str, dir_fd: int | None = None, shown: Callable[[], str] | None = None) -> None:
+    """rmdir(2) of a cgroup directory (its control files go with it); raises OSError.
+
+    With dir_fd, `path` is one name relative to it (deep trees); shown() gives the path explain
+    prints (built only when explaining: O(depth))."""
+    if explain.active():
+        explain.emit(explain.argv("rmdir", shown() if shown else path))
+    os.rmdir(path, dir_fd=dir_fd)
+
+
+def read_at(dir_fd: int, name: str) -> str | None:
+    """Like read(), for a file `name` ("child/cgroup.procs") relative to an open directory."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dir_fd)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        raise CgroupError(f"cannot open {name}: {e.strerror}") from None
+    try:
+        with os.fdopen(fd) as f:
+            return f.read()
+    except OSError as e:
+        if e.errno == errno.ENODEV:
+            return None
+        raise CgroupError(f"cannot read {name}: {e.strerror}") from None

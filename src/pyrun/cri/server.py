@@ -7,8 +7,9 @@ bytes straight into the v1 message and serialise the v1 reply, which a v1alpha2
 client reads as its own message (tests/unit/test_cri_adapter.py checks every
 message pair, recursively). Only Version differs: it reports the API it was asked on.
 
-Every RPC goes through `_wrap`: one log line (method, id, duration, status) and
-the one error -> status translation (pyrun.cri.errors). RPCs pyrun does not
+Every RPC goes through `_wrap`: one check of the request (pyrun.cri.validate: no NUL byte in any
+string field), one log line (method, id, duration, status) and the one error -> status translation
+(pyrun.cri.errors). RPCs pyrun does not
 implement answer UNIMPLEMENTED, never UNKNOWN. Exec/Attach/PortForward are unary here: they hand
 out URLs of the streaming server (pyrun.cri.streaming) that `serve` starts next to the gRPC server.
 
@@ -39,7 +40,9 @@ from cri_api.v1 import api_pb2 as v1
 
 from pyrun.config import Config
 from pyrun.cri.errors import Unimplemented, is_expected, status_for
+from pyrun.cri.validate import check_request
 from pyrun.errors import UsageError
+from pyrun.errors import naming as _naming
 
 log = logging.getLogger("pyrun.cri")
 
@@ -85,6 +88,7 @@ def _wrap(method: str, fn):
         start = time.monotonic()
         code, detail = grpc.StatusCode.OK, ""
         try:
+            check_request(request)  # every string field of every request, once, before any handler
             return fn(request)
         except Exception as e:  # noqa: BLE001 - every error leaves as a gRPC status
             code, detail = status_for(e)
@@ -148,18 +152,6 @@ def build_server(cfg: Config, workers: int = 16, streaming=None) -> grpc.Server:
     server.add_generic_rpc_handlers([service_handler(api, svc, impls[svc]) for api in API_VERSIONS
                                      for svc in SERVICES])
     return server
-
-
-@contextlib.contextmanager
-def _naming(call: str, target: str, hint: str):
-    """Start-up steps: an OSError leaves as a SyscallError naming what was tried (`target`) and why."""
-    from pyrun.errors import SyscallError
-    try:
-        yield
-    except SyscallError:
-        raise
-    except OSError as e:
-        raise SyscallError.from_errno(e.errno or 0, call, target, hint=hint) from None
 
 
 def _claim_socket(path: str) -> None:
@@ -227,8 +219,8 @@ def _serve(cfg: Config, path: str, workers: int, stream_address: str) -> None:
     from pyrun.cri.streaming import StreamServer
     from pyrun.runtime.api import Runtime
     rt = Runtime(cfg)
-    with _naming("mkdir", str(cfg.root), "the state root (--root)"):
-        rt.ensure_state_root()
+    rt.check_start()  # cgroups and the data root's filesystem, named, before anything is made
+    rt.prepare_roots()  # the state root and the data root (a failed data root takes back a new state root)
     collected = rt.recover()  # pods a killed server left half-made
     if collected:
         log.info("removed %d pod(s) left half-created by a previous run", len(collected))

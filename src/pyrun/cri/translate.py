@@ -62,42 +62,6 @@ def _check_name(value: str, field: str) -> str:
     return value
 
 
-def nul_bytes(message, root: str = "config") -> list[tuple[str, str]]:
-    """(field path, message) for every string field, map key or map value of a protobuf message holding
-    a NUL byte (an explicit stack, no recursion). The spec's check for manifests, for CRI messages."""
-    found: list[tuple[str, str]] = []
-    stack = [(root, message)]
-    while stack:
-        path, msg = stack.pop()
-        for fd, value in msg.ListFields():
-            here = f"{path}.{fd.name}"
-            if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
-                for key in value:
-                    item = value[key]
-                    if isinstance(key, str) and "\0" in key:
-                        found.append((here, f"key {key!r} must not contain a NUL byte"))
-                    elif isinstance(item, str) and "\0" in item:
-                        found.append((f"{here}[{key!r}]", "must not contain a NUL byte"))
-                    elif not isinstance(item, (str, int, float, bool, bytes)):
-                        stack.append((f"{here}[{key!r}]", item))
-                continue
-            items = list(enumerate(value)) if fd.is_repeated else [(None, value)]
-            for i, item in items:
-                at = here if i is None else f"{here}[{i}]"
-                if isinstance(item, str):
-                    if "\0" in item:
-                        found.append((at, "must not contain a NUL byte"))
-                elif fd.message_type is not None:
-                    stack.append((at, item))
-    return sorted(found)
-
-
-def _refuse_nul_bytes(message, root: str = "config") -> None:
-    problems = nul_bytes(message, root)
-    if problems:
-        raise SpecError(problems)
-
-
 def attempt_name(name: str, attempt: int) -> str:
     """The pyrun name of a CRI object: name for attempt 0, name_<attempt> after that."""
     return name if attempt == 0 else f"{name}_{attempt}"
@@ -135,7 +99,6 @@ def namespace_options(config: pb.PodSandboxConfig) -> dict[str, int]:
 
 def pod_spec(config: pb.PodSandboxConfig) -> PodSpec:
     """The PodSpec of a sandbox (no containers; port mappings ride on a placeholder "POD" entry)."""
-    _refuse_nul_bytes(config)
     meta = config.metadata
     name = _check_name(meta.name, "config.metadata.name")
     namespace = _check_name(meta.namespace or "default", "config.metadata.namespace")
@@ -479,7 +442,6 @@ def validate_sandbox(spec: PodSpec, security: Mapping, hostname_given: bool) -> 
 def container_spec(config: pb.ContainerConfig, *, sandbox_privileged: bool = False,
                    image_user: str = "") -> ContainerSpec:
     """The ContainerSpec of a CreateContainer config (image_user: the image's USER, for run_as_username)."""
-    _refuse_nul_bytes(config)
     meta = config.metadata
     name = _check_name(meta.name, "config.metadata.name")
     if not config.image.image:
@@ -512,7 +474,7 @@ def devices(requested) -> tuple[DeviceSpec, ...]:
         perms = dev.permissions or "rwm"
         if set(perms) - set("rwm"):
             raise SpecError([(f"{field}.permissions", f"{perms!r}: only the letters r, w and m are allowed")])
-        out.append(DeviceSpec(dev.host_path, dev.container_path, "".join(c for c in "rwm" if c in perms)))
+        out.append(DeviceSpec(dev.host_path, dev.container_path, "".join(c for c in "rwm" if c in perms), field))
     return tuple(out)
 
 

@@ -15,6 +15,7 @@ from typing import BinaryIO, Protocol
 from pyrun.errors import ImageError, NotFound
 from pyrun.images import reference
 from pyrun.images.build import MT_CONFIG, MT_INDEX, MT_LAYER, MT_MANIFEST, REF_NAME, canonical_json, digest_of
+from pyrun.images.tarsafe import GuardedTarInfo
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -152,7 +153,7 @@ class TarSource:
     def __init__(self, path: Path):
         self.label = str(path)
         try:
-            self.tar = tarfile.open(path, "r:*")
+            self.tar = tarfile.open(path, "r:*", tarinfo=GuardedTarInfo)
             self.members = {_norm(m.name): m for m in self.tar.getmembers()}
         except (tarfile.TarError, EOFError) as e:
             raise ImageError(f"{path}: not a readable tar archive: {e}") from None

@@ -261,8 +261,8 @@ class ImageStore:
         except BaseException as e:
             tree.remove_tree(tmp)
             if isinstance(e, LayerTooLarge):
-                raise ImageError(f"{e} (compressed size {desc.size} bytes; the limit is "
-                                 f"max({self.layer_floor}, {self.layer_ratio} x the compressed size): "
+                raise ImageError(f"{e} (blob {desc.digest}, compressed size {desc.size} bytes; the limit "
+                                 f"{limit} is max({self.layer_floor}, {self.layer_ratio} x the compressed size): "
                                  "raise it with $PYRUN_LAYER_RATIO / $PYRUN_LAYER_FLOOR)") from None
             raise
 

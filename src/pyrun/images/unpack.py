@@ -23,8 +23,11 @@ Policy (documented here because users will ask):
   blocks are written, the holes are seeked over and the size set with ftruncate.
 - `max_bytes` bounds the data a layer may write (regular file contents, holes not
   counted): a small compressed layer can't expand to fill the disk.
-- Cost per member is O(1) in the number of members: every lookup is keyed by path,
-  and the parent directory's fd is reused while members stay in one directory.
+- Cost per member is O(1) in the number of members and O(its name) in its depth: what the
+  writer knows is a tree of nodes (one per path), the parent directory's fd and node are
+  reused while members stay in one directory or go one level deeper. Names may be longer than
+  PATH_MAX (at most MAX_MEMBER_PATH): the kernel never sees a full path, so a layer may be
+  any depth a 64 KiB name allows (5,000 levels of "d/" is 10 KB).
 """
 from __future__ import annotations
 
@@ -37,13 +40,15 @@ from pathlib import Path
 from typing import AbstractSet, BinaryIO
 
 from pyrun.errors import ImageError
-from pyrun.linux.tree import remove_tree
+from pyrun.images.tarsafe import GuardedTarInfo
+from pyrun.linux.tree import remove_tree, walk_dirs_bottom_up
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
 NAME_MAX = 255
-PATH_MAX = 4096
+MAX_MEMBER_PATH = 1 << 16  # bytes of a member name: 5,000+ levels deep (the writer never hands the kernel a
+                           # full path, so PATH_MAX does not apply); tarsafe bounds the header it comes in
 XATTR_PAX_PREFIX = "SCHILY.xattr."
 
 _KINDS = {
@@ -86,26 +91,141 @@ def split_path(name: str, layer: str, member: str, what: str = "path") -> tuple[
     """'/./a//b/' -> ('a', 'b'); refuses '..' and over-long names. Pure."""
     if "\x00" in name:
         raise ImageError(f"layer {layer}: member {member!r}: {what} contains a NUL byte")
-    if len(os.fsencode(name)) > PATH_MAX:
-        raise ImageError(f"layer {layer}: member {member[:80]!r}...: {what} is longer than {PATH_MAX} bytes")
-    parts = tuple(p for p in name.split("/") if p not in ("", "."))
-    for p in parts:
-        if p == "..":
-            raise ImageError(f"layer {layer}: member {member!r}: {what} has a '..' component "
-                             "and would land outside the layer directory")
-        if len(os.fsencode(p)) > NAME_MAX:
+    if len(name) > MAX_MEMBER_PATH // 4 and len(os.fsencode(name)) > MAX_MEMBER_PATH:
+        raise ImageError(f"layer {layer}: member {member[:80]!r}...: {what} is longer than {MAX_MEMBER_PATH} bytes")
+    parts = tuple(filter(None, name.split("/")))
+    if "." in parts:
+        parts = tuple(p for p in parts if p != ".")
+    if ".." in parts:
+        raise ImageError(f"layer {layer}: member {member!r}: {what} has a '..' component "
+                         "and would land outside the layer directory")
+    if parts and max(map(len, parts)) > NAME_MAX // 4:  # <= 63 characters are <= 255 bytes
+        if any(len(os.fsencode(p)) > NAME_MAX for p in parts):
             raise ImageError(f"layer {layer}: member {member[:80]!r}...: {what} has a component "
                              f"longer than {NAME_MAX} bytes")
     return parts
 
 
-def _through_symlink(parts: tuple[str, ...], symlinks: AbstractSet[tuple[str, ...]]) -> str | None:
+def _through_symlink(parts: tuple[str, ...], symlinks: "AbstractSet[tuple[str, ...]] | _PathIndex") -> str | None:
+    """The first proper prefix of `parts` that is a symlink: O(depth) with a _PathIndex (the writer's),
+    O(depth^2) with a plain set (small sets in tests)."""
     if not symlinks:
         return None
+    if isinstance(symlinks, _PathIndex):
+        return symlinks.symlink_on(parts)
     for i in range(1, len(parts)):
         if parts[:i] in symlinks:
             return "/".join(parts[:i])
     return None
+
+
+class _Node:
+    __slots__ = ("parent", "children", "symlink", "created", "meta")
+
+    def __init__(self, parent: _Node | None = None) -> None:
+        self.parent = parent
+        self.children: dict[str, _Node] | None = None
+        self.symlink = False      # a symlink member made it
+        self.created = False      # a member of this layer made it (not a whiteout)
+        self.meta: Entry | None = None  # a directory's metadata, applied by finish()
+
+
+def _child(n: _Node, name: str, create: bool) -> _Node | None:
+    if n.children is None or name not in n.children:
+        if not create:
+            return None
+        if n.children is None:
+            n.children = {}
+        n.children[name] = _Node(n)
+    return n.children[name]
+
+
+class _PathIndex:
+    """What the writer knows about the paths it wrote, as a tree of nodes (one per path, not one tuple
+    of every component per path): memory O(paths), each lookup O(depth), and forgetting a removed
+    directory with everything below it is O(1). A layer of many 2,000-deep names once took ~1 KiB of
+    RAM per member and O(depth^2) per member to check for symlinks on the way."""
+
+    def __init__(self) -> None:
+        self.root = _Node()
+        self.symlinks = 0  # ever added: skip the walk while there are none
+        # Members come directory by directory: the last parent looked up (and whether a symlink lies on
+        # the way to it) is kept until a symlink is added or a node forgotten (`_version`).
+        self._version = 0
+        self._last: tuple[tuple[str, ...], _Node, int] | None = None
+        self._last_symlink: tuple[tuple[str, ...], str | None, int] | None = None
+
+    def __bool__(self) -> bool:
+        return self.symlinks > 0
+
+    def add_symlink(self, parts: tuple[str, ...]) -> None:
+        self.node(parts, create=True).symlink = True
+        self.symlinks += 1
+        self._version += 1
+
+    def node(self, parts: tuple[str, ...], create: bool = False) -> _Node | None:
+        if not parts:
+            return self.root
+        parent = self._parent(parts[:-1], create)
+        if parent is None:
+            return None
+        return _child(parent, parts[-1], create)
+
+    def _parent(self, parts: tuple[str, ...], create: bool) -> _Node | None:
+        last = self._last
+        n: _Node | None = None
+        if last is not None and last[2] == self._version:
+            if last[0] == parts:
+                return last[1]
+            if parts and last[0] == parts[:-1]:  # one level below the last: a deep tree, top-down
+                n = _child(last[1], parts[-1], create)
+                if n is None:
+                    return None
+            elif len(parts) < len(last[0]) and last[0][:len(parts)] == parts:  # above it: bottom-up
+                n = last[1]
+                for _ in range(len(last[0]) - len(parts)):
+                    n = n.parent
+        if n is None:
+            n = self.root
+            for p in parts:
+                n = _child(n, p, create)
+                if n is None:
+                    return None
+        self._last = (parts, n, self._version)
+        return n
+
+    def forget(self, parts: tuple[str, ...]) -> None:
+        """Drop the node at `parts` and everything below it (the entry was removed from disk)."""
+        parent = self.node(parts[:-1]) if parts else None
+        if parent is not None and parent.children:
+            parent.children.pop(parts[-1], None)
+        self._version += 1
+
+    def symlink_on(self, parts: tuple[str, ...]) -> str | None:
+        """The first directory on the way to `parts` that is a symlink of this layer, as a path."""
+        key = parts[:-1]
+        last = self._last_symlink
+        if last is not None and last[2] == self._version and last[0] == key:
+            return last[1]
+        found = None
+        n = self.root
+        for i, p in enumerate(key):
+            if n.children is None or p not in n.children:
+                break
+            n = n.children[p]
+            if n.symlink:
+                found = "/".join(parts[:i + 1])
+                break
+        self._last_symlink = (key, found, self._version)
+        return found
+
+    def created(self, parts: tuple[str, ...]) -> bool:
+        n = self.node(parts)
+        return n is not None and n.created
+
+    def meta(self, parts: tuple[str, ...]) -> Entry | None:
+        n = self.node(parts)
+        return n.meta if n is not None else None
 
 
 def _xattrs(info: tarfile.TarInfo) -> dict[str, bytes]:
@@ -120,7 +240,7 @@ def _xattrs(info: tarfile.TarInfo) -> dict[str, bytes]:
 
 
 def check_member(info: tarfile.TarInfo, layer: str,
-                 symlinks: AbstractSet[tuple[str, ...]] = frozenset()) -> Entry:
+                 symlinks: "AbstractSet[tuple[str, ...]] | _PathIndex" = frozenset()) -> Entry:
     """Decide what a tar member may do inside a layer directory, or raise ImageError. Pure.
 
     `symlinks` holds the paths (as component tuples) of symlinks created by
@@ -186,10 +306,18 @@ class _Dirs:
         """The directory `parts` (created as needed), borrowed: valid until forget() or the next call."""
         if self._cached is not None and self._cached[0] == parts:
             return self._cached[1]
-        fd = self.open(parts, member, create=True)
+        fd = self._open_below_cached(parts, member)
+        if fd is None:
+            fd = self.open(parts, member, create=True)
         self.forget()
         self._cached = (parts, fd)
         return fd
+
+    def forget_below(self, parts: tuple[str, ...]) -> None:
+        """The directory `parts` was removed: drop the cached fd if it was that one or below it (never
+        the caller's parent fd, which the replacing member is about to be written into)."""
+        if self._cached is not None and self._cached[0][:len(parts)] == parts:
+            self.forget()
 
     def forget(self) -> None:
         """Drop the cached fd (a directory was removed: the cached one may be gone from the tree)."""
@@ -197,10 +325,25 @@ class _Dirs:
             os.close(self._cached[1])
             self._cached = None
 
-    def open(self, parts: tuple[str, ...], member: str, create: bool) -> int:
-        fd = os.dup(self.root_fd)
+    def _open_below_cached(self, parts: tuple[str, ...], member: str) -> int | None:
+        """`parts` opened from the cached directory when it is one of its ancestors (a tar lists a deep
+        tree top-down: each member one level below the last), else None. Keeps a chain of N levels at
+        O(N) openat calls instead of O(N^2). As safe as the cache: removing a directory forgets it."""
+        if self._cached is None:
+            return None
+        base, base_fd = self._cached
+        if len(base) >= len(parts) or parts[:len(base)] != base:
+            return None
+        return self.open(parts, member, create=True, start=(len(base), base_fd))
+
+    def open(self, parts: tuple[str, ...], member: str, create: bool,
+             start: tuple[int, int] | None = None) -> int:
+        """Open `parts` one O_NOFOLLOW component at a time, from the root (or from `start`: a number of
+        components already open as a borrowed fd)."""
+        skip, from_fd = start if start is not None else (0, self.root_fd)
+        fd = os.dup(from_fd)
         try:
-            for p in parts:
+            for p in parts[skip:]:
                 nfd = self._step(fd, p, parts, member, create)
                 os.close(fd)
                 fd = nfd
@@ -251,10 +394,8 @@ class LayerWriter:
         self.privileged = os.geteuid() == 0 if privileged is None else privileged
         self.root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         self.dirs = _Dirs(self.root_fd, layer)
-        self.symlinks: set[tuple[str, ...]] = set()
-        self.created: set[tuple[str, ...]] = set()
-        self.dir_meta: dict[tuple[str, ...], Entry] = {}
-        self.children: dict[tuple[str, ...], set[str]] = {}  # names written below each path
+        self.paths = _PathIndex()  # symlinks, what this layer created, directory metadata
+        self.has_dir_meta = False
         self.max_bytes = max_bytes
         self.written = 0
         self._owner = (os.geteuid(), os.getegid())  # what a new file gets without fchown
@@ -273,38 +414,30 @@ class LayerWriter:
             self._opaque(e)
             return
         if not e.parts:
-            self.dir_meta[()] = e
+            self._set_dir_meta(e)
             return
         pfd = self.dirs.parent(e.parts[:-1], e.member)
         self._write_in(pfd, e.parts[-1], e, content)
-        self.children.setdefault(e.parts[:-1], set()).add(e.parts[-1])
         if e.kind == "symlink":
-            self.symlinks.add(e.parts)
+            self.paths.add_symlink(e.parts)
         if e.kind != "whiteout":
-            self.created.add(e.parts)
+            self.paths.node(e.parts, create=True).created = True
+
+    def _set_dir_meta(self, e: Entry) -> None:
+        self.paths.node(e.parts, create=True).meta = e
+        self.has_dir_meta = True
 
     def _replaced(self, parts: tuple[str, ...], old: os.stat_result) -> None:
         """Forget what we knew about the entry at `parts` (just removed) and, for a directory,
-        everything below it: cost proportional to what was removed, O(1) per member overall."""
-        self.symlinks.discard(parts)
-        if not stat.S_ISDIR(old.st_mode):
-            return
-        self.dirs.forget()
-        self.dir_meta.pop(parts, None)
-        stack = [parts]
-        while stack:
-            p = stack.pop()
-            for name in self.children.pop(p, ()):
-                child = p + (name,)
-                self.symlinks.discard(child)
-                self.dir_meta.pop(child, None)
-                self.created.discard(child)
-                stack.append(child)
+        everything below it: O(depth), whatever was removed."""
+        if stat.S_ISDIR(old.st_mode):
+            self.dirs.forget_below(parts)
+        self.paths.forget(parts)
 
     def _write_in(self, pfd: int, name: str, e: Entry, content: BinaryIO | None) -> None:
         old = _lstat(name, pfd)
         if e.kind == "whiteout":
-            if old is not None and e.parts in self.created:
+            if old is not None and self.paths.created(e.parts):
                 return  # a whiteout hides lower layers only, never its own layer's files
             if old is not None:
                 _remove(name, pfd, old)
@@ -312,14 +445,14 @@ class LayerWriter:
             self._mknod(pfd, name, e, stat.S_IFCHR, 0, 0)
             return
         if e.kind == "dir" and old is not None and stat.S_ISDIR(old.st_mode):
-            self.dir_meta[e.parts] = e
+            self._set_dir_meta(e)
             return
         if old is not None:
             _remove(name, pfd, old)
             self._replaced(e.parts, old)
         if e.kind == "dir":
             os.mkdir(name, 0o700, dir_fd=pfd)
-            self.dir_meta[e.parts] = e
+            self._set_dir_meta(e)
         elif e.kind == "file":
             self._file(pfd, name, e, content)
         elif e.kind == "symlink":
@@ -387,7 +520,7 @@ class LayerWriter:
         os.utime(fd, (e.mtime, e.mtime))
 
     def _hardlink(self, pfd: int, name: str, e: Entry) -> None:
-        if e.link_parts not in self.created:
+        if not self.paths.created(e.link_parts):
             raise self._fail(e, f"hardlink target {e.link_target!r} is not an earlier member of this layer")
         tfd = self.dirs.open(e.link_parts[:-1], e.member, create=False)
         try:
@@ -444,16 +577,23 @@ class LayerWriter:
     def finish(self) -> None:
         """Directory metadata last, deepest first, so writing children does not change their mtimes."""
         self.dirs.forget()
-        for parts in sorted(self.dir_meta, key=len, reverse=True):
-            e = self.dir_meta[parts]
-            try:
-                fd = self.dirs.open(parts, e.member, create=False)
-            except ImageError:
-                continue  # replaced by a later member
-            try:
-                self._meta_fd(fd, e)
-            finally:
-                os.close(fd)
+        if not self.has_dir_meta:
+            return
+        # One bottom-up walk of what was written (O(entries), any depth), instead of opening each
+        # directory from the root (O(depth) each: quadratic for a deep chain).
+        for parent_fd, name, parts in walk_dirs_bottom_up(f"/proc/self/fd/{self.root_fd}/."):
+            e = self.paths.meta(parts())
+            if e is not None:
+                self._meta_at_dir(parent_fd, name, e)
+        if self.paths.root.meta is not None:
+            self._meta_fd(self.root_fd, self.paths.root.meta)
+
+    def _meta_at_dir(self, parent_fd: int, name: str, e: Entry) -> None:
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+        try:
+            self._meta_fd(fd, e)
+        finally:
+            os.close(fd)
 
 
 class _RawData:
@@ -491,11 +631,12 @@ def unpack_layer(stream: BinaryIO, dest: Path, layer: str, privileged: bool | No
     writer = LayerWriter(dest, layer, privileged, max_bytes)
     member: str | None = None
     try:
-        with tarfile.open(fileobj=stream, mode="r|", errorlevel=2) as tar:
+        with tarfile.open(fileobj=stream, mode="r|", errorlevel=2, tarinfo=GuardedTarInfo) as tar:
             for info in tar:
                 member = info.name
-                entry = check_member(info, layer, writer.symlinks)
+                entry = check_member(info, layer, writer.paths)
                 writer.write(entry, _content(tar, info, entry))
+                tar.members.clear()  # a stream is read once: keep no TarInfo of past members
         member = None
         writer.finish()
     except (tarfile.TarError, EOFError) as e:

@@ -26,6 +26,32 @@ def mount_points(mountinfo: str = "/proc/self/mountinfo") -> list[str]:
         return [unescape(line.split()[4]) for line in f if line.strip()]
 
 
+def filesystem_at(path: Path | str, mountinfo_text: str) -> tuple[str, str]:
+    """(mount point, filesystem type) of the mount `path` lives on, from mountinfo text (pure).
+
+    The longest mount point that is `path` or one of its ancestors; of several stacked on one
+    point, the last listed (the visible one). `path` should be absolute and resolved."""
+    base = os.path.abspath(path)
+    best: tuple[str, str] = ("", "")
+    for line in mountinfo_text.splitlines():
+        fields = line.split()
+        if len(fields) < 7 or "-" not in fields[6:]:
+            continue
+        point = unescape(fields[4])
+        fstype = fields[fields.index("-", 6) + 1]
+        inside = point == "/" or base == point or base.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best[0]):
+            best = (point, fstype)
+    return best
+
+
+def filesystem_of(path: Path | str, mountinfo: str = "/proc/self/mountinfo") -> tuple[str, str]:
+    """filesystem_at() for this process, `path` resolved first (its nearest existing ancestor)."""
+    probe = os.path.realpath(path)
+    with open(mountinfo) as f:
+        return filesystem_at(probe, f.read())
+
+
 def mounts_under(directory: Path | str, mountinfo: str = "/proc/self/mountinfo") -> list[str]:
     """Mount points at or below `directory`, deepest first (the order to unmount them)."""
     base = os.path.abspath(directory)

@@ -15,6 +15,7 @@ and build full paths (ENAMETOOLONG past PATH_MAX). These helpers never do either
 from __future__ import annotations
 
 import errno
+import operator
 import os
 import stat
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Callable, Iterator
 from pyrun.errors import SyscallError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NAME = operator.attrgetter("name")
 
 
 @dataclass
@@ -112,6 +114,38 @@ def _yield_scan(cur: _Cursor) -> Iterator[tuple[int, str, os.stat_result]]:
         st = entry.stat(follow_symlinks=False)
         yield cur.fd, entry.name, st
         if stat.S_ISDIR(st.st_mode) and st.st_dev == cur.dev:
+            level.pending.append(entry.name)
+
+
+def walk_dirs_bottom_up(root: str | os.PathLike) -> Iterator[tuple[int, str, Callable[[], tuple[str, ...]]]]:
+    """Yield (parent_fd, name, parts) for every directory below `root`, each after everything below it.
+
+    parent_fd is the open parent, valid only until the next item; the caller may chmod, chown or
+    rmdir the directory through it (the walk is done with it). parts() is the directory's path below
+    the root as components, built only when asked (O(depth)). The root itself is not yielded; mount
+    points are yielded but never entered; symlinks are not directories here.
+    """
+    cur = _Cursor(root)
+    try:
+        _scan_dirs(cur)
+        while True:
+            level = cur.levels[-1]
+            if level.pending:
+                cur.down(level.pending.pop())
+                _scan_dirs(cur)
+            elif len(cur.levels) > 1:
+                name = cur.up()
+                yield cur.fd, name, lambda: (*map(_NAME, cur.levels[1:]), name)  # valid until next()
+            else:
+                return
+    finally:
+        cur.close()
+
+
+def _scan_dirs(cur: _Cursor) -> None:
+    level = cur.levels[-1]
+    for entry in _entries(cur.fd):
+        if entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_dev == cur.dev:
             level.pending.append(entry.name)
 
 

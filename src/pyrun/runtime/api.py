@@ -19,6 +19,7 @@ dataclasses); `require_running` is the one "container must be running" check.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -116,6 +117,29 @@ class Runtime:
 
     def ensure_state_root(self) -> None:
         self._store.ensure()
+
+    def check_start(self) -> None:
+        """For a server's start: what every pod needs, each missing piece named (creates nothing): the
+        cgroup controllers and a writable cgroup parent, a data root on a filesystem overlayfs can use."""
+        from pyrun.cgroups import open_cgroups
+        from pyrun.runtime import storage
+        open_cgroups(self.cfg).check_usable()
+        if storage.owner_of(Path(self.cfg.data_root)) is None:
+            storage.check_filesystem(Path(self.cfg.data_root))
+
+    def prepare_roots(self) -> None:
+        """The state root (errors name --root) and the data root, claimed for it (errors name
+        --data-root); a data root that fails takes back a state root this call made."""
+        from pyrun.runtime import storage
+        made = not os.path.lexists(self.cfg.root)
+        self._store.ensure()
+        try:
+            storage.claim(self.cfg)
+        except BaseException:
+            if made:  # leave nothing behind
+                from pyrun.linux.tree import remove_tree
+                remove_tree(self.cfg.root)
+            raise
 
     def recover(self) -> list[str]:
         """At a server's start: remove the pods a killed pyrun left half-made; their ids."""

@@ -323,6 +323,7 @@ class PodRuntime:
                 pod = replace(pod, state=POD_REMOVING,
                               remover=ProcessRef.of(os.getpid()))  # gc finishes the job if we die
                 self.store.write_pod(pod)
+            faults.check("remove")  # tests freeze a removal here and kill it: gc must finish the job
             failed: list[OSError] = []  # a layer that can't be removed stops only the final step
             for cid in pod.container_ids() if pod else []:
                 cg = self._container_cgroup(cid)

@@ -53,12 +53,13 @@ def requested_devices(container) -> list[DeviceNode]:
     from pyrun.errors import SpecError
     nodes = []
     for i, dev in enumerate(getattr(container, "devices", ())):
+        field = f"{dev.field or f'devices[{i}]'}.host_path"
         try:
             st = os.stat(dev.host_path)
         except OSError as e:
-            raise SpecError([(f"devices[{i}].host_path", f"{dev.host_path}: {e.strerror}")]) from None
+            raise SpecError([(field, f"{dev.host_path}: {e.strerror} (a device asked for that this host lacks)")]) from None
         if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
-            raise SpecError([(f"devices[{i}].host_path", f"{dev.host_path} is not a character or block device")])
+            raise SpecError([(field, f"{dev.host_path} is not a character or block device")])
         nodes.append(DeviceNode(path=dev.container_path, type="c" if stat.S_ISCHR(st.st_mode) else "b",
                                 major=os.major(st.st_rdev), minor=os.minor(st.st_rdev),
                                 mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid,

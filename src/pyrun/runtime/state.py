@@ -39,9 +39,12 @@ from typing import Any, Iterator
 
 from pyrun.linux.procs import ProcessRef
 from pyrun.linux.tree import fsync_dir
-from pyrun.errors import AlreadyExists, InvalidState, NotFound, RecordError  # noqa: F401 (RecordError: re-exported)
+from pyrun.errors import AlreadyExists, InvalidState, NotFound, naming
+from pyrun.errors import RecordError  # noqa: F401 (re-exported: what a record from a newer pyrun raises)
 from pyrun.runtime.records import (ContainerRecord, ContainerStatus, InitConfig, PodRecord, SandboxInfo, decode,
                                    encode)
+
+STATE_ROOT = "the state root (--root)"
 
 # Pod states and the transitions allowed between them.
 POD_CREATING = "creating"
@@ -200,8 +203,9 @@ class StateStore:
         self.names_dir = self.root / "names"
 
     def ensure(self) -> None:
-        for d in (self.root, self.pods_dir, self.containers_dir, self.names_dir):
-            d.mkdir(mode=0o711, parents=True, exist_ok=True)
+        with naming("mkdir", self.root, STATE_ROOT):
+            for d in (self.root, self.pods_dir, self.containers_dir, self.names_dir):
+                d.mkdir(mode=0o711, parents=True, exist_ok=True)
 
     # pods
     def pod_dir(self, pod_id: str) -> Path:
@@ -212,7 +216,8 @@ class StateStore:
 
     def pod_ids(self) -> list[str]:
         try:
-            return sorted(p.name for p in self.pods_dir.iterdir() if p.is_dir())
+            with naming("scandir", self.pods_dir, STATE_ROOT):
+                return sorted(p.name for p in self.pods_dir.iterdir() if p.is_dir())
         except FileNotFoundError:
             return []
 

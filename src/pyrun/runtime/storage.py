@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pyrun.config import Config
-from pyrun.errors import ImageError, InvalidState, NotFound, UsageError
+from pyrun.errors import ImageError, InvalidState, NotFound, UsageError, naming
 from pyrun.linux import tree
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def owner_of(data_root: Path) -> str | None:
     """The state root recorded in a data root; None if it records none yet."""
     try:
         return (Path(data_root) / MARKER).read_text().strip() or None
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
 
 
@@ -56,14 +56,35 @@ def check_owner(cfg: Config) -> None:
                            f"not to {cfg.root}; give this state root its own --data-root")
 
 
+# Filesystems that can't hold overlayfs upper/work dirs or image layers (no trusted.* xattrs, no
+# whiteout devices, no d_type/tmpfile, or not a disk at all): refused up front, naming the data root.
+UNUSABLE_FILESYSTEMS = frozenset({"overlay", "nfs", "nfs4", "cifs", "smb3", "vfat", "msdos", "exfat", "proc",
+                                  "sysfs", "cgroup", "cgroup2", "squashfs", "iso9660", "devpts", "debugfs"})
+DATA_ROOT = "the data root (--data-root)"
+
+
+def check_filesystem(data_root: Path) -> None:
+    """Refuse a data root on a filesystem overlayfs can't use for writable layers (pure but for mountinfo)."""
+    from pyrun.linux.mounts import filesystem_of
+    point, fstype = filesystem_of(data_root)
+    if fstype in UNUSABLE_FILESYSTEMS:
+        raise UsageError(f"{DATA_ROOT} {data_root} is on a filesystem of type {fstype} (mounted at {point}), which can't "
+                         "hold image layers and overlayfs writable layers; give a directory on ext4, xfs, btrfs "
+                         "or tmpfs")
+
+
 def claim(cfg: Config) -> None:
     """Make the data root and record cfg.root in it, unless it already names a state root."""
     check_owner(cfg)
     data_root = Path(cfg.data_root)
-    data_root.mkdir(mode=0o711, parents=True, exist_ok=True)
+    if owner_of(data_root) is None:
+        check_filesystem(data_root)  # once, when a data root is first used (before anything is made)
+    with naming("mkdir", data_root, DATA_ROOT):
+        data_root.mkdir(mode=0o711, parents=True, exist_ok=True)
     if owner_of(data_root) is None:
         tmp = data_root / f".{MARKER}.{os.getpid()}.tmp"
-        tmp.write_text(f"{cfg.root}\n")
+        with naming("write", tmp, DATA_ROOT):
+            tmp.write_text(f"{cfg.root}\n")
         try:
             os.link(tmp, data_root / MARKER)  # atomic; loses quietly to a concurrent claim
         except FileExistsError:
@@ -154,10 +175,11 @@ def make_writable_layer(cfg: Config, cid: str) -> Path:
     """Create <data_root>/containers/<cid>/{upper,work} (the caller registers remove_writable_layer)."""
     claim(cfg)
     layer = writable_layer(cfg, cid)
-    Path(cfg.writable_dir).mkdir(mode=0o711, exist_ok=True)
-    layer.mkdir(mode=0o711)
-    for sub in ("upper", "work"):
-        (layer / sub).mkdir(mode=0o755)
+    with naming("mkdir", layer, f"a container's writable layer in {DATA_ROOT}"):
+        Path(cfg.writable_dir).mkdir(mode=0o711, exist_ok=True)
+        layer.mkdir(mode=0o711)
+        for sub in ("upper", "work"):
+            (layer / sub).mkdir(mode=0o755)
     return layer
 
 

@@ -52,6 +52,7 @@ class DeviceSpec:
     host_path: str
     container_path: str
     permissions: str = "rwm"
+    field: str = ""  # where it was asked for ("config.devices[0]"), for errors found on the host
 
 
 @dataclass(frozen=True)
