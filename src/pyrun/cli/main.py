@@ -1,97 +1,66 @@
-"""`pyrun`: the root command, global options, and the one place errors become exit codes."""
+"""`pyrun`: the entry point, and the one place errors become exit codes.
+
+The click group (global options, lazily imported subcommands) is pyrun.cli.root. Importing
+click costs more than starting Python, so a plain `pyrun --help` is answered from the text
+cached in pyrun.cli._roothelp (a unit test keeps it equal to click's rendering) when the
+terminal is as wide as the cached text; everything else goes through click.
+"""
 from __future__ import annotations
 
 import os
 import sys
 
-import click
-
-from pyrun.config import Config
 from pyrun.errors import PyrunError
 
-
-# Subcommands are imported only when used: `pod create` must not pay for the image store,
-# the cgroup stats code or grpc (every pyrun command is a fresh Python process). `pyrun --help`
-# imports none of them: it lists the short help kept here (a unit test keeps it equal to the
-# commands' own docstrings).
-LAZY_COMMANDS = {
-    "pod": ("pyrun.cli.pod", "pod", "Create, list, inspect, stop and remove pods."),
-    "logs": ("pyrun.cli.pod", "logs",
-             "Print a container's output (stdout and stderr, from its CRI-format log file)."),
-    "exec": ("pyrun.cli.pod", "exec_cmd",
-             "Run COMMAND in a running container: pyrun exec POD CONTAINER -- CMD [ARGS...]."),
-    "gc": ("pyrun.cli.pod", "gc_cmd",
-           "Remove what crashed pyrun commands left behind (pods, containers, names, veths, rules, "
-           "addresses), and the pod bridge once no pod is left."),
-    "image": ("pyrun.cli.image", "image",
-              "Manage images: pull from registries, import OCI layouts and archives, list, inspect, remove, prune."),
-    "stats": ("pyrun.cli.stats", "stats",
-              "Show cpu, memory, pids and hugetlb usage of each pod and its containers (of every pod without POD)."),
-    "cri": ("pyrun.cli.cri", "cri",
-            "Serve the Kubernetes Container Runtime Interface (for crictl and the kubelet)."),
-}
+HELP_ARGS = (["--help"], ["-h"])
 
 
-class LazyGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(LAZY_COMMANDS)
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in LAZY_COMMANDS:
-            return None
-        module, attr, _ = LAZY_COMMANDS[name]
-        import importlib
-        return getattr(importlib.import_module(module), attr)
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        """The command list of `--help` from LAZY_COMMANDS, without importing any subcommand."""
-        from click.utils import make_default_short_help
-        names = self.list_commands(ctx)
-        limit = formatter.width - 6 - max(len(n) for n in names)
-        rows = [(name, make_default_short_help(LAZY_COMMANDS[name][2], limit)) for name in names]
-        with formatter.section("Commands"):
-            formatter.write_dl(rows)
+def __getattr__(name: str):
+    """`from pyrun.cli.main import cli` (and LAZY_COMMANDS) keep working: they live in pyrun.cli.root."""
+    if name in ("cli", "LAZY_COMMANDS", "LazyGroup"):
+        from pyrun.cli import root
+        return getattr(root, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--root", envvar="PYRUN_ROOT", type=click.Path(file_okay=False), default=None,
-              help="State root (default /run/pyrun; env PYRUN_ROOT).")
-@click.option("--data-root", envvar="PYRUN_DATA_ROOT", type=click.Path(file_okay=False), default=None,
-              help="Images and writable layers (default /var/lib/pyrun; with another --root: ROOT/data; "
-                   "env PYRUN_DATA_ROOT).")
-@click.option("--explain", is_flag=True, help="Print every Linux primitive as the equivalent shell command.")
-@click.option("--network", type=click.Choice(["bridge", "none", "cni"]), envvar="PYRUN_NETWORK", default="bridge",
-              show_default=True, help="Pod network: a bridge + veth per pod, only loopback, or the CNI plugins "
-                                      "of the first valid config in --cni-conf-dir.")
-@click.option("--cni-conf-dir", envvar="PYRUN_CNI_CONF_DIR", default="/etc/cni/net.d", show_default=True,
-              help="CNI network configs (.conflist, .conf, .json; the first valid one in lexical order).")
-@click.option("--cni-bin-dir", envvar="PYRUN_CNI_BIN_DIR", default="/opt/cni/bin:/usr/lib/cni", show_default=True,
-              help="Where CNI plugin binaries are searched, ':'-separated, in order.")
-@click.option("--cgroup-parent", envvar="PYRUN_CGROUP_PARENT", default=None,
-              help="Parent cgroup for pods (default pyrun).")
-@click.version_option(package_name="pyrun")
-@click.pass_context
-def cli(ctx: click.Context, root: str | None, data_root: str | None, explain: bool, network: str,
-        cni_conf_dir: str, cni_bin_dir: str, cgroup_parent: str | None) -> None:
-    """pyrun: Kubernetes Pods built from Linux primitives."""
-    cfg = Config.from_env(root, data_root, cgroup_parent=cgroup_parent, explain=explain,
-                          network_mode=network, cni=cni_options(network, cni_conf_dir, cni_bin_dir))
-    if explain:
-        from pyrun import explain as ex
-        ex.enable(os.dup(2))
-    ctx.obj = cfg
+def help_width() -> int:
+    """The width click formats help at (click.formatting.HelpFormatter: terminal columns as
+    shutil.get_terminal_size reports them, at most 80, minus 2, at least 50), without
+    importing shutil (it imports the compression modules)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    if columns <= 0:
+        columns = 80
+    return max(min(columns, 80) - 2, 50)
 
 
-def cni_options(network: str, conf_dir: str, bin_dir: str) -> dict:
-    """Config.cni: absolute dirs (pyrun may run plugins from another working directory)."""
-    bin_dirs = [os.path.abspath(d) for d in bin_dir.split(":") if d]
-    if not bin_dirs and network == "cni":
-        raise click.BadParameter("needs at least one directory", param_hint="--cni-bin-dir")
-    return {"conf_dir": os.path.abspath(conf_dir), "bin_dirs": bin_dirs}
+def cached_help(argv: list[str]) -> str | None:
+    """The root --help text without click, when argv asks for exactly that and the cache fits."""
+    if argv not in HELP_ARGS:
+        return None
+    from pyrun.cli import _roothelp
+    return _roothelp.TEXT if help_width() == _roothelp.WIDTH else None
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: the only place PyrunErrors become messages and exit codes."""
+    text = cached_help(sys.argv[1:] if argv is None else list(argv))
+    if text is not None:
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _reader_gone()
+        sys.exit(0)
+    import click
+    from pyrun.cli.root import cli
     try:
         rv = cli.main(args=argv, prog_name="pyrun", standalone_mode=False)
         sys.stdout.flush()  # here, so a reader that went away is handled below, not at interpreter exit
@@ -117,7 +86,6 @@ def main(argv: list[str] | None = None) -> None:
 def _reader_gone() -> None:
     """stdout's reader went away (`pyrun pod inspect X | grep -q ...`): end quietly, as a
     program killed by SIGPIPE would, instead of a traceback when Python flushes stdout at exit."""
-    import os
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     sys.exit(141)  # 128 + SIGPIPE
 

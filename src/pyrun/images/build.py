@@ -15,28 +15,13 @@ Same input, same bytes: members are sorted, mtimes/uids fixed, gzip mtime 0.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
-import json
 import os
 import tarfile
 from pathlib import Path
 
-OCI_LAYOUT_VERSION = "1.0.0"
-MT_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MT_INDEX = "application/vnd.oci.image.index.v1+json"
-MT_CONFIG = "application/vnd.oci.image.config.v1+json"
-MT_LAYER = "application/vnd.oci.image.layer.v1.tar"
-MT_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-REF_NAME = "org.opencontainers.image.ref.name"
-
-
-def digest_of(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def canonical_json(doc: object) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+from pyrun.images.mediatypes import (MT_CONFIG, MT_INDEX, MT_LAYER, MT_LAYER_GZIP, MT_MANIFEST,  # noqa: F401
+                                    OCI_LAYOUT_VERSION, REF_NAME, canonical_json, digest_of)
 
 
 class LayerBuilder:

@@ -6,16 +6,13 @@ Pure except for the two Source classes, which only read. The registry client
 from __future__ import annotations
 
 import json
-import platform
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from pyrun.errors import ImageError, NotFound
 from pyrun.images import reference
-from pyrun.images.build import MT_CONFIG, MT_INDEX, MT_LAYER, MT_MANIFEST, REF_NAME, canonical_json, digest_of
-from pyrun.images.tarsafe import GuardedTarInfo
+from pyrun.images.mediatypes import MT_CONFIG, MT_INDEX, MT_LAYER, MT_MANIFEST, REF_NAME, canonical_json, digest_of
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -27,6 +24,7 @@ _GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "p
 
 
 def host_platform() -> tuple[str, str]:
+    import platform
     return "linux", _GOARCH.get(platform.machine(), platform.machine())
 
 
@@ -151,6 +149,9 @@ class TarSource:
     """Random access to a tar (OCI archive or docker save) without extracting it."""
 
     def __init__(self, path: Path):
+        import tarfile  # here: reading an image already in the store needs no tar code
+
+        from pyrun.images.tarsafe import GuardedTarInfo
         self.label = str(path)
         try:
             self.tar = tarfile.open(path, "r:*", tarinfo=GuardedTarInfo)
@@ -170,6 +171,7 @@ class TarSource:
         return f
 
     def read(self, rel: str) -> bytes:
+        import tarfile
         try:
             return self.open(rel).read()
         except (tarfile.TarError, EOFError) as e:

@@ -18,9 +18,7 @@ no new blob, no layer directory, no ref.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import AbstractSet, BinaryIO, Callable
@@ -30,7 +28,6 @@ from pyrun.errors import ImageError, InvalidState, NotFound
 from pyrun.images import oci, reference
 from pyrun.images.blobs import BlobStore, DecompressingReader, hex_of
 from pyrun.images.refs import RefsDb, StoreLock
-from pyrun.images.unpack import LayerTooLarge, unpack_layer
 from pyrun.linux import tree
 
 BlobOpener = Callable[[str], BinaryIO]
@@ -256,10 +253,12 @@ class ImageStore:
         tmp.mkdir(mode=0o755)
         try:
             with self.blobs.open(desc.digest) as raw, _decompressed(raw, f"layer {diff_id}") as plain:
+                from pyrun.images.unpack import unpack_layer  # not at import: pod create only reads the store
                 unpack_layer(plain, tmp, diff_id, max_bytes=limit)
             os.rename(tmp, path)
         except BaseException as e:
             tree.remove_tree(tmp)
+            from pyrun.images.unpack import LayerTooLarge
             if isinstance(e, LayerTooLarge):
                 raise ImageError(f"{e} (blob {desc.digest}, compressed size {desc.size} bytes; the limit "
                                  f"{limit} is max({self.layer_floor}, {self.layer_ratio} x the compressed size): "
@@ -362,6 +361,7 @@ class _PipeReader:
 
     def __init__(self, tool: str, raw: BinaryIO, what: str):
         self.what = what
+        import subprocess
         self.proc = subprocess.Popen([tool, "-dc"], stdin=raw, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, bufsize=1 << 20)
         self.read = self.proc.stdout.read
@@ -389,6 +389,7 @@ class _decompressed:
 
     def __enter__(self):
         head = os.pread(self.raw.fileno(), 2, 0)  # the child reads the fd from offset 0: no buffered read
+        import shutil
         tool = shutil.which("pigz") or shutil.which("gzip")
         if head == _GZIP_MAGIC and tool:
             self.pipe = _PipeReader(tool, self.raw, self.what)

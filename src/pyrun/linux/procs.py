@@ -12,29 +12,28 @@ import signal
 import time
 from dataclasses import dataclass
 
-from pyrun.linux import syscalls as linux
 
-
-def start_time(pid: int, proc: str = "/proc") -> int | None:
-    """The process start time in clock ticks since boot, or None if the pid is gone."""
+def _stat_fields(pid: int, proc: str = "/proc") -> list[bytes] | None:
+    """Fields 3... of /proc/<pid>/stat (state first), or None if the pid is gone."""
     try:
         with open(f"{proc}/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:  # ENOENT/ESRCH (and, mid-exit, others): gone
         return None
     # comm (field 2) may contain spaces and parentheses: split after the last ')'.
-    fields = data[data.rindex(b")") + 2:].split()
-    return int(fields[19])
+    return data[data.rindex(b")") + 2:].split()
+
+
+def start_time(pid: int, proc: str = "/proc") -> int | None:
+    """The process start time in clock ticks since boot, or None if the pid is gone."""
+    fields = _stat_fields(pid, proc)
+    return None if fields is None else int(fields[19])
 
 
 def is_zombie(pid: int) -> bool:
     """True for a zombie or a process that is gone (a dying process's stat can fail with ESRCH)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return True
-    return data[data.rindex(b")") + 2:].split()[0] in (b"Z", b"X")
+    fields = _stat_fields(pid)
+    return fields is None or fields[0] in (b"Z", b"X")
 
 
 @dataclass(frozen=True)
@@ -59,12 +58,15 @@ class ProcessRef:
         return {"pid": self.pid, "start_time": self.start_time}
 
     def alive(self) -> bool:
-        return start_time(self.pid) == self.start_time and not is_zombie(self.pid)
+        """The same process (start time) and not a zombie: one read of its stat file."""
+        fields = _stat_fields(self.pid)
+        return fields is not None and int(fields[19]) == self.start_time and fields[0] not in (b"Z", b"X")
 
     def signal(self, sig: int) -> bool:
         """Send sig if this is still the same process; True if it was sent."""
         if start_time(self.pid) != self.start_time:
             return False
+        from pyrun.linux import syscalls as linux  # cffi: not for the commands that only read state
         linux.kill(self.pid, sig)
         return True
 
@@ -116,3 +118,19 @@ def terminate(refs: list[ProcessRef], grace: float) -> None:
 def kill_now(refs: list[ProcessRef]) -> None:
     live = [r for r in refs if r.signal(signal.SIGKILL)]
     wait_pids_gone(live, 5.0)
+
+
+def wait_reaped(ref: ProcessRef, timeout: float) -> bool:
+    """Wait until an exited process has also been reaped by its parent (its /proc entry is gone);
+    True if it was within timeout. There is no fd for this: after the pidfd wait for the exit,
+    a short poll, as a live parent reaps within a scheduling tick."""
+    if not wait_pids_gone([ref], timeout):
+        return False
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while start_time(ref.pid) == ref.start_time:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.01)
+    return True

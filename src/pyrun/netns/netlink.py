@@ -22,6 +22,11 @@ def _pyroute2():
     return pyroute2
 
 
+def preload() -> None:
+    """Import pyroute2 now, ahead of the first netlink call (a pod create overlaps it with other work)."""
+    _pyroute2()
+
+
 @contextlib.contextmanager
 def node() -> Iterator[Any]:
     """A netlink socket in the calling process's (the node's) network namespace."""

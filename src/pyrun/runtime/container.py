@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from pyrun.errors import ContainerStartError, InvalidState
-from pyrun.runtime import faults, spawn, state, sync
-from pyrun.runtime.monitor import request
-from pyrun.linux.procs import ProcessRef, kill_now, terminate
+from pyrun.runtime import faults, state
+from pyrun.linux.procs import ProcessRef, kill_now, terminate, wait_reaped
 from pyrun.runtime.records import (ContainerRecord, ContainerStatus, DeviceNode, InitConfig, MountSpec, ProcessSpec,
                                    RootfsSpec, StepError)
 from pyrun.runtime.state import CONTAINER_CREATED, CONTAINER_EXITED, StateStore, now_ns, read_status
@@ -43,6 +42,7 @@ def make_dirs(cdir: Path) -> None:
 def spawn_monitor(cdir: Path, timeout: float = 180.0) -> ProcessRef:
     """Start the container's monitor; return the init process once it is set up (created)."""
     faults.check("spawn-monitor")
+    from pyrun.runtime import spawn, sync  # here, not at import: `pod ls` reads state and forks nothing
     job = spawn.Job("monitor", {"cdir": str(cdir)}, title=f"pyrun-monitor {cdir}", log=str(cdir / "monitor.log"),
                     detach=True)
     proc, parent = spawn.spawn_synced(job)
@@ -66,6 +66,8 @@ def _name(cdir: Path) -> str:
 def start(cdir: Path, name: str) -> int:
     """Release a created container: its init execs the workload. Returns the workload pid."""
     faults.check("start-container")
+    from pyrun.runtime import sync
+    from pyrun.runtime.monitor import request
     try:
         reply = request(cdir, "start", timeout=40)
     except sync.StepFailed as e:
@@ -93,12 +95,26 @@ def destroy(store: StateStore, cid: str) -> None:
     cdir = store.container_dir(cid)
     if not cdir.exists():
         return
-    init, monitor = processes(store, cid)
-    kill_now([r for r in (init, monitor) if r])
+    kill_workload_then_monitor(*processes(store, cid))
     from pyrun.linux.mounts import unmount_under
     from pyrun.linux.tree import remove_tree
     unmount_under(cdir)
     remove_tree(cdir)  # iterative: the writable layer may be any depth; errors propagate (rm/gc retry)
+
+
+def kill_workload_then_monitor(init: ProcessRef | None, monitor: ProcessRef | None,
+                               reap_timeout: float = 1.0) -> None:
+    """SIGKILL the workload, let its monitor reap it, then SIGKILL the monitor.
+
+    Killed together, the workload's zombie is re-parented to the host's init (the monitor is
+    outside the pod's PID namespace), and the pod's PID namespace cannot finish dying (pause,
+    its PID 1, cannot exit) until that init reaps it: seconds on a host whose PID 1 reaps lazily."""
+    if init:
+        kill_now([init])
+        if monitor:
+            wait_reaped(init, reap_timeout)
+    if monitor:
+        kill_now([monitor])
 
 
 def record_lost_exit(store: StateStore, cid: str) -> bool:
@@ -123,8 +139,8 @@ def state_of(store: StateStore, cid: str) -> ContainerRecord:
     from pyrun.runtime.status import container_status
     rec = store.read_container(cid)
     monitor_alive = True
-    if rec.status.state != CONTAINER_EXITED:
-        _, monitor = processes(store, cid)
+    if rec.status.state != CONTAINER_EXITED:  # the status was read with the record: only the monitor's file
+        monitor = state.read_monitor(store.container_dir(cid))
         monitor_alive = monitor is not None and monitor.alive()
     status = container_status(rec.status, monitor_alive)
     return rec if status is rec.status else replace(rec, status=status)

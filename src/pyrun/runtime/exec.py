@@ -10,7 +10,6 @@ on a full pipe would never exit) and bytes past the cap are read and dropped.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +17,6 @@ from pathlib import Path
 from pyrun.errors import DeadlineExceeded, SpecError
 
 MAX_EXEC_SYNC_OUTPUT = 16 << 20  # bytes per stream, as containerd
-
-log = logging.getLogger("pyrun.exec")
 
 
 @dataclass
@@ -46,7 +43,8 @@ def truncation_note(container: str, out: CappedBuffer, err: CappedBuffer) -> byt
     if not cut:
         return b""
     note = f"ExecSync in container {container}: output truncated: " + ", ".join(cut)
-    log.warning("%s", note)
+    import logging  # here: every CLI command imports this module, only the CRI server logs
+    logging.getLogger("pyrun.exec").warning("%s", note)
     return f"\n[pyrun: {note}]\n".encode()
 
 

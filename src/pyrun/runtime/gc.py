@@ -20,16 +20,18 @@ from typing import Callable
 
 from pyrun.config import Config
 from pyrun.errors import NotFound, RecordError
+from pyrun.runtime.records import PodRecord
 from pyrun.runtime.state import POD_CREATING, POD_REMOVING, StateStore
 
 
-def crashed_pods(store: StateStore) -> list[str]:
-    """Pods in `creating` or `removing` whose creator or remover is gone. A record this pyrun cannot
-    read (from a newer pyrun) is not ours to collect: it is left alone."""
+def crashed_pods(store: StateStore, records: list[PodRecord] | None = None) -> list[str]:
+    """Pods whose creator or remover died mid-way. records: the pod records already read (pod ls).
+    A record this pyrun cannot read (from a newer pyrun) is not ours to collect: it is left alone."""
+    known = {p.id: p for p in records or ()}
     out = []
     for pod_id in store.pod_ids():
         try:
-            pod = store.read_pod_or_none(pod_id)
+            pod = known.get(pod_id) or store.read_pod_or_none(pod_id)
         except (RecordError, ValueError):
             continue
         if pod is None:
@@ -46,11 +48,12 @@ def crashed_pods(store: StateStore) -> list[str]:
     return out
 
 
-def collect_crashed(cfg: Config, destroy: Callable[[str], None]) -> list[str]:
-    """Destroy (PodRuntime.destroy, passed in: this module is below pyrun.runtime.pod) every crashed pod."""
+def collect_crashed(cfg: Config, destroy: Callable[[str], None], records: list[PodRecord] | None = None) -> list[str]:
+    """Destroy (PodRuntime.destroy, passed in: this module is below pyrun.runtime.pod) every crashed pod.
+    records: the pod records the caller has read already (pod ls), so they are not read twice."""
     store = StateStore(cfg.root)
     done = []
-    for pod_id in crashed_pods(store):
+    for pod_id in crashed_pods(store, records):
         try:
             destroy(pod_id)
         except Exception as e:  # one pod that can't be removed must not block every other command

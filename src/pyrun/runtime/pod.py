@@ -16,8 +16,7 @@ from pathlib import Path
 from pyrun.config import Config
 from pyrun.errors import InvalidState, NotFound
 from pyrun.runtime import container as ctr
-from pyrun.runtime import faults, resources, sandbox, storage
-from pyrun.linux.mounts import unmount_under
+from pyrun.runtime import faults, resources, storage
 from pyrun.linux.procs import ProcessRef, kill_now, terminate, wait_pids_gone
 from pyrun.runtime.records import (ContainerCri, ContainerEntry, ContainerRecord, InitConfig, MountSpec, PodCri,
                                    PodRecord, ProcessSpec, Resources)
@@ -65,6 +64,7 @@ class PodRuntime:
 
         cri: what a CRI caller sent (kept as sent); cgroup_parent_override: its cgroup_parent."""
         from pyrun.spec.qos import qos_class
+        from pyrun.runtime import sandbox
         self.store.ensure()
         from pyrun.runtime import gc
         gc.collect_crashed(self.cfg, self.destroy)
@@ -98,7 +98,8 @@ class PodRuntime:
 
             undo.callback(self._kill_sandbox, pod_id)
             pause = sandbox.launch(pod_dir, spec.hostname, spec.share_process_namespace, spec.host_network,
-                                   cgroup_procs=resources.procs_files(self.cfg, pod.cgroup))
+                                   cgroup_procs=resources.procs_files(self.cfg, pod.cgroup),
+                                   meanwhile=lambda: _import_create_modules(self.cfg, spec))
             pod = replace(pod, pause=pause, namespaces={
                 k: str(pod_dir / "ns" / k)
                 for k in sandbox.namespace_kinds(spec.share_process_namespace, spec.host_network)})
@@ -259,8 +260,10 @@ class PodRuntime:
 
     def list(self) -> list[PodRecord]:
         from pyrun.runtime import gc
-        gc.collect_crashed(self.cfg, self.destroy)
-        return self.store.pods()
+        pods = self.store.pods()
+        if gc.collect_crashed(self.cfg, self.destroy, pods):  # read once; again only if a crashed pod was removed
+            pods = self.store.pods()
+        return pods
 
     # --- stop and remove ------------------------------------------------------------------------
     def stop(self, ref: str, grace: float | None = None) -> PodRecord:
@@ -353,6 +356,7 @@ class PodRuntime:
     def _remove_pod_dir(self, pod_id: str) -> None:
         """Everything but the record first, so a removal that fails half-way leaves a pod in `removing`
         that `pod rm` or `gc` can finish; iterative, as emptyDir volumes may be any depth."""
+        from pyrun.linux.mounts import unmount_under
         from pyrun.linux.tree import remove_tree
         pod_dir = self.store.pod_dir(pod_id)
         if pod_dir.exists():
@@ -360,6 +364,22 @@ class PodRuntime:
             for entry in sorted(os.listdir(pod_dir), key=lambda n: n in ("pod.json", "lock")):
                 remove_tree(pod_dir / entry)
             remove_tree(pod_dir)
+
+
+# What the rest of a create imports (the network and /etc files, volumes, a container's process, security
+# and monitor; pyroute2 for a bridge pod): imported while the sandbox launcher works, instead of after it.
+CREATE_MODULES = ("pyrun.runtime.podnet", "pyrun.netns.dns", "pyrun.runtime.volumes", "pyrun.spec.process",
+                  "pyrun.runtime.security", "pyrun.runtime.seccomp", "pyrun.runtime.monitor", "pyrun.runtime.init")
+
+
+def _import_create_modules(cfg: Config, spec) -> None:
+    import importlib
+    for name in CREATE_MODULES:
+        importlib.import_module(name)
+    from pyrun.runtime import podnet
+    podnet.preload(cfg, spec)
+    from pyrun.runtime.spawn import preload_seccomp
+    preload_seccomp()
 
 
 def _uuid() -> str:

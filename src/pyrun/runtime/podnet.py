@@ -18,6 +18,14 @@ def wants_network(cfg, spec_or_pod) -> bool:
     return cfg.pod_network and not spec_or_pod.host_network
 
 
+def preload(cfg, spec) -> None:
+    """Import what attach() will need for this pod, ahead of it: pyroute2 for a bridge pod (pyrun.runtime.pod
+    does it while the sandbox launcher works). Nothing for --network none, hostNetwork or CNI pods."""
+    if wants_network(cfg, spec) and mode(cfg) == "bridge":
+        from pyrun.netns import netlink
+        netlink.preload()
+
+
 def _ports(spec) -> list[dict]:
     out = []
     for c in spec.containers:

@@ -48,13 +48,18 @@ def namespace_kinds(share_pid: bool, host_network: bool) -> list[str]:
 # --- caller side (CLI / CRI) ---------------------------------------------------------------------
 
 def launch(pod_dir: Path, hostname: str, share_pid: bool, host_network: bool,
-           cgroup_procs: list[str] = (), timeout: float = 60.0) -> ProcessRef:
-    """Start the pod's pause process in new namespaces (and in the pod's cgroups); return it once it runs."""
+           cgroup_procs: list[str] = (), timeout: float = 60.0, meanwhile=None) -> ProcessRef:
+    """Start the pod's pause process in new namespaces (and in the pod's cgroups); return it once it runs.
+
+    meanwhile: called while the launcher works, which is mostly waiting in the kernel (joining the
+    cgroups waits for an RCU grace period, a new network namespace for its setup)."""
     job = spawn.Job("sandbox", {"pod_dir": str(pod_dir), "hostname": hostname, "share_pid": share_pid,
                                 "host_network": host_network, "cgroup_procs": list(cgroup_procs)},
                     title=f"pyrun-sandbox {pod_dir}", log=str(pod_dir / "sandbox.log"))
     proc, parent = spawn.spawn_synced(job)
     try:
+        if meanwhile is not None:
+            meanwhile()
         msg = sync.recv(parent, "ready", timeout=timeout, peer="sandbox launcher")
     except sync.StepFailed as e:
         from pyrun.errors import PyrunError

@@ -32,7 +32,6 @@ import dataclasses
 import fcntl
 import json
 import os
-import secrets
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -79,7 +78,7 @@ def check_transition(table: dict[str, set[str]], current: str, new: str, what: s
 
 def new_id() -> str:
     """A 64-hex-digit id, like containerd's."""
-    return secrets.token_hex(32)
+    return os.urandom(32).hex()  # what secrets.token_hex does, without importing hashlib and random
 
 
 def now_ns() -> int:

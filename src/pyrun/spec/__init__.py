@@ -8,14 +8,29 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
 
-from pyrun.spec.load import load_pod_file
-from pyrun.spec.model import (ContainerSpec, EnvVar, FieldRef, LoadedPod, PodSpec, PortSpec, ProcessSpec,
-                              Resources, VolumeMount, VolumeSpec)
-from pyrun.spec.pod import parse_pod
+    from pyrun.spec.load import load_pod_file
+    from pyrun.spec.model import (ContainerSpec, EnvVar, FieldRef, LoadedPod, PodSpec, PortSpec, ProcessSpec,
+                                  Resources, VolumeMount, VolumeSpec)
+    from pyrun.spec.pod import parse_pod
 
 __all__ = ["ContainerSpec", "EnvVar", "FieldRef", "LoadedPod", "PodSpec",
            "PortSpec", "ProcessSpec", "Resources", "VolumeMount", "VolumeSpec", "load_pod_file", "parse_pod",
            "schema_path"]
+
+# Imported on first use (PEP 562), so `from pyrun.spec.security import ...` (pyrun exec, the
+# container init) does not build the whole model and validator.
+_LAZY = {"load_pod_file": "pyrun.spec.load", "parse_pod": "pyrun.spec.pod",
+         **{name: "pyrun.spec.model" for name in __all__ if name[0].isupper()}}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def schema_path() -> Path:

@@ -1,0 +1,99 @@
+"""The `pyrun` click group: global options and the lazily imported subcommands.
+
+pyrun.cli.main is the entry point; it imports this module (and click) for every command but a
+plain `pyrun --help`, which it answers from pyrun.cli._roothelp without importing click.
+"""
+from __future__ import annotations
+
+import os
+
+import click
+
+from pyrun.config import Config
+
+
+# Subcommands are imported only when used: `pod create` must not pay for the image store,
+# the cgroup stats code or grpc (every pyrun command is a fresh Python process). `pyrun --help`
+# imports none of them: it lists the short help kept here (a unit test keeps it equal to the
+# commands' own docstrings).
+LAZY_COMMANDS = {
+    "pod": ("pyrun.cli.pod", "pod", "Create, list, inspect, stop and remove pods."),
+    "logs": ("pyrun.cli.pod", "logs",
+             "Print a container's output (stdout and stderr, from its CRI-format log file)."),
+    "exec": ("pyrun.cli.pod", "exec_cmd",
+             "Run COMMAND in a running container: pyrun exec POD CONTAINER -- CMD [ARGS...]."),
+    "gc": ("pyrun.cli.pod", "gc_cmd",
+           "Remove what crashed pyrun commands left behind (pods, containers, names, veths, rules, "
+           "addresses), and the pod bridge once no pod is left."),
+    "image": ("pyrun.cli.image", "image",
+              "Manage images: pull from registries, import OCI layouts and archives, list, inspect, remove, prune."),
+    "stats": ("pyrun.cli.stats", "stats",
+              "Show cpu, memory, pids and hugetlb usage of each pod and its containers (of every pod without POD)."),
+    "cri": ("pyrun.cli.cri", "cri",
+            "Serve the Kubernetes Container Runtime Interface (for crictl and the kubelet)."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(LAZY_COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in LAZY_COMMANDS:
+            return None
+        module, attr, _ = LAZY_COMMANDS[name]
+        import importlib
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of `--help` from LAZY_COMMANDS, without importing any subcommand."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        # shortened as click shortens a command's own help (click.utils.make_default_short_help is deprecated)
+        rows = [(name, click.Command(name, help=LAZY_COMMANDS[name][2]).get_short_help_str(limit)) for name in names]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--root", envvar="PYRUN_ROOT", type=click.Path(file_okay=False), default=None,
+              help="State root (default /run/pyrun; env PYRUN_ROOT).")
+@click.option("--data-root", envvar="PYRUN_DATA_ROOT", type=click.Path(file_okay=False), default=None,
+              help="Images and writable layers (default /var/lib/pyrun; with another --root: ROOT/data; "
+                   "env PYRUN_DATA_ROOT).")
+@click.option("--explain", is_flag=True, help="Print every Linux primitive as the equivalent shell command.")
+@click.option("--network", type=click.Choice(["bridge", "none", "cni"]), envvar="PYRUN_NETWORK", default="bridge",
+              show_default=True, help="Pod network: a bridge + veth per pod, only loopback, or the CNI plugins "
+                                      "of the first valid config in --cni-conf-dir.")
+@click.option("--cni-conf-dir", envvar="PYRUN_CNI_CONF_DIR", default="/etc/cni/net.d", show_default=True,
+              help="CNI network configs (.conflist, .conf, .json; the first valid one in lexical order).")
+@click.option("--cni-bin-dir", envvar="PYRUN_CNI_BIN_DIR", default="/opt/cni/bin:/usr/lib/cni", show_default=True,
+              help="Where CNI plugin binaries are searched, ':'-separated, in order.")
+@click.option("--cgroup-parent", envvar="PYRUN_CGROUP_PARENT", default=None,
+              help="Parent cgroup for pods (default pyrun).")
+@click.version_option(package_name="pyrun")
+@click.pass_context
+def cli(ctx: click.Context, root: str | None, data_root: str | None, explain: bool, network: str,
+        cni_conf_dir: str, cni_bin_dir: str, cgroup_parent: str | None) -> None:
+    """pyrun: Kubernetes Pods built from Linux primitives."""
+    cfg = Config.from_env(root, data_root, cgroup_parent=cgroup_parent, explain=explain,
+                          network_mode=network, cni=cni_options(network, cni_conf_dir, cni_bin_dir))
+    if explain:
+        from pyrun import explain as ex
+        ex.enable(os.dup(2))
+    ctx.obj = cfg
+
+
+def cni_options(network: str, conf_dir: str, bin_dir: str) -> dict:
+    """Config.cni: absolute dirs (pyrun may run plugins from another working directory)."""
+    bin_dirs = [os.path.abspath(d) for d in bin_dir.split(":") if d]
+    if not bin_dirs and network == "cni":
+        raise click.BadParameter("needs at least one directory", param_hint="--cni-bin-dir")
+    return {"conf_dir": os.path.abspath(conf_dir), "bin_dirs": bin_dirs}
+
+
+def render_help(width: int = 78) -> str:
+    """The root command's --help text at a formatter width (what pyrun.cli._roothelp caches)."""
+    ctx = click.Context(cli, info_name="pyrun", terminal_width=width, **cli.context_settings)
+    with ctx:
+        return cli.get_help(ctx) + "\n"
