@@ -62,7 +62,9 @@ def _ref_dict(ref: ProcessRef | None) -> dict[str, Any] | None:
 
 
 def _plain(value: Any) -> Any:
-    """A record value as JSON data: records and process refs become dicts, tuples lists."""
+    """A record value as JSON data: records and process refs become dicts, tuples (of records or
+    strings) lists. A mapping is JSON data already (a manifest, labels, a security plan): copied,
+    never walked, so a deeply nested manifest costs no recursion here."""
     if isinstance(value, ProcessRef):
         return value.to_dict()
     if dataclasses.is_dataclass(value) and hasattr(value, "to_dict"):
@@ -70,7 +72,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
     if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
+        return dict(value)
     return value
 
 
