@@ -18,6 +18,9 @@ fi
 #    containernetworking-plugins for `--network cni` (lab 9; the default bridge network does not need it).
 scripts/apt-ensure.sh python3 python3-venv python3-dev gcc libc6-dev libffi-dev libcap-dev libseccomp2 \
     busybox-static iproute2 nftables containernetworking-plugins
+# Prometheus for lab 10 and the metrics tests, which start their own on 127.0.0.1: the packaged service
+# is neither started nor enabled, and the recommended node-exporter is not installed.
+scripts/apt-ensure.sh --no-services prometheus
 
 # 2. A virtualenv with pyrun and its Python dependencies (re-installed when the build inputs change).
 PY=/usr/bin/python3

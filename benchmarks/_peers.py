@@ -12,6 +12,14 @@ from typing import Sequence
 
 import _stats
 
+# Issue #14's targets: ratios are pyrun's median / the peer's median, the rest absolute.
+TARGETS = {"create_vs_ctr": 1.0, "exec_vs_runc": 2.0, "rm_vs_runc": 1.0, "startup_vs_python": 3.0,
+           "create_bridge_ms": 150.0, "create_none_ms": 100.0, "cri_op": 0.8, "cri_create_start": 0.5,
+           "cri_execsync": 0.5, "unpack_vs_tar": 1.0, "unpack_vs_umoci": 0.5, "unpack_rss_kib": 128 * 1024.0,
+           "pod_rss_kib": 2048.0, "cri_serve_rss_kib": 80 * 1024.0}
+CRI_OPS = ("RunPodSandbox", "CreateContainer", "StartContainer", "ExecSync", "StopContainer", "RemoveContainer",
+           "StopPodSandbox", "RemovePodSandbox")
+
 # --- configuration of the peers -------------------------------------------------------------------
 
 def _toml_str(value: str) -> str:
@@ -20,8 +28,10 @@ def _toml_str(value: str) -> str:
 
 def containerd_config(base: Path, sandbox_image: str, cni_conf_dir: Path, cni_bin_dir: Path) -> str:
     """containerd 1.6 config (version 2) that keeps everything under `base`: root, state, socket,
-    CRI netns pins. cgroupfs driver, restrict_oom_score_adj (no CAP_SYS_RESOURCE here), no TCP
-    service, no metrics/debug listener, CNI networks from `cni_conf_dir`, plugins from `cni_bin_dir`."""
+    CRI netns pins, runc's state (`Root`, default /run/containerd/runc). cgroupfs driver,
+    restrict_oom_score_adj (no CAP_SYS_RESOURCE here), no TCP service, no metrics/debug listener,
+    CNI networks from `cni_conf_dir`, plugins from `cni_bin_dir`. Only the shims' sockets stay
+    outside, and libcni's cache (see HARD_WIRED_DIRS)."""
     cri = '[plugins."io.containerd.grpc.v1.cri"]'
     return "\n".join([
         "version = 2",
@@ -68,8 +78,20 @@ def containerd_config(base: Path, sandbox_image: str, cni_conf_dir: Path, cni_bi
         "",
         f"{cri[:-1]}.containerd.runtimes.runc.options]",
         "  SystemdCgroup = false",
+        f"  Root = {_toml_str(str(base / 'runc'))}",
         "",
     ])
+
+
+# Paths containerd 1.6 writes whatever the config says: the shims' sockets (/run/containerd/s) and
+# libcni's result cache (/var/lib/cni/results). The harness removes what appeared there during the
+# run, and nothing that existed before.
+HARD_WIRED_DIRS = ("/run/containerd", "/var/lib/cni")
+
+
+def made_paths(before: set[str], after: set[str]) -> list[str]:
+    """The paths that exist now and did not before, deepest first (the order to remove them in)."""
+    return sorted(after - before, key=lambda d: (-d.count("/"), d))
 
 
 CNI_NOOP = "pyrun-bench-noop"
@@ -162,10 +184,14 @@ def comparison_table(rows: Sequence[Comparison]) -> str:
         r = c.ratio()
         met = c.met()
         out.append([c.operation, len(c.pyrun), _med_p90(c.pyrun), c.peer_name, _med_p90(c.peer),
-                    "-" if r is None else f"{r:.2f}×", c.target_text(),
-                    "-" if met is None else ("yes" if met else "**no**")])
+                    "-" if r is None else f"{r:.2f}×", c.target_text(), pass_miss(met)])
     return _stats.markdown_table(["operation", "n", "pyrun ms (median / p90)", "peer", "peer ms (median / p90)",
-                                  "ratio", "target", "met?"], out)
+                                  "ratio", "target", "result"], out)
+
+
+def pass_miss(met: bool | None) -> str:
+    """PASS or MISS against the target; `info` for a row without one (shown for context)."""
+    return "info" if met is None else ("PASS" if met else "**MISS**")
 
 
 def combined(a: Sequence[float], b: Sequence[float]) -> list[float]:
@@ -198,3 +224,171 @@ def descendants(parents: dict[int, int], root: int) -> list[int]:
         out.append(pid)
         todo.extend(children.get(pid, []))
     return sorted(out)
+
+
+# --- the unpack comparison -------------------------------------------------------------------------
+
+def cache_key(dirs: Sequence[str], level: int) -> str:
+    """A file name for the cached layer of `dirs` at gzip `level`: usr-share+usr-lib-python3.11-gz6."""
+    return "+".join(d.strip("/").replace("/", "-") for d in dirs) + f"-gz{level}"
+
+
+def tree_differences(a: dict[str, tuple], b: dict[str, tuple], most: int = 5) -> list[str]:
+    """What differs between two tree listings (path -> attributes): paths only in one, then paths whose
+    attributes differ; at most `most` examples and a count of the rest. Empty: the same tree."""
+    only_a, only_b = sorted(a.keys() - b.keys()), sorted(b.keys() - a.keys())
+    changed = sorted(p for p in a.keys() & b.keys() if a[p] != b[p])
+    out = [f"only in the first: {p}" for p in only_a] + [f"only in the second: {p}" for p in only_b]
+    out += [f"differs: {p}: {a[p]} vs {b[p]}" for p in changed]
+    return out[:most] + ([f"... and {len(out) - most} more"] if len(out) > most else [])
+
+
+LAYER_MIN_GZIP_MIB, LAYER_MIN_ENTRIES = 150, 50_000
+
+
+def layer_shortfalls(gzip_bytes: int, entries: int) -> list[str]:
+    """How a layer falls short of issue #14's unpack benchmark layer (>= 150 MiB gzip, >= 50k entries)."""
+    out = []
+    if gzip_bytes < LAYER_MIN_GZIP_MIB << 20:
+        out.append(f"{gzip_bytes / (1 << 20):.0f} MiB of gzip, below {LAYER_MIN_GZIP_MIB} MiB")
+    if entries < LAYER_MIN_ENTRIES:
+        out.append(f"{entries} entries, below {LAYER_MIN_ENTRIES}")
+    return out
+
+
+# --- the report ------------------------------------------------------------------------------------
+
+def comparisons(res: dict) -> list[Comparison]:
+    """The rows of the main table, from the samples of a run (phases that did not run are left out)."""
+    T, rows = TARGETS, []
+    if "cli" in res:
+        rows += _cli_rows(res["cli"], res["startup"], res["ls_pods"])
+    if "cri" in res:
+        py, cd = res["cri"]["pyrun"], res["cri"]["containerd"]
+        for op in CRI_OPS:
+            target = T["cri_execsync"] if op == "ExecSync" else T["cri_op"]
+            rows.append(Comparison(f"CRI {op}", py[op], "containerd", cd[op], target_ratio=target))
+        rows.append(Comparison("CRI CreateContainer + StartContainer",
+                               combined(py["CreateContainer"], py["StartContainer"]), "containerd",
+                               combined(cd["CreateContainer"], cd["StartContainer"]),
+                               target_ratio=T["cri_create_start"]))
+    if "unpack" in res:
+        u = res["unpack"]["samples"]
+        rows += [Comparison("`image import` (big layer) vs `tar -xzf`", u["pyrun"], "tar -xzf", u["tar"],
+                            target_ratio=T["unpack_vs_tar"]),
+                 Comparison("`image import` (big layer) vs `umoci unpack`", u["pyrun"], "umoci unpack", u["umoci"],
+                            target_ratio=T["unpack_vs_umoci"])]
+    return rows
+
+
+def _cli_rows(s: dict, st: dict, ls_pods: int) -> list[Comparison]:
+    C, T = Comparison, TARGETS
+    return [
+        C("`pod create` (--network none) vs `ctr run -d`", s["pyrun create"], "ctr run -d", s["ctr run -d"],
+          target_ratio=T["create_vs_ctr"]),
+        C("`pod create` (--network none) vs `runc run -d`", s["pyrun create"], "runc run -d", s["runc run -d"]),
+        C("`pod create` (--network none), absolute", s["pyrun create"], "-", None, target_ms=T["create_none_ms"]),
+        C("`pod create` (bridge), absolute", s["pyrun create bridge"], "-", None, target_ms=T["create_bridge_ms"]),
+        C("`exec POD CTR -- true` vs `runc exec`", s["pyrun exec"], "runc exec", s["runc exec"],
+          target_ratio=T["exec_vs_runc"]),
+        C("`pod rm -f` vs `runc delete -f`", s["pyrun rm -f"], "runc delete -f", s["runc delete -f"],
+          target_ratio=T["rm_vs_runc"]),
+        C("`pyrun --help` vs `python -c pass`", st["pyrun --help"], "python -c pass", st["python -c pass"],
+          target_ratio=T["startup_vs_python"]),
+        C(f"`pod ls` ({ls_pods} pods) vs `python -c pass`", st["pod ls"], "python -c pass", st["python -c pass"],
+          target_ratio=T["startup_vs_python"]),
+    ]
+
+
+def render(res: dict) -> str:
+    """The markdown report of a run: machine and load, the comparison table, memory, the unpack layer."""
+    m, la = res["machine"], res["loadavg"]
+    fmt_la = lambda v: " ".join(f"{x:.2f}" for x in v)  # noqa: E731
+    rows = comparisons(res)
+    results = [c.met() for c in rows] + [met for *_, met in memory_rows(res)]
+    lines = ["# pyrun vs its peers (runc, ctr run, containerd CRI, tar, umoci)", "",
+             f"- date: {m['date']}; kernel {m['kernel']}, python {m['python']}, {m['cpus']} cpus, "
+             f"{m['memory_gib']} GiB",
+             "- load average (1/5/15 min): " + "; ".join(f"{k} {fmt_la(v)}" for k, v in la.items())]
+    if res.get("versions"):
+        lines.append(f"- peers: {', '.join(v[0] for v in res['versions'].values() if v)}")
+    if "cli" in res:
+        lines.append(f"- CLI: {res['runs']} runs, alternating pyrun / runc / ctr (rotated each run); one pod or "
+                     f"container `sleep 3600` each; `pod ls` with {res['ls_pods']} pods")
+    if "cri" in res:
+        net = {"cni": "both run the same CNI network (containerd's loopback, then a plugin that creates nothing "
+                      "and reports eth0 = 127.0.0.1): `cri serve --network cni`",
+               "none": "pyrun with `--network none`, containerd with its CNI network (loopback, then a plugin "
+                       "that creates nothing and reports eth0 = 127.0.0.1)"}[res.get("cri_network", "none")]
+        lines.append(f"- CRI: {res['pods']} pods, alternating pyrun / containerd pod by pod, each pod "
+                     f"RunPodSandbox … RemovePodSandbox with one ExecSync `true`; {net}")
+    if res.get("pyrun_commit"):
+        lines.append(f"- pyrun commit: {res['pyrun_commit']}")
+    if "bytecode" in m:
+        bc = m["bytecode"]
+        lines.append(f"- pyrun (`--bytecode {bc['mode']}`) imported from {bc['package']}: {bc['with_pyc']} of {bc['pyrun_modules']} modules "
+                     "have a .pyc")
+    lines += [f"- whole run: {res.get('seconds', 0):.0f} s; nothing left behind (checked)",
+              f"- targets: {results.count(True)} PASS, {results.count(False)} MISS", "",
+              comparison_table(rows),
+             "Ratio = pyrun median / peer median; `result` compares it (or the absolute median) with the target of "
+             "issue #14. Wall time of each command as a user runs it (pyrun as `python -m pyrun.cli.main`), or "
+             "client-side time of each CRI call over the unix socket (same Python gRPC client for both).", "",
+             "The machine is small and shared with other work (see the load average above): absolute times move "
+             "from run to run, ratios of runs made side by side much less; the absolute targets assume an idle "
+             "machine.", "",
+             "Run it: `scripts/apt-ensure.sh runc containerd containernetworking-plugins umoci time; "
+             ".venv/bin/python benchmarks/peers.py` (as root; options and what it does: benchmarks/README.md).", ""]
+    if "unpack" in res:
+        lines += render_unpack(res["unpack"], res["unpack_runs"])
+    if memory_rows(res):
+        lines += render_memory(res)
+    return "\n".join(lines)
+
+
+def render_unpack(u: dict, runs: int) -> list[str]:
+    layer, diff = u["layer"], u["differences"] or {}
+    short = layer_shortfalls(layer["gzip_bytes"], layer["entries"])
+    same = "; ".join(f"vs {who}: " + ("same tree" if not d else "DIFFERENT: " + "; ".join(d))
+                     for who, d in diff.items())
+    return ["## Unpack", "",
+            f"One gzip layer of {', '.join('/' + d for d in layer['dirs'])}: {layer['gzip_bytes'] / (1 << 20):.0f} MiB "
+            f"gzip, {layer['tar_bytes'] / (1 << 20):.0f} MiB tar, {layer['entries']} entries"
+            + (f" (**smaller than issue #14 asks: {', '.join(short)}**)" if short else "") + f". Rounds: {runs}, "
+            "alternating `pyrun image import` of the OCI layout (copy + verify digest and diff_id + unpack) / "
+            "`tar -xzf` of the blob / `umoci unpack` of the layout; `sync` before each. Trees compared after the "
+            f"first round (path, type, mode, owner, size, link target): {same or 'not compared'}.", ""]
+
+
+def memory_rows(res: dict) -> list[list]:
+    """[what, RSS KiB, target KiB or None, met or None] for the memory table."""
+    T, rows = TARGETS, []
+    med = lambda v: _stats.median(v) if v else 0  # noqa: E731
+    if res.get("pod_rss_kib"):
+        rows.append(["pause + monitor per pod (CLI pods)", med([sum(d.values()) for d in res["pod_rss_kib"]]),
+                     T["pod_rss_kib"]])
+    if "memory" in res:
+        py, cd, n = res["memory"]["pyrun"], res["memory"]["containerd"], res["mem_pods"]
+        rows += [["pause + monitor per pod (CRI pods)", med(py["pod_kib"]), T["pod_rss_kib"]],
+                 [f"`cri serve` + helpers, {n} pods running", py["server_kib"] + sum(py["helpers"].values()),
+                  T["cri_serve_rss_kib"]],
+                 ["containerd peer: pause + shim per pod", med(cd["pause_kib"]) + med(cd["shims_kib"]), None],
+                 ["containerd peer: shim per pod", med(cd["shims_kib"]), None],
+                 [f"containerd peer: containerd, {n} pods running", cd["containerd_kib"], None]]
+    if "unpack" in res:
+        rows.append(["`image import` of the big layer, peak (max over rounds)", max(res["unpack"]["peak_rss_kib"]),
+                     T["unpack_rss_kib"]])
+    return [[what, kib, target, None if target is None else kib <= target] for what, kib, target in rows]
+
+
+def render_memory(res: dict) -> list[str]:
+    table = [[what, _stats.fmt_mib(kib), "-" if target is None else f"≤ {_stats.fmt_mib(target)}", pass_miss(met)]
+             for what, kib, target, met in memory_rows(res)]
+    lines = ["## Memory (RSS, MiB)", "", _stats.markdown_table(["what", "RSS MiB", "target", "result"], table)]
+    if "memory" in res:
+        py = res["memory"]["pyrun"]
+        helpers = ", ".join(f"{k.split(' ', 1)[1]} {v / 1024:.1f}" for k, v in py["helpers"].items()) or "none"
+        lines.append(f"`cri serve` itself {py['server_kib'] / 1024:.1f} MiB; helpers it keeps (MiB): {helpers}. ")
+    lines += ["RSS from /proc/<pid>/smaps_rollup (shared pages counted in full); the import's peak is GNU time's "
+              "maximum resident set size.", ""]
+    return lines

@@ -45,30 +45,33 @@ def _put(out: Path, path: Path) -> tuple[str, int]:
     return "sha256:" + h.hexdigest(), dest.stat().st_size
 
 
-def build_layout(out: Path, dirs: list[str]) -> int:
-    """One gzip layer per directory (tar of / relative paths); returns total uncompressed bytes."""
+def build_layout(out: Path, layers: list[list[str]], level: int = 1) -> tuple[int, int]:
+    """One gzip (-`level`) layer per list of directories (tar of / relative paths), tagged `latest`;
+    returns (total uncompressed bytes, tar entries)."""
     out.mkdir(parents=True, exist_ok=True)
-    layers, diff_ids, total = [], [], 0
-    for d in dirs:
+    descs, diff_ids, total, entries = [], [], 0, 0
+    for dirs in layers:
         tar = out / "layer.tar"
-        subprocess.run(["tar", "-C", "/", "--numeric-owner", "-cf", str(tar), d], check=True)
+        subprocess.run(["tar", "-C", "/", "--numeric-owner", "-cf", str(tar), *dirs], check=True)
         total += tar.stat().st_size
+        listing = subprocess.run(["tar", "-tf", str(tar)], check=True, capture_output=True).stdout
+        entries += listing.count(b"\n")
         diff_ids.append(_put(out, tar)[0])
         gz = out / "layer.tar.gz"
         blob = out / "blobs" / "sha256" / diff_ids[-1].split(":")[1]
         with open(gz, "wb") as f:
-            subprocess.run(["gzip", "-1", "-n", "-c", str(blob)], stdout=f, check=True)
+            subprocess.run(["gzip", f"-{level}", "-n", "-c", str(blob)], stdout=f, check=True)
         blob.unlink()
         digest, size = _put(out, gz)
-        layers.append({"mediaType": MT_LAYER_GZIP, "digest": digest, "size": size})
+        descs.append({"mediaType": MT_LAYER_GZIP, "digest": digest, "size": size})
     cfg = canonical_json(image_config(diff_ids, {"Cmd": ["sh"]}))
     (out / "blobs" / "sha256" / digest_of(cfg).split(":")[1]).write_bytes(cfg)
-    manifest = canonical_json({"schemaVersion": 2, "mediaType": MT_MANIFEST, "layers": layers,
+    manifest = canonical_json({"schemaVersion": 2, "mediaType": MT_MANIFEST, "layers": descs,
                                "config": {"mediaType": MT_CONFIG, "digest": digest_of(cfg), "size": len(cfg)}})
     (out / "blobs" / "sha256" / digest_of(manifest).split(":")[1]).write_bytes(manifest)
     write_index(out, [{"mediaType": MT_MANIFEST, "digest": digest_of(manifest), "size": len(manifest),
                        "annotations": {"org.opencontainers.image.ref.name": "latest"}}])
-    return total
+    return total, entries
 
 
 def timed(fn) -> float:
@@ -92,7 +95,7 @@ def main() -> None:
     try:
         layout = work / "layout"
         t = time.perf_counter()
-        total = build_layout(layout, args.dirs)
+        total, _ = build_layout(layout, [[d] for d in args.dirs])
         print(f"built {len(args.dirs)} layers, {total / 1e6:.0f} MB uncompressed in {time.perf_counter() - t:.1f}s")
         mb = total / 1e6
         for run in range(args.runs):

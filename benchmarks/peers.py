@@ -1,23 +1,26 @@
 #!/usr/bin/env python3
-"""pyrun against its real peers: runc, `ctr run` and containerd 1.6's CRI, side by side.
+"""pyrun against its real peers: runc, `ctr run`, containerd 1.6's CRI, GNU tar and umoci, side by side.
 
-Run as root from the repository with the project's venv:
+Run as root from the repository with the project's venv (needs the Debian packages in PACKAGES):
 
-    .venv/bin/python benchmarks/peers.py [--runs 10] [--pods 50] [--out benchmarks/results/peers.md]
+    .venv/bin/python benchmarks/peers.py [--runs 10] [--pods 50] [--unpack-runs 3] [--out benchmarks/results/peers.md]
 
 The harness re-executes itself under `unshare --net` (a throwaway network namespace, lo up), then
-starts its own containerd (Debian's package: config, root, state and socket under
-/tmp/pyrun-peers-<rand>/containerd, cgroupfs, restrict_oom_score_adj, a loopback-only CNI
-network) and imports pyrun's pause and the demo busybox image into it as OCI archives. runc runs
-a bundle from `runc spec` on the same busybox rootfs. Runs alternate between the runtimes. At the
-end every pod, container, shim, mount and cgroup of the run is removed, also on failure or
-Ctrl-C, and the harness checks that nothing is left.
+starts its own containerd (Debian's package: config, root, state, socket and runc's state under
+/tmp/pyrun-peers-<rand>/containerd, cgroupfs, restrict_oom_score_adj, a CNI network that only
+reports 127.0.0.1) and imports pyrun's pause and the demo busybox image into it as OCI archives.
+runc runs a bundle from `runc spec` on the same busybox rootfs. Runs alternate between the
+runtimes. The unpack phase (benchmarks/_unpack.py) compares `pyrun image import` with `tar -xzf`
+and `umoci unpack` on one big layer cached under /var/cache/pyrun-bench.
+
+At the end every pod, container, shim, mount, cgroup and directory of the run is removed, also on
+failure or Ctrl-C (containerd 1.6 writes /run/containerd/s and /var/lib/cni whatever the config
+says: what appeared there during the run is removed too), and the harness checks that nothing is left.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import json
 import os
 import platform
@@ -27,7 +30,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,7 +38,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "tests" / "integration"))
 import _peers  # noqa: E402
-import _stats  # noqa: E402
+import _unpack  # noqa: E402
 import run as podbench  # noqa: E402  (benchmarks/run.py: Cli, memory and cleanup helpers)
 
 NETNS_ENV = "PYRUN_PEERS_IN_NETNS"
@@ -45,16 +47,12 @@ CTD_DEMO = "docker.io/pyrun/demo:latest"
 CTD_PAUSE = "docker.io/pyrun/pause:bench"
 CTR_NS = "pyrun-bench"
 CNI_LOOPBACK = "/usr/lib/cni/loopback"
-PACKAGES = ("runc", "containerd", "containernetworking-plugins")
-TARGETS = {"create_vs_ctr": 1.0, "exec_vs_runc": 2.0, "rm_vs_runc": 1.0, "startup_vs_python": 3.0,
-           "create_bridge_ms": 150.0, "create_none_ms": 100.0, "cri_op": 0.8, "cri_create_start": 0.5,
-           "cri_execsync": 0.5, "pod_rss_kib": 2048.0, "cri_serve_rss_kib": 80 * 1024.0}
-CRI_OPS = ("RunPodSandbox", "CreateContainer", "StartContainer", "ExecSync", "StopContainer", "RemoveContainer",
-           "StopPodSandbox", "RemovePodSandbox")
+PACKAGES = ("runc", "containerd", "containernetworking-plugins", "umoci", "time")
+TOOLS = ("runc", "containerd", "ctr", "umoci", "/usr/bin/time")
+CRI_OPS = _peers.CRI_OPS
 
 
-class BenchError(RuntimeError):
-    pass
+BenchError = podbench.BenchError
 
 
 def sh(argv: list[str], timeout: float = 120, check: bool = True, **kw) -> subprocess.CompletedProcess:
@@ -64,16 +62,7 @@ def sh(argv: list[str], timeout: float = 120, check: bool = True, **kw) -> subpr
     return p
 
 
-def timed(argv: list[str], **kw) -> float:
-    """Wall time of one command; stdio to /dev/null so detached children cannot hold a pipe open."""
-    with tempfile.TemporaryFile() as err:  # a pipe would stay open in the detached container
-        t0 = time.perf_counter()
-        p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, timeout=120, **kw)
-        dt = time.perf_counter() - t0
-        if p.returncode != 0:
-            err.seek(0)
-            raise BenchError(f"{' '.join(argv)} exited {p.returncode}:\n{err.read().decode(errors='replace').strip()}")
-    return dt
+timed = podbench.run_timed
 
 
 # --- the peers --------------------------------------------------------------------------------------
@@ -134,6 +123,10 @@ class Containerd:
                 raise BenchError(f"containerd did not start:\n{(self.base / 'containerd.log').read_text()}")
             time.sleep(0.05)
 
+    def cni_env(self) -> dict[str, str]:
+        """pyrun's environment for the same CNI network as this containerd's (`--network cni`)."""
+        return {"PYRUN_CNI_CONF_DIR": str(self.base / "cni"), "PYRUN_CNI_BIN_DIR": str(self.base / "cni-bin")}
+
     def ctr(self, *args: str, ns: str = CTR_NS) -> list[str]:
         return ["ctr", "-a", str(self.sock), "-n", ns, *args]
 
@@ -141,8 +134,9 @@ class Containerd:
         sh(self.ctr("images", "import", "--all-platforms", str(archive), ns=ns), timeout=300)
 
     def run_d(self, cid: str) -> float:
-        return timed(self.ctr("run", "-d", "--null-io", "--cgroup", f"/{self.cgroup_parent}/{cid}", CTD_DEMO, cid,
-                              "sleep", "3600"))
+        """`ctr run -d`; --runc-root keeps runc's state under `base` (the shim's default is /run/containerd/runc)."""
+        return timed(self.ctr("run", "-d", "--null-io", "--runc-root", str(self.base / "runc-ctr"), "--cgroup",
+                              f"/{self.cgroup_parent}/{cid}", CTD_DEMO, cid, "sleep", "3600"))
 
     def remove(self, cid: str) -> None:
         sh(self.ctr("task", "rm", "-f", cid), check=False)
@@ -186,6 +180,53 @@ class Containerd:
                 os.kill(pid, signal.SIGKILL)
         if self.proc is not None:
             self.log.close()
+
+
+def stop_strays(work: Path, grace: float = 10) -> None:
+    """End the commands of this run still working in `work` (their command line names it): an
+    interrupted `image import` whose parent, GNU time, was killed, say. SIGTERM, then SIGKILL."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = mentioning(work)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while pids and time.monotonic() < deadline:
+            time.sleep(0.1)
+            pids = mentioning(work)
+        if not pids:
+            return
+
+
+def mentioning(work: Path) -> list[int]:
+    needle = str(work).encode()
+    return [pid for pid, cmd in proc_cmdlines() if needle in cmd and pid != os.getpid()]
+
+
+def paths_under(top: str) -> set[str]:
+    """Every path below and including `top` (a small runtime directory; iterative)."""
+    out, todo = set(), [top] if os.path.lexists(top) else []
+    while todo:
+        d = todo.pop()
+        out.add(d)
+        with contextlib.suppress(OSError):
+            for e in os.scandir(d):
+                if e.is_dir(follow_symlinks=False):
+                    todo.append(e.path)
+                else:
+                    out.add(e.path)
+    return out
+
+
+def remove_made(before: set[str], top: str) -> list[str]:
+    """Remove what appeared under `top` since `before` was taken (deepest first); return what stays."""
+    problems = []
+    for path in _peers.made_paths(before, paths_under(top)):
+        try:
+            os.rmdir(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+        except OSError as e:
+            problems.append(f"left in {top}: {path} ({e.strerror})")
+    return problems
 
 
 def proc_cmdlines() -> list[tuple[int, bytes]]:
@@ -257,7 +298,7 @@ def extract_rootfs(layout: Path, dest: Path) -> None:
 # --- the CLI comparison -----------------------------------------------------------------------------
 
 def cli_phase(args, cli: podbench.Cli, bridge: podbench.Cli, runc: Runc, ctd: Containerd, work: Path,
-              res: dict) -> None:
+              res: dict, seen: set[int]) -> None:
     s: dict[str, list[float]] = {k: [] for k in ("pyrun create", "pyrun create bridge", "runc run -d",
                                                  "ctr run -d", "pyrun exec", "runc exec", "pyrun rm -f",
                                                  "runc delete -f")}
@@ -271,7 +312,9 @@ def cli_phase(args, cli: podbench.Cli, bridge: podbench.Cli, runc: Runc, ctd: Co
                 dt, p = cli.timed("pod", "create", str(spec))
                 s["pyrun create"].append(dt)
                 pod_id = p.stdout.strip().splitlines()[-1]
-                pod_mem.append({role: rss_kib(pid) for role, pid in podbench.kept_processes(cli.root, pod_id)})
+                kept = podbench.kept_processes(cli.root, pod_id)
+                seen.update(pid for _, pid in kept)
+                pod_mem.append({role: rss_kib(pid) for role, pid in kept})
                 s["pyrun exec"].append(timed(cli.argv("exec", name, "c", "--", "true")))
                 s["pyrun rm -f"].append(timed(cli.argv("pod", "rm", "-f", name)))
             elif who == "runc":
@@ -371,7 +414,7 @@ class CriPeer:
         self.stop_pod(sid, cid)
 
 
-def cri_phase(args, server, ctd: Containerd, work: Path, cgroup_parent: str, res: dict) -> None:
+def cri_phase(args, server, ctd: Containerd, work: Path, cgroup_parent: str, res: dict, seen: set[int]) -> None:
     peers = {"pyrun": CriPeer("pyrun", server.sock, DEMO, "", work / "cri-logs"),
              "containerd": CriPeer("containerd", ctd.sock, CTD_DEMO, f"/{cgroup_parent}", work / "cri-logs")}
     for i in range(args.pods):
@@ -380,12 +423,12 @@ def cri_phase(args, server, ctd: Containerd, work: Path, cgroup_parent: str, res
         if (i + 1) % 10 == 0:
             print(f"cri pod {i + 1}/{args.pods}", file=sys.stderr)
     res["cri"] = {who: p.samples for who, p in peers.items()}
-    res["memory"] = cri_memory(args, peers, server, ctd)
+    res["memory"] = cri_memory(args, peers, server, ctd, seen)
     for p in peers.values():
         p.channel.close()
 
 
-def cri_memory(args, peers: dict, server, ctd: Containerd) -> dict:
+def cri_memory(args, peers: dict, server, ctd: Containerd, seen: set[int]) -> dict:
     """RSS with --mem-pods pods running in each runtime: pyrun's server and every helper it keeps
     (its descendants other than the pods' processes); containerd, its shims and the pause processes."""
     made = {who: [p.start_pod(1000 + i, timed_=False) for i in range(args.mem_pods)] for who, p in peers.items()}
@@ -396,10 +439,12 @@ def cri_memory(args, peers: dict, server, ctd: Containerd) -> dict:
     for sid, _ in made["pyrun"]:
         kept = podbench.kept_processes(server.root, sid)
         pod_pids.update(pid for _, pid in kept)
+        seen.update(pid for _, pid in kept)
         per_pod.append(sum(rss_kib(pid) for _, pid in kept))
     parents = proc_parents()
     helpers = [p for p in _peers.descendants(parents, server.proc.pid) if p not in pod_pids]
     helpers = [p for p in helpers if not any(a in pod_pids for a in ancestors(parents, p))]
+    seen.update(helpers + [server.proc.pid])
     out["pyrun"] = {"server_kib": rss_kib(server.proc.pid),
                     "helpers": {f"{p} {podbench.process_name(p)[:60]}": rss_kib(p) for p in helpers},
                     "pod_kib": per_pod}
@@ -428,38 +473,45 @@ def bench(args) -> dict:
     work = Path(f"/tmp/pyrun-peers-{tag}")
     work.mkdir()
     parent, peer_parent = f"pyrun-peers-{tag}", f"pyrun-peers-{tag}-peers"
-    cli = podbench.Cli(sys.executable, work / "pyrun", parent, "none")
-    bridge = podbench.Cli(sys.executable, work / "pyrun", parent, "bridge")
+    from _cri_helpers import CriServer, data_root_of
+    server = CriServer(work / "pyrun", parent, work / "cri.sock", work / "cri-server.log")
+    cli = podbench.Cli(sys.executable, work / "pyrun", parent, "none", data_root_of(work / "pyrun"))
+    bridge = podbench.Cli(sys.executable, work / "pyrun", parent, "bridge", data_root_of(work / "pyrun"))
     runc = Runc(work, work / "rootfs", peer_parent)
     ctd = Containerd(work / "containerd", peer_parent)
-    from _cri_helpers import CriServer
-    server = CriServer(work / "pyrun", parent, work / "cri.sock", work / "cri-server.log")
-    res: dict = {"machine": machine(), "runs": args.runs, "pods": args.pods, "ls_pods": args.ls_pods,
-                 "mem_pods": args.mem_pods, "targets": TARGETS, "loadavg": {"start": os.getloadavg()}}
+    hard_wired_before = {top: paths_under(top) for top in _peers.HARD_WIRED_DIRS}
+    seen: set[int] = set()  # pids of the pods' processes: none may outlive the run
+    res: dict = {"runs": args.runs, "pods": args.pods, "ls_pods": args.ls_pods,
+                 "mem_pods": args.mem_pods, "unpack_runs": args.unpack_runs, "cri_network": args.cri_network,
+                 "targets": _peers.TARGETS,
+                 "loadavg": {"start": os.getloadavg()}}
     failure = None
-    problems: list[str] = []
     try:
-        build_images(work)
-        cli.run("image", "import", str(work / "demo"), DEMO)
-        runc.prepare()
-        ctd.start()
-        res["versions"] = versions(ctd)
-        for ns in ("k8s.io", CTR_NS):
-            ctd.import_image(work / "pause.tar", ns)
-            ctd.import_image(work / "demo.tar", ns)
+        if args.bytecode != "asis":
+            podbench.use_package_copy(work, args.bytecode == "precompiled", sys.executable)
+        res["machine"] = podbench.machine(podbench.bytecode_state(podbench.pyrun_package(sys.executable),
+                                                                  args.bytecode))
+        res["pyrun_commit"] = pyrun_commit()
         t0 = time.monotonic()
+        if not (args.skip_cli and args.skip_cri):
+            start_peers(work, cli, runc, ctd, res)
         if not args.skip_cli:
-            cli_phase(args, cli, bridge, runc, ctd, work, res)
+            cli_phase(args, cli, bridge, runc, ctd, work, res, seen)
             res["loadavg"]["after_cli"] = os.getloadavg()
         if not args.skip_cri:
-            server.start()
-            cri_phase(args, server, ctd, work, peer_parent, res)
+            server.network = args.cri_network
+            server.start(env=ctd.cni_env() if args.cri_network == "cni" else None)
+            cri_phase(args, server, ctd, work, peer_parent, res, seen)
             res["loadavg"]["after_cri"] = os.getloadavg()
+        if not args.skip_unpack:
+            layer = _unpack.cached_layer(_unpack.CACHE, args.unpack_dirs)
+            res["unpack"] = _unpack.unpack_phase(args.unpack_runs, layer, work, sys.executable, parent)
+            res["loadavg"]["after_unpack"] = os.getloadavg()
         res["seconds"] = time.monotonic() - t0
     except BaseException as e:  # KeyboardInterrupt too: clean up, then report
         failure = e
     finally:
-        problems += cleanup(work, cli, server, runc, ctd, parent, peer_parent)
+        problems = cleanup(work, cli, server, runc, ctd, (parent, peer_parent), hard_wired_before, seen)
     if problems:
         raise BenchError("left behind after the benchmark:\n  " + "\n  ".join(problems))
     if failure is not None:
@@ -467,25 +519,56 @@ def bench(args) -> dict:
     return res
 
 
-def cleanup(work: Path, cli, server, runc: Runc, ctd: Containerd, parent: str, peer_parent: str) -> list[str]:
-    problems = []
+def start_peers(work: Path, cli: podbench.Cli, runc: Runc, ctd: Containerd, res: dict) -> None:
+    """Build the images, import the demo image into pyrun, prepare runc's bundle, start containerd and
+    import pause and the demo image into it (both namespaces: k8s.io for CRI, CTR_NS for `ctr run`)."""
+    build_images(work)
+    cli.run("image", "import", str(work / "demo"), DEMO)
+    runc.prepare()
+    ctd.start()
+    res["versions"] = versions(ctd)
+    for ns in ("k8s.io", CTR_NS):
+        ctd.import_image(work / "pause.tar", ns)
+        ctd.import_image(work / "demo.tar", ns)
+
+
+def cleanup(work: Path, cli, server, runc: Runc, ctd: Containerd, parents: tuple[str, str],
+            hard_wired_before: dict[str, set[str]], seen: set[int]) -> list[str]:
+    """Remove everything the run made, then list what is still there (empty: nothing left).
+    Ctrl-C and SIGTERM are ignored meanwhile: a second Ctrl-C must not leave a half-clean machine."""
+    old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _cleanup(work, cli, server, runc, ctd, parents, hard_wired_before, seen)
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _cleanup(work: Path, cli, server, runc: Runc, ctd: Containerd, parents: tuple[str, str],
+             hard_wired_before: dict[str, set[str]], seen: set[int]) -> list[str]:
+    from pyrun.linux.mounts import unmount_under
+    from pyrun.linux.tree import remove_tree
+    problems: list[str] = []
     steps = [server.stop, lambda: problems.extend(podbench.remove_everything(cli)),
-             lambda: problems.extend(runc.remove_all()), lambda: problems.extend(ctd.remove_all()), ctd.stop]
+             lambda: problems.extend(runc.remove_all()), lambda: problems.extend(ctd.remove_all()), ctd.stop,
+             lambda: stop_strays(work), lambda: unmount_under(work)]
     for step in steps:
         try:
             step()
         except Exception as e:  # keep cleaning
             problems.append(f"cleanup step failed: {e!r}")
-    with contextlib.suppress(Exception):
-        from pyrun.linux.mounts import unmount_under
-        unmount_under(work)
-    for p in (parent, peer_parent):
+    for p in parents:
         podbench.remove_empty_cgroups(p)
-    problems += podbench.leftovers(work, parent, set())
-    problems += [f"cgroup left: {d}" for d in podbench.cgroup_dirs(peer_parent)]
+    for top, before in hard_wired_before.items():
+        problems += remove_made(before, top)
+    problems += podbench.leftovers(work, parents[0], seen)
+    problems += [f"cgroup left: {d}" for d in podbench.cgroup_dirs(parents[1])]
     problems += [f"containerd shim left: {pid}" for pid in ctd.shims()]
-    if not problems:
-        shutil.rmtree(work, ignore_errors=True)
+    if not any(p.startswith("mount left") for p in problems):  # never delete below a live mount
+        try:
+            remove_tree(work)
+        except Exception as e:
+            problems.append(f"work directory {work} not removed: {e}")
     return problems
 
 
@@ -495,93 +578,11 @@ def versions(ctd: Containerd) -> dict:
             "ctr": first(["ctr", "--version"])}
 
 
-def machine() -> dict:
-    with open("/proc/meminfo") as f:
-        mem_kib = int(next(line.split()[1] for line in f if line.startswith("MemTotal:")))
-    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "kernel": platform.release(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "memory_gib": round(mem_kib / 1024 / 1024, 1)}
-
-
-# --- report -----------------------------------------------------------------------------------------
-
-def comparisons(res: dict) -> list[_peers.Comparison]:
-    C, T = _peers.Comparison, TARGETS
-    rows = []
-    if "cli" in res:
-        s, st = res["cli"], res["startup"]
-        rows += [
-            C("`pod create` (--network none) vs `ctr run -d`", s["pyrun create"], "ctr run -d", s["ctr run -d"],
-              target_ratio=T["create_vs_ctr"]),
-            C("`pod create` (--network none) vs `runc run -d`", s["pyrun create"], "runc run -d", s["runc run -d"]),
-            C("`pod create` (--network none), absolute", s["pyrun create"], "-", None,
-              target_ms=T["create_none_ms"]),
-            C("`pod create` (bridge), absolute", s["pyrun create bridge"], "-", None,
-              target_ms=T["create_bridge_ms"]),
-            C("`exec POD CTR -- true` vs `runc exec`", s["pyrun exec"], "runc exec", s["runc exec"],
-              target_ratio=T["exec_vs_runc"]),
-            C("`pod rm -f` vs `runc delete -f`", s["pyrun rm -f"], "runc delete -f", s["runc delete -f"],
-              target_ratio=T["rm_vs_runc"]),
-            C("`pyrun --help` vs `python -c pass`", st["pyrun --help"], "python -c pass", st["python -c pass"],
-              target_ratio=T["startup_vs_python"]),
-            C(f"`pod ls` ({res['ls_pods']} pods) vs `python -c pass`", st["pod ls"], "python -c pass",
-              st["python -c pass"], target_ratio=T["startup_vs_python"]),
-        ]
-    if "cri" in res:
-        py, cd = res["cri"]["pyrun"], res["cri"]["containerd"]
-        for op in CRI_OPS:
-            target = T["cri_execsync"] if op == "ExecSync" else T["cri_op"]
-            rows.append(C(f"CRI {op}", py[op], "containerd", cd[op], target_ratio=target))
-        rows.append(C("CRI CreateContainer + StartContainer",
-                      _peers.combined(py["CreateContainer"], py["StartContainer"]), "containerd",
-                      _peers.combined(cd["CreateContainer"], cd["StartContainer"]),
-                      target_ratio=T["cri_create_start"]))
-    return rows
-
-
-def render(res: dict) -> str:
-    m, la = res["machine"], res["loadavg"]
-    fmt_la = lambda v: " ".join(f"{x:.2f}" for x in v)  # noqa: E731
-    lines = ["# pyrun vs its peers (runc, ctr run, containerd CRI)", "",
-             f"- date: {m['date']}; kernel {m['kernel']}, python {m['python']}, {m['cpus']} cpus, "
-             f"{m['memory_gib']} GiB",
-             f"- peers: {', '.join(v[0] for v in res.get('versions', {}).values() if v)}",
-             "- load average (1/5/15 min): " + "; ".join(f"{k} {fmt_la(v)}" for k, v in la.items()),
-             f"- CLI: {res['runs']} runs, alternating pyrun / runc / ctr (rotated each run); one pod or container "
-             f"`sleep 3600` each; `pod ls` with {res['ls_pods']} pods; CRI: {res['pods']} pods, alternating pyrun / "
-             f"containerd pod by pod, each pod RunPodSandbox … RemovePodSandbox with one ExecSync `true`",
-             f"- whole run: {res.get('seconds', 0):.0f} s; nothing left behind (checked)", "",
-             _peers.comparison_table(comparisons(res))]
-    lines += ["Ratio = pyrun median / peer median; `met?` compares it (or the absolute median) with the target of "
-              "issue #14. Wall time of each command as a user runs it (pyrun as `python -m pyrun.cli.main`), or "
-              "client-side time of each CRI call over the unix socket (same Python gRPC client for both).", ""]
-    if "memory" in res:
-        lines += render_memory(res)
-    return "\n".join(lines)
-
-
-def render_memory(res: dict) -> list[str]:
-    mem, n, T = res["memory"], res["mem_pods"], TARGETS
-    py, cd = mem["pyrun"], mem["containerd"]
-    serve_total = py["server_kib"] + sum(py["helpers"].values())
-    pod_cli = [sum(d.values()) for d in res.get("pod_rss_kib", [])]
-    med = lambda v: _stats.median(v) if v else 0  # noqa: E731
-    rows = [
-        ["pause + monitor per pod (CLI pods)", _stats.fmt_mib(med(pod_cli)), _stats.fmt_mib(T["pod_rss_kib"]),
-         _stats.verdict(med(pod_cli), T["pod_rss_kib"])],
-        ["pause + monitor per pod (CRI pods)", _stats.fmt_mib(med(py["pod_kib"])), _stats.fmt_mib(T["pod_rss_kib"]),
-         _stats.verdict(med(py["pod_kib"]), T["pod_rss_kib"])],
-        [f"`cri serve` + helpers, {n} pods running", _stats.fmt_mib(serve_total),
-         _stats.fmt_mib(T["cri_serve_rss_kib"]), _stats.verdict(serve_total, T["cri_serve_rss_kib"])],
-        ["containerd peer: pause + shim per pod", _stats.fmt_mib(med(cd["pause_kib"]) + med(cd["shims_kib"])),
-         "-", "-"],
-        ["containerd peer: shim per pod", _stats.fmt_mib(med(cd["shims_kib"])), "-", "-"],
-        [f"containerd peer: containerd, {n} pods running", _stats.fmt_mib(cd["containerd_kib"]), "-", "-"],
-    ]
-    helpers = ", ".join(f"{k.split(' ', 1)[1]} {v / 1024:.1f}" for k, v in py["helpers"].items()) or "none"
-    return ["## Memory (RSS, MiB)", "", _stats.markdown_table(["what", "RSS MiB", "target", "met?"], rows),
-            f"`cri serve` itself {py['server_kib'] / 1024:.1f} MiB; helpers it keeps (MiB): {helpers}. "
-            "RSS from /proc/<pid>/smaps_rollup (shared pages counted in full).", ""]
+def pyrun_commit() -> str:
+    """The commit measured (`+ changes` when the work tree differs from it)."""
+    head = sh(["git", "-C", str(REPO), "log", "-1", "--format=%h %s"], check=False).stdout.strip()
+    dirty = sh(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"], check=False).stdout.strip()
+    return head[:90] + (" + changes" if dirty else "")
 
 
 # --- entry point ------------------------------------------------------------------------------------
@@ -592,28 +593,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--pods", type=int, default=50, help="CRI pods per runtime (default 50)")
     ap.add_argument("--ls-pods", type=int, default=50, help="pods listed by `pod ls` (default 50)")
     ap.add_argument("--mem-pods", type=int, default=10, help="pods running while memory is read (default 10)")
+    ap.add_argument("--unpack-runs", type=int, default=3, help="rounds of the unpack comparison (default 3)")
+    ap.add_argument("--unpack-dirs", nargs="+", default=_unpack.default_dirs(), metavar="DIR",
+                    help="directories (relative to /) in the unpack layer, cached under "
+                         f"{_unpack.CACHE} (default: %(default)s)")
+    ap.add_argument("--bytecode", choices=["asis", "none", "precompiled"], default="precompiled",
+                    help="precompiled (default): pyrun from a temporary copy of src/pyrun with .pyc files, as "
+                         "pip installs it; asis: from src/ as it is; none: a copy without .pyc files")
+    ap.add_argument("--cri-network", choices=["cni", "none"], default="cni",
+                    help="cni (default): `cri serve --network cni` runs the same CNI network as containerd (the "
+                         "loopback plugin and one that reports eth0 = 127.0.0.1); none: loopback only")
     ap.add_argument("--skip-cli", action="store_true")
     ap.add_argument("--skip-cri", action="store_true")
+    ap.add_argument("--skip-unpack", action="store_true")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "peers.md"),
                     help="markdown report; the samples go to the same name with .json")
     args = ap.parse_args(argv)
-    for opt in ("runs", "pods", "mem_pods"):
+    for opt in ("runs", "pods", "mem_pods", "unpack_runs"):
         if getattr(args, opt) < 1:
             ap.error(f"--{opt.replace('_', '-')} must be at least 1")
     if args.ls_pods < 0:
         ap.error("--ls-pods must be at least 0")
     return args
-
-
-def reexec_in_netns(argv: list[str]) -> int:
-    script = 'ip link set lo up && exec "$0" "$@"'
-    cmd = ["unshare", "--net", "--", "sh", "-c", script, sys.executable, os.path.abspath(__file__), *argv]
-    child = subprocess.Popen(cmd, env=dict(os.environ, **{NETNS_ENV: "1"}))
-    while True:
-        try:
-            return child.wait()
-        except KeyboardInterrupt:
-            continue  # the child got the same Ctrl-C and cleans up; wait for it
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -622,28 +623,14 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("benchmarks/peers.py: needs root", file=sys.stderr)
         return 2
-    missing = [t for t in ("runc", "containerd", "ctr") if not shutil.which(t)]
+    missing = [t for t in TOOLS if not shutil.which(t)]
     if missing or not Path(CNI_LOOPBACK).exists():
         print(f"benchmarks/peers.py: install the peers first: scripts/apt-ensure.sh {' '.join(PACKAGES)}",
               file=sys.stderr)
         return 2
     if os.environ.get(NETNS_ENV) != "1":
-        return reexec_in_netns(argv)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    try:
-        res = bench(args)
-    except BenchError as e:
-        print(f"benchmarks/peers.py: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("benchmarks/peers.py: interrupted (cleaned up)", file=sys.stderr)
-        return 130
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(res))
-    out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
-    print(out.read_text())
-    return 0
+        return podbench.reexec_in_netns(__file__, argv, NETNS_ENV)
+    return podbench.run_and_report("benchmarks/peers.py", bench, _peers.render, args)
 
 
 if __name__ == "__main__":

@@ -47,11 +47,14 @@ class BenchError(RuntimeError):
 # --- the pyrun CLI as a subprocess -----------------------------------------------------------------
 
 class Cli:
-    def __init__(self, python: str, root: Path, cgroup_parent: str, network: str):
+    def __init__(self, python: str, root: Path, cgroup_parent: str, network: str, data_root: Path | None = None):
+        """data_root None: pyrun's default for `root` (`root`/data)."""
         self.python, self.root, self.cgroup_parent, self.network = python, root, cgroup_parent, network
+        self.data_root = data_root
 
     def argv(self, *args: str) -> list[str]:
-        return [self.python, "-m", "pyrun.cli.main", "--root", str(self.root), "--network", self.network,
+        data = ["--data-root", str(self.data_root)] if self.data_root else []
+        return [self.python, "-m", "pyrun.cli.main", "--root", str(self.root), *data, "--network", self.network,
                 "--cgroup-parent", self.cgroup_parent, *args]
 
     def run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -101,6 +104,26 @@ def kept_processes(root: Path, pod_id: str) -> list[tuple[str, int]]:
     for entry in pod.get("containers", []):
         out.append((f"monitor ({entry['name']})", read_pid(root / "containers" / entry["id"] / "monitor.json", "pid")))
     return out
+
+
+def run_timed(argv: list[str], timeout: float = 120, **kw) -> float:
+    """Wall time of one command. stdio goes to /dev/null and a file, never a pipe: a detached child
+    (pause, a container) would hold a pipe open."""
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, timeout=timeout,
+                           **kw)
+        dt = time.perf_counter() - t0
+        if p.returncode != 0:
+            err.seek(0)
+            raise BenchError(f"{' '.join(argv)} exited {p.returncode}:\n{err.read().decode(errors='replace').strip()}")
+    return dt
+
+
+def with_peak_rss(argv: list[str], report: Path) -> list[str]:
+    """`argv` under GNU time, which writes the command's peak RSS (KiB) to `report`. Not wait4 from
+    here: a child forked from this big Python process counts the parent's pages until its exec."""
+    return ["/usr/bin/time", "-f", "%M", "-o", str(report), "--", *argv]
 
 
 def wall(argv: list[str], runs: int, env: dict | None = None) -> _stats.Summary:
@@ -418,16 +441,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def reexec_in_netns(argv: list[str]) -> int:
-    """Run this harness again in a new network namespace (unshare(1)); lo is brought up there."""
-    script = 'ip link set lo up && exec "$0" "$@"'
-    cmd = ["unshare", "--net", "--", "sh", "-c", script, sys.executable, os.path.abspath(__file__), *argv]
-    child = subprocess.Popen(cmd, env=dict(os.environ, **{NETNS_ENV: "1"}))
+def reexec_in_netns(script: str, argv: list[str], env_name: str) -> int:
+    """Run the harness `script` again in a new network namespace (unshare(1)), lo up, with $`env_name`=1."""
+    sh = 'ip link set lo up && exec "$0" "$@"'
+    cmd = ["unshare", "--net", "--", "sh", "-c", sh, sys.executable, os.path.abspath(script), *argv]
+    child = subprocess.Popen(cmd, env=dict(os.environ, **{env_name: "1"}))
     while True:
         try:
             return child.wait()
         except KeyboardInterrupt:
             continue  # the child got the same Ctrl-C and cleans up; wait for it
+
+
+def run_and_report(name: str, bench_fn, render_fn, args: argparse.Namespace) -> int:
+    """bench_fn(args), then its report to args.out (markdown, printed too) and the samples next to it
+    (.json). SIGTERM acts like Ctrl-C: the harness cleans up before it exits."""
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        result = bench_fn(args)
+    except BenchError as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted (cleaned up)", file=sys.stderr)
+        return 130
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_fn(result))
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    print(out.read_text())
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -437,22 +480,8 @@ def main(argv: list[str] | None = None) -> int:
         print("benchmarks/run.py: needs root (namespaces, mounts, cgroups)", file=sys.stderr)
         return 2
     if args.network == "bridge" and os.environ.get(NETNS_ENV) != "1":
-        return reexec_in_netns(argv)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    try:
-        result = bench(args)
-    except BenchError as e:
-        print(f"benchmarks/run.py: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("benchmarks/run.py: interrupted (cleaned up)", file=sys.stderr)
-        return 130
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(result))
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    print(out.read_text())
-    return 0
+        return reexec_in_netns(__file__, argv, NETNS_ENV)
+    return run_and_report("benchmarks/run.py", bench, render, args)
 
 
 if __name__ == "__main__":

@@ -26,17 +26,17 @@ def cli_argv(root: Path, parent: str) -> list[str]:
 
 class CriServer:
     def __init__(self, root: Path, parent: str, sock: Path, log: Path, network: str = "none",
-                 wrapper: tuple[str, ...] = ()):
+                 wrapper: tuple[str, ...] = (), args: tuple[str, ...] = ()):
         """network: the server's --network; wrapper: a command the server runs under (e.g. `unshare --net`,
-        a throwaway node network namespace for --network bridge)."""
+        a throwaway node network namespace for --network bridge); args: more `cri serve` options."""
         self.root, self.parent, self.sock, self.log = root, parent, sock, log
-        self.network, self.wrapper = network, wrapper
+        self.network, self.wrapper, self.args = network, wrapper, args
         self.proc: subprocess.Popen | None = None
 
     def start(self, env: dict | None = None) -> "CriServer":
         argv = [*self.wrapper, sys.executable, "-m", "pyrun.cli.cri", "--root", str(self.root),
                 "--network", self.network, "--cgroup-parent", self.parent, "cri", "serve",
-                "--listen", f"unix://{self.sock}", "--data-root", str(data_root_of(self.root))]
+                "--listen", f"unix://{self.sock}", "--data-root", str(data_root_of(self.root)), *self.args]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=log, env=dict(os.environ, **(env or {})))
         deadline = time.monotonic() + 20

@@ -14,7 +14,7 @@ set -euo pipefail
 SUITE=bookworm
 VENV=/opt/pyrun-venv          # in the guest
 GUEST_SRC=/srv/pyrun          # where the guest builds and runs the project
-GUEST_PACKAGES=python3,python3-venv,python3-dev,gcc,libc6-dev,libcap-dev,libffi-dev,busybox-static,iproute2,nftables,procps,kmod,wget,containernetworking-plugins
+GUEST_PACKAGES=python3,python3-venv,python3-dev,gcc,libc6-dev,libcap-dev,libffi-dev,busybox-static,iproute2,nftables,procps,kmod,wget,curl,containernetworking-plugins,prometheus
 INITRAMFS_MODULES="virtio_pci virtio_blk crc32c_generic ext4 9pnet_virtio 9p"
 EXTRAS="test cri"
 # Kernel module directories no test guest needs (keeps the disk ≈ 250 MB smaller).

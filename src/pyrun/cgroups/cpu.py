@@ -13,6 +13,8 @@ scheduler/sched-bwc.rst (CFS bandwidth).
   throttled_time (v1, ns) the time.
 - Usage: cpu.stat usage_usec (v2); cpuacct.usage in ns (v1, the cpuacct hierarchy,
   which may be comounted with cpu as "cpu,cpuacct").
+- What is set (for metrics, cAdvisor's container_spec_cpu_*): quota and period in µs,
+  shares as v1 counts them (a v2 cpu.weight converted back, as cAdvisor does).
 """
 from __future__ import annotations
 
@@ -47,9 +49,13 @@ def parse_flat_keyed(text: str) -> dict[str, int]:
     """"key value" lines (cpu.stat, memory.stat, memory.events, memory.oom_control) -> {key: int}."""
     out: dict[str, int] = {}
     for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
-            out[parts[0]] = int(parts[1])
+        key, _, value = line.partition(" ")
+        if not value.isdigit():  # the common "key digits" line is decided above, cheaply (a scrape parses many)
+            parts = line.split()
+            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+                continue
+            key, value = parts
+        out[key] = int(value)
     return out
 
 
@@ -74,3 +80,31 @@ def stats_v1(read_cpu: Reader, read_cpuacct: Reader) -> dict[str, int | None]:
         "cpu_nr_throttled": stat.get("nr_throttled"),
         "cpu_throttled_ns": stat.get("throttled_time"),
     }
+
+
+def _int(text: str | None) -> int | None:
+    text = (text or "").strip()
+    return int(text) if text.lstrip("-").isdigit() else None
+
+
+def spec_v2(read: Reader) -> dict[str, int | None]:
+    """cpu.max "QUOTA PERIOD" ("max PERIOD": no quota) and cpu.weight -> quota, period, shares."""
+    fields = (read("cpu.max") or "").split()
+    weight = _int(read("cpu.weight"))
+    return {
+        "cpu_quota": _int(fields[0]) if fields and fields[0] != "max" else None,
+        "cpu_period": _int(fields[1]) if len(fields) == 2 else None,
+        "cpu_shares": None if weight is None else weight_to_shares(weight),
+    }
+
+
+def spec_v1(read: Reader) -> dict[str, int | None]:
+    """cpu.cfs_quota_us (-1: no quota), cpu.cfs_period_us, cpu.shares."""
+    quota = _int(read("cpu.cfs_quota_us"))
+    return {"cpu_quota": quota if quota is not None and quota > 0 else None,
+            "cpu_period": _int(read("cpu.cfs_period_us")), "cpu_shares": _int(read("cpu.shares"))}
+
+
+def weight_to_shares(weight: int) -> int:
+    """cgroup v2 cpu.weight [1, 10000] -> v1 cpu.shares [2, 262144] (the inverse of limits.shares_to_weight)."""
+    return 2 + ((weight - 1) * 262142) // 9999

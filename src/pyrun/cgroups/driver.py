@@ -30,7 +30,7 @@ import errno
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
 from pyrun.cgroups import cpu, devices, fs, hugetlb, memory, pids
@@ -58,6 +58,29 @@ class Stats:
     memory_limit: int | None = None
     pids_current: int | None = None
     hugetlb_usage: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What the metrics export of one cgroup: usage, counters and what is set (None: not available).
+
+    cpu_quota/cpu_period in µs (quota None: unlimited), cpu_shares as v1 counts them, memory_limit
+    None when unlimited, processes: the pids in this cgroup's own cgroup.procs (not its children's).
+    """
+
+    cpu_usage_ns: int | None = None
+    cpu_nr_throttled: int | None = None
+    cpu_throttled_ns: int | None = None
+    cpu_quota: int | None = None
+    cpu_period: int | None = None
+    cpu_shares: int | None = None
+    memory_usage: int | None = None
+    memory_working_set: int | None = None
+    memory_limit: int | None = None
+    memory_rss: int | None = None
+    memory_failcnt: int | None = None
+    oom_kills: int | None = None
+    processes: int | None = None
 
 
 def required_controllers(limits: Limits) -> list[str]:
@@ -327,7 +350,7 @@ class Cgroups:
     def _reader(self, controller: str, path: CgroupPath) -> tuple[Hierarchy | None, Callable[[str], str | None]]:
         h = self.layout.hierarchy_for(controller)
         d = self._dir(h, path) if h is not None else None
-        return h, (lambda name: fs.read(os.path.join(d, name)) if d else None)
+        return h, (lambda name: fs.read(f"{d}/{name}") if d else None)
 
     def stats(self, path: CgroupPath) -> Stats:
         values: dict = {}
@@ -344,6 +367,47 @@ class Cgroups:
             if h is not None:
                 values |= module.stats_v2(read) if h.version == 2 else module.stats_v1(read)
         return Stats(**values)
+
+    def sample(self, path: CgroupPath) -> Sample | None:
+        """One cgroup's whole Sample for the metrics; None when the cgroup does not exist (any more)."""
+        usage = self.usage(path)
+        if usage is None:
+            return None
+        return replace(usage, processes=self.process_count(path), **self.spec(path))
+
+    def usage(self, path: CgroupPath) -> Sample | None:
+        """The usage and counters of a Sample (no spec, no processes): what changes between scrapes.
+        No hugetlb, so cheaper than stats(). None when the cgroup does not exist (any more)."""
+        values: dict = {}
+        cpu_h, read_cpu = self._reader("cpu", path)
+        acct_h, read_acct = self._reader("cpuacct", path)
+        if cpu_h is not None and cpu_h.version == 2:
+            values |= cpu.stats_v2(read_cpu)
+        elif cpu_h is not None or acct_h is not None:
+            values |= cpu.stats_v1(read_cpu, read_acct)
+        mem_h, read_mem = self._reader("memory", path)
+        if mem_h is not None:
+            values |= memory.usage_v2(read_mem) if mem_h.version == 2 else memory.usage_v1(read_mem)
+        if not any(v is not None for v in values.values()):
+            return None
+        return Sample(**values)
+
+    def spec(self, path: CgroupPath) -> dict[str, int | None]:
+        """What is set: cpu_quota, cpu_period, cpu_shares, memory_limit (None where not available)."""
+        values: dict = {}
+        cpu_h, read_cpu = self._reader("cpu", path)
+        if cpu_h is not None:
+            values |= cpu.spec_v2(read_cpu) if cpu_h.version == 2 else cpu.spec_v1(read_cpu)
+        mem_h, read_mem = self._reader("memory", path)
+        if mem_h is not None:
+            values |= memory.spec_v2(read_mem) if mem_h.version == 2 else memory.spec_v1(read_mem)
+        return values
+
+    def process_count(self, path: CgroupPath) -> int | None:
+        """The pids in this cgroup's own cgroup.procs (of the pids hierarchy, else the first one pyrun uses)."""
+        h = self.layout.hierarchy_for("pids") or (self._hierarchies[0] if self._hierarchies else None)
+        text = None if h is None else fs.read(os.path.join(self._dir(h, path), "cgroup.procs"))
+        return None if text is None else len(text.split())
 
     def oom_kills(self, path: CgroupPath) -> int:
         h, read = self._reader("memory", path)

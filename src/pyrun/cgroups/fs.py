@@ -14,12 +14,25 @@ from pyrun import explain
 from pyrun.errors import CgroupError, SyscallError
 from pyrun.linux import syscalls as linux
 
+READ_SIZE = 65536
+
 
 def read(path: str) -> str | None:
-    """The file's text, or None when it does not exist (or the cgroup went away)."""
+    """The file's text, or None when it does not exist (or the cgroup went away).
+
+    os.open/os.read rather than open(): no buffer objects, no fstat or isatty, about half the time
+    per file, which a metrics scrape (a dozen files per cgroup) notices. A read shorter than the
+    buffer is the end: cgroup files are seq_files, whose read fills the buffer unless the file ends
+    (so one read(2) per small file, not a second one to see EOF)."""
     try:
-        with open(path) as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            chunks = [os.read(fd, READ_SIZE)]
+            while len(chunks[-1]) == READ_SIZE:
+                chunks.append(os.read(fd, READ_SIZE))
+        finally:
+            os.close(fd)
+        return b"".join(chunks).decode()
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as e:

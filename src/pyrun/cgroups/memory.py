@@ -15,6 +15,9 @@ Kernel docs: Documentation/admin-guide/cgroup-v2.rst ("Memory"), cgroup-v1/memor
 - Working set is what the kubelet evicts on: usage - inactive_file (v2
   memory.current and memory.stat inactive_file; v1 memory.usage_in_bytes and
   memory.stat total_inactive_file), never below 0.
+- For metrics (cAdvisor's names): rss is anonymous memory (v2 memory.stat anon, v1
+  total_rss); failcnt counts hits of the limit (v1 memory.failcnt; v2 has no such file,
+  memory.events `max` counts the same event).
 """
 from __future__ import annotations
 
@@ -75,6 +78,33 @@ def stats_v1(read: Reader) -> dict[str, int | None]:
     stat = parse_flat_keyed(read("memory.stat") or "")
     return _stats(_int(read("memory.usage_in_bytes")), stat.get("total_inactive_file"),
                   _limit(read("memory.limit_in_bytes")))
+
+
+def usage_v2(read: Reader) -> dict[str, int | None]:
+    """The usage and counters the metrics need from one v2 memory cgroup (memory.stat read once)."""
+    stat = parse_flat_keyed(read("memory.stat") or "")
+    events = parse_flat_keyed(read("memory.events") or "")
+    out = _stats(_int(read("memory.current")), stat.get("inactive_file"), None)
+    del out["memory_limit"]
+    return out | {"memory_rss": stat.get("anon"), "memory_failcnt": events.get("max"),
+                  "oom_kills": events.get("oom_kill", 0 if events else None)}
+
+
+def usage_v1(read: Reader) -> dict[str, int | None]:
+    """The usage and counters the metrics need from one v1 memory cgroup (memory.stat read once)."""
+    stat = parse_flat_keyed(read("memory.stat") or "")
+    out = _stats(_int(read("memory.usage_in_bytes")), stat.get("total_inactive_file"), None)
+    del out["memory_limit"]
+    return out | {"memory_rss": stat.get("total_rss"), "memory_failcnt": _int(read("memory.failcnt")),
+                  "oom_kills": oom_kills_v1(read) if out["memory_usage"] is not None else None}
+
+
+def spec_v2(read: Reader) -> dict[str, int | None]:
+    return {"memory_limit": _limit(read("memory.max"))}
+
+
+def spec_v1(read: Reader) -> dict[str, int | None]:
+    return {"memory_limit": _limit(read("memory.limit_in_bytes"))}
 
 
 def oom_kills_v2(read: Reader) -> int:

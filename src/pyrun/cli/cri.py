@@ -23,9 +23,12 @@ def cri() -> None:
               help="Images and writable layers; overrides the global --data-root (which applies too).")
 @click.option("--network", type=click.Choice(["bridge", "none", "cni"]), default=None,
               help="Pod network (overrides the global --network; cni: see --cni-conf-dir, --cni-bin-dir).")
+@click.option("--metrics-listen", default=None, metavar="HOST:PORT",
+              help="Also serve Prometheus metrics (container_* and pyrun_* operation series) on "
+                   "http://HOST:PORT/metrics, e.g. 127.0.0.1:9101. No TLS: keep it on loopback.")
 @click.pass_context
 def serve(ctx: click.Context, listen: str, log_level: str, workers: int, stream_address: str,
-          data_root: str | None, network: str | None) -> None:
+          data_root: str | None, network: str | None, metrics_listen: str | None) -> None:
     """Serve runtime.v1 and runtime.v1alpha2 until SIGTERM/SIGINT.
 
     Global options apply: --root (state shared with `pyrun pod`), --data-root (images and
@@ -42,7 +45,7 @@ def serve(ctx: click.Context, listen: str, log_level: str, workers: int, stream_
         cfg = dataclasses.replace(cfg, data_root=os.path.abspath(data_root))
     if network:
         cfg = dataclasses.replace(cfg, network_mode=network)
-    run_server(cfg, listen, log_level, workers, stream_address)
+    run_server(cfg, listen, log_level, workers, stream_address, metrics_listen)
 
 
 if __name__ == "__main__":  # `python -m pyrun.cli.cri [global options] cri serve ...` until the lead registers it

@@ -29,6 +29,8 @@ LAZY_COMMANDS = {
               "Manage images: pull from registries, import OCI layouts and archives, list, inspect, remove, prune."),
     "stats": ("pyrun.cli.stats", "stats",
               "Show cpu, memory, pids and hugetlb usage of each pod and its containers (of every pod without POD)."),
+    "metrics": ("pyrun.cli.metrics", "metrics",
+                "Serve Prometheus metrics of pods and containers (cAdvisor's container_* series)."),
     "cri": ("pyrun.cli.cri", "cri",
             "Serve the Kubernetes Container Runtime Interface (for crictl and the kubelet)."),
 }

@@ -82,8 +82,9 @@ def request_id(request) -> str:
     return "-"
 
 
-def _wrap(method: str, fn):
-    """Run one RPC: call, translate errors to a status, log one line."""
+def _wrap(method: str, fn, observe=None):
+    """Run one RPC: call, translate errors to a status, log one line, and (with --metrics-listen)
+    observe its latency and status: observe(method, seconds, status code name)."""
     def handle(request, context):
         start = time.monotonic()
         code, detail = grpc.StatusCode.OK, ""
@@ -96,7 +97,10 @@ def _wrap(method: str, fn):
                 log.exception("%s failed unexpectedly", method)
             context.abort(code, detail)
         finally:
-            ms = (time.monotonic() - start) * 1000
+            seconds = time.monotonic() - start
+            if observe is not None:
+                observe(method, seconds, code.name)
+            ms = seconds * 1000
             log.info("%s id=%s %.1fms %s%s", method, request_id(request), ms, code.name,
                      f" {detail!r}" if detail else "")
     return handle
@@ -124,7 +128,7 @@ def _api_module(api: str):
     return api_pb2
 
 
-def service_handler(api: str, service: str, impl) -> grpc.GenericRpcHandler:
+def service_handler(api: str, service: str, impl, observe=None) -> grpc.GenericRpcHandler:
     """The handlers of runtime.<api>.<service>, all backed by `impl` with v1 messages."""
     descriptor = _api_module(api).DESCRIPTOR.services_by_name[service]
     handlers = {}
@@ -140,16 +144,16 @@ def service_handler(api: str, service: str, impl) -> grpc.GenericRpcHandler:
         if m.name == "Version":
             fn = functools.partial(fn, api=api)
         handlers[m.name] = grpc.unary_unary_rpc_method_handler(
-            _wrap(m.name, fn), request_deserializer=request_cls.FromString,
+            _wrap(m.name, fn, observe), request_deserializer=request_cls.FromString,
             response_serializer=response_cls.SerializeToString)
     return grpc.method_handlers_generic_handler(f"runtime.{api}.{service}", handlers)
 
 
-def build_server(cfg: Config, workers: int = 16, streaming=None) -> grpc.Server:
+def build_server(cfg: Config, workers: int = 16, streaming=None, observe=None) -> grpc.Server:
     from pyrun.cri.service import ImageService, RuntimeService
     impls = {"RuntimeService": RuntimeService(cfg, streaming), "ImageService": ImageService(cfg)}
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cri"))
-    server.add_generic_rpc_handlers([service_handler(api, svc, impls[svc]) for api in API_VERSIONS
+    server.add_generic_rpc_handlers([service_handler(api, svc, impls[svc], observe) for api in API_VERSIONS
                                      for svc in SERVICES])
     return server
 
@@ -203,19 +207,33 @@ def _setup_logging(level: str) -> None:
 
 
 def serve(cfg: Config, listen: str = DEFAULT_LISTEN, log_level: str = "info", workers: int = 16,
-          stream_address: str = "127.0.0.1:0") -> None:
+          stream_address: str = "127.0.0.1:0", metrics_listen: str | None = None) -> None:
     """Serve until SIGTERM/SIGINT; the socket (mode 0600) is removed on the way out, the streaming
-    server (Exec/Attach/PortForward URLs) stopped with its sessions."""
+    server (Exec/Attach/PortForward URLs) stopped with its sessions, and the metrics endpoint
+    (metrics_listen) too."""
     from pyrun.cri.streaming import parse_address
     _setup_logging(log_level)
     path = socket_path(listen)
     parse_address(stream_address)  # a bad --stream-address fails before anything is set up
+    if metrics_listen is not None:
+        from pyrun.metrics.server import parse_listen
+        parse_listen(metrics_listen, "--metrics-listen")
     from pyrun.runtime.api import helpers
     with helpers():  # the zygote: before grpc, the streaming server or anything else starts a thread
-        _serve(cfg, path, workers, stream_address)
+        _serve(cfg, path, workers, stream_address, metrics_listen)
 
 
-def _serve(cfg: Config, path: str, workers: int, stream_address: str) -> None:
+def _start_metrics(rt, listen: str | None):
+    """The /metrics endpoint next to the CRI: (server or None, observe callback or None)."""
+    if listen is None:
+        return None, None
+    from pyrun.metrics.server import start
+    server, operations = start(rt, listen, "--metrics-listen", operations=True)
+    log.info("serving metrics on %s", server.url)
+    return server, operations.observe
+
+
+def _serve(cfg: Config, path: str, workers: int, stream_address: str, metrics_listen: str | None = None) -> None:
     from pyrun.cri.streaming import StreamServer
     from pyrun.runtime.api import Runtime
     rt = Runtime(cfg)
@@ -228,13 +246,20 @@ def _serve(cfg: Config, path: str, workers: int, stream_address: str) -> None:
         _fork_free_netns_sockets()
     _claim_socket(path)
     streaming = StreamServer(stream_address).start()
-    server = build_server(cfg, workers, streaming)
+    try:
+        metrics, observe = _start_metrics(rt, metrics_listen)
+    except BaseException:
+        streaming.stop()
+        raise
+    server = build_server(cfg, workers, streaming, observe)
     old = os.umask(0o177)  # the socket is born 0600
     try:
         _listen(server, path)
         server.start()
     except BaseException:
         streaming.stop()
+        if metrics is not None:
+            metrics.stop()
         raise
     finally:
         os.umask(old)
@@ -251,5 +276,7 @@ def _serve(cfg: Config, path: str, workers: int, stream_address: str) -> None:
         log.info("shutting down")
         server.stop(5).wait()
         streaming.stop()
+        if metrics is not None:
+            metrics.stop()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)

@@ -7,7 +7,7 @@ cgroups, monitors, namespaces or helper processes happens behind this object:
   queries     get, list, observe (status), inspect, containers by id
   exec        exec_sync (timeout, output cap), exec (streamed: any stdio, a tty), exec_here (`pyrun exec`)
   output      logs (read, follow across rotation), attach, reopen_log
-  resources   stats (one cgroup sample and the CPU rate), update_resources
+  resources   stats (one cgroup sample and the CPU rate), update_resources, metrics_targets (Prometheus)
   network     port_forward (a dialer into the pod's network namespace)
   images      open_images, images_in_use (the image store the containers use)
 
@@ -64,6 +64,7 @@ class Runtime:
         self._rates = CpuRates()
         self._cg: Any = None  # a pyrun.cgroups driver, once opened
         self._cg_lock = threading.Lock()
+        self._metrics: Any = None  # a pyrun.runtime.metrics_source.MetricsSource, once asked for
 
     # --- lifecycle -----------------------------------------------------------------------------
     def create(self, loaded, start: bool = True) -> PodRecord:
@@ -324,6 +325,15 @@ class Runtime:
                 if rec.cgroup is not None:
                     out.append(self._usage(rec.id, f"{pod.name}/{entry.name}", rec.cgroup, strict=True))
         return out
+
+    def metrics_targets(self) -> list:
+        """Every pod and container with one cgroup sample each (pyrun.runtime.metrics_source.Target), for the
+        Prometheus endpoint (pyrun.metrics): files only, no process started."""
+        with self._cg_lock:
+            if self._metrics is None:
+                from pyrun.runtime.metrics_source import MetricsSource
+                self._metrics = MetricsSource(self.cfg)
+        return self._metrics.targets()
 
     def update_resources(self, cid: str, resources) -> ContainerRecord:
         """New limits for a container's cgroup (a pyrun.spec ResourceRequirements); returns the record."""
