@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 DEFAULT_ROOT = Path("/run/pyrun")
 DEFAULT_DATA_ROOT = Path("/var/lib/pyrun")
@@ -37,8 +38,25 @@ class Config:
     cgroup_parent: str = DEFAULT_CGROUP_PARENT
     cgroup_root: Path = Path("/sys/fs/cgroup")
     explain: bool = False
-    extra: dict = field(default_factory=dict)
     data_root: Path | None = None  # None: default_data_root(root)
+    # Node settings (were the `extra` grab-bag); None means the documented default.
+    network_mode: str = "bridge"                # --network: "bridge" (a veth per pod), "cni" (the CNI plugins)
+                                                # or "none" (loopback only)
+    network: Mapping[str, Any] = field(default_factory=dict)  # bridge, cidr, mtu, masquerade, state_dir overrides
+                                                # (pyrun.netns.settings.NetworkSettings)
+    cni: Mapping[str, Any] = field(default_factory=dict)  # --network cni: conf_dir, bin_dirs, timeout
+                                                # (pyrun.netns.cni.chain.CniSettings)
+    pids_max: int | None = None                 # pids.max of a pod/container without a limit (cgroups default)
+    seccomp_default: str | None = None          # profile when none is given: RuntimeDefault (default), Unconfined
+    seccomp_profile_root: str | None = None     # Localhost profiles (else $PYRUN_SECCOMP_PROFILE_ROOT, or
+                                                # /var/lib/pyrun/seccomp)
+    rlimit_nofile: int | str | None = None      # containers' RLIMIT_NOFILE: N or "soft:hard" (default 1048576)
+    rlimit_nproc: int | str | None = None       # RLIMIT_NPROC: N or "soft:hard" (default: inherited)
+
+    @property
+    def pod_network(self) -> bool:
+        """Whether pods get a network of their own (a veth on the node bridge)."""
+        return self.network_mode != "none"
 
     def __post_init__(self) -> None:
         data_root = default_data_root(self.root) if self.data_root is None else Path(self.data_root)

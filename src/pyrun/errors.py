@@ -64,6 +64,12 @@ class InvalidState(PyrunError):
     exit_code = 5
 
 
+class RecordError(PyrunError):
+    """A state record (pod.json, container.json, ...) is damaged, or from a newer pyrun (its version)."""
+
+    exit_code = 12  # 11: DeadlineExceeded (the facade's timeouts)
+
+
 class ImageError(PyrunError):
     """An image, archive, layer or registry reply is bad (digest mismatch, unsafe tar member, ...)."""
 

@@ -93,7 +93,7 @@ def test_pod_side_looks_like_a_kubernetes_pod(tmp_path: Path):
         from pyrun.netns.dns import render_hosts, render_resolv_conf
         from pyrun.netns.pod import attach_pod, detach_pod
         from pyrun.netns.settings import NetworkSettings
-        cfg = Config(root=tmp_path / "root", extra={"network": {"mtu": 1400, "cidr": "10.77.0.0/24"}})
+        cfg = Config(root=tmp_path / "root", network={"mtu": 1400, "cidr": "10.77.0.0/24"})
         ns = make_pod_netns(tmp_path, "p")
         att = attach_pod(cfg, "pod-p", ns, hostname="web")
         assert NetworkSettings.from_config(cfg).gateway_cidr == "10.77.0.1/24"

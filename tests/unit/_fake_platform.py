@@ -15,14 +15,15 @@ through this fake.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from pyrun.errors import NotFound, PyrunError
 from pyrun.linux.procs import ProcessRef
-from pyrun.runtime.state import CONTAINER_CREATED, CONTAINER_EXITED, CONTAINER_RUNNING, EXIT_FILE, StateStore, \
-    now_ns, read_json_or, write_json
+from pyrun.runtime import state
+from pyrun.runtime.records import ContainerCgroup, ContainerStatus, PodCgroup, PodNetwork, PodRecord, SandboxInfo
+from pyrun.runtime.state import CONTAINER_CREATED, CONTAINER_EXITED, CONTAINER_RUNNING, StateStore, now_ns
 
 # undo step -> the kind of resource it removes (the step that made it is in MAKES)
 UNDOES = {"release_name": "name", "remove_pod_dir": "pod_dir", "remove_cgroup": "cgroup",
@@ -141,46 +142,45 @@ class FakePlatform:
         return FakeImages(self.missing_images)
 
     # --- cgroups ------------------------------------------------------------------------------------
-    def create_pod_cgroup(self, pod: dict, spec: Any) -> dict:
-        self._step("create_pod_cgroup", ("cgroup", f"pod{pod['uid']}"), pod["id"])
-        pod["cgroup"] = {"path": f"pod{pod['uid']}", "sandbox": f"pod{pod['uid']}/pause", "owned": True}
-        return pod["cgroup"]
+    def create_pod_cgroup(self, pod: PodRecord, spec: Any) -> PodCgroup:
+        self._step("create_pod_cgroup", ("cgroup", f"pod{pod.uid}"), pod.id)
+        return PodCgroup(path=f"pod{pod.uid}", sandbox=f"pod{pod.uid}/pause", owned=True)
 
-    def create_container_cgroup(self, pod: dict, container: Any, cid: str, devices: list) -> dict | None:
-        if not pod.get("cgroup"):
+    def create_container_cgroup(self, pod: PodRecord, container: Any, cid: str, devices: list) -> ContainerCgroup | None:
+        if pod.cgroup is None:
             self._step("create_container_cgroup", None, cid)
             return None
-        path = f"{pod['cgroup']['path']}/{cid}"
+        path = f"{pod.cgroup.path}/{cid}"
         self._step("create_container_cgroup", ("cgroup", path), cid)
-        return {"path": path, "prune": True}
+        return ContainerCgroup(path=path, prune=True)
 
-    def cgroup_files(self, record: dict | None) -> tuple[list[str], str | None]:
+    def cgroup_files(self, record: PodCgroup | ContainerCgroup | None) -> tuple[list[str], str | None]:
         self._step("cgroup_files")
-        return ([f"/fake/cgroup/{record['path']}/cgroup.procs"], None) if record else ([], None)
+        return ([f"/fake/cgroup/{record.path}/cgroup.procs"], None) if record else ([], None)
 
-    def kill_cgroup(self, record: dict | None) -> None:
+    def kill_cgroup(self, record: PodCgroup | ContainerCgroup | None) -> None:
         self._step("kill_cgroup", None, record)
 
-    def remove_cgroup(self, record: dict | None) -> None:
-        self._undo("remove_cgroup", ("cgroup", record["path"]) if record else None, record)
+    def remove_cgroup(self, record: PodCgroup | ContainerCgroup | None) -> None:
+        self._undo("remove_cgroup", ("cgroup", record.path) if record else None, record)
 
     # --- the sandbox and its network ----------------------------------------------------------------
-    def launch_sandbox(self, pod_dir: Path, spec: Any, cgroup: dict | None) -> ProcessRef:
+    def launch_sandbox(self, pod_dir: Path, spec: Any, cgroup: PodCgroup | None) -> ProcessRef:
         self._step("launch_sandbox", ("sandbox", pod_dir.name), pod_dir.name)
-        write_json(pod_dir / "sandbox.json", {"pause": self.stand_in.to_dict()})
+        state.write_sandbox(pod_dir, SandboxInfo(pause=self.stand_in))
         return self.stand_in
 
     def kill_sandbox(self, pod_id: str) -> None:
         self._undo("kill_sandbox", ("sandbox", pod_id), pod_id)
 
-    def attach_network(self, pod: dict, spec: Any) -> dict:
-        self._step("attach_network", ("network", pod["id"]), pod["id"])
-        return {"ip": "10.88.0.7", "interface": "eth0"}
+    def attach_network(self, pod: PodRecord, spec: Any) -> PodNetwork:
+        self._step("attach_network", ("network", pod.id), pod.id)
+        return PodNetwork(ip="10.88.0.7", ifname="eth0")
 
-    def detach_network(self, pod: dict) -> None:
-        self._undo("detach_network", ("network", pod["id"]) if pod.get("network") else None, pod["id"])
+    def detach_network(self, pod: PodRecord) -> None:
+        self._undo("detach_network", ("network", pod.id) if pod.network else None, pod.id)
 
-    def write_etc_files(self, pod_dir: Path, pod: dict, spec: Any) -> None:
+    def write_etc_files(self, pod_dir: Path, pod: PodRecord, spec: Any) -> None:
         self._step("write_etc_files", None, pod_dir.name)
 
     def prepare_volumes(self, pod_dir: Path, volumes: Any) -> dict[str, str]:
@@ -205,7 +205,7 @@ class FakePlatform:
     def remove_writable_layer(self, cid: str) -> None:
         self._undo("remove_writable_layer", ("layer", cid), cid)
 
-    def container_security(self, spec: Any, container: Any, pod: dict) -> dict[str, Any]:
+    def container_security(self, spec: Any, container: Any, pod: PodRecord) -> dict[str, Any]:
         self._step("container_security", None, container.name)
         return {"capabilities": ["CAP_CHOWN", "CAP_KILL"], "no_new_privs": False}
 
@@ -213,8 +213,9 @@ class FakePlatform:
         """As the monitor: monitor.json, then status.json (created, the init's pid)."""
         cid = cdir.name
         self._step("spawn_container", ("processes", cid), cid)
-        write_json(cdir / "monitor.json", self.stand_in.to_dict())
-        write_json(cdir / "status.json", {"state": CONTAINER_CREATED, **self.stand_in.to_dict()})
+        state.write_monitor(cdir, self.stand_in)
+        state.write_status(cdir, ContainerStatus(state=CONTAINER_CREATED, pid=self.stand_in.pid,
+                                                 start_time=self.stand_in.start_time))
         self.monitors_alive.add(cid)
         return self.stand_in
 
@@ -236,13 +237,13 @@ class FakePlatform:
 
     # --- what the monitor would write ---------------------------------------------------------------
     def _monitor_saves(self, cid: str, **changes: Any) -> None:
-        path = self.store.container_dir(cid) / "status.json"
-        write_json(path, {**read_json_or(path, {}), **changes})
+        cdir = self.store.container_dir(cid)
+        state.write_status(cdir, replace(state.read_status(cdir), **changes))
 
     def _exit(self, cid: str, code: int, signal: str) -> None:
-        write_json(self.store.container_dir(cid) / EXIT_FILE,
-                   {"state": CONTAINER_EXITED, "exit_code": code, "reason": "Error", "signal": signal,
-                    "finished_at": now_ns()})
+        state.write_exit(self.store.container_dir(cid),
+                         ContainerStatus(state=CONTAINER_EXITED, exit_code=code, reason="Error", signal=signal,
+                                         finished_at=now_ns()))
         self.monitor_gone(cid)
         if ("processes", cid) in self.made:
             self.made.remove(("processes", cid))
@@ -251,4 +252,4 @@ class FakePlatform:
         """The container's monitor died (or exited): its monitor.json names a process that is gone."""
         self.monitors_alive.discard(cid)
         gone = ProcessRef(self.stand_in.pid, self.stand_in.start_time + 1)  # same pid, another process
-        write_json(self.store.container_dir(cid) / "monitor.json", gone.to_dict())
+        state.write_monitor(self.store.container_dir(cid), gone)

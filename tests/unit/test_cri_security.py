@@ -33,8 +33,8 @@ def test_sandbox_context_ids_groups_seccomp_sysctls():
                    "supplementalGroupsPolicy": "Strict", "seccompProfile": {"type": "Unconfined"},
                    "sysctls": [{"name": "kernel.shmmax", "value": "1"},
                                {"name": "net.ipv4.ip_unprivileged_port_start", "value": "80"}]}
-    extra = t.sandbox_extra(sandbox(pb.LinuxSandboxSecurityContext(privileged=True)), "", None)["cri"]
-    assert extra["privileged"] is True and extra["security_context"] == {"seccompProfile": t.CRI_SECCOMP_DEFAULT}
+    cri = t.sandbox_cri(sandbox(pb.LinuxSandboxSecurityContext(privileged=True)), "")
+    assert cri.privileged is True and cri.security_context == {"seccompProfile": t.CRI_SECCOMP_DEFAULT}
 
 
 @pytest.mark.parametrize("name, why", [("kernel.hostname", "namespaced"), ("vm.swappiness", "namespaced")])
@@ -109,11 +109,13 @@ def test_out_of_range_ids_name_the_field():
 
 def test_record_round_trip_merges_container_groups():
     cfg = sandbox(pb.LinuxSandboxSecurityContext(supplemental_groups=[5], run_as_user=pb.Int64Value(value=9)))
-    pod = {"name": "web", "namespace": "ns", "cri": t.sandbox_extra(cfg, "", None)["cri"]}
+    from pyrun.runtime.records import PodRecord
+    pod = PodRecord(id="p", name="web", namespace="ns", cri=t.sandbox_cri(cfg, ""))
     spec = t.pod_spec_of_record(pod, ctr(supplemental_groups=[7, 5]))
     assert spec.security_context == {"runAsUser": 9, "supplementalGroups": [5, 7],
                                      "seccompProfile": {"type": "RuntimeDefault"}}
-    assert t.pod_spec_of_record({"name": "old"}).security_context == {}  # a pod from the CLI or an older record
+    old = PodRecord(id="p", name="old")  # a pod from the CLI or an older record
+    assert t.pod_spec_of_record(old).security_context == {}
 
 
 def test_the_runtime_reads_the_translation_as_the_cli_would():

@@ -11,29 +11,31 @@ from cri_api.v1 import api_pb2 as pb
 from pyrun.config import Config
 from pyrun.cri.service import ImageService, RuntimeService
 from pyrun.errors import NotFound
-from pyrun.runtime.state import StateStore, write_json
+from pyrun.linux.procs import ProcessRef
+from pyrun.runtime.records import ContainerEntry, ContainerRecord, ContainerStatus, PodRecord
+from pyrun.runtime.state import StateStore, write_status
 
 
 def _fake_pods(root: Path, n: int) -> None:
     store = StateStore(root)
     store.ensure()
-    me = {"pid": os.getpid(), "start_time": 0}
+    me = ProcessRef(os.getpid(), 0)
     for i in range(n):
         pod_id = f"{i:064x}"
         store.pod_dir(pod_id).mkdir()
         cid = f"{i + 1000:064x}"
-        store.write_pod({"id": pod_id, "name": f"p{i}", "namespace": "default", "uid": f"u{i}", "state": "running",
-                         "created_at": i, "labels": {"i": str(i % 2)}, "annotations": {}, "pause": me,
-                         "containers": [{"name": "c", "id": cid}]})
+        store.write_pod(PodRecord(id=pod_id, name=f"p{i}", namespace="default", uid=f"u{i}", state="running",
+                                  created_at=i, labels={"i": str(i % 2)}, annotations={}, pause=me,
+                                  containers=(ContainerEntry(name="c", id=cid),)))
         store.container_dir(cid).mkdir()
-        store.write_container({"id": cid, "pod_id": pod_id, "name": "c", "image": "busybox", "image_id": "sha256:x",
-                               "created_at": i, "log_path": "/dev/null"})
-        write_json(store.container_dir(cid) / "status.json", {"state": "exited", "exit_code": 0})
+        store.write_container(ContainerRecord(id=cid, pod_id=pod_id, name="c", image="busybox", image_id="sha256:x",
+                                              created_at=i, log_path="/dev/null"))
+        write_status(store.container_dir(cid), ContainerStatus(state="exited", exit_code=0))
 
 
 @pytest.fixture
 def runtime(tmp_path):
-    return RuntimeService(Config(root=tmp_path / "root", extra={"network_mode": "none"}))
+    return RuntimeService(Config(root=tmp_path / "root", network_mode="none"))
 
 
 def test_lists_of_100_pods_are_filtered(runtime, tmp_path):

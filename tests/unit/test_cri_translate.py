@@ -7,6 +7,7 @@ from cri_api.v1 import api_pb2 as pb
 from pyrun.cgroups.limits import container_limits, milli_cpu_to_quota, milli_cpu_to_shares
 from pyrun.cri import translate as t
 from pyrun.errors import SpecError
+from pyrun.runtime.records import ContainerRecord, ContainerStatus, MountSpec, PodNetwork, PodRecord, StepError
 from pyrun.spec.expand import expand
 
 
@@ -44,7 +45,7 @@ def test_namespace_options():
         security_context=pb.LinuxSandboxSecurityContext(namespace_options=ns)))
     spec = t.pod_spec(cfg)
     assert spec.host_network and not spec.share_process_namespace
-    assert t.sandbox_extra(cfg, "", None)["cri"]["namespace_options"] == {"network": 2, "pid": 1, "ipc": 0}
+    assert t.sandbox_cri(cfg, "").namespace_options == {"network": 2, "pid": 1, "ipc": 0}
     host_pid = sandbox_config(linux=pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(
         namespace_options=pb.NamespaceOption(pid=pb.NODE))))
     with pytest.raises(SpecError, match="host PID"):
@@ -63,14 +64,12 @@ def test_dns_config_and_ports():
     assert (port.container_port, port.host_port, port.protocol) == (53, 5353, "UDP")
 
 
-def test_sandbox_extra_keeps_what_was_sent():
-    extra = t.sandbox_extra(sandbox_config(), "", "/kubepods/podu-1")
-    assert extra["cgroup_parent_override"] == "/kubepods/podu-1"
-    cri = extra["cri"]
-    assert cri["metadata"] == {"name": "web", "uid": "u-1", "namespace": "prod", "attempt": 0}
-    assert cri["labels"] == {"app": "web"} and cri["log_directory"] == "/var/log/pods/prod_web_u-1"
+def test_sandbox_cri_keeps_what_was_sent():
+    cri = t.sandbox_cri(sandbox_config(), "")
+    assert cri.metadata == {"name": "web", "uid": "u-1", "namespace": "prod", "attempt": 0}
+    assert cri.labels == {"app": "web"} and cri.log_directory == "/var/log/pods/prod_web_u-1"
     with pytest.raises(SpecError, match="runtime handler"):
-        t.sandbox_extra(sandbox_config(), "kata", None)
+        t.sandbox_cri(sandbox_config(), "kata")
 
 
 def test_cgroup_parent_must_lie_below_the_server_parent():
@@ -127,7 +126,7 @@ def test_container_attempt_user_and_errors():
 
 def test_mounts_and_log_path():
     cfg = container_config(mounts=[pb.Mount(container_path="/data", host_path="/srv/d", readonly=True)])
-    assert t.extra_mounts(cfg) == [{"source": "/srv/d", "destination": "/data", "readonly": True}]
+    assert t.extra_mounts(cfg) == [MountSpec(source="/srv/d", destination="/data", readonly=True)]
     with pytest.raises(SpecError, match=r"config.mounts\[0\]"):
         t.extra_mounts(container_config(mounts=[pb.Mount(container_path="data", host_path="/srv")]))
     assert t.container_log_path("/var/log/pods/p/", "app/0.log") == "/var/log/pods/p/app/0.log"
@@ -136,19 +135,20 @@ def test_mounts_and_log_path():
         t.container_log_path("/var/log/pods/p", "../../etc/x")
 
 
-POD = {"id": "a" * 64, "name": "web", "namespace": "prod", "uid": "u-1", "state": "running", "created_at": 123,
-       "labels": {"app": "web"}, "annotations": {}, "network": {"ip": "10.88.0.5"}, "host_network": False,
-       "share_pid": False}
+POD = PodRecord(id="a" * 64, name="web", namespace="prod", uid="u-1", state="running", created_at=123,
+                labels={"app": "web"}, annotations={}, network=PodNetwork(ip="10.88.0.5"), host_network=False,
+                share_pid=False)
 
 
 def test_record_to_sandbox_status():
-    cri_pod = dict(POD, **t.sandbox_extra(sandbox_config(), "", None))
+    from dataclasses import replace
+    cri_pod = replace(POD, cri=t.sandbox_cri(sandbox_config(), ""))
     st = t.pod_sandbox_status(cri_pod, pause_alive=True)
     assert st.state == pb.SANDBOX_READY and st.network.ip == "10.88.0.5" and st.created_at == 123
     assert dict(st.labels) == {"app": "web"} and dict(st.annotations) == {"x": "y"}
     assert st.metadata.uid == "u-1" and st.metadata.namespace == "prod"
     assert t.pod_sandbox_status(cri_pod, pause_alive=False).state == pb.SANDBOX_NOTREADY
-    assert t.pod_sandbox(dict(cri_pod, state="stopped"), True).state == pb.SANDBOX_NOTREADY
+    assert t.pod_sandbox(replace(cri_pod, state="stopped"), True).state == pb.SANDBOX_NOTREADY
 
 
 def test_cli_pod_gets_a_derived_cri_view():
@@ -158,21 +158,23 @@ def test_cli_pod_gets_a_derived_cri_view():
 
 
 def test_record_to_container_status():
-    rec = {"id": "c" * 64, "pod_id": "a" * 64, "name": "app", "image": "busybox", "image_id": "sha256:abc",
-           "created_at": 5, "log_path": "/var/log/pods/p/app/0.log",
-           "status": {"state": "exited", "exit_code": 3, "started_at": 6, "finished_at": 7, "reason": "Error"},
-           **t.container_extra(container_config(mounts=[pb.Mount(container_path="/d", host_path="/h")]))}
+    from dataclasses import replace
+    rec = ContainerRecord(
+        id="c" * 64, pod_id="a" * 64, name="app", image="busybox", image_id="sha256:abc", created_at=5,
+        log_path="/var/log/pods/p/app/0.log",
+        status=ContainerStatus(state="exited", exit_code=3, started_at=6, finished_at=7, reason="Error"),
+        cri=t.container_cri(container_config(mounts=[pb.Mount(container_path="/d", host_path="/h")])))
     st = t.container_status(rec)
     assert st.state == pb.CONTAINER_EXITED and st.exit_code == 3 and st.reason == "Error"
     assert (st.created_at, st.started_at, st.finished_at) == (5, 6, 7)
     assert st.image.image == "busybox" and st.image_ref == "sha256:abc"
     assert dict(st.labels) == {"l": "1"} and dict(st.annotations) == {"a": "2"}
     assert st.mounts[0].host_path == "/h" and st.log_path == "/var/log/pods/p/app/0.log"
-    failed = dict(rec, status={"state": "exited", "exit_code": -1, "reason": "StartError",
-                               "error": {"step": "exec", "message": "no such file"}})
+    failed = replace(rec, status=ContainerStatus(state="exited", exit_code=-1, reason="StartError",
+                                                 error=StepError("exec", "no such file")))
     assert t.container_status(failed).message == "exec: no such file"
-    assert t.container(dict(rec, status={"state": "unknown"})).state == pb.CONTAINER_UNKNOWN
-    assert t.container_status(dict(rec, status={"state": "running", "exit_code": 9})).exit_code == 0
+    assert t.container(replace(rec, status=ContainerStatus(state="unknown"))).state == pb.CONTAINER_UNKNOWN
+    assert t.container_status(replace(rec, status=ContainerStatus(state="running", exit_code=9))).exit_code == 0
 
 
 def test_auth_dict():

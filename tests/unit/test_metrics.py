@@ -19,6 +19,7 @@ from pyrun.metrics.collector import ContainerCollector
 from pyrun.metrics.operations import OperationMetrics, operation_of
 from pyrun.metrics.server import MetricsServer, build_registry, parse_listen
 from pyrun.runtime.metrics_source import MetricsSource, Target
+from pyrun.runtime.records import ContainerCgroup, ContainerEntry, ContainerRecord, PodCgroup, PodRecord
 from pyrun.runtime.state import StateStore
 
 MI = 1024 * 1024
@@ -227,15 +228,17 @@ def test_metrics_source_reads_records_and_cgroups(tmp_path):
     store = StateStore(tmp_path / "root")
     store.ensure()
     store.pod_dir("p1").mkdir()
-    store.write_pod({"id": "p1", "name": "web", "namespace": "team-a", "created_at": 1_000_000_000,
-                     "cgroup": {"path": POD_CG, "sandbox": POD_CG + "/pause"},
-                     "containers": [{"id": "c1", "name": "app"}, {"id": "c2", "name": "gone"}]})
+    store.write_pod(PodRecord(id="p1", name="web", namespace="team-a", created_at=1_000_000_000,
+                              cgroup=PodCgroup(path=POD_CG, sandbox=POD_CG + "/pause"),
+                              containers=(ContainerEntry(id="c1", name="app"), ContainerEntry(id="c2", name="gone"))))
     store.container_dir("c1").mkdir()
-    store.write_container({"id": "c1", "name": "app", "image": "busybox", "image_name": "docker.io/library/busybox:1.36",
-                           "cgroup": {"path": CTR_CG}})
+    store.write_container(ContainerRecord(id="c1", pod_id="p1", name="app", image="busybox",
+                                          image_name="docker.io/library/busybox:1.36",
+                                          cgroup=ContainerCgroup(path=CTR_CG)))
     (store.container_dir("c1") / "status.json").write_text('{"state": "running", "started_at": 2000000000}')
     store.container_dir("c2").mkdir()
-    store.write_container({"id": "c2", "name": "gone", "image": "x", "cgroup": {"path": POD_CG + "/c2"}})
+    store.write_container(ContainerRecord(id="c2", pod_id="p1", name="gone", image="x",
+                                          cgroup=ContainerCgroup(path=POD_CG + "/c2")))
     tree.put("cpu", POD_CG, "cpu.stat", "usage_usec 10\n")
     tree.put("cpu", CTR_CG, "cpu.stat", "usage_usec 7\n")
     tree.put("pids", CTR_CG, "cgroup.procs", "5\n6\n")
@@ -256,7 +259,7 @@ def test_metrics_source_rereads_limits_only_after_the_ttl(tmp_path):
     store = StateStore(tmp_path / "root")
     store.ensure()
     store.pod_dir("p1").mkdir()
-    store.write_pod({"id": "p1", "name": "web", "namespace": "default", "cgroup": {"path": POD_CG}, "containers": []})
+    store.write_pod(PodRecord(id="p1", name="web", namespace="default", cgroup=PodCgroup(path=POD_CG)))
     tree.put("cpu", POD_CG, "cpu.stat", "usage_usec 10\n")
     tree.put("memory", POD_CG, "memory.max", "1000\n")
     now = [0.0]

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from pyrun.runtime import monitor
 from pyrun.runtime.logs import MAX_LINE, LineSplitter
+from pyrun.runtime.records import ContainerStatus
 from pyrun.runtime.state import read_status
 
 NS = 1_700_000_000_123_456_789
@@ -81,12 +82,12 @@ def test_c_monitor_can_be_switched_off(tmp_path):
 
 
 def test_exit_json_wins_over_status_json(tmp_path):
-    assert read_status(tmp_path) == {"state": "created"}
-    (tmp_path / "status.json").write_text(json.dumps({"state": "running", "pid": 5, "start_time": 1}))
-    assert read_status(tmp_path)["state"] == "running"
+    assert read_status(tmp_path) == ContainerStatus(state="created")
+    (tmp_path / "status.json").write_text(json.dumps({"version": 1, "state": "running", "pid": 5, "start_time": 1}))
+    assert read_status(tmp_path).state == "running"
     (tmp_path / "exit.json").write_text(json.dumps({"state": "exited", "exit_code": 137, "signal": "SIGKILL"}))
-    assert read_status(tmp_path) == {"state": "exited", "pid": 5, "start_time": 1, "exit_code": 137,
-                                     "signal": "SIGKILL"}
+    assert read_status(tmp_path) == ContainerStatus(state="exited", pid=5, start_time=1, exit_code=137,
+                                                    signal="SIGKILL")
 
 
 DRIVER = r'''
@@ -157,4 +158,6 @@ def test_c_monitor_serves_a_workload_until_it_exits(tmp_path):
     exit_doc = json.loads((tmp_path / "exit.json").read_text())
     assert exit_doc == {"state": "exited", "exit_code": 3, "reason": "OOMKilled", "signal": None,
                         "finished_at": exit_doc["finished_at"]}
+    status = read_status(tmp_path)  # the store parses the C monitor's record into the typed one
+    assert (status.state, status.exit_code, status.reason, status.signal) == ("exited", 3, "OOMKilled", None)
     assert not (tmp_path / "ctl.sock").exists()

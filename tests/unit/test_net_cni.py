@@ -320,7 +320,7 @@ def test_a_plugin_that_hangs_is_killed_at_the_timeout(tmp_path, fake):
 
 
 def test_settings_from_the_cli_config():
-    cfg = Config(extra={"cni": {"conf_dir": "/c", "bin_dirs": "/a:/b"}})
+    cfg = Config(cni={"conf_dir": "/c", "bin_dirs": "/a:/b"})
     assert chain.CniSettings.from_config(cfg).bin_dirs == ("/a", "/b")
     assert chain.CniSettings.from_config(Config()).conf_dir == "/etc/cni/net.d"
 
@@ -330,8 +330,8 @@ def test_cri_status_reports_network_not_ready_until_a_valid_config_exists(tmp_pa
 
     from pyrun.cri.service import RuntimeService
     settings, write, calls = fake
-    cfg = Config(root=tmp_path / "root", extra={"network_mode": "cni", "cni": {
-        "conf_dir": settings.conf_dir, "bin_dirs": list(settings.bin_dirs)}})
+    cfg = Config(root=tmp_path / "root", network_mode="cni", cni={
+        "conf_dir": settings.conf_dir, "bin_dirs": list(settings.bin_dirs)})
     runtime = RuntimeService(cfg)
 
     def network_ready():

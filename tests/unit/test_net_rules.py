@@ -64,7 +64,7 @@ def test_host_port_clash_names_the_other_pod():
 def test_settings_and_veth_names():
     s = NetworkSettings()
     assert s.gateway_cidr == "10.88.0.1/16" and s.bridge == "pyrun0"
-    assert NetworkSettings.from_config(type("C", (), {"extra": {"network": {"cidr": "10.5.0.0/24"}}})()).gateway_cidr \
+    assert NetworkSettings.from_config(type("C", (), {"network": {"cidr": "10.5.0.0/24"}})()).gateway_cidr \
         == "10.5.0.1/24"
     for bad in ({"cidr": "10.88.0.1/16"}, {"bridge": "x" * 16}, {"cidr": "10.0.0.0/31"}, {"mtu": 10}):
         with pytest.raises(Exception):

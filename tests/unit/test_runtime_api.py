@@ -13,7 +13,8 @@ from pyrun.errors import InvalidState, SpecError
 from pyrun.linux.procs import ProcessRef
 from pyrun.runtime.api import Runtime
 from pyrun.runtime.logs import format_entry
-from pyrun.runtime.state import StateStore, write_json
+from pyrun.runtime.records import ContainerCgroup, ContainerEntry, ContainerRecord, ContainerStatus, PodCgroup, PodRecord
+from pyrun.runtime.state import StateStore, write_monitor, write_status
 
 POD, CID = "a" * 64, "b" * 64
 
@@ -26,21 +27,21 @@ def made(tmp_path):
     store.ensure()
     store.pod_dir(POD).mkdir()
     store.reserve_name("default", "web", POD)
-    me = ProcessRef.of(os.getpid()).to_dict()
-    store.write_pod({"id": POD, "name": "web", "namespace": "default", "uid": "u", "state": "running",
-                     "created_at": 1, "labels": {}, "annotations": {}, "pause": {"pid": 1, "start_time": 1},
-                     "cgroup": {"path": "/pyrun/podu"}, "containers": [{"name": "main", "id": CID}]})
+    me = ProcessRef.of(os.getpid())
+    store.write_pod(PodRecord(id=POD, name="web", namespace="default", uid="u", state="running", created_at=1,
+                              pause=ProcessRef(1, 1), cgroup=PodCgroup(path="/pyrun/podu"),
+                              containers=(ContainerEntry(name="main", id=CID),)))
     cdir = store.container_dir(CID)
     cdir.mkdir()
     log = tmp_path / "0.log"
-    store.write_container({"id": CID, "pod_id": POD, "name": "main", "image": "busybox", "created_at": 1,
-                           "log_path": str(log), "cgroup": {"path": "/pyrun/podu/" + CID}})
-    write_json(cdir / "monitor.json", me)
+    store.write_container(ContainerRecord(id=CID, pod_id=POD, name="main", image="busybox", created_at=1,
+                                          log_path=str(log), cgroup=ContainerCgroup(path="/pyrun/podu/" + CID)))
+    write_monitor(cdir, me)
 
     def status(state: str) -> None:
-        write_json(cdir / "status.json", dict(me, state=state))
+        write_status(cdir, ContainerStatus(state=state, pid=me.pid, start_time=me.start_time))
     status("running")
-    return SimpleNamespace(rt=Runtime(Config(root=root, extra={"network_mode": "none"})), status=status, log=log)
+    return SimpleNamespace(rt=Runtime(Config(root=root, network_mode="none")), status=status, log=log)
 
 
 def test_exec_attach_and_reopen_need_a_running_container(made):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import os
 import subprocess
+from dataclasses import replace
 
 import pytest
 
@@ -18,6 +19,7 @@ from pyrun.linux.procs import ProcessRef
 from pyrun.runtime import steps as steps_module
 from pyrun.runtime.host_steps import HostSteps
 from pyrun.runtime.pod import PodRuntime
+from pyrun.runtime.records import ContainerCgroup
 from pyrun.runtime.state import StateStore
 from pyrun.spec import parse_pod
 
@@ -71,8 +73,8 @@ def assert_no_records(rt: PodRuntime) -> None:
         assert not d.exists() or os.listdir(d) == []
 
 
-def container_states(rt: PodRuntime, pod: dict) -> dict[str, str]:
-    return {c["name"]: c["status"]["state"] for c in rt.containers(rt.get(pod["id"]))}
+def container_states(rt: PodRuntime, pod) -> dict[str, str]:
+    return {c.name: c.status.state for c in rt.containers(rt.get(pod.id))}
 
 
 # --- the seam -------------------------------------------------------------------------------------
@@ -98,37 +100,36 @@ def test_create_runs_the_steps_in_order(make):
     rt, fake = make()
     pod = rt.create(two_containers())
     assert fake.names() == CREATE_STEPS
-    ids = [e["id"] for e in pod["containers"]]
+    ids = pod.container_ids()
     made = [c.key for c in fake.calls if c.key]
-    assert made == [("name", "default/web"), ("pod_dir", pod["id"]), ("cgroup", f"pod{pod['uid']}"),
-                    ("sandbox", pod["id"]), ("network", pod["id"])] + [
+    assert made == [("name", "default/web"), ("pod_dir", pod.id), ("cgroup", f"pod{pod.uid}"),
+                    ("sandbox", pod.id), ("network", pod.id)] + [
         key for cid in ids for key in (("container_dir", cid), ("layer", cid),
-                                       ("cgroup", f"pod{pod['uid']}/{cid}"), ("processes", cid))]
+                                       ("cgroup", f"pod{pod.uid}/{cid}"), ("processes", cid))]
     assert [c.args[0] for c in fake.calls if c.step == "start_container"] == ids
-    assert pod["state"] == "running" and "creator" not in pod
-    assert pod["network"]["ip"] == "10.88.0.7"
+    assert pod.state == "running" and pod.creator is None
+    assert pod.ip == "10.88.0.7"
     assert container_states(rt, pod) == {"a": "running", "b": "running"}
 
 
 
 def test_the_init_config_is_made_of_what_the_steps_returned(make):
     """config.json (read by the monitor and the init) carries what the platform steps gave back."""
-    from pyrun.runtime.state import read_json
+    from pyrun.runtime.state import read_config
     rt, fake = make()
     pod = rt.create(two_containers(), start=False)
     a = rt.find_container(rt.get("web"), "a")
-    config = read_json(rt.store.container_dir(a["id"]) / "config.json")
-    assert config["namespaces"] == {"pid": None, **pod["namespaces"]}
-    assert set(pod["namespaces"]) == {"ipc", "net", "uts"}
-    assert config["rootfs"]["lower"] == ["/fake/layers/top", "/fake/layers/base"]
-    assert config["rootfs"]["upper"] == f"/fake/data/containers/{a['id']}/upper"
-    assert config["cgroup_procs"] == [f"/fake/cgroup/pod{pod['uid']}/{a['id']}/cgroup.procs"]
-    assert config["capabilities"] == ["CAP_CHOWN", "CAP_KILL"] == config["security"]["capabilities"]
-    assert [m["destination"] for m in config["mounts"]] == ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf",
-                                                            "/scratch"]
-    assert config["mounts"][-1]["source"] == pod["volumes"]["scratch"]
-    assert config["process"]["args"] == ["sleep", "1000"]
-    assert "PATH=/bin" in config["process"]["env"]  # from the image config
+    config = read_config(rt.store.container_dir(a.id))
+    assert config.namespaces == {"pid": None, **pod.namespaces}
+    assert set(pod.namespaces) == {"ipc", "net", "uts"}
+    assert config.rootfs.lower == ("/fake/layers/top", "/fake/layers/base")
+    assert config.rootfs.upper == f"/fake/data/containers/{a.id}/upper"
+    assert config.cgroup_procs == (f"/fake/cgroup/pod{pod.uid}/{a.id}/cgroup.procs",)
+    assert list(config.capabilities) == ["CAP_CHOWN", "CAP_KILL"] == config.security["capabilities"]
+    assert [m.destination for m in config.mounts] == ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/scratch"]
+    assert config.mounts[-1].source == pod.volumes["scratch"]
+    assert config.process.args == ("sleep", "1000")
+    assert "PATH=/bin" in config.process.env  # from the image config
 
 @pytest.mark.parametrize("step", range(1, len(FAILABLE) + 1))
 def test_a_failure_at_any_step_rolls_back_exactly_what_was_made_in_reverse(make, step):
@@ -165,8 +166,8 @@ def test_a_taken_name_is_refused_and_the_holder_keeps_it(make):
     from pyrun.errors import AlreadyExists
     with pytest.raises(AlreadyExists):
         rt.create(two_containers())
-    assert [p["id"] for p in rt.store.pods()] == [first["id"]]
-    assert rt.store.name_holder("default", "web") == first["id"]
+    assert [p.id for p in rt.store.pods()] == [first.id]
+    assert rt.store.name_holder("default", "web") == first.id
 
 
 # --- state transitions ------------------------------------------------------------------------------
@@ -174,17 +175,17 @@ def test_a_taken_name_is_refused_and_the_holder_keeps_it(make):
 def test_pod_creating_running_stopped_removing(make):
     rt, fake = make()
     seen = []
-    fake.hooks["create_pod_cgroup"] = lambda pod_id: seen.append(rt.store.read_pod(pod_id)["state"])
+    fake.hooks["create_pod_cgroup"] = lambda pod_id: seen.append(rt.store.read_pod(pod_id).state)
     pod = rt.create(two_containers())
     assert seen == ["creating"]
-    assert rt.get("web")["state"] == "running"
+    assert rt.get("web").state == "running"
     stopped = rt.stop("web", grace=5)
-    assert stopped["state"] == "stopped" == rt.get("web")["state"]
+    assert stopped.state == "stopped" == rt.get("web").state
     assert [c.step for c in fake.calls[-5:]] == ["stop_containers", "kill_cgroup", "kill_cgroup", "kill_sandbox",
                                                  "detach_network"]
-    assert fake.calls[-5].args == (tuple(e["id"] for e in pod["containers"]), 5)
+    assert fake.calls[-5].args == (tuple(pod.container_ids()), 5)
     assert container_states(rt, pod) == {"a": "exited", "b": "exited"}
-    fake.hooks["remove_pod_dir"] = lambda pod_id: seen.append(rt.store.read_pod(pod_id)["state"])
+    fake.hooks["remove_pod_dir"] = lambda pod_id: seen.append(rt.store.read_pod(pod_id).state)
     rt.remove("web")
     assert seen == ["creating", "removing"]
     assert_no_records(rt)
@@ -195,12 +196,12 @@ def test_container_created_running_exited(make):
     pod = rt.create(two_containers(), start=False)
     assert container_states(rt, pod) == {"a": "created", "b": "created"}
     a = rt.find_container(rt.get("web"), "a")
-    rt.start_container(a["id"])
+    rt.start_container(a.id)
     assert container_states(rt, pod) == {"a": "running", "b": "created"}
-    rt.stop_container(a["id"], grace=1)
+    rt.stop_container(a.id, grace=1)
     assert container_states(rt, pod) == {"a": "exited", "b": "created"}
-    exited = rt.find_container(rt.get("web"), "a")["status"]
-    assert (exited["exit_code"], exited["reason"]) == (143, "Error")
+    exited = rt.find_container(rt.get("web"), "a").status
+    assert (exited.exit_code, exited.reason) == (143, "Error")
 
 
 def test_refused_transitions_are_invalid_state(make):
@@ -208,23 +209,23 @@ def test_refused_transitions_are_invalid_state(make):
     pod = rt.create(two_containers())
     a = rt.find_container(pod, "a")
     with pytest.raises(InvalidState, match="running"):
-        rt.start_container(a["id"])                  # running -> running
+        rt.start_container(a.id)                     # running -> running
     with pytest.raises(InvalidState, match="stop it first"):
-        rt.remove_container(a["id"])                 # a running container
+        rt.remove_container(a.id)                    # a running container
     with pytest.raises(InvalidState, match="stop it first"):
         rt.remove("web")                             # a running pod
     rt.stop("web", grace=1)
     with pytest.raises(InvalidState, match="exited"):
-        rt.start_container(a["id"])                  # exited -> running
+        rt.start_container(a.id)                     # exited -> running
     with pytest.raises(InvalidState, match="containers can only join a ready pod"):
-        rt.create_container(pod["id"], two_containers().pod.containers[0])
-    assert rt.get("web")["state"] == "stopped"
+        rt.create_container(pod.id, two_containers().pod.containers[0])
+    assert rt.get("web").state == "stopped"
 
 
 def test_a_pod_still_being_created_cannot_be_stopped_or_removed_without_force(make):
     rt, fake = make()
     pod = rt.create_sandbox(two_containers().pod, ready=False)
-    assert pod["state"] == "creating"
+    assert pod.state == "creating"
     with pytest.raises(InvalidState, match="still being created"):
         rt.stop("web")
     with pytest.raises(InvalidState, match="being created"):
@@ -236,10 +237,8 @@ def test_a_pod_still_being_created_cannot_be_stopped_or_removed_without_force(ma
 def test_a_removing_pod_cannot_be_stopped_and_nothing_is_touched(make):
     rt, fake = make()
     pod = rt.create(two_containers())
-    with rt.store.pod_lock(pod["id"]):
-        rec = rt.store.read_pod(pod["id"])
-        rec["state"] = "removing"
-        rt.store.write_pod(rec)
+    with rt.store.pod_lock(pod.id):
+        rt.store.write_pod(replace(rt.store.read_pod(pod.id), state="removing"))
     calls = len(fake.calls)
     with pytest.raises(InvalidState, match="removing; it cannot become stopped"):
         rt.stop("web")
@@ -251,18 +250,18 @@ def test_a_removing_pod_cannot_be_stopped_and_nothing_is_touched(make):
 def test_stop_of_a_pod_whose_monitor_is_gone_records_the_lost_exit(make):
     rt, fake = make()
     pod = rt.create(two_containers())
-    a, b = (e["id"] for e in pod["containers"])
+    a, b = pod.container_ids()
     fake.monitor_gone(a)
-    states = {c["name"]: c["status"] for c in rt.containers(rt.get("web"))}
-    assert (states["a"]["state"], states["a"]["reason"]) == ("unknown", "MonitorGone")
-    assert states["b"]["state"] == "running"
+    states = {c.name: c.status for c in rt.containers(rt.get("web"))}
+    assert (states["a"].state, states["a"].reason) == ("unknown", "MonitorGone")
+    assert states["b"].state == "running"
     _, status = rt.observe(rt.get("web"))
     assert status.status == "MonitorGone" and status.ready == 1
     rt.stop("web", grace=1)
-    states = {c["name"]: c["status"] for c in rt.containers(rt.get("web"))}
-    assert (states["a"]["state"], states["a"]["exit_code"], states["a"]["reason"]) == ("exited", 255, "MonitorGone")
-    assert (states["b"]["state"], states["b"]["exit_code"]) == ("exited", 143)
-    assert ("kill_cgroup", ({"path": f"pod{pod['uid']}/{a}", "prune": True},)) in [
+    states = {c.name: c.status for c in rt.containers(rt.get("web"))}
+    assert (states["a"].state, states["a"].exit_code, states["a"].reason) == ("exited", 255, "MonitorGone")
+    assert (states["b"].state, states["b"].exit_code) == ("exited", 143)
+    assert ("kill_cgroup", (ContainerCgroup(path=f"pod{pod.uid}/{a}", prune=True),)) in [
         (c.step, c.args) for c in fake.calls]
     rt.remove("web")
     assert_no_records(rt)
@@ -272,13 +271,13 @@ def test_stop_of_a_pod_whose_monitor_is_gone_records_the_lost_exit(make):
 def test_force_remove_of_a_running_pod_whose_monitor_is_gone(make):
     rt, fake = make()
     pod = rt.create(two_containers())
-    a, b = (e["id"] for e in pod["containers"])
+    a, b = pod.container_ids()
     fake.monitor_gone(a)
     rt.remove("web", force=True)
     assert_no_records(rt)
     assert fake.made == []
     undone = [(c.step, c.args[0] if c.args else None) for c in fake.calls if c.undo and c.effective]
-    assert undone[:2] == [("kill_container", b), ("remove_cgroup", {"path": f"pod{pod['uid']}/{b}", "prune": True})]
+    assert undone[:2] == [("kill_container", b), ("remove_cgroup", ContainerCgroup(path=f"pod{pod.uid}/{b}"))]
 
 
 
@@ -286,15 +285,14 @@ def test_a_create_whose_creator_died_is_found_by_gc_and_destroyed_in_reverse(mak
     from pyrun.runtime.gc import crashed_pods
     rt, fake = make()
     pod = rt.create_sandbox(two_containers().pod, ready=False)
-    rt.create_container(pod["id"], two_containers().pod.containers[0], commit=False)
+    rt.create_container(pod.id, two_containers().pod.containers[0], commit=False)
     assert crashed_pods(rt.store) == []  # its creator (this test) is alive
-    with rt.store.pod_lock(pod["id"]):
-        rec = rt.store.read_pod(pod["id"])
-        rec["creator"] = {"pid": stand_in.pid, "start_time": stand_in.start_time + 1}  # a process that is gone
-        rt.store.write_pod(rec)
-    assert crashed_pods(rt.store) == [pod["id"]]
+    with rt.store.pod_lock(pod.id):
+        gone = ProcessRef(stand_in.pid, stand_in.start_time + 1)  # a process that is gone
+        rt.store.write_pod(replace(rt.store.read_pod(pod.id), creator=gone))
+    assert crashed_pods(rt.store) == [pod.id]
     made = list(fake.made)
-    rt.destroy(pod["id"])
+    rt.destroy(pod.id)
     assert fake.effective_undos() == list(reversed(made))
     assert_no_records(rt)
 
@@ -333,18 +331,24 @@ class Recorder:
         return record
 
 
+INIT_SECURITY = {"seccomp": {"plan": None}, "capabilities": [], "masked_paths": ["/proc/kcore"],
+                 "readonly_paths": ["/proc/sys"]}
+
+
 def init_config(**overrides):
+    """A config.json as the init gets it (pyrun.runtime.records.InitConfig)."""
+    from pyrun.runtime.records import InitConfig, decode
     config = {
-        "name": "c", "namespaces": {"ipc": "/p/ns/ipc", "uts": "/p/ns/uts", "net": "/p/ns/net", "pid": None},
+        "id": "c" * 64, "name": "c", "pod_id": "p" * 64, "log_path": "/l",
+        "namespaces": {"ipc": "/p/ns/ipc", "uts": "/p/ns/uts", "net": "/p/ns/net", "pid": None},
         "rootfs": {"lower": ["/l1", "/l0"], "upper": "/w/upper", "work": "/w/work", "target": "/c/rootfs"},
         "mounts": [{"source": "/p/etc/hosts", "destination": "/etc/hosts", "readonly": True},
                    {"source": "/p/volumes/v", "destination": "/data"}],
         "process": {"args": ["sleep", "1"], "env": [], "cwd": "/", "user": ""},
-        "security": {"seccomp": {"plan": None}, "capabilities": [], "masked_paths": ["/proc/kcore"],
-                     "readonly_paths": ["/proc/sys"]},
+        "security": INIT_SECURITY,
     }
     config.update(overrides)
-    return config
+    return decode(InitConfig, {k: v for k, v in config.items() if v is not None}, "config.json")
 
 
 @pytest.fixture
@@ -364,9 +368,9 @@ def init_fakes(monkeypatch):
 
 def test_init_sets_up_in_order(init_fakes):
     init, log, _ = init_fakes
-    sec = dict(init_config()["security"], sysctls={"net.ipv4.ip_forward": "1"}, privileged=True,
-               read_only_rootfs=True)
-    init._set_up(init_config(security=sec, devices=[{"path": "/dev/fuse"}]), init.Step())
+    sec = dict(INIT_SECURITY, sysctls={"net.ipv4.ip_forward": "1"}, privileged=True, read_only_rootfs=True)
+    fuse = {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "mode": 0o666, "uid": 0, "gid": 0}
+    init._set_up(init_config(security=sec, devices=[fuse]), init.Step())
     assert [name for name, _ in log] == [
         "caps.preload", "security.preload",
         "linux.setns", "linux.setns", "linux.setns", "security.apply_sysctls",
@@ -390,8 +394,7 @@ def test_init_skips_what_the_config_does_not_ask_for(init_fakes):
 
 def test_init_refuses_a_config_without_security_before_any_step(init_fakes):
     init, log, _ = init_fakes
-    config = init_config()
-    del config["security"]
+    config = init_config(security=None)
     with pytest.raises(Exception, match="no complete \"security\" section"):
         init._set_up(config, init.Step())
     assert log == []

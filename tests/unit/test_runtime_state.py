@@ -5,6 +5,7 @@ import os
 import pytest
 
 from pyrun.errors import AlreadyExists, InvalidState, NotFound
+from pyrun.runtime.records import ContainerRecord, ContainerStatus, PodRecord
 from pyrun.runtime.state import (CONTAINER_TRANSITIONS, POD_TRANSITIONS, StateStore, check_transition, new_id,
                                  read_json, write_json)
 
@@ -51,11 +52,12 @@ def test_store_writes_pass_sync_through(store, monkeypatch):
     pod_id, cid = new_id(), new_id()
     store.pod_dir(pod_id).mkdir()
     store.container_dir(cid).mkdir()
-    store.write_pod({"id": pod_id})
-    store.write_container({"id": cid})
+    pod, rec = PodRecord(id=pod_id, name="p"), ContainerRecord(id=cid, pod_id=pod_id, name="c")
+    store.write_pod(pod)
+    store.write_container(rec)
     assert synced == []
-    store.write_pod({"id": pod_id}, sync=True)
-    store.write_container({"id": cid}, sync=True)
+    store.write_pod(pod, sync=True)
+    store.write_container(rec, sync=True)
     assert synced == ["file", "dir", "file", "dir"]
 
 
@@ -74,7 +76,7 @@ def test_name_reservation_is_exclusive(store):
 def _pod(store, name, ns="default"):
     pod_id = new_id()
     store.pod_dir(pod_id).mkdir()
-    store.write_pod({"id": pod_id, "name": name, "namespace": ns, "state": "running"})
+    store.write_pod(PodRecord(id=pod_id, name=name, namespace=ns, state="running"))
     store.reserve_name(ns, name, pod_id)
     return pod_id
 
@@ -82,9 +84,9 @@ def _pod(store, name, ns="default"):
 def test_find_pod_by_name_namespace_and_id_prefix(store):
     web = _pod(store, "web")
     other = _pod(store, "web", ns="prod")
-    assert store.find_pod("web")["id"] == web
-    assert store.find_pod("prod/web")["id"] == other
-    assert store.find_pod(web[:8])["id"] == web
+    assert store.find_pod("web").id == web
+    assert store.find_pod("prod/web").id == other
+    assert store.find_pod(web[:8]).id == web
     with pytest.raises(NotFound, match="'nope' not found"):
         store.find_pod("nope")
 
@@ -92,11 +94,11 @@ def test_find_pod_by_name_namespace_and_id_prefix(store):
 def test_container_record_is_merged_with_the_monitor_status(store):
     cid = new_id()
     store.container_dir(cid).mkdir()
-    store.write_container({"id": cid, "name": "c", "status": {"ignored": True}})
-    assert store.read_container(cid)["status"] == {"state": "created"}
+    store.write_container(ContainerRecord(id=cid, pod_id="p", name="c", status=ContainerStatus(state="running")))
+    assert store.read_container(cid).status == ContainerStatus(state="created")
     write_json(store.container_dir(cid) / "status.json", {"state": "exited", "exit_code": 3})
     rec = store.read_container(cid)
-    assert rec["status"]["exit_code"] == 3
+    assert rec.status.exit_code == 3
     assert "status" not in json.loads((store.container_dir(cid) / "container.json").read_text())
 
 
@@ -117,3 +119,24 @@ def test_container_transitions_end_at_exited():
     check_transition(CONTAINER_TRANSITIONS, "running", "exited", "c")
     with pytest.raises(InvalidState):
         check_transition(CONTAINER_TRANSITIONS, "exited", "running", "c")
+
+
+POD_STATES = ("creating", "running", "stopped", "removing")
+CONTAINER_STATES = ("created", "running", "exited", "unknown")
+POD_ALLOWED = {("creating", "running"), ("creating", "removing"), ("creating", "stopped"), ("running", "stopped"),
+               ("running", "removing"), ("stopped", "stopped"), ("stopped", "removing"), ("stopped", "running"),
+               ("removing", "removing")}
+CONTAINER_ALLOWED = {("created", "running"), ("created", "exited"), ("running", "exited"), ("unknown", "exited")}
+
+
+@pytest.mark.parametrize("table, states, allowed", [(POD_TRANSITIONS, POD_STATES, POD_ALLOWED),
+                                                    (CONTAINER_TRANSITIONS, CONTAINER_STATES, CONTAINER_ALLOWED)],
+                         ids=["pod", "container"])
+def test_every_transition_of_the_tables(table, states, allowed):
+    for current in states:
+        for new in states:
+            if (current, new) in allowed:
+                check_transition(table, current, new, "x")
+            else:
+                with pytest.raises(InvalidState):
+                    check_transition(table, current, new, "x")

@@ -1,20 +1,17 @@
-"""The pod status function (pyrun.runtime.status) on plain records: kubectl's STATUS rules."""
+"""The pod status function (pyrun.runtime.status) on typed records: kubectl's STATUS rules."""
 import pytest
 
+from pyrun.runtime.records import ContainerRecord, ContainerStatus as S, PodNetwork, PodRecord
 from pyrun.runtime.status import container_reason, container_status, pod_status
 
 
 def pod(state="running", ip="10.88.0.5"):
-    return {"id": "p" * 64, "state": state, "network": {"ip": ip} if ip else None}
+    return PodRecord(id="p" * 64, name="p", state=state, network=PodNetwork(ip=ip) if ip else None)
 
 
 def ctr(state, reason=None, exit_code=None, **extra):
-    status = {"state": state, **extra}
-    if reason is not None:
-        status["reason"] = reason
-    if exit_code is not None:
-        status["exit_code"] = exit_code
-    return {"name": "c", "status": status}
+    return ContainerRecord(id="c" * 64, pod_id="p" * 64, name="c",
+                           status=S(state=state, reason=reason, exit_code=exit_code, **extra))
 
 
 RUNNING = ctr("running")
@@ -63,23 +60,24 @@ def test_ip_only_while_the_pod_holds_it():
     assert pod_status(pod("stopped"), [], False).ip is None        # StopPodSandbox gave it back
     assert pod_status(pod("removing"), [], False).ip is None
     assert pod_status(pod("running", ip=None), [], True).ip is None
-    assert pod_status({"state": "running", "network": {"pending": True}}, [], True).ip is None
+    pending = PodRecord(id="p" * 64, name="p", state="running", network=PodNetwork(pending=True))
+    assert pod_status(pending, [], True).ip is None
 
 
 def test_a_container_whose_monitor_died_is_unknown():
-    assert container_status({"state": "running", "pid": 7}, monitor_alive=False) == \
-        {"state": "unknown", "reason": "MonitorGone", "pid": 7}
-    assert container_status({"state": "created"}, monitor_alive=False)["state"] == "unknown"
-    assert container_status({"state": "running"}, monitor_alive=True) == {"state": "running"}
-    exited = {"state": "exited", "exit_code": 0, "reason": "Completed"}
+    assert container_status(S(state="running", pid=7), monitor_alive=False) == \
+        S(state="unknown", reason="MonitorGone", pid=7)
+    assert container_status(S(state="created"), monitor_alive=False).state == "unknown"
+    assert container_status(S(state="running"), monitor_alive=True) == S(state="running")
+    exited = S(state="exited", exit_code=0, reason="Completed")
     assert container_status(exited, monitor_alive=False) == exited  # the exit was recorded: nothing unknown
 
 
 def test_container_reason():
-    assert container_reason({"state": "running"}) is None
-    assert container_reason({"state": "exited", "exit_code": 137, "signal": "SIGKILL"}) == "Signal:9"
-    assert container_reason({"state": "exited"}) == "ExitCode:0"
-    assert container_reason({"state": "unknown"}) == "Unknown"
+    assert container_reason(S(state="running")) is None
+    assert container_reason(S(state="exited", exit_code=137, signal="SIGKILL")) == "Signal:9"
+    assert container_reason(S(state="exited")) == "ExitCode:0"
+    assert container_reason(S(state="unknown")) == "Unknown"
 
 
 def test_to_dict():
@@ -90,9 +88,9 @@ def test_to_dict():
 def test_the_one_running_check():
     from pyrun.errors import InvalidState
     from pyrun.runtime.status import may_still_write, require_running
-    require_running("web", {"state": "running"})
-    for status, shown in (({"state": "exited"}, "exited"), ({"state": "created"}, "created"), ({}, "unknown")):
-        with pytest.raises(InvalidState, match=f"container web is {shown}, not running"):
-            require_running("web", status)
-    assert may_still_write({"state": "created"}) and may_still_write({"state": "running"})
-    assert not may_still_write({"state": "exited"}) and not may_still_write({"state": "unknown"})
+    require_running("web", S(state="running"))
+    for state in ("exited", "created", "unknown"):
+        with pytest.raises(InvalidState, match=f"container web is {state}, not running"):
+            require_running("web", S(state=state))
+    assert may_still_write(S(state="created")) and may_still_write(S(state="running"))
+    assert not may_still_write(S(state="exited")) and not may_still_write(S(state="unknown"))

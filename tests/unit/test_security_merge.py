@@ -72,10 +72,10 @@ def test_a_capability_pyrun_lacks_is_an_error():
 
 def test_seccomp_default_and_localhost_path(monkeypatch):
     monkeypatch.delenv("PYRUN_SECCOMP_PROFILE_ROOT", raising=False)
-    assert eff(extra={"seccomp_default": "Unconfined"})["seccomp"]["type"] == "Unconfined"
+    assert eff(seccomp_default="Unconfined")["seccomp"]["type"] == "Unconfined"
     local = {"seccompProfile": {"type": "Localhost", "localhostProfile": "a/b.json"}}
     assert eff(ctr=local)["seccomp"]["path"] == "/var/lib/pyrun/seccomp/a/b.json"
-    assert eff(ctr=local, extra={"seccomp_profile_root": "/p"})["seccomp"]["path"] == "/p/a/b.json"
+    assert eff(ctr=local, seccomp_profile_root="/p")["seccomp"]["path"] == "/p/a/b.json"
     monkeypatch.setenv("PYRUN_SECCOMP_PROFILE_ROOT", "/env")
     assert eff(ctr=local)["seccomp"]["path"] == "/env/a/b.json"
 
@@ -85,14 +85,14 @@ def test_with_localhost_profile_renders_for_the_container_caps(tmp_path):
         {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"},
         {"names": ["mount"], "action": "SCMP_ACT_ERRNO", "excludes": {"caps": ["SYS_ADMIN"]}}]}))
     sec = eff(ctr={"seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}},
-              extra={"seccomp_profile_root": str(tmp_path)})
+              seccomp_profile_root=str(tmp_path))
     security.with_localhost_profile(sec)
     assert [r[1] for r in sec["seccomp"]["plan"]["rules"]] == ["mkdir", "mount"]
     assert security.summary(sec)["seccomp"] == {"type": "Localhost", "profile": "p.json", "rules": 2}
     (tmp_path / "p.json").write_text('{"defaultAction": "SCMP_ACT_BOGUS"}')
     with pytest.raises(PyrunError, match="p.json"):
         security.with_localhost_profile(eff(ctr={"seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}},
-                                            extra={"seccomp_profile_root": str(tmp_path)}))
+                                            seccomp_profile_root=str(tmp_path)))
 
 
 @pytest.mark.parametrize("value, expected", [(1024, (1024, 1024)), ("1024:4096", (1024, 4096)),
@@ -107,19 +107,19 @@ def test_parse_limit_refuses_soft_above_hard():
 
 
 def test_plan_rlimits_without_cap_sys_resource_keeps_the_hard_limit():
-    limits, warnings = security.plan_rlimits({}, {"NOFILE": (1024, 20000), "NPROC": (-1, -1)}, can_raise=False)
+    limits, warnings = security.plan_rlimits({"NOFILE": (1024, 20000), "NPROC": (-1, -1)}, can_raise=False)
     assert limits == {"NOFILE": [20000, 20000]}  # NPROC is left alone unless configured
     assert len(warnings) == 1 and "RLIMIT_NOFILE" in warnings[0] and "CAP_SYS_RESOURCE" in warnings[0]
 
 
 def test_plan_rlimits_with_cap_sys_resource_or_room():
-    assert security.plan_rlimits({}, {"NOFILE": (1024, 20000)}, can_raise=True) == (
+    assert security.plan_rlimits({"NOFILE": (1024, 20000)}, can_raise=True) == (
         {"NOFILE": [1048576, 1048576]}, [])
-    assert security.plan_rlimits({"rlimit_nofile": "1024:4096", "rlimit_nproc": 500},
-                                 {"NOFILE": (1024, 20000), "NPROC": (-1, -1)}, can_raise=False) == (
+    assert security.plan_rlimits({"NOFILE": (1024, 20000), "NPROC": (-1, -1)}, can_raise=False,
+                                 nofile="1024:4096", nproc=500) == (
         {"NOFILE": [1024, 4096], "NPROC": [500, 500]}, [])
     with pytest.raises(PyrunError, match="rlimit_nofile"):
-        security.plan_rlimits({"rlimit_nofile": "lots"}, {}, can_raise=False)
+        security.plan_rlimits({}, can_raise=False, nofile="lots")
 
 
 def test_container_groups():
@@ -146,12 +146,20 @@ def test_check_non_root():
 ])
 def test_a_config_without_its_security_section_fails_closed(config):
     with pytest.raises(PyrunError, match="'c'.*security"):
-        security.from_config(config)
+        security.from_config(_init_config(**config))
+
+
+def _init_config(**doc):
+    """config.json as the store reads it (pyrun.runtime.records.InitConfig)."""
+    from pyrun.runtime.records import InitConfig, decode
+    base = {"id": "x", "name": "c", "pod_id": "p", "namespaces": {}, "log_path": "/l",
+            "rootfs": {"lower": [], "upper": "/u", "work": "/w", "target": "/t"}, "process": {"args": ["sh"]}}
+    return decode(InitConfig, {**base, **doc}, "config.json")
 
 
 def test_from_config_returns_a_complete_section():
     sec = {"capabilities": ["CHOWN"], "seccomp": {"type": "RuntimeDefault"}}
-    assert security.from_config({"security": sec}) is sec
+    assert security.from_config(_init_config(security=sec)) == sec
 
 
 def test_apply_fs_group(tmp_path):

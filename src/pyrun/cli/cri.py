@@ -44,7 +44,7 @@ def serve(ctx: click.Context, listen: str, log_level: str, workers: int, stream_
     if data_root:
         cfg = dataclasses.replace(cfg, data_root=os.path.abspath(data_root))
     if network:
-        cfg = dataclasses.replace(cfg, extra={**cfg.extra, "network_mode": network})
+        cfg = dataclasses.replace(cfg, network_mode=network)
     run_server(cfg, listen, log_level, workers, stream_address, metrics_listen)
 
 

@@ -31,7 +31,7 @@ def pod_create(ctx: click.Context, spec: str, strict: bool, output: str, network
     from pyrun.errors import SpecError
     if network:
         import dataclasses
-        ctx.obj = dataclasses.replace(ctx.obj, extra={**ctx.obj.extra, "network_mode": network})
+        ctx.obj = dataclasses.replace(ctx.obj, network_mode=network)
     from pyrun.spec import load_pod_file
     loaded = load_pod_file(spec)
     for w in loaded.warnings:
@@ -40,9 +40,9 @@ def pod_create(ctx: click.Context, spec: str, strict: bool, output: str, network
         raise SpecError([("", "warnings are errors with --strict")], source=spec)
     created = _runtime(ctx).create(loaded)
     if output == "json":
-        print_json(created)
+        print_json(created.to_dict())
     else:
-        click.echo(created["id"])
+        click.echo(created.id)
 
 
 @pod.command("ls")
@@ -60,14 +60,14 @@ def pod_ls(ctx: click.Context, output: str) -> None:
     click.echo(table(["NAME", "NAMESPACE", "ID", "STATUS", "IP", "QOS", "READY", "AGE"], rows))
 
 
-def _summary(rt, p: dict) -> dict:
+def _summary(rt, p) -> dict:
     """One pod as `pod ls` shows it: STATUS, READY and IP from pyrun.runtime.status (shared with the CRI)."""
     containers, status = rt.observe(p)
-    return {"id": p["id"], "name": p["name"], "namespace": p["namespace"], "state": p["state"],
+    return {"id": p.id, "name": p.name, "namespace": p.namespace, "state": p.state,
             "status": status.status, "ready": f"{status.ready}/{status.total}", "ip": status.ip,
-            "qos": p.get("qos"), "created_at": p["created_at"],
-            "containers": [{"name": c["name"], "id": c["id"], "state": c["status"].get("state"),
-                            "exit_code": c["status"].get("exit_code"), "reason": c["status"].get("reason")}
+            "qos": p.qos, "created_at": p.created_at,
+            "containers": [{"name": c.name, "id": c.id, "state": c.status.state,
+                            "exit_code": c.status.exit_code, "reason": c.status.reason}
                            for c in containers]}
 
 
@@ -88,7 +88,7 @@ def pod_inspect(ctx: click.Context, pod_ref: str) -> None:
 def pod_stop(ctx: click.Context, pod_refs: tuple[str, ...], timeout: float | None) -> None:
     """Stop pods: SIGTERM, the grace period, then SIGKILL."""
     rt = _runtime(ctx)
-    _each(pod_refs, lambda ref: click.echo(rt.stop(ref, timeout)["id"]))
+    _each(pod_refs, lambda ref: click.echo(rt.stop(ref, timeout).id))
 
 
 @pod.command("rm")
@@ -100,7 +100,7 @@ def pod_rm(ctx: click.Context, pod_refs: tuple[str, ...], force: bool) -> None:
     rt = _runtime(ctx)
 
     def remove(ref: str) -> None:
-        pod_id = rt.get(ref)["id"]
+        pod_id = rt.get(ref).id
         rt.remove(ref, force=force)
         click.echo(pod_id)
     _each(pod_refs, remove)

@@ -79,7 +79,7 @@ def cli(ctx: click.Context, root: str | None, data_root: str | None, explain: bo
         cni_conf_dir: str, cni_bin_dir: str, cgroup_parent: str | None) -> None:
     """pyrun: Kubernetes Pods built from Linux primitives."""
     cfg = Config.from_env(root, data_root, cgroup_parent=cgroup_parent, explain=explain,
-                          extra={"network_mode": network, "cni": cni_options(network, cni_conf_dir, cni_bin_dir)})
+                          network_mode=network, cni=cni_options(network, cni_conf_dir, cni_bin_dir))
     if explain:
         from pyrun import explain as ex
         ex.enable(os.dup(2))
@@ -87,7 +87,7 @@ def cli(ctx: click.Context, root: str | None, data_root: str | None, explain: bo
 
 
 def cni_options(network: str, conf_dir: str, bin_dir: str) -> dict:
-    """cfg.extra["cni"]: absolute dirs (pyrun may run plugins from another working directory)."""
+    """Config.cni: absolute dirs (pyrun may run plugins from another working directory)."""
     bin_dirs = [os.path.abspath(d) for d in bin_dir.split(":") if d]
     if not bin_dirs and network == "cni":
         raise click.BadParameter("needs at least one directory", param_hint="--cni-bin-dir")

@@ -242,7 +242,7 @@ def _serve(cfg: Config, path: str, workers: int, stream_address: str, metrics_li
     collected = rt.recover()  # pods a killed server left half-made
     if collected:
         log.info("removed %d pod(s) left half-created by a previous run", len(collected))
-    if cfg.extra.get("network_mode", "bridge") != "none":
+    if cfg.pod_network:
         _fork_free_netns_sockets()
     _claim_socket(path)
     streaming = StreamServer(stream_address).start()

@@ -29,7 +29,7 @@ from pyrun.config import Config
 from pyrun.cri import filters, stats, translate
 from pyrun.cri.errors import Unimplemented
 from pyrun.errors import NotFound, SpecError
-from pyrun.runtime.api import Runtime
+from pyrun.runtime.api import ContainerRecord, PodRecord, Runtime
 
 CRI_VERSION = "0.1.0"
 FS_INFO_TTL = 10.0  # s: ImageFsInfo walks the image store at most this often
@@ -48,13 +48,13 @@ class RuntimeService:
         self._network: tuple[bool, str, str] | None = None
 
     # --- helpers ---------------------------------------------------------------------------------
-    def _pod(self, wanted: str) -> dict:
+    def _pod(self, wanted: str) -> PodRecord:
         return self.rt.read_pod(filters.resolve_id(wanted, self.rt.pod_ids(), "pod sandbox"))
 
     def _cid(self, wanted: str) -> str:
         return filters.resolve_id(wanted, self.rt.container_ids(), "container")
 
-    def _container(self, wanted: str) -> dict:
+    def _container(self, wanted: str) -> ContainerRecord:
         return self.rt.container(self._cid(wanted))
 
     # --- runtime info ----------------------------------------------------------------------------
@@ -65,12 +65,11 @@ class RuntimeService:
     def network_status(self) -> tuple[bool, str, str]:
         """(ready, reason, message) of pod networking; checked once (binaries don't come and go),
         except with --network cni, where the config is read again each time (it may come later)."""
-        if self.cfg.extra.get("network_mode") == "cni":
+        if self.cfg.network_mode == "cni":
             return self.rt.cni_status()
         if self._network is None:
             import importlib.util
-            mode = self.cfg.extra.get("network_mode", "bridge")
-            if mode == "none":
+            if not self.cfg.pod_network:
                 self._network = (False, "NetworkModeNone", "pyrun runs with --network none: pods get only loopback")
             elif shutil.which("nft") is None:
                 self._network = (False, "NftMissing", "the nft binary is not installed (needed for pod NAT)")
@@ -86,7 +85,7 @@ class RuntimeService:
                       pb.RuntimeCondition(type="NetworkReady", status=ready, reason=reason, message=message)]
         info = {"config": json.dumps({"root": str(self.cfg.root), "data_root": str(self.cfg.data_root),
                                       "cgroup_parent": self.cfg.cgroup_parent,
-                                      "network": self.cfg.extra.get("network_mode", "bridge")})} if req.verbose else {}
+                                      "network": self.cfg.network_mode})} if req.verbose else {}
         return pb.StatusResponse(status=pb.RuntimeStatus(conditions=conditions), info=info)
 
     def RuntimeConfig(self, req):
@@ -100,10 +99,11 @@ class RuntimeService:
         config = req.config
         spec = translate.pod_spec(config)
         override = translate.cgroup_parent_override(config.linux.cgroup_parent, self.cfg.cgroup_parent)
-        extra = translate.sandbox_extra(config, req.runtime_handler, override)
+        cri = translate.sandbox_cri(config, req.runtime_handler)
         spec = dataclasses.replace(spec, name=self._sandbox_name(spec))
-        pod = self.rt.create_sandbox(spec, log_dir=config.log_directory or None, extra=extra)
-        return pb.RunPodSandboxResponse(pod_sandbox_id=pod["id"])
+        pod = self.rt.create_sandbox(spec, log_dir=config.log_directory or None, cri=cri,
+                                     cgroup_parent_override=override)
+        return pb.RunPodSandboxResponse(pod_sandbox_id=pod.id)
 
     def _sandbox_name(self, spec) -> str:
         """The pod's name, or name_<uid prefix> while a pod of another uid (deleted and created again,
@@ -114,15 +114,15 @@ class RuntimeService:
         if holder is None or not spec.uid:
             return spec.name
         try:
-            uid = self.rt.read_pod(holder).get("uid")
+            uid = self.rt.read_pod(holder).uid
         except (NotFound, ValueError, OSError):
             return spec.name
         return spec.name if uid == spec.uid else translate.uid_name(spec.name, spec.uid)
 
     def StopPodSandbox(self, req):
         pod = self._pod(req.pod_sandbox_id)  # unknown id: NOT_FOUND, as containerd answers
-        if pod["state"] != "removing":
-            self.rt.stop(pod["id"], grace=0)
+        if pod.state != "removing":
+            self.rt.stop(pod.id, grace=0)
         return pb.StopPodSandboxResponse()
 
     def RemovePodSandbox(self, req):
@@ -135,14 +135,14 @@ class RuntimeService:
 
     def PodSandboxStatus(self, req):
         pod = self._pod(req.pod_sandbox_id)
-        info = {"info": json.dumps(pod, sort_keys=True)} if req.verbose else {}
+        info = {"info": json.dumps(pod.to_dict(), sort_keys=True)} if req.verbose else {}
         return pb.PodSandboxStatusResponse(status=translate.pod_sandbox_status(pod, pause_alive(pod)), info=info,
                                            timestamp=time.time_ns())
 
-    def _sandboxes(self, flt) -> list[tuple[dict, pb.PodSandbox]]:
+    def _sandboxes(self, flt) -> list[tuple[PodRecord, pb.PodSandbox]]:
         out = []
         for pod in self.rt.pods():
-            if flt is not None and not filters.id_matches(pod["id"], flt.id):
+            if flt is not None and not filters.id_matches(pod.id, flt.id):
                 continue
             sandbox = translate.pod_sandbox(pod, pause_alive(pod))
             if filters.sandbox_matches(sandbox, flt):
@@ -157,19 +157,19 @@ class RuntimeService:
     def CreateContainer(self, req):
         pod = self._pod(req.pod_sandbox_id)
         config = req.config
-        cri = pod.get("cri") or {}
         sc = config.linux.security_context
         image_user = self._image_user(config.image.image) if sc.run_as_username else ""
-        c = translate.container_spec(config, sandbox_privileged=bool(cri.get("privileged")), image_user=image_user)
-        log_path = translate.container_log_path((pod.get("cri") or {}).get("log_directory") or "", config.log_path)
+        c = translate.container_spec(config, sandbox_privileged=bool(pod.cri and pod.cri.privileged),
+                                     image_user=image_user)
+        log_path = translate.container_log_path(pod.cri.log_directory if pod.cri else "", config.log_path)
         mounts = translate.extra_mounts(config)
         for m in mounts:  # like containerd: a missing host path becomes a directory
-            if not os.path.lexists(m["source"]):
-                os.makedirs(m["source"], mode=0o755, exist_ok=True)
-        rec = self.rt.create_container(pod["id"], c, log_path=log_path, extra_mounts=mounts,
-                                       extra=translate.container_extra(config),
+            if not os.path.lexists(m.source):
+                os.makedirs(m.source, mode=0o755, exist_ok=True)
+        rec = self.rt.create_container(pod.id, c, log_path=log_path, extra_mounts=mounts,
+                                       cri=translate.container_cri(config),
                                        pod_spec=translate.pod_spec_of_record(pod, sc))
-        return pb.CreateContainerResponse(container_id=rec["id"])
+        return pb.CreateContainerResponse(container_id=rec.id)
 
     def _image_user(self, image: str) -> str:
         """The image's USER (for run_as_username); NotFound for an unknown image, as CreateContainer answers."""
@@ -195,19 +195,19 @@ class RuntimeService:
 
     def ContainerStatus(self, req):
         rec = self._container(req.container_id)
-        info = {"info": json.dumps(rec, sort_keys=True)} if req.verbose else {}
+        info = {"info": json.dumps(rec.to_dict(), sort_keys=True)} if req.verbose else {}
         return pb.ContainerStatusResponse(status=translate.container_status(rec), info=info)
 
-    def _containers(self, flt) -> list[tuple[dict, pb.Container]]:
+    def _containers(self, flt) -> list[tuple[ContainerRecord, pb.Container]]:
         out = []
         for pod in self.rt.pods():
-            if flt is not None and not filters.id_matches(pod["id"], flt.pod_sandbox_id):
+            if flt is not None and not filters.id_matches(pod.id, flt.pod_sandbox_id):
                 continue
-            for entry in pod.get("containers", []):
-                if flt is not None and not filters.id_matches(entry["id"], flt.id):
+            for cid in pod.container_ids():
+                if flt is not None and not filters.id_matches(cid, flt.id):
                     continue
                 try:
-                    rec = self.rt.container(entry["id"])
+                    rec = self.rt.container(cid)
                 except (NotFound, ValueError):
                     continue  # being created or removed right now
                 c = translate.container(rec)
@@ -269,7 +269,7 @@ class RuntimeService:
     def PortForward(self, req):
         from pyrun.cri.portforward import ForwardPlan
         pod = self._pod(req.pod_sandbox_id)
-        target = self.rt.port_forward(pod["id"])
+        target = self.rt.port_forward(pod.id)
         for i, port in enumerate(req.port):
             if not 0 < port < 1 << 16:
                 raise SpecError([(f"port[{i}]", f"{port} is out of range (1-65535)")])
@@ -277,7 +277,7 @@ class RuntimeService:
         return pb.PortForwardResponse(url=self._stream_url("portforward", plan))
 
     # --- stats -----------------------------------------------------------------------------------
-    def _container_stats(self, rec: dict, c: pb.Container) -> pb.ContainerStats:
+    def _container_stats(self, rec: ContainerRecord, c: pb.Container) -> pb.ContainerStats:
         usage = self.rt.container_usage(rec)
         used, inodes = usage.writable or (0, 0)
         writable = stats.filesystem_usage(usage.writable_dir, used, inodes, usage.timestamp_ns)
@@ -293,9 +293,9 @@ class RuntimeService:
         flt = req.filter if req.HasField("filter") else None
         return pb.ListContainerStatsResponse(stats=[self._container_stats(r, c) for r, c in self._containers(flt)])
 
-    def _sandbox_stats(self, pod: dict, sandbox: pb.PodSandbox) -> pb.PodSandboxStats:
+    def _sandbox_stats(self, pod: PodRecord, sandbox: pb.PodSandbox) -> pb.PodSandboxStats:
         usage = self.rt.pod_usage(pod)
-        flt = pb.ContainerFilter(pod_sandbox_id=pod["id"])
+        flt = pb.ContainerFilter(pod_sandbox_id=pod.id)
         containers = [self._container_stats(r, c) for r, c in self._containers(flt)]
         return stats.sandbox_stats(stats.sandbox_attributes(sandbox), usage.stats, usage.timestamp_ns,
                                    usage.cpu_nanocores, containers)

@@ -32,6 +32,8 @@ from typing import Any, Mapping
 from cri_api.v1 import api_pb2 as pb
 
 from pyrun.errors import SpecError
+from pyrun.runtime.records import (ContainerCri, ContainerRecord, ContainerStatus, CriMount, CriPortMapping,
+                                   MountSpec, PodCri, PodRecord)
 from pyrun.runtime.status import pod_status
 from pyrun.spec.model import ContainerSpec, DeviceSpec, EnvVar, PodSpec, PortSpec, Resources
 
@@ -141,36 +143,33 @@ def cgroup_parent_override(cgroup_parent: str, server_parent: str) -> str | None
     return path.cgroupfs
 
 
-def sandbox_extra(config: pb.PodSandboxConfig, runtime_handler: str, cgroup_override: str | None) -> dict:
+def sandbox_cri(config: pb.PodSandboxConfig, runtime_handler: str) -> PodCri:
     """What the pod record keeps for the CRI, exactly as sent."""
     if runtime_handler not in RUNTIME_HANDLERS:
         raise SpecError([("runtime_handler", f"unknown runtime handler {runtime_handler!r} (pyrun has only \"\")")])
     meta = config.metadata
-    extra: dict[str, Any] = {"cri": {
-        "metadata": {"name": meta.name, "uid": meta.uid, "namespace": meta.namespace, "attempt": meta.attempt},
-        "labels": dict(config.labels), "annotations": dict(config.annotations),
-        "log_directory": config.log_directory, "runtime_handler": runtime_handler,
-        "namespace_options": namespace_options(config),
-        "port_mappings": [{"protocol": p.protocol, "container_port": p.container_port, "host_port": p.host_port,
-                           "host_ip": p.host_ip} for p in config.port_mappings],
-        "cgroup_parent": config.linux.cgroup_parent,
-        "security_context": pod_security_context(config),
-        "privileged": bool(config.linux.security_context.privileged),
-    }}
-    if cgroup_override:
-        extra["cgroup_parent_override"] = cgroup_override
-    return extra
+    return PodCri(
+        metadata={"name": meta.name, "uid": meta.uid, "namespace": meta.namespace, "attempt": meta.attempt},
+        labels=dict(config.labels), annotations=dict(config.annotations),
+        log_directory=config.log_directory, runtime_handler=runtime_handler,
+        namespace_options=namespace_options(config),
+        port_mappings=tuple(CriPortMapping(protocol=p.protocol, container_port=p.container_port,
+                                           host_port=p.host_port, host_ip=p.host_ip) for p in config.port_mappings),
+        cgroup_parent=config.linux.cgroup_parent,
+        security_context=pod_security_context(config),
+        privileged=bool(config.linux.security_context.privileged),
+    )
 
 
-def pod_spec_of_record(pod: Mapping, sc: pb.LinuxContainerSecurityContext | None = None) -> PodSpec:
+def pod_spec_of_record(pod: PodRecord, sc: pb.LinuxContainerSecurityContext | None = None) -> PodSpec:
     """The PodSpec a container is created against: env HOSTNAME, downward values, and the pod security
     context as sent to RunPodSandbox (plus the container's supplemental groups when `sc` is given)."""
-    pod_ctx = dict((pod.get("cri") or {}).get("security_context") or {})
+    pod_ctx = dict(pod.cri.security_context) if pod.cri else {}
     if sc is not None:
         pod_ctx = container_pod_context(pod_ctx, sc)
-    return PodSpec(name=pod["name"], namespace=pod.get("namespace", "default"), uid=pod.get("uid"),
-                   labels=dict(pod.get("labels") or {}), annotations=dict(pod.get("annotations") or {}),
-                   hostname=pod.get("hostname") or "", host_network=bool(pod.get("host_network")),
+    return PodSpec(name=pod.name, namespace=pod.namespace, uid=pod.uid or None,
+                   labels=dict(pod.labels), annotations=dict(pod.annotations),
+                   hostname=pod.hostname, host_network=pod.host_network,
                    security_context=pod_ctx, raw={})
 
 
@@ -479,12 +478,12 @@ def devices(requested) -> tuple[DeviceSpec, ...]:
     return tuple(out)
 
 
-def extra_mounts(config: pb.ContainerConfig) -> list[dict]:
+def extra_mounts(config: pb.ContainerConfig) -> list[MountSpec]:
     out = []
     for i, m in enumerate(config.mounts):
         if not m.container_path.startswith("/") or not m.host_path.startswith("/"):
             raise SpecError([(f"config.mounts[{i}]", "container_path and host_path must be absolute")])
-        out.append({"source": m.host_path, "destination": m.container_path, "readonly": bool(m.readonly)})
+        out.append(MountSpec(source=m.host_path, destination=m.container_path, readonly=bool(m.readonly)))
     return out
 
 
@@ -499,103 +498,94 @@ def container_log_path(log_directory: str, log_path: str) -> str | None:
     return log_directory.rstrip("/") + "/" + log_path
 
 
-def container_extra(config: pb.ContainerConfig) -> dict:
+def container_cri(config: pb.ContainerConfig) -> ContainerCri:
+    """What the container record keeps for the CRI, exactly as sent."""
     meta = config.metadata
-    return {"cri": {
-        "metadata": {"name": meta.name, "attempt": meta.attempt},
-        "labels": dict(config.labels), "annotations": dict(config.annotations),
-        "image": config.image.image, "log_path": config.log_path,
-        "mounts": [{"container_path": m.container_path, "host_path": m.host_path, "readonly": m.readonly,
-                    "selinux_relabel": m.selinux_relabel, "propagation": m.propagation} for m in config.mounts],
-    }}
+    return ContainerCri(
+        metadata={"name": meta.name, "attempt": meta.attempt},
+        labels=dict(config.labels), annotations=dict(config.annotations),
+        image=config.image.image, log_path=config.log_path,
+        mounts=tuple(CriMount(container_path=m.container_path, host_path=m.host_path, readonly=m.readonly,
+                              selinux_relabel=m.selinux_relabel, propagation=m.propagation) for m in config.mounts),
+    )
 
 
 # --- records -> CRI ------------------------------------------------------------------------------
 
-def _pod_cri(pod: Mapping) -> dict:
+def _pod_cri(pod: PodRecord) -> PodCri:
     """The CRI view of a pod record; pods made by `pyrun pod create` get one derived from the record."""
-    cri = pod.get("cri")
-    if cri:
-        return cri
-    return {
-        "metadata": {"name": pod["name"], "uid": pod.get("uid", ""), "namespace": pod.get("namespace", "default"),
-                     "attempt": 0},
-        "labels": pod.get("labels") or {}, "annotations": pod.get("annotations") or {}, "runtime_handler": "",
-        "namespace_options": {"network": pb.NODE if pod.get("host_network") else pb.POD,
-                              "pid": pb.POD if pod.get("share_pid") else pb.CONTAINER, "ipc": pb.POD},
-    }
+    if pod.cri is not None:
+        return pod.cri
+    return PodCri(
+        metadata={"name": pod.name, "uid": pod.uid, "namespace": pod.namespace, "attempt": 0},
+        labels=pod.labels, annotations=pod.annotations, runtime_handler="",
+        namespace_options={"network": pb.NODE if pod.host_network else pb.POD,
+                           "pid": pb.POD if pod.share_pid else pb.CONTAINER, "ipc": pb.POD},
+    )
 
 
-def sandbox_state(pod: Mapping, pause_alive: bool) -> int:
+def sandbox_state(pod: PodRecord, pause_alive: bool) -> int:
     """READY exactly when `pod ls` would not say NotReady/Stopped/...: the shared pyrun.runtime.status."""
     return pb.SANDBOX_READY if pod_status(pod, (), pause_alive).sandbox_ready else pb.SANDBOX_NOTREADY
 
 
-def pod_sandbox(pod: Mapping, pause_alive: bool) -> pb.PodSandbox:
+def pod_sandbox(pod: PodRecord, pause_alive: bool) -> pb.PodSandbox:
     cri = _pod_cri(pod)
-    return pb.PodSandbox(id=pod["id"], metadata=pb.PodSandboxMetadata(**cri["metadata"]),
-                         state=sandbox_state(pod, pause_alive), created_at=pod["created_at"],
-                         labels=cri["labels"], annotations=cri["annotations"],
-                         runtime_handler=cri.get("runtime_handler", ""))
+    return pb.PodSandbox(id=pod.id, metadata=pb.PodSandboxMetadata(**cri.metadata),
+                         state=sandbox_state(pod, pause_alive), created_at=pod.created_at,
+                         labels=cri.labels, annotations=cri.annotations, runtime_handler=cri.runtime_handler)
 
 
-def pod_sandbox_status(pod: Mapping, pause_alive: bool) -> pb.PodSandboxStatus:
+def pod_sandbox_status(pod: PodRecord, pause_alive: bool) -> pb.PodSandboxStatus:
     cri = _pod_cri(pod)
     ip = pod_status(pod, (), pause_alive).ip or ""  # none once StopPodSandbox gave the address back
-    ns = cri.get("namespace_options") or {}
+    ns = pb.NamespaceOption(**{k: v for k, v in cri.namespace_options.items() if k in ("network", "pid", "ipc")})
     return pb.PodSandboxStatus(
-        id=pod["id"], metadata=pb.PodSandboxMetadata(**cri["metadata"]), state=sandbox_state(pod, pause_alive),
-        created_at=pod["created_at"], network=pb.PodSandboxNetworkStatus(ip=ip),
-        linux=pb.LinuxPodSandboxStatus(namespaces=pb.Namespace(options=pb.NamespaceOption(
-            network=ns.get("network", 0), pid=ns.get("pid", 0), ipc=ns.get("ipc", 0)))),
-        labels=cri["labels"], annotations=cri["annotations"], runtime_handler=cri.get("runtime_handler", ""))
+        id=pod.id, metadata=pb.PodSandboxMetadata(**cri.metadata), state=sandbox_state(pod, pause_alive),
+        created_at=pod.created_at, network=pb.PodSandboxNetworkStatus(ip=ip),
+        linux=pb.LinuxPodSandboxStatus(namespaces=pb.Namespace(options=ns)),
+        labels=cri.labels, annotations=cri.annotations, runtime_handler=cri.runtime_handler)
 
 
-def _container_cri(rec: Mapping) -> dict:
-    cri = rec.get("cri")
-    if cri:
-        return cri
-    return {"metadata": {"name": rec["name"], "attempt": 0}, "labels": {}, "annotations": {},
-            "image": rec.get("image", ""), "mounts": []}
+def _container_cri(rec: ContainerRecord) -> ContainerCri:
+    if rec.cri is not None:
+        return rec.cri
+    return ContainerCri(metadata={"name": rec.name, "attempt": 0}, image=rec.image)
 
 
-def container_state(rec: Mapping) -> int:
-    return _CONTAINER_STATES.get((rec.get("status") or {}).get("state", "unknown"), pb.CONTAINER_UNKNOWN)
+def container_state(rec: ContainerRecord) -> int:
+    return _CONTAINER_STATES.get(rec.status.state, pb.CONTAINER_UNKNOWN)
 
 
-def container(rec: Mapping) -> pb.Container:
+def container(rec: ContainerRecord) -> pb.Container:
     cri = _container_cri(rec)
-    image_id = rec.get("image_id", "")
-    return pb.Container(id=rec["id"], pod_sandbox_id=rec["pod_id"], metadata=pb.ContainerMetadata(**cri["metadata"]),
-                        image=pb.ImageSpec(image=cri["image"]), image_ref=image_id, image_id=image_id,
-                        state=container_state(rec), created_at=rec["created_at"], labels=cri["labels"],
-                        annotations=cri["annotations"])
+    return pb.Container(id=rec.id, pod_sandbox_id=rec.pod_id, metadata=pb.ContainerMetadata(**cri.metadata),
+                        image=pb.ImageSpec(image=cri.image), image_ref=rec.image_id, image_id=rec.image_id,
+                        state=container_state(rec), created_at=rec.created_at, labels=cri.labels,
+                        annotations=cri.annotations)
 
 
-def _message(status: Mapping) -> str:
-    error = status.get("error")
-    if error:
-        return f"{error.get('step')}: {error.get('message')}"
+def _message(status: ContainerStatus) -> str:
+    if status.error is not None:
+        return f"{status.error.step}: {status.error.message}"
     return ""
 
 
-def container_status(rec: Mapping) -> pb.ContainerStatus:
+def container_status(rec: ContainerRecord) -> pb.ContainerStatus:
     cri = _container_cri(rec)
-    status = rec.get("status") or {}
-    image_id = rec.get("image_id", "")
+    status = rec.status
     state = container_state(rec)
-    reason = status.get("reason") or ""
-    mounts = [pb.Mount(container_path=m["container_path"], host_path=m["host_path"], readonly=m["readonly"],
-                       selinux_relabel=m.get("selinux_relabel", False), propagation=m.get("propagation", 0))
-              for m in cri["mounts"]]
+    mounts = [pb.Mount(container_path=m.container_path, host_path=m.host_path, readonly=m.readonly,
+                       selinux_relabel=m.selinux_relabel, propagation=m.propagation)
+              for m in cri.mounts]
     return pb.ContainerStatus(
-        id=rec["id"], metadata=pb.ContainerMetadata(**cri["metadata"]), state=state,
-        created_at=rec["created_at"], started_at=status.get("started_at") or 0,
-        finished_at=status.get("finished_at") or 0,
-        exit_code=(status.get("exit_code") or 0) if state == pb.CONTAINER_EXITED else 0,
-        image=pb.ImageSpec(image=cri["image"]), image_ref=image_id, image_id=image_id,
-        reason=reason, message=_message(status), labels=cri["labels"], annotations=cri["annotations"],
-        mounts=mounts, log_path=rec.get("log_path", ""))
+        id=rec.id, metadata=pb.ContainerMetadata(**cri.metadata), state=state,
+        created_at=rec.created_at, started_at=status.started_at or 0,
+        finished_at=status.finished_at or 0,
+        exit_code=(status.exit_code or 0) if state == pb.CONTAINER_EXITED else 0,
+        image=pb.ImageSpec(image=cri.image), image_ref=rec.image_id, image_id=rec.image_id,
+        reason=status.reason or "", message=_message(status), labels=cri.labels, annotations=cri.annotations,
+        mounts=mounts, log_path=rec.log_path)
 
 
 def auth_dict(auth: pb.AuthConfig) -> dict | None:

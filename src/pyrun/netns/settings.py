@@ -52,9 +52,9 @@ class NetworkSettings:
 
     @classmethod
     def from_config(cls, config: Any) -> "NetworkSettings":
-        """Read overrides from `config.extra["network"]` (keys: bridge, cidr, mtu, masquerade, state_dir)."""
-        extra = getattr(config, "extra", None) or {}
-        values = extra.get("network") or {}
+        """Read overrides from `config.network` (keys: bridge, cidr, mtu, masquerade, state_dir; or a
+        NetworkSettings)."""
+        values = getattr(config, "network", None) or {}
         if isinstance(values, NetworkSettings):
             return values
         return cls(**{k: v for k, v in values.items() if k in KEYS})

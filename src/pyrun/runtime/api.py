@@ -13,8 +13,8 @@ cgroups, monitors, namespaces or helper processes happens behind this object:
 
 pyproject.toml's import-linter contracts keep it that way: pyrun.cli and pyrun.cri import from
 pyrun.runtime only this module, pyrun.runtime.status and pyrun.runtime.logs (the CRI log format).
-Records are returned as the store keeps them; `require_running` is the one "container must be
-running" check.
+Records are returned as the store keeps them (pyrun.runtime.records, re-exported here: frozen
+dataclasses); `require_running` is the one "container must be running" check.
 """
 from __future__ import annotations
 
@@ -30,11 +30,13 @@ from pyrun.config import Config
 from pyrun.errors import CgroupError, InvalidState, NotFound, UsageError
 from pyrun.runtime.exec import MAX_EXEC_SYNC_OUTPUT, ExecHandle, ExecResult, require_command
 from pyrun.runtime.pod import PodRuntime
+from pyrun.runtime.records import (ContainerCgroup, ContainerCri, ContainerRecord, MountSpec, PodCgroup, PodCri,
+                                   PodRecord)
 from pyrun.runtime.stats import CpuRates, Usage, pod_key, tree_usage
 from pyrun.runtime.status import PodStatus, may_still_write, pod_status, require_running
 
 __all__ = ["Runtime", "AttachTarget", "ExecHandle", "ExecResult", "PortTarget", "Usage", "PodStatus",
-           "MAX_EXEC_SYNC_OUTPUT", "helpers"]
+           "MAX_EXEC_SYNC_OUTPUT", "helpers", "PodRecord", "ContainerRecord", "PodCri", "ContainerCri", "MountSpec"]
 
 
 @dataclass(frozen=True)
@@ -65,14 +67,16 @@ class Runtime:
         self._metrics: Any = None  # a pyrun.runtime.metrics_source.MetricsSource, once asked for
 
     # --- lifecycle -----------------------------------------------------------------------------
-    def create(self, loaded, start: bool = True) -> dict:
+    def create(self, loaded, start: bool = True) -> PodRecord:
         """A whole pod from a validated manifest (pyrun.spec.load_pod_file), started by default."""
         return self._pods.create(loaded, start=start)
 
-    def create_sandbox(self, spec, warnings=(), *, log_dir: str | None = None, extra: dict | None = None) -> dict:
-        return self._pods.create_sandbox(spec, warnings, log_dir=log_dir, extra=extra)
+    def create_sandbox(self, spec, warnings=(), *, log_dir: str | None = None, cri: PodCri | None = None,
+                       cgroup_parent_override: str | None = None) -> PodRecord:
+        return self._pods.create_sandbox(spec, warnings, log_dir=log_dir, cri=cri,
+                                         cgroup_parent_override=cgroup_parent_override)
 
-    def create_container(self, pod_id: str, c, **kw) -> dict:
+    def create_container(self, pod_id: str, c, **kw) -> ContainerRecord:
         return self._pods.create_container(pod_id, c, **kw)
 
     def start_container(self, cid: str) -> int:
@@ -86,13 +90,13 @@ class Runtime:
         self._pods.remove_container(cid, force=force)
         self._rates.forget(cid)
 
-    def stop(self, ref: str, grace: float | None = None) -> dict:
+    def stop(self, ref: str, grace: float | None = None) -> PodRecord:
         return self._pods.stop(ref, grace)
 
     def remove(self, ref: str, force: bool = False) -> None:
         pod = self.get(ref)
         self._pods.remove(ref, force=force)
-        self._forget_pod_rates(pod)
+        self._forget_pod_rates(pod.id, pod.container_ids())
 
     def destroy(self, pod_id: str) -> None:
         """Remove everything a pod made, whatever state it is in (idempotent)."""
@@ -100,10 +104,10 @@ class Runtime:
         with contextlib.suppress(NotFound, ValueError):
             pod = self._store.read_pod(pod_id)
         self._pods.destroy(pod_id)
-        self._forget_pod_rates(pod or {"id": pod_id})
+        self._forget_pod_rates(pod_id, pod.container_ids() if pod else [])
 
-    def _forget_pod_rates(self, pod: dict) -> None:
-        for key in [pod_key(pod["id"]), *(e["id"] for e in pod.get("containers", []))]:
+    def _forget_pod_rates(self, pod_id: str, container_ids: list[str]) -> None:
+        for key in [pod_key(pod_id), *container_ids]:
             self._rates.forget(key)
 
     def gc(self) -> dict:
@@ -155,15 +159,15 @@ class Runtime:
         return podnet.cni_status(self.cfg)
 
     # --- queries -------------------------------------------------------------------------------
-    def get(self, ref: str) -> dict:
+    def get(self, ref: str) -> PodRecord:
         """A pod by name, namespace/name or id prefix."""
         return self._pods.get(ref)
 
-    def list_pods(self) -> list[dict]:
+    def list_pods(self) -> list[PodRecord]:
         """Every pod (after removing what crashed commands left)."""
         return self._pods.list()
 
-    def pods(self) -> list[dict]:
+    def pods(self) -> list[PodRecord]:
         """Every pod, as stored now (no clean-up first: the CRI lists often)."""
         return self._store.pods()
 
@@ -173,60 +177,58 @@ class Runtime:
     def container_ids(self) -> list[str]:
         return self._store.container_ids()
 
-    def read_pod(self, pod_id: str) -> dict:
+    def read_pod(self, pod_id: str) -> PodRecord:
         return self._store.read_pod(pod_id)
 
     def name_holder(self, namespace: str, name: str) -> str | None:
         """The id of the pod holding a name, or None."""
         return self._store.name_holder(namespace, name)
 
-    def container(self, cid: str) -> dict:
+    def container(self, cid: str) -> ContainerRecord:
         """A container's record with its status (unknown when its monitor died)."""
         from pyrun.runtime.container import state_of
         return state_of(self._store, cid)
 
-    def containers(self, pod: dict) -> list[dict]:
+    def containers(self, pod: PodRecord) -> list[ContainerRecord]:
         return self._pods.containers(pod)
 
-    def find_container(self, pod: dict, name: str) -> dict:
+    def find_container(self, pod: PodRecord, name: str) -> ContainerRecord:
         return self._pods.find_container(pod, name)
 
-    def pick_container(self, pod: dict, name: str | None) -> dict:
+    def pick_container(self, pod: PodRecord, name: str | None) -> ContainerRecord:
         """The named container, or the pod's only one when no name is given."""
         if name:
             return self.find_container(pod, name)
-        entries = pod.get("containers", [])
+        entries = pod.containers
         if len(entries) != 1:
-            names = ", ".join(e["name"] for e in entries)
-            raise UsageError(f"pod {pod['name']} has {len(entries)} containers; name one of: {names}")
-        return self.find_container(pod, entries[0]["name"])
+            names = ", ".join(e.name for e in entries)
+            raise UsageError(f"pod {pod.name} has {len(entries)} containers; name one of: {names}")
+        return self.find_container(pod, entries[0].name)
 
-    def observe(self, pod: dict) -> tuple[list[dict], PodStatus]:
+    def observe(self, pod: PodRecord) -> tuple[list[ContainerRecord], PodStatus]:
         """The pod's containers (with their reported status) and the pod's status."""
         return self._pods.observe(pod)
 
     @staticmethod
-    def pause_alive(pod: dict) -> bool:
-        from pyrun.linux.procs import ProcessRef
-        ref = ProcessRef.from_dict(pod.get("pause"))
-        return ref is not None and ref.alive()
+    def pause_alive(pod: PodRecord) -> bool:
+        return pod.pause is not None and pod.pause.alive()
 
-    def inspect(self, pod: dict) -> dict:
+    def inspect(self, pod: PodRecord) -> dict:
         """`pyrun pod inspect`: the pod as the kernel sees it."""
         from pyrun.runtime.inspect import inspect_pod
         return inspect_pod(self._pods, pod)
 
     # --- exec ----------------------------------------------------------------------------------
-    def _running(self, cid: str) -> dict:
+    def _running(self, cid: str) -> ContainerRecord:
         rec = self.container(cid)
-        require_running(rec["name"], rec["status"])
+        require_running(rec.name, rec.status)
         return rec
 
     def exec(self, cid: str, argv, env=(), cwd: str | None = None) -> ExecHandle:
         """A command to run in running container `cid` (started by the caller, with its stdio)."""
         rec = self._running(cid)
         argv = require_command(argv)
-        return ExecHandle(self._store.container_dir(rec["id"]), rec["name"], tuple(argv), tuple(env), cwd)
+        return ExecHandle(self._store.container_dir(rec.id), rec.name, tuple(argv), tuple(env), cwd)
 
     def exec_sync(self, cid: str, argv, timeout: float | None, cap: int = MAX_EXEC_SYNC_OUTPUT) -> ExecResult:
         """Run a command to its end; each output stream capped at `cap` bytes; DeadlineExceeded after timeout."""
@@ -235,34 +237,34 @@ class Runtime:
     def exec_here(self, pod_ref: str, container: str, argv, env=(), cwd: str | None = None) -> int:
         """`pyrun exec`: run the command from this process, which joins the container: exit right after."""
         c = self.find_container(self.get(pod_ref), container)
-        return self.exec(c["id"], argv, env, cwd).run_here()
+        return self.exec(c.id, argv, env, cwd).run_here()
 
     # --- output --------------------------------------------------------------------------------
     def _may_still_write(self, cid: str) -> bool:
         try:
-            return may_still_write(self.container(cid)["status"])
+            return may_still_write(self.container(cid).status)
         except (NotFound, ValueError, OSError):
             return False
 
     def attach(self, cid: str) -> AttachTarget:
         """A running container's output, for a follower (pyrun.runtime.logs.LogFollower)."""
         rec = self._running(cid)
-        return AttachTarget(rec["name"], rec["log_path"], lambda: self._may_still_write(rec["id"]))
+        return AttachTarget(rec.name, rec.log_path, lambda: self._may_still_write(rec.id))
 
     def logs(self, pod_ref: str, container: str | None = None, *, follow: bool = False,
              timestamps: bool = False) -> Iterator[bytes]:
         """`pyrun logs`: a container's output as it wrote it; following, until it exits (across rotations)."""
         from pyrun.runtime.logs import LogFollower, render_entries
         c = self.pick_container(self.get(pod_ref), container)
-        with LogFollower(c["log_path"]) as follower:
-            for lines in follower.batches(follow=follow, running=lambda: self._may_still_write(c["id"])):
+        with LogFollower(c.log_path) as follower:
+            for lines in follower.batches(follow=follow, running=lambda: self._may_still_write(c.id)):
                 yield render_entries(lines, timestamps=timestamps)
 
     def reopen_log(self, cid: str) -> None:
         """Make the monitor write to a new file at the log path (after the kubelet renamed the old one)."""
         from pyrun.runtime.monitor import request
         rec = self._running(cid)
-        request(self._store.container_dir(rec["id"]), "reopen-log")
+        request(self._store.container_dir(rec.id), "reopen-log")
 
     # --- resources -----------------------------------------------------------------------------
     def _cgroups(self):
@@ -273,36 +275,36 @@ class Runtime:
                 self._cg = open_cgroups(self.cfg)
             return self._cg
 
-    def _cgroup_stats(self, record: dict | None, strict: bool):
+    def _cgroup_stats(self, record: PodCgroup | ContainerCgroup | None, strict: bool):
         from pyrun.cgroups import CgroupPath
-        if not record:
+        if record is None:
             return None
         try:
-            return self._cgroups().stats(CgroupPath.parse(record["path"]))
+            return self._cgroups().stats(CgroupPath.parse(record.path))
         except (CgroupError, OSError):
             if strict:
                 raise
             return None  # e.g. a pod made with another --cgroup-parent
 
-    def _usage(self, key: str, name: str, record: dict | None, strict: bool = False) -> Usage:
+    def _usage(self, key: str, name: str, record: PodCgroup | ContainerCgroup | None, strict: bool = False) -> Usage:
         now = time.time_ns()
         st = self._cgroup_stats(record, strict)
         return Usage(name, now, st, self._rates.sample(key, now, getattr(st, "cpu_usage_ns", None)))
 
-    def container_usage(self, rec: dict, writable: bool = True) -> Usage:
+    def container_usage(self, rec: ContainerRecord, writable: bool = True) -> Usage:
         """One sample of a container's cgroup (and the size of its writable layer)."""
         import dataclasses
 
         from pyrun.runtime.storage import writable_layer
-        usage = self._usage(rec["id"], rec["name"], rec.get("cgroup"))
+        usage = self._usage(rec.id, rec.name, rec.cgroup)
         if not writable:
             return usage
-        return dataclasses.replace(usage, writable=tree_usage(writable_layer(self.cfg, rec["id"]) / "upper"),
+        return dataclasses.replace(usage, writable=tree_usage(writable_layer(self.cfg, rec.id) / "upper"),
                                    writable_dir=str(self.cfg.writable_dir))
 
-    def pod_usage(self, pod: dict) -> Usage:
+    def pod_usage(self, pod: PodRecord) -> Usage:
         """One sample of a pod's cgroup."""
-        return self._usage(pod_key(pod["id"]), pod["name"], pod.get("cgroup"))
+        return self._usage(pod_key(pod.id), pod.name, pod.cgroup)
 
     def forget_removed(self) -> None:
         """Drop CPU samples of containers and pods that no longer exist (removed by another process too)."""
@@ -314,13 +316,13 @@ class Runtime:
         pods = [self.get(pod_ref)] if pod_ref else self.pods()
         out = []
         for pod in pods:
-            if not pod.get("cgroup"):
+            if pod.cgroup is None:
                 continue
-            out.append(self._usage(pod_key(pod["id"]), f"{pod['name']} (pod)", pod["cgroup"], strict=True))
-            for entry in pod.get("containers", []):
-                rec = self._store.read_container(entry["id"])
-                if rec.get("cgroup"):
-                    out.append(self._usage(rec["id"], f"{pod['name']}/{entry['name']}", rec["cgroup"], strict=True))
+            out.append(self._usage(pod_key(pod.id), f"{pod.name} (pod)", pod.cgroup, strict=True))
+            for entry in pod.containers:
+                rec = self._store.read_container(entry.id)
+                if rec.cgroup is not None:
+                    out.append(self._usage(rec.id, f"{pod.name}/{entry.name}", rec.cgroup, strict=True))
         return out
 
     def metrics_targets(self) -> list:
@@ -332,10 +334,10 @@ class Runtime:
                 self._metrics = MetricsSource(self.cfg)
         return self._metrics.targets()
 
-    def update_resources(self, cid: str, resources) -> dict:
+    def update_resources(self, cid: str, resources) -> ContainerRecord:
         """New limits for a container's cgroup (a pyrun.spec ResourceRequirements); returns the record."""
         from pyrun.runtime.update import update_resources
-        return update_resources(self._store, self._cgroups(), self.container(cid)["id"], resources)
+        return update_resources(self._store, self._cgroups(), self.container(cid).id, resources)
 
     def image_fs_usage(self) -> tuple[str, int, int]:
         """(directory, bytes, inodes) of the image store."""
@@ -351,11 +353,11 @@ class Runtime:
         from pyrun.netns.dial import connect_in_netns
         pod = self.read_pod(pod_id)
         if not pod_status(pod, (), self.pause_alive(pod)).sandbox_ready:
-            raise InvalidState(f"pod sandbox {pod['name']} is not ready")
-        netns = None if pod.get("host_network") else (pod.get("namespaces") or {}).get("net")
-        if netns is None and not pod.get("host_network"):
-            raise InvalidState(f"pod sandbox {pod['name']} has no network namespace")
-        return PortTarget(pod["name"], functools.partial(connect_in_netns, netns))
+            raise InvalidState(f"pod sandbox {pod.name} is not ready")
+        netns = None if pod.host_network else pod.net_namespace
+        if netns is None and not pod.host_network:
+            raise InvalidState(f"pod sandbox {pod.name} has no network namespace")
+        return PortTarget(pod.name, functools.partial(connect_in_netns, netns))
 
     # --- images --------------------------------------------------------------------------------
     def open_images(self):

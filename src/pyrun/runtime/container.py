@@ -8,27 +8,30 @@
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Mapping, Sequence
 
 from pyrun.errors import ContainerStartError, InvalidState
-from pyrun.runtime import faults
+from pyrun.runtime import faults, state
 from pyrun.linux.procs import ProcessRef, kill_now, wait_reaped
-from pyrun.runtime.state import (CONTAINER_CREATED, CONTAINER_EXITED, EXIT_FILE, StateStore, now_ns, read_json_or,
-                                 read_status, write_json)
+from pyrun.runtime.records import (ContainerRecord, ContainerStatus, DeviceNode, InitConfig, MountSpec, ProcessSpec,
+                                   RootfsSpec, StepError)
+from pyrun.runtime.state import CONTAINER_CREATED, CONTAINER_EXITED, StateStore, now_ns, read_status
 
 
 def init_config(*, cid: str, name: str, pod_id: str, cdir: Path, writable: Path, lower: list[str],
-                namespaces: dict, mounts: list[dict], process: dict, capabilities: list[str], cgroup_procs: list[str],
-                oom_events: str | None, log_path: str) -> dict:
-    """The document the monitor and init read (pure)."""
-    return {
-        "id": cid, "name": name, "pod_id": pod_id,
-        "namespaces": namespaces,
-        "rootfs": {"lower": lower, "upper": str(writable / "upper"), "work": str(writable / "work"),
-                   "target": str(cdir / "rootfs")},
-        "mounts": mounts, "process": process, "capabilities": capabilities,
-        "cgroup_procs": cgroup_procs, "oom_events": oom_events, "log_path": log_path,
-    }
+                namespaces: Mapping[str, str | None], mounts: Sequence[Mapping | MountSpec], process: ProcessSpec,
+                capabilities: Sequence[str], cgroup_procs: Sequence[str], oom_events: str | None, log_path: str,
+                security: Mapping | None = None, devices: Sequence[DeviceNode] = ()) -> InitConfig:
+    """The document the monitor and init read (pure). mounts: {source, destination, readonly}."""
+    return InitConfig(
+        id=cid, name=name, pod_id=pod_id, namespaces=dict(namespaces),
+        rootfs=RootfsSpec(lower=tuple(lower), upper=str(writable / "upper"), work=str(writable / "work"),
+                          target=str(cdir / "rootfs")),
+        mounts=tuple(m if isinstance(m, MountSpec) else MountSpec.from_dict(m) for m in mounts), process=process, capabilities=tuple(capabilities),
+        cgroup_procs=tuple(cgroup_procs), oom_events=oom_events, log_path=log_path,
+        security=security, devices=tuple(devices))
 
 
 def make_dirs(cdir: Path) -> None:
@@ -47,10 +50,17 @@ def spawn_monitor(cdir: Path, timeout: float = 180.0) -> ProcessRef:
         proc.wait()
         msg = sync.recv(parent, "ready", timeout=timeout, peer="container monitor")
     except sync.StepFailed as e:
-        raise ContainerStartError(read_json_or(cdir / "config.json", {}).get("name", "?"), e.step, e.message) from None
+        raise ContainerStartError(_name(cdir), e.step, e.message) from None
     finally:
         parent.close()
     return ProcessRef(msg["pid"], msg["start_time"])
+
+
+def _name(cdir: Path) -> str:
+    try:
+        return state.read_config(cdir).name
+    except (OSError, ValueError, state.RecordError):
+        return "?"
 
 
 def start(cdir: Path, name: str) -> int:
@@ -68,10 +78,7 @@ def start(cdir: Path, name: str) -> int:
 def processes(store: StateStore, cid: str) -> tuple[ProcessRef | None, ProcessRef | None]:
     """(init/workload, monitor) of a container, from the monitor's files."""
     cdir = store.container_dir(cid)
-    status = read_status(cdir)
-    init = ProcessRef.from_dict(status) if status.get("state") != CONTAINER_EXITED else None
-    monitor = ProcessRef.from_dict(read_json_or(cdir / "monitor.json", {}))
-    return init, monitor
+    return read_status(cdir).workload, state.read_monitor(cdir)
 
 
 def destroy(store: StateStore, cid: str) -> None:
@@ -119,33 +126,34 @@ def record_lost_exit(store: StateStore, cid: str) -> bool:
     container reads exited from then on. Only with the monitor dead: exit.json has one writer at a time."""
     from pyrun.runtime.status import MONITOR_GONE
     cdir = store.container_dir(cid)
-    if not cdir.is_dir() or read_status(cdir).get("state") == CONTAINER_EXITED:
+    if not cdir.is_dir() or read_status(cdir).state == CONTAINER_EXITED:
         return False
     _, monitor = processes(store, cid)
     if monitor is not None and monitor.alive():
         return False
-    write_json(cdir / EXIT_FILE, {
-        "state": CONTAINER_EXITED, "exit_code": 255, "reason": MONITOR_GONE, "finished_at": now_ns(),
-        "error": {"step": "monitor", "message": "the container's monitor died; its exit code is unknown"}})
+    state.write_exit(cdir, ContainerStatus(
+        state=CONTAINER_EXITED, exit_code=255, reason=MONITOR_GONE, finished_at=now_ns(),
+        error=StepError("monitor", "the container's monitor died; its exit code is unknown")))
     return True
 
 
-def state_of(store: StateStore, cid: str) -> dict:
+def state_of(store: StateStore, cid: str) -> ContainerRecord:
     """The container status, corrected when the monitor died without recording an exit."""
     from pyrun.runtime.status import container_status
     rec = store.read_container(cid)
     monitor_alive = True
-    if rec["status"].get("state") != CONTAINER_EXITED:  # the status was read with the record: only the monitor's file
-        monitor = ProcessRef.from_dict(read_json_or(store.container_dir(cid) / "monitor.json", {}))
+    if rec.status.state != CONTAINER_EXITED:  # the status was read with the record: only the monitor's file
+        monitor = state.read_monitor(store.container_dir(cid))
         monitor_alive = monitor is not None and monitor.alive()
-    return dict(rec, status=container_status(rec["status"], monitor_alive))
+    status = container_status(rec.status, monitor_alive)
+    return rec if status is rec.status else replace(rec, status=status)
 
 
-def require_created(rec: dict) -> None:
-    if rec["status"].get("state") != CONTAINER_CREATED:
-        raise InvalidState(f"container {rec['name']} is {rec['status'].get('state')}, not created")
+def require_created(rec: ContainerRecord) -> None:
+    if rec.status.state != CONTAINER_CREATED:
+        raise InvalidState(f"container {rec.name} is {rec.status.state}, not created")
 
 
-def write_config(cdir: Path, config: dict) -> None:
+def write_config(cdir: Path, config: InitConfig) -> None:
     """Write the init's config.json (read by the monitor and the init)."""
-    write_json(cdir / "config.json", config)
+    state.write_config(cdir, config)

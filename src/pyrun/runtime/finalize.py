@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence
 from pyrun import explain
 from pyrun.linux import caps
 from pyrun.runtime import seccomp, security
+from pyrun.runtime.records import ProcessSpec
 from pyrun.runtime.users import resolve_in_root
 
 
@@ -46,15 +47,15 @@ def _no_step(name: str) -> None:
     pass
 
 
-def become_container_process(sec: dict[str, Any], process: dict[str, Any], *, container: str,
+def become_container_process(sec: dict[str, Any], process: ProcessSpec, *, container: str,
                              args: list[str] | None = None, extra_env: Sequence[str] = (), cwd: str | None = None,
                              step: Callable[[str], None] = _no_step) -> Finalized:
     """Apply the container's credentials and security to this process (see the module docstring).
 
-    process: config.json's "process" (args, env, cwd, user). args/extra_env/cwd override it for an exec.
+    process: config.json's process (args, env, cwd, user). args/extra_env/cwd override it for an exec.
     """
     step("user")
-    user_spec = process.get("user", "")
+    user_spec = process.user
     user = resolve_in_root(user_spec)
     security.check_non_root(sec, user.uid, user_spec, container)
     groups = security.container_groups(sec, user.groups)
@@ -90,18 +91,18 @@ def become_container_process(sec: dict[str, Any], process: dict[str, Any], *, co
         security.set_no_new_privs()
 
     step("chdir")
-    workdir = cwd or process.get("cwd") or "/"
+    workdir = cwd or process.cwd or "/"
     try:
         os.chdir(workdir)
     except FileNotFoundError:
         raise FileNotFoundError(f"working directory {workdir} does not exist in the container") from None
 
-    env = list(process["env"])
+    env = list(process.env)
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={user.home}")
     env = merge_env(env, extra_env)
     late = sec["seccomp"] if plan and no_new_privs else None
-    return Finalized(args=list(args if args is not None else process["args"]), env=env, late_seccomp=late)
+    return Finalized(args=list(args if args is not None else process.args), env=env, late_seccomp=late)
 
 
 def merge_env(env: Sequence[str], extra: Sequence[str]) -> list[str]:

@@ -19,17 +19,21 @@ import sys
 from typing import Callable
 
 from pyrun.config import Config
-from pyrun.errors import NotFound
-from pyrun.linux.procs import ProcessRef
-from pyrun.runtime.state import POD_CREATING, POD_REMOVING, StateStore, read_json_or
+from pyrun.errors import NotFound, RecordError
+from pyrun.runtime.records import PodRecord
+from pyrun.runtime.state import POD_CREATING, POD_REMOVING, StateStore
 
 
-def crashed_pods(store: StateStore, records: list[dict] | None = None) -> list[str]:
-    """Pods whose creator or remover died mid-way. records: the pod records already read (pod ls)."""
-    known = {p["id"]: p for p in records or ()}
+def crashed_pods(store: StateStore, records: list[PodRecord] | None = None) -> list[str]:
+    """Pods whose creator or remover died mid-way. records: the pod records already read (pod ls).
+    A record this pyrun cannot read (from a newer pyrun) is not ours to collect: it is left alone."""
+    known = {p.id: p for p in records or ()}
     out = []
     for pod_id in store.pod_ids():
-        pod = known.get(pod_id) or read_json_or(store.pod_dir(pod_id) / "pod.json", None)
+        try:
+            pod = known.get(pod_id) or store.read_pod_or_none(pod_id)
+        except (RecordError, ValueError):
+            continue
         if pod is None:
             # no record yet: a creator died right after mkdir (or is just starting: give it a moment)
             with contextlib.suppress(FileNotFoundError):
@@ -37,15 +41,14 @@ def crashed_pods(store: StateStore, records: list[dict] | None = None) -> list[s
                 if time.time() - os.stat(store.pod_dir(pod_id)).st_mtime > 30:
                     out.append(pod_id)
             continue
-        owner_key = {POD_CREATING: "creator", POD_REMOVING: "remover"}.get(pod.get("state"))
-        if owner_key:
-            owner = ProcessRef.from_dict(pod.get(owner_key))
+        if pod.state in (POD_CREATING, POD_REMOVING):
+            owner = pod.creator if pod.state == POD_CREATING else pod.remover
             if owner is None or not owner.alive():
                 out.append(pod_id)
     return out
 
 
-def collect_crashed(cfg: Config, destroy: Callable[[str], None], records: list[dict] | None = None) -> list[str]:
+def collect_crashed(cfg: Config, destroy: Callable[[str], None], records: list[PodRecord] | None = None) -> list[str]:
     """Destroy (PodRuntime.destroy, passed in: this module is below pyrun.runtime.pod) every crashed pod.
     records: the pod records the caller has read already (pod ls), so they are not read twice."""
     store = StateStore(cfg.root)
@@ -67,10 +70,9 @@ def collect_all(cfg: Config, destroy: Callable[[str], None]) -> dict:
     store = StateStore(cfg.root)
     report = {"pods": collect_crashed(cfg, destroy), "containers": [], "names": []}
     live_containers = set()
-    for pod_id in store.pod_ids():
+    for pod_id in store.pod_ids():  # a newer pyrun's record (RecordError) stops gc: its containers are not orphans
         with contextlib.suppress(NotFound, ValueError):
-            for entry in store.read_pod(pod_id).get("containers", []):
-                live_containers.add(entry["id"])
+            live_containers.update(store.read_pod(pod_id).container_ids())
     from pyrun.runtime import container as ctr
     for cid in store.container_ids():
         if cid not in live_containers:

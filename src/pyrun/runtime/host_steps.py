@@ -14,10 +14,11 @@ from pyrun.config import Config
 from pyrun.linux.procs import ProcessRef
 from pyrun.runtime import container as ctr
 from pyrun.runtime import resources, storage
+from pyrun.runtime.records import ContainerCgroup, DeviceNode, PodCgroup, PodNetwork, PodRecord
 from pyrun.runtime.state import StateStore
 
 if TYPE_CHECKING:
-    from pyrun.runtime.steps import CgroupRecord, ImageSource, Record
+    from pyrun.runtime.steps import CgroupRecord, ImageSource
 
 
 class HostSteps:
@@ -58,11 +59,16 @@ class HostSteps:
         return storage.open_images(self.cfg)
 
     # --- cgroups ---
-    def create_pod_cgroup(self, pod: Record, spec: Any) -> CgroupRecord:
-        return resources.create_pod_cgroup(self.cfg, pod, spec)
+    def create_pod_cgroup(self, pod: PodRecord, spec: Any) -> PodCgroup:
+        record = resources.plan_pod_cgroup(self.cfg, pod)
+        try:
+            return resources.create_pod_cgroup(self.cfg, record, pod.qos, spec)
+        except BaseException:
+            resources.remove_cgroup(self.cfg, record)  # what was made of it: the caller never saw the record
+            raise
 
-    def create_container_cgroup(self, pod: Record, container: Any, cid: str,
-                                devices: list[dict[str, Any]]) -> CgroupRecord:
+    def create_container_cgroup(self, pod: PodRecord, container: Any, cid: str,
+                                devices: list[DeviceNode]) -> ContainerCgroup | None:
         return resources.create_container_cgroup(self.cfg, pod, container, cid, devices)
 
     def cgroup_files(self, record: CgroupRecord) -> tuple[list[str], str | None]:
@@ -83,21 +89,20 @@ class HostSteps:
 
     def kill_sandbox(self, pod_id: str) -> None:
         from pyrun.linux.procs import terminate
-        from pyrun.runtime.state import read_json_or
-        info = read_json_or(self.store.pod_dir(pod_id) / "sandbox.json", {})
-        pause = ProcessRef.from_dict(info.get("pause"))
-        if pause:
-            terminate([pause], 2.0)
+        from pyrun.runtime.state import read_sandbox
+        info = read_sandbox(self.store.pod_dir(pod_id))
+        if info is not None and info.pause is not None:
+            terminate([info.pause], 2.0)
 
-    def attach_network(self, pod: Record, spec: Any) -> dict[str, Any] | None:
+    def attach_network(self, pod: PodRecord, spec: Any) -> PodNetwork | None:
         from pyrun.runtime import podnet
         return podnet.attach(self.cfg, pod, spec)
 
-    def detach_network(self, pod: Record) -> None:
+    def detach_network(self, pod: PodRecord) -> None:
         from pyrun.runtime import podnet
         podnet.detach(self.cfg, pod)
 
-    def write_etc_files(self, pod_dir: Path, pod: Record, spec: Any) -> None:
+    def write_etc_files(self, pod_dir: Path, pod: PodRecord, spec: Any) -> None:
         from pyrun.runtime import podnet
         podnet.write_etc_files(pod_dir / "etc", pod, spec)
 
@@ -121,7 +126,7 @@ class HostSteps:
     def remove_writable_layer(self, cid: str) -> None:
         storage.remove_writable_layer(self.cfg, cid)
 
-    def container_security(self, spec: Any, container: Any, pod: Record) -> dict[str, Any]:
+    def container_security(self, spec: Any, container: Any, pod: PodRecord) -> dict[str, Any]:
         from pyrun.runtime.security import container_security
         return container_security(self.cfg, spec, container, pod)
 

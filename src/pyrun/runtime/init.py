@@ -22,7 +22,7 @@ order, each reported by name if it fails:
   seccomp           (with no_new_privs) as late as possible: as few calls as possible run after it
   exec              execve(2) the workload (PATH from the container's env)
 
-Settings come from config["security"] (pyrun.runtime.security.effective_security); a config
+Settings come from InitConfig.security (pyrun.runtime.security.effective_security); a config
 without it is refused (fail closed: never run without seccomp and capability settings).
 
 Fail closed: any exception ends in `error` to the monitor and _exit(1); the
@@ -41,6 +41,7 @@ from pyrun.runtime import faults, rootfs, sync
 # filesystem, and with it the Python library, is gone after that step.
 from pyrun.linux.caps import preload as _preload_caps
 from pyrun.runtime import finalize, security
+from pyrun.runtime.records import InitConfig
 
 
 class Step:
@@ -54,7 +55,7 @@ class Step:
         faults.check("init-" + name.replace(" ", "-").replace("/", ""))
 
 
-def run(config: dict, sock: socket.socket) -> None:
+def run(config: InitConfig, sock: socket.socket) -> None:
     """Never returns: execs the workload or exits 1 after reporting the failed step."""
     step = Step()
     try:
@@ -97,8 +98,8 @@ def _describe(e: BaseException) -> str:
     return str(e) or type(e).__name__
 
 
-def _set_up(config: dict, step: Step) -> finalize.Finalized:
-    ns = config["namespaces"]
+def _set_up(config: InitConfig, step: Step) -> finalize.Finalized:
+    ns = config.namespaces
     sec = security.from_config(config)
     _preload_caps()
     security.preload(sec)
@@ -118,25 +119,25 @@ def _set_up(config: dict, step: Step) -> finalize.Finalized:
     linux.make_private("/")
 
     step("rootfs")
-    fs = config["rootfs"]
-    root = fs["target"]
-    rootfs.mount_overlay(fs["lower"], fs["upper"], fs["work"], root)
+    fs = config.rootfs
+    root = fs.target
+    rootfs.mount_overlay(list(fs.lower), fs.upper, fs.work, root)
 
     step("mount /proc")
     rootfs.mount_proc(root)
     step("mount /dev")
     rootfs.mount_dev(root)
-    if config.get("devices"):
+    if config.devices:
         step("device nodes")
-        rootfs.make_device_nodes(root, config["devices"])
+        rootfs.make_device_nodes(root, config.devices)
     step("mount /sys")
     rootfs.mount_sys(root)
     if sec.get("privileged"):
         security.make_sys_writable(root)
 
-    for m in config.get("mounts", []):
-        step(f"mount {m['destination']}")
-        rootfs.bind_into(root, m["source"], m["destination"], m.get("readonly", False))
+    for m in config.mounts:
+        step(f"mount {m.destination}")
+        rootfs.bind_into(root, m.source, m.destination, m.readonly)
 
     step("masked paths")
     security.mask_paths(root, sec.get("masked_paths", []), sec.get("readonly_paths", []))
@@ -148,7 +149,7 @@ def _set_up(config: dict, step: Step) -> finalize.Finalized:
         step("read-only rootfs")
         security.remount_root_readonly()
 
-    return finalize.become_container_process(sec, config["process"], container=config.get("name", "?"), step=step)
+    return finalize.become_container_process(sec, config.process, container=config.name, step=step)
 
 
 def _exec(final: finalize.Finalized, sock: socket.socket) -> None:

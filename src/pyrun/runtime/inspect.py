@@ -4,9 +4,8 @@ from __future__ import annotations
 import os
 
 from pyrun.runtime import resources
+from pyrun.runtime.records import PodRecord
 from pyrun.runtime.security import summary as security_summary
-from pyrun.linux.procs import ProcessRef
-from pyrun.runtime.state import read_json_or
 
 
 def _ns_ids(paths: dict) -> dict:
@@ -39,34 +38,38 @@ def _live_mounts(pid: int) -> list[str]:
         return []
 
 
-def inspect_pod(rt, pod: dict) -> dict:
-    store = rt.store
-    pause = ProcessRef.from_dict(pod.get("pause"))
-    doc = {k: pod.get(k) for k in ("id", "name", "namespace", "uid", "state", "created_at", "hostname", "qos",
-                                    "labels", "annotations", "share_pid", "host_network", "network", "warnings")}
+def inspect_pod(rt, pod: PodRecord) -> dict:
+    doc = {"id": pod.id, "name": pod.name, "namespace": pod.namespace, "uid": pod.uid, "state": pod.state,
+           "created_at": pod.created_at, "hostname": pod.hostname, "qos": pod.qos, "labels": dict(pod.labels),
+           "annotations": dict(pod.annotations), "share_pid": pod.share_pid, "host_network": pod.host_network,
+           "network": pod.network.to_dict() if pod.network else None, "warnings": list(pod.warnings)}
+    pause = pod.pause
     doc["pause"] = dict(pause.to_dict(), alive=pause.alive()) if pause else None
-    doc["namespaces"] = _ns_ids(pod.get("namespaces"))
-    doc["cgroup"] = resources.describe(rt.cfg, pod.get("cgroup"))
+    doc["namespaces"] = _ns_ids(pod.namespaces)
+    doc["cgroup"] = resources.describe(rt.cfg, pod.cgroup)
     containers, status = rt.observe(pod)
     doc["status"] = status.to_dict()  # the same STATUS, READY and IP as `pod ls` and the CRI
-    doc["containers"] = []
-    for c in containers:
-        cdir = store.container_dir(c["id"])
-        config = read_json_or(cdir / "config.json", {})
-        status = c["status"]
-        entry = {
-            "id": c["id"], "name": c["name"], "image": c.get("image_name") or c.get("image"),
-            "image_id": c.get("image_id"), "state": status.get("state"), "pid": status.get("pid"),
-            "exit_code": status.get("exit_code"), "reason": status.get("reason"), "error": status.get("error"),
-            "started_at": status.get("started_at"), "finished_at": status.get("finished_at"),
-            "process": c.get("process"), "log_path": c.get("log_path"),
-            "rootfs": config.get("rootfs"), "mounts": config.get("mounts"),
-            "cgroup": resources.describe(rt.cfg, c.get("cgroup")), "resources": c.get("resources"),
-            "capabilities": config.get("capabilities"),
-            "security": security_summary(config.get("security") or {}),
-        }
-        if status.get("state") == "running" and status.get("pid"):
-            entry["namespaces"] = _process_namespaces(status["pid"])
-            entry["live_mounts"] = _live_mounts(status["pid"])
-        doc["containers"].append(entry)
+    doc["containers"] = [_container_doc(rt, c) for c in containers]
     return doc
+
+
+def _container_doc(rt, c) -> dict:
+    config = rt.init_config(c.id)
+    status = c.status
+    entry = {
+        "id": c.id, "name": c.name, "image": c.image_name or c.image,
+        "image_id": c.image_id, "state": status.state, "pid": status.pid,
+        "exit_code": status.exit_code, "reason": status.reason,
+        "error": status.error.to_dict() if status.error else None,
+        "started_at": status.started_at, "finished_at": status.finished_at,
+        "process": c.process.to_dict(), "log_path": c.log_path,
+        "rootfs": config.rootfs.to_dict() if config else None,
+        "mounts": [m.to_dict() for m in config.mounts] if config else None,
+        "cgroup": resources.describe(rt.cfg, c.cgroup), "resources": c.resources.to_dict(),
+        "capabilities": list(config.capabilities) if config else None,
+        "security": security_summary(dict(config.security or {}) if config else {}),
+    }
+    if status.state == "running" and status.pid:
+        entry["namespaces"] = _process_namespaces(status.pid)
+        entry["live_mounts"] = _live_mounts(status.pid)
+    return entry

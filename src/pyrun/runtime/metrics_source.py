@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from pyrun.config import Config
+from pyrun.runtime.records import PodRecord
 
 SPEC_TTL = 10.0  # seconds a cgroup's limits are reused before they are read again
 
@@ -67,7 +68,7 @@ class MetricsSource:
         """Every pod with a cgroup, then its containers whose cgroup still exists."""
         out: list[Target] = []
         for pod in self._store.pods():
-            if pod.get("cgroup"):
+            if pod.cgroup is not None:
                 out += self._pod_targets(pod)
         self._forget_specs({t.cgroup for t in out})
         return out
@@ -83,8 +84,8 @@ class MetricsSource:
             rec = self._store.read_container(cid)
         except (NotFound, ValueError):
             return None  # removed meanwhile
-        info = (rec["name"], rec.get("image_name") or rec.get("image") or "", (rec.get("cgroup") or {}).get("path"),
-                (rec.get("status") or {}).get("started_at"))
+        info = (rec.name, rec.image_name or rec.image or "", rec.cgroup.path if rec.cgroup else None,
+                rec.status.started_at)
         if info[3] is not None:
             with self._lock:
                 self._containers[cid] = info
@@ -126,21 +127,23 @@ class MetricsSource:
         processes = self._read("process_count", path) if leaf else None
         return replace(usage, processes=processes, **self._spec(path))
 
-    def _pod_targets(self, pod: dict) -> list[Target]:
-        record = pod["cgroup"]
-        pod_sample = self._sample(record.get("path"), leaf=False)
+    def _pod_targets(self, pod: PodRecord) -> list[Target]:
+        record = pod.cgroup
+        if record is None:
+            return []
+        pod_sample = self._sample(record.path, leaf=False)
         if pod_sample is None:
             return []
-        namespace = pod.get("namespace", "default")
+        namespace = pod.namespace
         containers: list[Target] = []
-        for entry in pod.get("containers", []):
-            info = self._container(entry["id"])
+        for entry in pod.containers:
+            info = self._container(entry.id)
             sample = self._sample(info[2], leaf=True) if info is not None else None
             if sample is not None:
                 name, image, cgroup, started_at = info
-                containers.append(Target(namespace, pod["name"], name, image, cgroup, started_at, sample))
-        pause = self._read("process_count", record.get("sandbox")) or 0
+                containers.append(Target(namespace, pod.name, name, image, cgroup, started_at, sample))
+        pause = self._read("process_count", record.sandbox) or 0
         processes = pause + sum(t.sample.processes or 0 for t in containers)
-        pod_target = Target(namespace, pod["name"], "", "", record["path"], pod.get("created_at"),
+        pod_target = Target(namespace, pod.name, "", "", record.path, pod.created_at,
                             replace(pod_sample, processes=processes))
         return [pod_target] + containers

@@ -52,6 +52,7 @@ import signal
 import socket
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from pyrun import explain
@@ -59,8 +60,9 @@ from pyrun.runtime import sync
 from pyrun.linux import syscalls as linux
 from pyrun.runtime.logs import LineSplitter
 from pyrun.linux.procs import ProcessRef
-from pyrun.runtime.state import (CONTAINER_CREATED, CONTAINER_EXITED, CONTAINER_RUNNING, now_ns, read_json,
-                                 write_json)
+from pyrun.runtime.records import ContainerStatus, StepError
+from pyrun.runtime.state import (CONTAINER_CREATED, CONTAINER_EXITED, CONTAINER_RUNNING, now_ns, read_config,
+                                 write_monitor, write_status)
 
 CTL_SOCKET = "ctl.sock"
 C_MONITOR = Path(__file__).resolve().parent.parent / "bin" / "monitor"
@@ -126,12 +128,12 @@ def request(cdir: Path, type_: str, timeout: float = 15.0, **fields) -> sync.Mes
 class Monitor:
     def __init__(self, cdir: Path, launcher: socket.socket):
         self.cdir = cdir
-        self.config = read_json(cdir / "config.json")
+        self.config = read_config(cdir)
         self.launcher: socket.socket | None = launcher
-        self.status: dict = {"state": CONTAINER_CREATED}
+        self.status = ContainerStatus(state=CONTAINER_CREATED)
         self.child: ProcessRef | None = None
         self.init_sock: socket.socket | None = None
-        self.log_path = Path(self.config["log_path"])
+        self.log_path = Path(self.config.log_path)
         self.log = None
         self.oom_baseline = 0
         self.listener: socket.socket | None = None
@@ -139,8 +141,8 @@ class Monitor:
 
     # --- status -------------------------------------------------------------------------------
     def save(self, **changes) -> None:
-        self.status.update(changes)
-        write_json(self.cdir / "status.json", self.status)
+        self.status = replace(self.status, **changes)
+        write_status(self.cdir, self.status)
 
     # --- start-up -----------------------------------------------------------------------------
     def start_init(self) -> None:
@@ -150,7 +152,7 @@ class Monitor:
         self.out_r, out_w = os.pipe()
         self.err_r, err_w = os.pipe()
         mine, theirs = sync.socketpair()
-        pid_ns = self.config["namespaces"].get("pid")
+        pid_ns = self.config.namespaces.get("pid")
         if pid_ns:
             linux.setns(pid_ns, "pid")
         else:
@@ -173,7 +175,7 @@ class Monitor:
         self.init_sock = mine
         self.child = ProcessRef.of(pid)
         self.save(pid=pid, start_time=self.child.start_time)
-        for procs in self.config.get("cgroup_procs", []):
+        for procs in self.config.cgroup_procs:
             linux.write_file(procs, str(pid))
         sync.send(mine, "go")
         sync.recv(mine, "ready", timeout=120, peer="container init")
@@ -186,7 +188,7 @@ class Monitor:
         os.setsid()
 
     def _oom_count(self) -> int:
-        path = self.config.get("oom_events")
+        path = self.config.oom_events
         if not path:
             return 0
         try:
@@ -207,7 +209,7 @@ class Monitor:
             except (sync.SyncError, OSError, ValueError):
                 return
             if msg.type == "status":
-                sync.send(conn, "status-ok", **self.status)
+                sync.send(conn, "status-ok", **self.status.to_dict())
             elif msg.type == "reopen-log":
                 self.log.close()
                 self.log = open(self.log_path, "ab", buffering=0)
@@ -216,8 +218,8 @@ class Monitor:
                 self.start_workload(conn)
 
     def start_workload(self, conn: socket.socket) -> None:
-        if self.status["state"] != CONTAINER_CREATED or self.init_sock is None:
-            sync.send_error(conn, "start", f"container is {self.status['state']}, not created")
+        if self.status.state != CONTAINER_CREATED or self.init_sock is None:
+            sync.send_error(conn, "start", f"container is {self.status.state}, not created")
             return
         sync.send(self.init_sock, "start")
         try:
@@ -232,7 +234,7 @@ class Monitor:
                 self.exec_c_monitor(conn)  # returns only if the exec failed
             sync.send(conn, "start-ok", pid=self.child.pid)
         else:
-            self.save(error={"step": reply.get("step"), "message": reply.get("message")})
+            self.save(error=StepError(str(reply.get("step") or "exec"), str(reply.get("message") or "")))
             sync.send_error(conn, reply.get("step", "exec"), reply.get("message", ""))
 
     def exec_c_monitor(self, conn: socket.socket) -> None:
@@ -241,9 +243,9 @@ class Monitor:
         fds = {name: fd if fd in self.splitters else -1 for name, fd in pipes.items()}
         keep = [fd for fd in fds.values() if fd >= 0] + [self.log.fileno(), self.listener.fileno(), conn.fileno()]
         argv = handoff_argv(binary=C_MONITOR, cdir=self.cdir, pid=self.child.pid, start_time=self.child.start_time,
-                            started_at=self.status["started_at"], stdout_fd=fds["stdout"], stderr_fd=fds["stderr"],
+                            started_at=self.status.started_at or 0, stdout_fd=fds["stdout"], stderr_fd=fds["stderr"],
                             log_fd=self.log.fileno(), log_path=self.log_path, ctl_fd=self.listener.fileno(),
-                            reply_fd=conn.fileno(), oom_events=self.config.get("oom_events"),
+                            reply_fd=conn.fileno(), oom_events=self.config.oom_events,
                             oom_baseline=self.oom_baseline,
                             pending={name: self.splitters[fd].buf for name, fd in pipes.items() if fd in self.splitters})
         for fd in keep:
@@ -311,7 +313,7 @@ class Monitor:
 
     def _record_exit(self, wstatus: int) -> None:
         outcome = exit_outcome(os.waitstatus_to_exitcode(wstatus), oom=self._oom_count() > self.oom_baseline,
-                               started=self.status["state"] != CONTAINER_CREATED)
+                               started=self.status.state != CONTAINER_CREATED)
         self.save(state=CONTAINER_EXITED, finished_at=now_ns(), **outcome)
 
 
@@ -354,7 +356,7 @@ def _listen(cdir: Path) -> socket.socket:
 
 def run(cdir: Path, launcher: socket.socket) -> int:
     mon = Monitor(cdir, launcher)
-    write_json(cdir / "monitor.json", ProcessRef.of(os.getpid()).to_dict())
+    write_monitor(cdir, ProcessRef.of(os.getpid()))
     try:
         mon.start_init()
         listener = _listen(cdir)
@@ -364,7 +366,7 @@ def run(cdir: Path, launcher: socket.socket) -> int:
             mon.child.signal(signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(mon.child.pid, 0)
-        mon.save(state=CONTAINER_EXITED, exit_code=-1, reason="StartError", error={"step": step, "message": message},
+        mon.save(state=CONTAINER_EXITED, exit_code=-1, reason="StartError", error=StepError(step, message),
                  finished_at=now_ns())
         with contextlib.suppress(OSError):
             sync.send_error(launcher, step, message)

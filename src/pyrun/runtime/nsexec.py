@@ -12,7 +12,6 @@ The exit code is passed through.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -23,30 +22,29 @@ from pyrun.linux import syscalls as linux
 from pyrun.linux.caps import preload as preload_caps
 from pyrun.linux.procs import ProcessRef
 from pyrun.runtime import finalize, security
+from pyrun.runtime.records import ContainerStatus, InitConfig
 from pyrun.runtime.status import require_running
 
 NS_ORDER = ("ipc", "uts", "net", "pid", "mnt")
 
 
-def _load(cdir: Path) -> tuple[dict, dict]:
-    with open(cdir / "config.json") as f:
-        config = json.load(f)
-    from pyrun.runtime.state import read_status
-    return config, read_status(cdir)
+def _load(cdir: Path) -> tuple[InitConfig, ContainerStatus]:
+    from pyrun.runtime.state import read_config, read_status
+    return read_config(cdir), read_status(cdir)
 
 
 def enter(cdir: Path, argv: list[str], extra_env: list[str] | None = None, cwd: str | None = None) -> int:
     config, status = _load(cdir)
     preload_caps()  # after setns into the mount namespace the host's Python library is out of sight
     security.preload(security.from_config(config))
-    ref = ProcessRef.from_dict(status)
-    require_running(config["name"], status)
+    ref = status.workload
+    require_running(config.name, status)
     if ref is None or not ref.alive():
-        raise InvalidState(f"container {config['name']} exited")
+        raise InvalidState(f"container {config.name} exited")
     fds = {kind: os.open(f"/proc/{ref.pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC) for kind in NS_ORDER}
     if ProcessRef.of(ref.pid) != ref:
-        raise InvalidState(f"container {config['name']} exited")
-    for procs in config.get("cgroup_procs", []):
+        raise InvalidState(f"container {config.name} exited")
+    for procs in config.cgroup_procs:
         linux.write_file(procs, str(os.getpid()))
     explain.emit(explain.argv("nsenter", f"--target={ref.pid}", "--ipc", "--uts", "--net", "--pid", "--mount",
                               "--", *argv))
@@ -73,10 +71,10 @@ def _setns_fd(fd: int, kind: str) -> None:
         raise SyscallError.from_errno(linux._ffi.errno, f"setns {kind}")
 
 
-def _child(config: dict, argv: list[str], extra_env: list[str], cwd: str | None) -> None:
+def _child(config: InitConfig, argv: list[str], extra_env: list[str], cwd: str | None) -> None:
     """Become the container's process (pyrun.runtime.finalize, as its init did) and exec `argv`."""
-    final = finalize.become_container_process(security.from_config(config), config["process"],
-                                              container=config.get("name", "?"), args=argv,
+    final = finalize.become_container_process(security.from_config(config), config.process,
+                                              container=config.name, args=argv,
                                               extra_env=extra_env, cwd=cwd)
     finalize.load_late_seccomp(final)
     finalize.exec_command(final)

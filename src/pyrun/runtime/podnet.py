@@ -10,13 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyrun.linux import syscalls as linux
+from pyrun.runtime.records import PodNetwork, PodRecord
 
 
 def wants_network(cfg, spec_or_pod) -> bool:
-    host_network = getattr(spec_or_pod, "host_network", None)
-    if host_network is None:
-        host_network = spec_or_pod.get("host_network", False)
-    return cfg.extra.get("network_mode", "bridge") != "none" and not host_network
+    """Whether a pod (its PodSpec or its PodRecord) gets a veth: not with --network none or hostNetwork."""
+    return cfg.pod_network and not spec_or_pod.host_network
 
 
 def preload(cfg, spec) -> None:
@@ -37,47 +36,47 @@ def _ports(spec) -> list[dict]:
 
 
 def mode(cfg) -> str:
-    return cfg.extra.get("network_mode", "bridge")
+    """--network: bridge, none or cni."""
+    return cfg.network_mode
 
 
-def pending(cfg) -> dict:
+def pending(cfg) -> PodNetwork:
     """The pod's network record while attach runs (so a crash from there on is detached by gc)."""
-    return {"pending": True, "mode": mode(cfg)}
+    return PodNetwork(pending=True, mode=mode(cfg))
 
 
-def _pod_ref(pod: dict):
+def _pod_ref(pod: PodRecord):
     from pyrun.netns.cni.protocol import PodRef
-    return PodRef(container_id=pod["id"], namespace=pod.get("namespace", ""), name=pod.get("name", ""),
-                  uid=pod.get("uid", ""))
+    return PodRef(container_id=pod.id, namespace=pod.namespace, name=pod.name, uid=pod.uid)
 
 
-def attach(cfg, pod: dict, spec) -> dict | None:
+def attach(cfg, pod: PodRecord, spec) -> PodNetwork | None:
     """Give the pod an address on the node bridge (a veth pair), or run the CNI chain (--network cni);
     None when it has no pod network."""
     if not wants_network(cfg, spec):
         return None
     if mode(cfg) == "cni":
         from pyrun.netns.cni import chain, protocol
-        result = chain.add(cfg.root, chain.CniSettings.from_config(cfg), _pod_ref(pod), pod["namespaces"]["net"],
+        result = chain.add(cfg.root, chain.CniSettings.from_config(cfg), _pod_ref(pod), pod.namespaces["net"],
                            ports=_ports(spec))
-        return {"mode": "cni", **protocol.summary(result)}
+        return PodNetwork.from_dict({"mode": "cni", **protocol.summary(result)})
     from pyrun.netns.pod import attach_pod
-    att = attach_pod(cfg, pod["id"], pod["namespaces"]["net"], ports=_ports(spec), hostname=spec.hostname)
-    return att.to_json()
+    att = attach_pod(cfg, pod.id, pod.namespaces["net"], ports=_ports(spec), hostname=spec.hostname)
+    return PodNetwork.from_dict(att.to_json())
 
 
-def detach(cfg, pod: dict) -> None:
+def detach(cfg, pod: PodRecord) -> None:
     """Idempotent: removes the veth, rules and address of a pod that had (or was getting) a network."""
-    if not pod.get("network"):
+    if pod.network is None:
         return
-    if pod["network"].get("mode") == "cni":
+    if pod.network.mode == "cni":
         _detach_cni(cfg, pod)
         return
     from pyrun.netns.pod import detach_pod
-    detach_pod(cfg, pod["id"], (pod.get("namespaces") or {}).get("net"))
+    detach_pod(cfg, pod.id, pod.net_namespace)
 
 
-def _detach_cni(cfg, pod: dict) -> None:
+def _detach_cni(cfg, pod: PodRecord) -> None:
     """CNI DEL from the cache. For a pod whose ADD never finished (a failed create being undone,
     a crashed one collected) a failing DEL is a warning: the error to report is the create's,
     and the cache entry stays for `pyrun gc` to retry."""
@@ -86,20 +85,20 @@ def _detach_cni(cfg, pod: dict) -> None:
     from pyrun.errors import NetworkError
     from pyrun.netns.cni import chain
     try:
-        chain.delete(cfg.root, chain.CniSettings.from_config(cfg), pod["id"])
+        chain.delete(cfg.root, chain.CniSettings.from_config(cfg), pod.id)
     except NetworkError as e:
-        if not pod["network"].get("pending"):
+        if not (pod.network and pod.network.pending):
             raise
         print(f"pyrun: warning: {e} (pyrun gc retries)", file=sys.stderr)
 
 
-def check(cfg, pod: dict) -> list[str]:
+def check(cfg, pod: PodRecord) -> list[str]:
     """CNI CHECK of a --network cni pod; the networks checked (NetworkError naming the plugin)."""
     from pyrun.errors import InvalidState
-    if (pod.get("network") or {}).get("mode") != "cni":
-        raise InvalidState(f"pod {pod.get('name')} has no CNI network (CHECK is for pods made with --network cni)")
+    if pod.network is None or pod.network.mode != "cni":
+        raise InvalidState(f"pod {pod.name} has no CNI network (CHECK is for pods made with --network cni)")
     from pyrun.netns.cni import chain
-    return chain.check(cfg.root, chain.CniSettings.from_config(cfg), pod["id"])
+    return chain.check(cfg.root, chain.CniSettings.from_config(cfg), pod.id)
 
 
 def cni_status(cfg) -> tuple[bool, str, str]:
@@ -114,11 +113,11 @@ def cni_status(cfg) -> tuple[bool, str, str]:
     return True, "", f"CNI network {net.name} from {net.source}"
 
 
-def write_etc_files(etc_dir: Path, pod: dict, spec) -> None:
+def write_etc_files(etc_dir: Path, pod: PodRecord, spec) -> None:
     """/etc/hostname, /etc/hosts and /etc/resolv.conf for the pod's containers (kubelet-style)."""
     from pyrun.netns.dns import host_resolv_conf_path, render_hosts, render_resolv_conf
     etc_dir.mkdir(exist_ok=True)
-    ip = (pod.get("network") or {}).get("ip")
+    ip = pod.ip
     try:
         etc = Path("/etc/resolv.conf").read_text()
         node_resolv = Path(host_resolv_conf_path(etc)).read_text()

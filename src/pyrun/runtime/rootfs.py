@@ -109,18 +109,18 @@ def mount_dev(root: str) -> None:
         linux.symlink(target, os.path.join(dev, name))
 
 
-def make_device_nodes(root: str, nodes: list[dict]) -> None:
-    """The devices the container asked for (runtime.resources.requested_devices): a node with the host
+def make_device_nodes(root: str, nodes) -> None:
+    """The devices the container asked for (DeviceNode records, runtime.resources.requested_devices): a node with the host
     device's numbers, mode and owner at each path, replacing what the image or /dev has there.
     The device cgroup, set up before this runs, allows opening exactly these."""
     for node in nodes:
-        target = secure_join(root, node["path"])
+        target = secure_join(root, node.path)
         linux.mkdir(os.path.dirname(target))
         if os.path.lexists(target):
             if stat.S_ISDIR(os.lstat(target).st_mode):
                 raise PyrunError(f"device path {node['path']} is a directory in the container")
             os.unlink(target)
-        linux.mknod(target, node["type"], node["major"], node["minor"], node["mode"], node["uid"], node["gid"])
+        linux.mknod(target, node.type, node.major, node.minor, node.mode, node.uid, node.gid)
 
 
 def bind_into(root: str, source: str, dest: str, readonly: bool) -> None:

@@ -80,7 +80,8 @@ def child_main(args: dict, sock) -> int:
 
 def _run(args: SimpleNamespace, sock) -> None:
     from pyrun.linux import syscalls as linux
-    from pyrun.runtime.state import write_json
+    from pyrun.runtime.records import SandboxInfo
+    from pyrun.runtime.state import write_sandbox
     pod_dir = Path(args.pod_dir)
     kinds = namespace_kinds(args.share_pid, args.host_network)
     step = "join cgroup"
@@ -124,7 +125,7 @@ def _run(args: SimpleNamespace, sock) -> None:
             step = "pin namespaces"
             _pin(f"/proc/{pid}/ns/pid", ns_dir / "pid")
         ref = ProcessRef.of(pid)
-        write_json(pod_dir / "sandbox.json", {"pause": ref.to_dict(), "namespaces": kinds})
+        write_sandbox(pod_dir, SandboxInfo(pause=ref, namespaces=tuple(kinds)))
         sync.send(sock, "ready", pid=ref.pid, start_time=ref.start_time)
     except Exception as e:  # report the step; the caller rolls back
         sync.send_error(sock, step, str(e))

@@ -11,9 +11,9 @@ pod-only) into one JSON document that goes into the container's config.json unde
 Kubernetes defaults: allowPrivilegeEscalation unset means escalation is allowed (no_new_privs off;
 the kubelet only sets it for an explicit false). privileged means every capability, no masked or
 read-only /proc paths, a writable /sys and no seccomp filter. The seccomp default when no profile is
-given is Config.extra["seccomp_default"] (default "RuntimeDefault", like kubelet --seccomp-default).
+given is Config.seccomp_default (default "RuntimeDefault", like kubelet --seccomp-default).
 
-Config.extra keys read here:
+Config fields read here:
   seccomp_default        "RuntimeDefault" (default) or "Unconfined"
   seccomp_profile_root   directory of Localhost profiles (default /var/lib/pyrun/seccomp; the
                          environment variable PYRUN_SECCOMP_PROFILE_ROOT also sets it)
@@ -45,8 +45,9 @@ def _pick(key: str, container: dict, pod: dict):
     return None
 
 
-def profile_root(extra: dict) -> str:
-    return str(extra.get("seccomp_profile_root") or os.environ.get("PYRUN_SECCOMP_PROFILE_ROOT")
+def profile_root(configured: str | None = None) -> str:
+    """Where Localhost profiles live: Config.seccomp_profile_root, $PYRUN_SECCOMP_PROFILE_ROOT, the default."""
+    return str(configured or os.environ.get("PYRUN_SECCOMP_PROFILE_ROOT")
                or DEFAULT_SECCOMP_PROFILE_ROOT)
 
 
@@ -63,15 +64,15 @@ def parse_limit(value) -> tuple[int, int]:
     return s, h
 
 
-def plan_rlimits(extra: dict, current: dict[str, tuple[int, int]], can_raise: bool) -> tuple[dict, list[str]]:
-    """The rlimits containers get, and warnings (pure).
+def plan_rlimits(current: dict[str, tuple[int, int]], can_raise: bool, *, nofile: int | str | None = None,
+                 nproc: int | str | None = None) -> tuple[dict, list[str]]:
+    """The rlimits containers get, and warnings (pure). nofile/nproc: Config.rlimit_nofile/rlimit_nproc.
 
     A hard limit above the current one needs CAP_SYS_RESOURCE (setrlimit(2)); without it the
     current hard limit is used (and the soft one capped to it), with a warning. -1 is unlimited.
     """
     wanted: dict[str, tuple[int, int]] = {}
-    for name, key, default in (("NOFILE", "rlimit_nofile", DEFAULT_NOFILE), ("NPROC", "rlimit_nproc", None)):
-        value = extra.get(key) or default
+    for name, key, value in (("NOFILE", "rlimit_nofile", nofile or DEFAULT_NOFILE), ("NPROC", "rlimit_nproc", nproc)):
         if value is None:
             continue
         try:
@@ -95,7 +96,8 @@ def _show(n: int) -> str:
     return "unlimited" if n == -1 else str(n)
 
 
-def effective_security(pod_ctx: dict, ctr_ctx: dict, *, host_network: bool = False, extra: dict | None = None,
+def effective_security(pod_ctx: dict, ctr_ctx: dict, *, host_network: bool = False,
+                       seccomp_default: str | None = None, seccomp_profile_root: str | None = None,
                        last_cap: int = 40, held: list[str] | None = None, rlimits: dict | None = None,
                        rlimit_warnings: list[str] = ()) -> dict:
     """The merged, defaulted security settings of one container (pure; see the module docstring).
@@ -105,7 +107,6 @@ def effective_security(pod_ctx: dict, ctr_ctx: dict, *, host_network: bool = Fal
     means all of those, and asking for one pyrun lacks is an error (a process cannot grant what it lacks).
     """
     from pyrun.runtime import seccomp
-    extra = extra or {}
     pod_ctx, ctr_ctx = pod_ctx or {}, ctr_ctx or {}
     privileged = bool(ctr_ctx.get("privileged"))
     caps_spec = ctr_ctx.get("capabilities") or {}
@@ -119,13 +120,13 @@ def effective_security(pod_ctx: dict, ctr_ctx: dict, *, host_network: bool = Fal
                              "them (its permitted set), so no container can get them")
     groups = sorted({*(pod_ctx.get("supplementalGroups") or ()),
                      *([pod_ctx["fsGroup"]] if pod_ctx.get("fsGroup") is not None else [])})
-    profile = _pick("seccompProfile", ctr_ctx, pod_ctx) or {"type": extra.get("seccomp_default") or "RuntimeDefault"}
+    profile = _pick("seccompProfile", ctr_ctx, pod_ctx) or {"type": seccomp_default or "RuntimeDefault"}
     kind = "Unconfined" if privileged else profile.get("type", "RuntimeDefault")
     sec = {"type": kind, "profile": profile.get("localhostProfile") if kind == "Localhost" else None}
     if kind == "RuntimeDefault":
         sec["plan"] = seccomp.render(seccomp.runtime_default_profile(), caps, "RuntimeDefault")
     elif kind == "Localhost":
-        sec["path"] = os.path.join(profile_root(extra), profile["localhostProfile"])
+        sec["path"] = os.path.join(profile_root(seccomp_profile_root), profile["localhostProfile"])
     return {
         "privileged": privileged,
         "run_as_non_root": bool(_pick("runAsNonRoot", ctr_ctx, pod_ctx)),
@@ -164,12 +165,13 @@ def with_localhost_profile(sec: dict, read=None) -> dict:
     return sec
 
 
-def from_config(config: dict) -> dict:
-    """config.json's "security". Fail closed: a config without it (written by a pyrun older than the
-    security settings, or damaged) is refused rather than run with defaults that would mean no seccomp."""
-    sec = config.get("security")
+def from_config(config) -> dict:
+    """config.json's "security" (InitConfig.security). Fail closed: a config without it (written by a pyrun
+    older than the security settings, or damaged) is refused rather than run with defaults that would mean
+    no seccomp."""
+    sec = config.security
     if not isinstance(sec, dict) or not isinstance(sec.get("seccomp"), dict) or "capabilities" not in sec:
-        name = config.get("name", "?")
+        name = config.name
         raise PyrunError(f"container {name!r}: config.json has no complete \"security\" section (seccomp, "
                          "capabilities); refusing to run it without its security settings (remove the pod and "
                          "create it again)")
@@ -187,19 +189,20 @@ def summary(sec: dict) -> dict:
 
 # --- host side: at container creation ------------------------------------------------------------
 
-def container_security(cfg, pod_spec, container, pod: dict) -> dict:
+def container_security(cfg, pod_spec, container, pod) -> dict:
     """Everything above for one container being created: effective settings, rlimits planned against
     this process's limits (the monitor and init inherit them), the Localhost profile read, and the
     pod's emptyDirs given to fsGroup. The result goes into config.json as "security"."""
     from pyrun.linux.caps import held_capabilities, last_cap
     current, can_raise = current_rlimits()
-    limits, warnings = plan_rlimits(cfg.extra, current, can_raise)
+    limits, warnings = plan_rlimits(current, can_raise, nofile=cfg.rlimit_nofile, nproc=cfg.rlimit_nproc)
     sec = effective_security(pod_spec.security_context, container.security_context,
-                             host_network=pod.get("host_network", False), extra=cfg.extra, last_cap=last_cap(),
+                             host_network=pod.host_network, seccomp_default=cfg.seccomp_default,
+                             seccomp_profile_root=cfg.seccomp_profile_root, last_cap=last_cap(),
                              held=held_capabilities(),
                              rlimits=limits, rlimit_warnings=warnings)
     with_localhost_profile(sec)
-    apply_fs_group(pod_spec.volumes, pod.get("volumes") or {}, sec["fs_group"])
+    apply_fs_group(pod_spec.volumes, pod.volumes, sec["fs_group"])
     return sec
 
 

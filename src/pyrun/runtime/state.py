@@ -13,6 +13,10 @@ Layout under the state root (Config.root):
                                  If the monitor died, the stop that killed what was left writes
                                  it instead (reason MonitorGone): one writer at a time
 
+Every file holds one typed record of pyrun.runtime.records (versioned JSON; exit.json keeps
+the C monitor's unversioned format). This module and records.py are the only code that
+touches the JSON: everything else reads and writes records through the functions below.
+
 Each file has one writer, and every write is a temp file + rename(2), so a reader
 never sees half a record and a killed writer never leaves one. Writes are not fsync'ed,
 except at the commit point of an operation (`sync=True`: the last write of a create or a
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -31,8 +36,12 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from pyrun.linux.procs import ProcessRef
 from pyrun.linux.tree import fsync_dir
 from pyrun.errors import AlreadyExists, InvalidState, NotFound, naming
+from pyrun.errors import RecordError  # noqa: F401 (re-exported: what a record from a newer pyrun raises)
+from pyrun.runtime.records import (ContainerRecord, ContainerStatus, InitConfig, PodRecord, SandboxInfo, decode,
+                                   encode)
 
 STATE_ROOT = "the state root (--root)"
 
@@ -120,13 +129,65 @@ def locked(path: Path, shared: bool = False) -> Iterator[None]:
 
 
 EXIT_FILE = "exit.json"
+STATUS_FILE = "status.json"
+CONFIG_FILE = "config.json"
+MONITOR_FILE = "monitor.json"
+SANDBOX_FILE = "sandbox.json"
 
 
-def read_status(cdir: Path) -> dict:
+def _read_record(cls, path: Path):
+    """The record in `path` (FileNotFoundError if there is none; RecordError names the file)."""
+    return decode(cls, read_json(path), str(path))
+
+
+def read_status(cdir: Path) -> ContainerStatus:
     """A container's status: status.json, with exit.json (the C monitor's exit record) merged over it."""
-    status = read_json_or(cdir / "status.json", {"state": CONTAINER_CREATED})
-    status.update(read_json_or(cdir / EXIT_FILE, {}))
-    return status
+    try:
+        status = _read_record(ContainerStatus, cdir / STATUS_FILE)
+    except FileNotFoundError:
+        status = ContainerStatus()
+    exit_doc = read_json_or(cdir / EXIT_FILE, None)
+    return status.merged(exit_doc) if isinstance(exit_doc, dict) else status
+
+
+def write_status(cdir: Path, status: ContainerStatus) -> None:
+    """status.json: written only by the Python monitor."""
+    write_json(cdir / STATUS_FILE, encode(status))
+
+
+def write_exit(cdir: Path, status: ContainerStatus) -> None:
+    """exit.json, in the C monitor's format (unversioned: csrc/monitor.c writes it too)."""
+    write_json(cdir / EXIT_FILE, status.to_dict())
+
+
+def read_config(cdir: Path) -> InitConfig:
+    """A container's config.json (FileNotFoundError if it has none yet)."""
+    return _read_record(InitConfig, cdir / CONFIG_FILE)
+
+
+def write_config(cdir: Path, config: InitConfig) -> None:
+    write_json(cdir / CONFIG_FILE, encode(config))
+
+
+def read_monitor(cdir: Path) -> ProcessRef | None:
+    """The container's monitor process (monitor.json: {pid, start_time}), if it wrote one."""
+    return ProcessRef.from_dict(read_json_or(cdir / MONITOR_FILE, None))
+
+
+def write_monitor(cdir: Path, ref: ProcessRef) -> None:
+    write_json(cdir / MONITOR_FILE, ref.to_dict())
+
+
+def read_sandbox(pod_dir: Path) -> SandboxInfo | None:
+    """sandbox.json, written by the sandbox launcher once pause runs; None before that."""
+    try:
+        return _read_record(SandboxInfo, pod_dir / SANDBOX_FILE)
+    except FileNotFoundError:
+        return None
+
+
+def write_sandbox(pod_dir: Path, info: SandboxInfo) -> None:
+    write_json(pod_dir / SANDBOX_FILE, encode(info))
 
 
 # --- the store -----------------------------------------------------------------------------------
@@ -159,16 +220,23 @@ class StateStore:
         except FileNotFoundError:
             return []
 
-    def read_pod(self, pod_id: str) -> dict:
+    def read_pod(self, pod_id: str) -> PodRecord:
         try:
-            return read_json(self.pod_dir(pod_id) / "pod.json")
+            return _read_record(PodRecord, self.pod_dir(pod_id) / "pod.json")
         except FileNotFoundError:
             raise NotFound(f"pod {pod_id[:12]} not found") from None
 
-    def write_pod(self, pod: dict, *, sync: bool = False) -> None:
-        write_json(self.pod_dir(pod["id"]) / "pod.json", pod, sync=sync)
+    def read_pod_or_none(self, pod_id: str) -> PodRecord | None:
+        """The pod's record; None while it has none (a creator just made its directory)."""
+        try:
+            return self.read_pod(pod_id)
+        except NotFound:
+            return None
 
-    def pods(self) -> list[dict]:
+    def write_pod(self, pod: PodRecord, *, sync: bool = False) -> None:
+        write_json(self.pod_dir(pod.id) / "pod.json", encode(pod), sync=sync)
+
+    def pods(self) -> list[PodRecord]:
         out = []
         for pid in self.pod_ids():
             try:
@@ -177,7 +245,7 @@ class StateStore:
                 continue  # a pod dir without a record yet (creating) or being removed
         return out
 
-    def find_pod(self, ref: str) -> dict:
+    def find_pod(self, ref: str) -> PodRecord:
         """Find a pod by name, namespace/name, full id or unique id prefix."""
         if "/" in ref:
             ns, name = ref.split("/", 1)
@@ -231,19 +299,18 @@ class StateStore:
     def container_dir(self, cid: str) -> Path:
         return self.containers_dir / cid
 
-    def read_container(self, cid: str) -> dict:
-        """The container record merged with the monitor's status file."""
+    def read_container(self, cid: str) -> ContainerRecord:
+        """The container record with the monitor's status (ContainerRecord.status)."""
         d = self.container_dir(cid)
         try:
-            rec = read_json(d / "container.json")
+            rec = _read_record(ContainerRecord, d / "container.json")
         except FileNotFoundError:
             raise NotFound(f"container {cid[:12]} not found") from None
-        rec["status"] = read_status(d)
-        return rec
+        return dataclasses.replace(rec, status=read_status(d))
 
-    def write_container(self, rec: dict, *, sync: bool = False) -> None:
-        rec = {k: v for k, v in rec.items() if k != "status"}
-        write_json(self.container_dir(rec["id"]) / "container.json", rec, sync=sync)
+    def write_container(self, rec: ContainerRecord, *, sync: bool = False) -> None:
+        """container.json (the status is the monitor's: it is not written here)."""
+        write_json(self.container_dir(rec.id) / "container.json", encode(rec), sync=sync)
 
     def container_ids(self) -> list[str]:
         try:

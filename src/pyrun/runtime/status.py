@@ -16,8 +16,10 @@ The STATUS column follows kubectl's rules (printPod in kubectl's printers):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+from pyrun.runtime.records import ContainerRecord, ContainerStatus, PodRecord
 
 from pyrun.runtime.state import (CONTAINER_CREATED, CONTAINER_EXITED, CONTAINER_RUNNING, CONTAINER_UNKNOWN,
                                  POD_CREATING, POD_REMOVING, POD_RUNNING, POD_STOPPED)
@@ -40,43 +42,42 @@ class PodStatus:
                 "ip": self.ip}
 
 
-def container_status(status: Mapping, monitor_alive: bool) -> dict:
+def container_status(status: ContainerStatus, monitor_alive: bool) -> ContainerStatus:
     """A container's status as reported: one that has not exited but whose monitor is gone is
     unknown (reason MonitorGone): nothing records its exit or copies its output any more."""
-    status = dict(status)
-    if status.get("state") != CONTAINER_EXITED and not monitor_alive:
-        status.update(state=CONTAINER_UNKNOWN, reason=MONITOR_GONE)
+    if status.state != CONTAINER_EXITED and not monitor_alive:
+        return replace(status, state=CONTAINER_UNKNOWN, reason=MONITOR_GONE)
     return status
 
 
-def container_reason(status: Mapping) -> str | None:
+def container_reason(status: ContainerStatus) -> str | None:
     """What a container that is not running contributes to the pod's STATUS (None while it runs)."""
-    state = status.get("state")
+    state = status.state
     if state == CONTAINER_RUNNING:
         return None
     if state == CONTAINER_EXITED:
-        if status.get("reason"):
-            return str(status["reason"])
-        code = status.get("exit_code") or 0
-        return f"Signal:{code - 128}" if status.get("signal") and code > 128 else f"ExitCode:{code}"
+        if status.reason:
+            return str(status.reason)
+        code = status.exit_code or 0
+        return f"Signal:{code - 128}" if status.signal and code > 128 else f"ExitCode:{code}"
     if state == CONTAINER_CREATED:
         return "Pending"
-    return str(status.get("reason") or "Unknown")
+    return str(status.reason or "Unknown")
 
 
-def pod_ip(pod: Mapping) -> str | None:
+def pod_ip(pod: PodRecord) -> str | None:
     """The pod's address while the pod holds it: a stopped (or removing) pod gave it back."""
-    if pod.get("state") not in (POD_RUNNING, POD_CREATING):
+    if pod.state not in (POD_RUNNING, POD_CREATING):
         return None
-    return (pod.get("network") or {}).get("ip") or None
+    return pod.ip or None
 
 
-def pod_status(pod: Mapping, containers: Sequence[Mapping], pause_alive: bool) -> PodStatus:
-    """The pod's status from its record, its containers' records (each with a "status" as
+def pod_status(pod: PodRecord, containers: Sequence[ContainerRecord], pause_alive: bool) -> PodStatus:
+    """The pod's status from its record, its containers' records (each with a status as
     `container_status` made it, in the pod's order) and whether its pause process lives."""
-    statuses = [c.get("status") or {} for c in containers]
-    ready = sum(1 for s in statuses if s.get("state") == CONTAINER_RUNNING)
-    state = pod.get("state")
+    statuses = [c.status for c in containers]
+    ready = sum(1 for s in statuses if s.state == CONTAINER_RUNNING)
+    state = pod.state
     sandbox_ready = state == POD_RUNNING and pause_alive
     if state in _POD_STATES:
         status = _POD_STATES[state]
@@ -87,7 +88,7 @@ def pod_status(pod: Mapping, containers: Sequence[Mapping], pause_alive: bool) -
     return PodStatus(status=status, sandbox_ready=sandbox_ready, ready=ready, total=len(statuses), ip=pod_ip(pod))
 
 
-def _kubectl_reason(statuses: Sequence[Mapping]) -> str:
+def _kubectl_reason(statuses: Sequence[ContainerStatus]) -> str:
     reason, has_running = "Running", False
     for s in reversed(statuses):
         why = container_reason(s)
@@ -100,14 +101,13 @@ def _kubectl_reason(statuses: Sequence[Mapping]) -> str:
     return reason
 
 
-def require_running(name: str, status: Mapping) -> None:
+def require_running(name: str, status: ContainerStatus) -> None:
     """The one "container must be running" check (exec, attach, reopen-log): InvalidState otherwise."""
     from pyrun.errors import InvalidState
-    state = status.get("state")
-    if state != CONTAINER_RUNNING:
-        raise InvalidState(f"container {name} is {state or 'unknown'}, not running")
+    if status.state != CONTAINER_RUNNING:
+        raise InvalidState(f"container {name} is {status.state or 'unknown'}, not running")
 
 
-def may_still_write(status: Mapping) -> bool:
+def may_still_write(status: ContainerStatus) -> bool:
     """Whether a container can still add to its log: created or running (a log follower waits)."""
-    return status.get("state") in (CONTAINER_CREATED, CONTAINER_RUNNING)
+    return status.state in (CONTAINER_CREATED, CONTAINER_RUNNING)

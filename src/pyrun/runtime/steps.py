@@ -21,7 +21,7 @@ step failed half-way or never ran (a rollback and `pyrun gc` call them blindly):
   spawn_container         kill_container       (the monitor and the container's init)
 
 Records themselves (pod.json, container.json) are written by the StateStore into the
-directories made here. Pure: this module only declares types.
+directories made here. Pure: this module only declares types (the records are pyrun.runtime.records).
 """
 from __future__ import annotations
 
@@ -29,14 +29,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pyrun.runtime.records import ContainerCgroup, DeviceNode, PodCgroup, PodNetwork, PodRecord
+
 if TYPE_CHECKING:
     from pyrun.linux.procs import ProcessRef
     from pyrun.spec.model import ContainerSpec, PodSpec, VolumeSpec
 
-# A pod or container record as PodRuntime holds it (a dict today).
-Record = dict[str, Any]
-# A cgroup record: {"path": ..., "sandbox"/"owned"/"prune": ...}, or None when there is none.
-CgroupRecord = dict[str, Any] | None
+# A pod's or a container's cgroup record, or None when there is none.
+CgroupRecord = PodCgroup | ContainerCgroup | None
 
 
 class ImageInfo(Protocol):
@@ -79,11 +79,11 @@ class PodSteps(Protocol):
     def open_images(self) -> ImageSource: ...
 
     # --- cgroups ---
-    def create_pod_cgroup(self, pod: Record, spec: PodSpec) -> CgroupRecord:
-        """Sets pod["cgroup"] *before* making it, so a crash half-way is still cleaned up."""
+    def create_pod_cgroup(self, pod: PodRecord, spec: PodSpec) -> PodCgroup:
+        """The pod's cgroup and its sandbox leaf; a failure half-way removes what it made."""
 
-    def create_container_cgroup(self, pod: Record, container: ContainerSpec, cid: str,
-                                devices: list[dict[str, Any]]) -> CgroupRecord: ...
+    def create_container_cgroup(self, pod: PodRecord, container: ContainerSpec, cid: str,
+                                devices: list[DeviceNode]) -> ContainerCgroup | None: ...
 
     def cgroup_files(self, record: CgroupRecord) -> tuple[list[str], str | None]:
         """(cgroup.procs files a new process joins, the memory.events file to watch for OOM kills)."""
@@ -98,11 +98,11 @@ class PodSteps(Protocol):
 
     def kill_sandbox(self, pod_id: str) -> None: ...
 
-    def attach_network(self, pod: Record, spec: PodSpec) -> dict[str, Any] | None: ...
+    def attach_network(self, pod: PodRecord, spec: PodSpec) -> PodNetwork | None: ...
 
-    def detach_network(self, pod: Record) -> None: ...
+    def detach_network(self, pod: PodRecord) -> None: ...
 
-    def write_etc_files(self, pod_dir: Path, pod: Record, spec: PodSpec) -> None: ...
+    def write_etc_files(self, pod_dir: Path, pod: PodRecord, spec: PodSpec) -> None: ...
 
     def prepare_volumes(self, pod_dir: Path, volumes: Sequence[VolumeSpec]) -> dict[str, str]: ...
 
@@ -115,7 +115,7 @@ class PodSteps(Protocol):
 
     def remove_writable_layer(self, cid: str) -> None: ...
 
-    def container_security(self, spec: PodSpec, container: ContainerSpec, pod: Record) -> dict[str, Any]:
+    def container_security(self, spec: PodSpec, container: ContainerSpec, pod: PodRecord) -> dict[str, Any]:
         """The effective security settings (reads this process's limits and capabilities)."""
 
     def spawn_container(self, cdir: Path) -> ProcessRef:

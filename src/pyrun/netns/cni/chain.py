@@ -32,7 +32,7 @@ class CniSettings:
 
     @classmethod
     def from_config(cls, cfg: Any) -> "CniSettings":
-        values = (getattr(cfg, "extra", None) or {}).get("cni") or {}
+        values = getattr(cfg, "cni", None) or {}
         if isinstance(values, CniSettings):
             return values
         bin_dirs = values.get("bin_dirs") or config.DEFAULT_BIN_DIRS

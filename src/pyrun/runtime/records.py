@@ -1,0 +1,588 @@
+"""The typed records of the state store (pure: no file is read or written here).
+
+Each file under the state root has one record type:
+
+  pods/<id>/pod.json              PodRecord        (the CLI/CRI, under the pod lock)
+  pods/<id>/sandbox.json          SandboxInfo      (the sandbox launcher)
+  containers/<id>/container.json  ContainerRecord  (the CLI/CRI)
+  containers/<id>/config.json     InitConfig       (the CLI/CRI; read by the monitor, the init and exec)
+  containers/<id>/status.json     ContainerStatus  (the Python monitor)
+  containers/<id>/exit.json       ContainerStatus  (the C monitor: csrc/monitor.c; its fields win)
+
+Records are frozen dataclasses: a change is `dataclasses.replace(record, field=value)`, and
+only pyrun.runtime.state turns them into files. `to_dict()` gives the JSON document without
+its version (the shape `pod inspect` and the CRI's verbose info always showed); the store adds
+`"version": RECORD_VERSION` when it writes and hands the document to `decode()` when it reads:
+
+  * a document without "version" is version 0, the unversioned layout of earlier pyruns:
+    it is migrated (`_MIGRATIONS`) to the current version when read and written back in the
+    current version the next time its writer saves it;
+  * a version newer than RECORD_VERSION is refused with RecordError naming the file, never
+    half understood. exit.json is the exception: the C monitor writes it unversioned, always.
+
+A key the reader does not know is ignored, so a record written by this version with an extra
+field added later is still read by this one (fields are only ever added within a version).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Mapping, TypeVar
+
+from pyrun.errors import RecordError
+from pyrun.linux.procs import ProcessRef
+
+RECORD_VERSION = 1
+
+T = TypeVar("T")
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+@functools.cache
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in fields(cls))
+
+
+def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of `data` that are fields of `cls` (unknown keys are ignored, see the module docstring)."""
+    names = _field_names(cls)
+    return {k: v for k, v in data.items() if k in names}
+
+
+def _ref(d: Any) -> ProcessRef | None:
+    if isinstance(d, ProcessRef):
+        return d
+    return ProcessRef.from_dict(dict(d)) if isinstance(d, Mapping) else None
+
+
+def _ref_dict(ref: ProcessRef | None) -> dict[str, Any] | None:
+    return ref.to_dict() if ref is not None else None
+
+
+def _plain(value: Any) -> Any:
+    """A record value as JSON data: records and process refs become dicts, tuples (of records or
+    strings) lists. A mapping is JSON data already (a manifest, labels, a security plan): copied,
+    never walked, so a deeply nested manifest costs no recursion here."""
+    if isinstance(value, ProcessRef):
+        return value.to_dict()
+    if dataclasses.is_dataclass(value) and hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+# --- parts ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ContainerEntry:
+    """A pod's entry for one of its containers (the pod record's "containers" list)."""
+    name: str
+    id: str
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ContainerEntry":
+        return cls(name=d["name"], id=d["id"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "id": self.id}
+
+
+@dataclass(frozen=True)
+class PodCgroup:
+    """The pod's cgroup (rendered below each hierarchy's root) and the pause process's leaf.
+    owned: False for a CRI cgroup_parent, which belongs to the kubelet (only leaves are pyrun's)."""
+    path: str
+    owned: bool = True
+    sandbox: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "PodCgroup":
+        return cls(**_known(cls, d))
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none({"path": self.path, "owned": self.owned, "sandbox": self.sandbox})
+
+
+@dataclass(frozen=True)
+class ContainerCgroup:
+    """A container's cgroup; prune: remove empty parent levels after it (not below a CRI cgroup_parent)."""
+    path: str
+    prune: bool = True
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ContainerCgroup":
+        return cls(**_known(cls, d))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "prune": self.prune}
+
+
+@dataclass(frozen=True)
+class PodNetwork:
+    """The pod's network attachment: the bridge's (pyrun.netns.pod.Attachment) or, with mode "cni",
+    what the CNI result said (pyrun.netns.cni.protocol.summary: ip, prefix_len, gateway, mac,
+    interfaces). `pending` while it is being made (so that gc detaches a pod whose creator died
+    half-way); `mode` is the --network that made it (none recorded: the bridge)."""
+    ip: str | None = None
+    prefix_len: int | None = None
+    gateway: str | None = None
+    mac: str | None = None
+    host_ifname: str | None = None
+    ifname: str | None = None
+    bridge: str | None = None
+    interfaces: tuple[str | None, ...] | None = None
+    mode: str | None = None
+    pending: bool = False
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "PodNetwork | None":
+        if not d:
+            return None
+        d = _known(cls, d)
+        if d.get("interfaces") is not None:
+            d["interfaces"] = tuple(d["interfaces"])
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = _drop_none({f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "pending"})
+        if self.pending:
+            d["pending"] = True
+        return d
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """What a container runs: resolved args, env, working directory and user."""
+    args: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    cwd: str = "/"
+    user: str = ""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "ProcessSpec":
+        d = d or {}
+        return cls(args=tuple(d.get("args") or ()), env=tuple(d.get("env") or ()), cwd=d.get("cwd") or "/",
+                   user=d.get("user") or "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"args": list(self.args), "env": list(self.env), "cwd": self.cwd, "user": self.user}
+
+
+@dataclass(frozen=True)
+class Resources:
+    """A container's resource requests and limits as written in its spec (resource name -> quantity)."""
+    requests: Mapping[str, Any] = field(default_factory=dict)
+    limits: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "Resources":
+        d = d or {}
+        return cls(requests=dict(d.get("requests") or {}), limits=dict(d.get("limits") or {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"requests": dict(self.requests), "limits": dict(self.limits)}
+
+
+@dataclass(frozen=True)
+class StepError:
+    """A failed step: which one, and what it said."""
+    step: str
+    message: str
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "StepError | None":
+        if not d:
+            return None
+        return cls(step=str(d.get("step") or "?"), message=str(d.get("message") or ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "message": self.message}
+
+
+# --- what a CRI caller sent (kept as sent: the kubelet rebuilds its pods from it) -----------------
+
+@dataclass(frozen=True)
+class CriPortMapping:
+    protocol: int = 0
+    container_port: int = 0
+    host_port: int = 0
+    host_ip: str = ""
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "CriPortMapping":
+        return cls(**_known(cls, d))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class CriMount:
+    container_path: str
+    host_path: str
+    readonly: bool = False
+    selinux_relabel: bool = False
+    propagation: int = 0
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "CriMount":
+        return cls(**_known(cls, d))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class PodCri:
+    """RunPodSandbox's config as sent. metadata: pb.PodSandboxMetadata's fields (name, uid, namespace,
+    attempt); namespace_options: pb.NamespaceOption's (network, pid, ipc)."""
+    metadata: Mapping[str, Any]
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    log_directory: str = ""
+    runtime_handler: str = ""
+    namespace_options: Mapping[str, int] = field(default_factory=dict)
+    port_mappings: tuple[CriPortMapping, ...] = ()
+    cgroup_parent: str = ""
+    security_context: Mapping[str, Any] = field(default_factory=dict)
+    privileged: bool = False
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "PodCri | None":
+        if not d:
+            return None
+        d = _known(cls, d)
+        return cls(**{**d, "metadata": dict(d.get("metadata") or {}), "labels": dict(d.get("labels") or {}),
+                      "annotations": dict(d.get("annotations") or {}),
+                      "namespace_options": dict(d.get("namespace_options") or {}),
+                      "port_mappings": tuple(CriPortMapping.from_dict(p) for p in d.get("port_mappings") or ()),
+                      "security_context": dict(d.get("security_context") or {})})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class ContainerCri:
+    """CreateContainer's config as sent. metadata: pb.ContainerMetadata's fields (name, attempt)."""
+    metadata: Mapping[str, Any]
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    image: str = ""
+    log_path: str = ""
+    mounts: tuple[CriMount, ...] = ()
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "ContainerCri | None":
+        if not d:
+            return None
+        d = _known(cls, d)
+        return cls(**{**d, "metadata": dict(d.get("metadata") or {}), "labels": dict(d.get("labels") or {}),
+                      "annotations": dict(d.get("annotations") or {}),
+                      "mounts": tuple(CriMount.from_dict(m) for m in d.get("mounts") or ())})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+
+# --- pod -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PodRecord:
+    """pods/<id>/pod.json. `spec` is the manifest as given (re-validated when containers are made);
+    `cri` what a CRI caller sent to RunPodSandbox (None for `pyrun pod create`)."""
+    id: str
+    name: str
+    namespace: str = "default"
+    uid: str = ""
+    state: str = "creating"
+    created_at: int = 0
+    hostname: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    qos: str = "BestEffort"
+    share_pid: bool = False
+    host_network: bool = False
+    grace_period: float = 30
+    warnings: tuple[str, ...] = ()
+    spec: Mapping[str, Any] = field(default_factory=dict)
+    containers: tuple[ContainerEntry, ...] = ()
+    log_dir: str = ""
+    creator: ProcessRef | None = None   # while creating: gc finishes the job if it died
+    remover: ProcessRef | None = None   # while removing: likewise
+    cgroup: PodCgroup | None = None
+    pause: ProcessRef | None = None
+    namespaces: Mapping[str, str] = field(default_factory=dict)  # kind -> pinned nsfs file
+    network: PodNetwork | None = None
+    volumes: Mapping[str, str] = field(default_factory=dict)     # volume name -> host path
+    cri: PodCri | None = None
+    cgroup_parent_override: str | None = None  # the CRI's cgroup_parent, used exactly
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "PodRecord":
+        d = _known(cls, d)
+        return cls(**{
+            **d,
+            "labels": dict(d.get("labels") or {}), "annotations": dict(d.get("annotations") or {}),
+            "warnings": tuple(d.get("warnings") or ()), "spec": d.get("spec") or {},
+            "containers": tuple(ContainerEntry.from_dict(e) for e in d.get("containers") or ()),
+            "creator": _ref(d.get("creator")), "remover": _ref(d.get("remover")), "pause": _ref(d.get("pause")),
+            "cgroup": PodCgroup.from_dict(d["cgroup"]) if d.get("cgroup") else None,
+            "namespaces": dict(d.get("namespaces") or {}), "network": PodNetwork.from_dict(d.get("network")),
+            "volumes": dict(d.get("volumes") or {}), "cri": PodCri.from_dict(d.get("cri")),
+        })
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        return _drop_none(d)
+
+    # small questions asked in many places
+    def container_ids(self) -> list[str]:
+        return [e.id for e in self.containers]
+
+    def entry(self, name_or_id: str) -> ContainerEntry | None:
+        """The container called `name_or_id`, or whose id starts with it."""
+        for e in self.containers:
+            if e.name == name_or_id or e.id.startswith(name_or_id):
+                return e
+        return None
+
+    @property
+    def ip(self) -> str | None:
+        return self.network.ip if self.network else None
+
+    @property
+    def net_namespace(self) -> str | None:
+        return self.namespaces.get("net")
+
+
+@dataclass(frozen=True)
+class SandboxInfo:
+    """pods/<id>/sandbox.json: the pause process the sandbox launcher started, and the namespace kinds."""
+    pause: ProcessRef | None = None
+    namespaces: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SandboxInfo":
+        return cls(pause=_ref(d.get("pause")), namespaces=tuple(d.get("namespaces") or ()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pause": _ref_dict(self.pause), "namespaces": list(self.namespaces)}
+
+
+# --- container -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ContainerStatus:
+    """status.json (the Python monitor) with exit.json (the C monitor's exit record) merged over it.
+
+    state: created, running, exited (or unknown, as reported when the monitor is gone).
+    reason: Completed, Error, OOMKilled, StartError, NeverStarted, MonitorGone.
+    """
+    state: str = "created"
+    pid: int | None = None
+    start_time: int | None = None
+    started_at: int | None = None
+    finished_at: int | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    signal: str | None = None
+    error: StepError | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ContainerStatus":
+        d = _known(cls, d)
+        return cls(**{**d, "state": d.get("state") or "created", "error": StepError.from_dict(d.get("error"))})
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none({f.name: _plain(getattr(self, f.name)) for f in fields(self)})
+
+    def merged(self, exit_doc: Mapping[str, Any]) -> "ContainerStatus":
+        """This status with the fields of an exit record (exit.json) over it."""
+        return ContainerStatus.from_dict({**self.to_dict(), **exit_doc})
+
+    @property
+    def workload(self) -> ProcessRef | None:
+        """The workload (the init before it execs) while the container has not exited."""
+        return ProcessRef(self.pid, self.start_time or 0) if self.pid and self.state != "exited" else None
+
+
+@dataclass(frozen=True)
+class ContainerRecord:
+    """containers/<id>/container.json; `status` is not in that file: the store reads it from the
+    monitor's files (ContainerStatus) and `to_dict` includes it as "status", as the CRI's verbose info shows."""
+    id: str
+    pod_id: str
+    name: str
+    image: str = ""
+    image_id: str = ""
+    image_name: str | None = None
+    created_at: int = 0
+    log_path: str = ""
+    process: ProcessSpec = field(default_factory=ProcessSpec)
+    resources: Resources = field(default_factory=Resources)
+    cgroup: ContainerCgroup | None = None
+    cri: ContainerCri | None = None
+    status: ContainerStatus = field(default_factory=ContainerStatus)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ContainerRecord":
+        d = _known(cls, d)
+        return cls(**{
+            **d, "process": ProcessSpec.from_dict(d.get("process")), "resources": Resources.from_dict(d.get("resources")),
+            "cgroup": ContainerCgroup.from_dict(d["cgroup"]) if d.get("cgroup") else None,
+            "cri": ContainerCri.from_dict(d.get("cri")), "status": ContainerStatus.from_dict(d.get("status") or {}),
+        })
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none({f.name: _plain(getattr(self, f.name)) for f in fields(self)})
+
+    def file_dict(self) -> dict[str, Any]:
+        """container.json's document: the record without the monitor's status."""
+        d = self.to_dict()
+        d.pop("status", None)
+        return d
+
+
+@dataclass(frozen=True)
+class RootfsSpec:
+    """The overlay: image layer dirs (lower), the writable layer (upper, work), the mount point (target)."""
+    lower: tuple[str, ...]
+    upper: str
+    work: str
+    target: str
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "RootfsSpec":
+        return cls(lower=tuple(d.get("lower") or ()), upper=d["upper"], work=d["work"], target=d["target"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lower": list(self.lower), "upper": self.upper, "work": self.work, "target": self.target}
+
+
+@dataclass(frozen=True)
+class MountSpec:
+    """A bind mount into the container: host `source` at `destination`."""
+    source: str
+    destination: str
+    readonly: bool = False
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "MountSpec":
+        return cls(source=d["source"], destination=d["destination"], readonly=bool(d.get("readonly")))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "destination": self.destination, "readonly": self.readonly}
+
+
+@dataclass(frozen=True)
+class DeviceNode:
+    """A host device made in the container's /dev (pyrun.runtime.resources.requested_devices)."""
+    path: str
+    type: str  # "c" or "b"
+    major: int
+    minor: int
+    mode: int
+    uid: int
+    gid: int
+    permissions: str = "rwm"
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "DeviceNode":
+        return cls(**_known(cls, d))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class InitConfig:
+    """containers/<id>/config.json: what the monitor, the init and an exec need.
+
+    namespaces: kind -> pinned nsfs file of the pod (pid: None for a PID namespace of its own).
+    security: the container's security plan (pyrun.runtime.security.effective_security; its shape
+    is that module's, and security.from_config refuses a config without a complete one).
+    """
+    id: str
+    name: str
+    pod_id: str
+    namespaces: Mapping[str, str | None]
+    rootfs: RootfsSpec
+    process: ProcessSpec
+    log_path: str
+    mounts: tuple[MountSpec, ...] = ()
+    capabilities: tuple[str, ...] = ()
+    cgroup_procs: tuple[str, ...] = ()
+    oom_events: str | None = None
+    security: Mapping[str, Any] | None = None
+    devices: tuple[DeviceNode, ...] = ()
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "InitConfig":
+        d = _known(cls, d)
+        return cls(**{
+            **d, "namespaces": dict(d.get("namespaces") or {}), "rootfs": RootfsSpec.from_dict(d["rootfs"]),
+            "process": ProcessSpec.from_dict(d.get("process")),
+            "mounts": tuple(MountSpec.from_dict(m) for m in d.get("mounts") or ()),
+            "capabilities": tuple(d.get("capabilities") or ()), "cgroup_procs": tuple(d.get("cgroup_procs") or ()),
+            "devices": tuple(DeviceNode.from_dict(n) for n in d.get("devices") or ()),
+        })
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        if d["security"] is None:
+            del d["security"]
+        return d
+
+
+# --- versions ------------------------------------------------------------------------------------
+
+def _same_keys(d: dict[str, Any]) -> dict[str, Any]:
+    """Version 0 -> 1: version 1 introduced the "version" key itself; every other key kept its
+    name and meaning, and fields missing in old records take their defaults."""
+    return d
+
+
+# per record type: migration from version N (the key) to N + 1
+_MIGRATIONS: dict[type, dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    PodRecord: {0: _same_keys}, ContainerRecord: {0: _same_keys}, InitConfig: {0: _same_keys},
+    SandboxInfo: {0: _same_keys}, ContainerStatus: {0: _same_keys},
+}
+
+
+def decode(cls: type[T], data: Any, source: str) -> T:
+    """A record from its JSON document (`source` names the file in errors): version checked,
+    older versions migrated; RecordError if it is newer than this pyrun or not a record."""
+    if not isinstance(data, Mapping):
+        raise RecordError(f"{source}: not a {cls.__name__} record (a JSON object was expected)")
+    data = dict(data)
+    version = data.pop("version", 0)
+    if not isinstance(version, int) or version < 0:
+        raise RecordError(f"{source}: bad record version {version!r}")
+    if version > RECORD_VERSION:
+        raise RecordError(f"{source}: record version {version} is newer than this pyrun understands "
+                          f"(version {RECORD_VERSION}); use the pyrun that wrote it, or remove the object")
+    steps = _MIGRATIONS.get(cls, {})
+    while version < RECORD_VERSION:
+        data = steps.get(version, _same_keys)(data)
+        version += 1
+    try:
+        record: T = cls.from_dict(data)  # type: ignore[attr-defined]
+        return record
+    except (KeyError, TypeError, ValueError) as e:
+        raise RecordError(f"{source}: damaged {cls.__name__} record ({type(e).__name__}: {e})") from None
+
+
+def encode(record: Any) -> dict[str, Any]:
+    """The JSON document of a record, with its version."""
+    doc = record.file_dict() if isinstance(record, ContainerRecord) else record.to_dict()
+    return {"version": RECORD_VERSION, **doc}
