@@ -13,7 +13,7 @@ import pytest
 from pyrun.images.build import LayerBuilder, write_layout, write_layout_tar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from _images_helpers import DEMO_SCRIPT, sparse_tar  # noqa: E402
+from _images_helpers import DEMO_SCRIPT, deep_layer, sparse_tar  # noqa: E402
 from _security_helpers import build  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -34,17 +34,6 @@ def busybox_layer() -> bytes:
     if not Path(demo.BUSYBOX).exists():
         pytest.skip(f"needs {demo.BUSYBOX}")
     return demo.base_layer(Path(demo.BUSYBOX))
-
-
-def deep_layer(levels: int) -> bytes:
-    """deep/d/.../d: `levels` directory members, then a file at the bottom (built iteratively)."""
-    layer = LayerBuilder(sort=False)
-    path = "deep"
-    for _ in range(levels):
-        layer.dir(path)
-        path += "/d"
-    layer.file(path, b"bottom\n")
-    return layer.tar_bytes()
 
 
 def test_import_of_a_layer_over_its_limit_names_it_and_leaves_nothing(pyrun, tmp_path):

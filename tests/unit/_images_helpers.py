@@ -70,3 +70,14 @@ def sparse_tar(name: str, real_size: int, blocks: list[tuple[int, bytes]]) -> by
         info, raw = sparse_member(name, real_size, blocks)
         tar.addfile(info, io.BytesIO(raw))
     return buf.getvalue()
+
+
+def deep_layer(levels: int) -> bytes:
+    """deep/d/d/.../d (`levels` directories, each its own member) and a file at the bottom; iterative."""
+    layer = LayerBuilder(sort=False)
+    path = "deep"
+    for _ in range(levels):
+        layer.dir(path)
+        path += "/d"
+    layer.file(path, b"bottom\n")
+    return layer.tar_bytes()

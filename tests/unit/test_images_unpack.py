@@ -9,7 +9,7 @@ from pyrun.errors import ImageError
 from pyrun.images.build import LayerBuilder, gzip_bytes
 from pyrun.images.unpack import LayerTooLarge, check_member, unpack_layer
 
-from _images_helpers import crafted_tar, raw_info, sparse_tar, stream
+from _images_helpers import crafted_tar, deep_layer, raw_info, sparse_tar, stream
 
 L = "sha256:layer"
 
@@ -264,17 +264,6 @@ def test_sparse_data_over_the_limit_is_refused(tmp_path):
     data = sparse_tar("big", 4 * GIB, [(0, b"x" * 700), (GIB, b"y" * 700)])
     with pytest.raises(LayerTooLarge, match="limit of 1000 bytes"):
         unpack_layer(stream(data), dest, L, max_bytes=1000)
-
-
-def deep_layer(levels: int) -> bytes:
-    """deep/d/d/.../d (`levels` directories, each its own member) and a file at the bottom; iterative."""
-    layer = LayerBuilder(sort=False)
-    path = "deep"
-    for _ in range(levels):
-        layer.dir(path)
-        path += "/d"
-    layer.file(path, b"bottom\n")
-    return layer.tar_bytes()
 
 
 def test_a_5000_level_layer_unpacks_and_is_removed(tmp_path):

@@ -159,7 +159,7 @@ def images_in_use(cfg: Config) -> set[str]:
     used = set()
     for cid in store.container_ids():
         with contextlib.suppress(NotFound, ValueError):
-            image_id = store.read_container(cid).get("image_id")
+            image_id = store.read_container(cid).image_id
             if image_id:
                 used.add(image_id)
     return used
