@@ -22,7 +22,8 @@ from typing import Any, Callable
 from pyrun.errors import NotFound, PyrunError
 from pyrun.linux.procs import ProcessRef
 from pyrun.runtime import state
-from pyrun.runtime.records import ContainerCgroup, ContainerStatus, PodCgroup, PodNetwork, PodRecord, SandboxInfo
+from pyrun.runtime.records import (ContainerCgroup, ContainerStatus, PodCgroup, PodNetwork, PodRecord, SandboxInfo,
+                                   SeccompPlan, SecurityPlan)
 from pyrun.runtime.state import CONTAINER_CREATED, CONTAINER_EXITED, CONTAINER_RUNNING, StateStore, now_ns
 
 # undo step -> the kind of resource it removes (the step that made it is in MAKES)
@@ -205,9 +206,9 @@ class FakePlatform:
     def remove_writable_layer(self, cid: str) -> None:
         self._undo("remove_writable_layer", ("layer", cid), cid)
 
-    def container_security(self, spec: Any, container: Any, pod: PodRecord) -> dict[str, Any]:
+    def container_security(self, spec: Any, container: Any, pod: PodRecord) -> SecurityPlan:
         self._step("container_security", None, container.name)
-        return {"capabilities": ["CAP_CHOWN", "CAP_KILL"], "no_new_privs": False}
+        return SecurityPlan(capabilities=("CAP_CHOWN", "CAP_KILL"), seccomp=SeccompPlan(type="Unconfined"))
 
     def spawn_container(self, cdir: Path) -> ProcessRef:
         """As the monitor: monitor.json, then status.json (created, the init's pid)."""

@@ -125,7 +125,7 @@ def test_the_init_config_is_made_of_what_the_steps_returned(make):
     assert config.rootfs.lower == ("/fake/layers/top", "/fake/layers/base")
     assert config.rootfs.upper == f"/fake/data/containers/{a.id}/upper"
     assert config.cgroup_procs == (f"/fake/cgroup/pod{pod.uid}/{a.id}/cgroup.procs",)
-    assert list(config.capabilities) == ["CAP_CHOWN", "CAP_KILL"] == config.security["capabilities"]
+    assert list(config.capabilities) == ["CAP_CHOWN", "CAP_KILL"] == list(config.security.capabilities)
     assert [m.destination for m in config.mounts] == ["/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/scratch"]
     assert config.mounts[-1].source == pod.volumes["scratch"]
     assert config.process.args == ("sleep", "1000")

@@ -13,7 +13,7 @@ from pyrun.runtime import state
 from pyrun.runtime.records import (RECORD_VERSION, ContainerCgroup, ContainerCri, ContainerEntry, ContainerRecord,
                                    ContainerStatus, CriMount, CriPortMapping, DeviceNode, InitConfig, MountSpec,
                                    PodCgroup, PodCri, PodNetwork, PodRecord, ProcessSpec, Resources, RootfsSpec,
-                                   SandboxInfo, StepError, decode, encode)
+                                   SandboxInfo, SeccompPlan, SecurityPlan, StepError, decode, encode)
 from pyrun.runtime.state import StateStore, new_id
 
 POD_ID, CID = "a" * 64, "c" * 64
@@ -54,7 +54,7 @@ CONFIG = InitConfig(
     process=CONTAINER.process, log_path="/log",
     mounts=(MountSpec(source="/s", destination="/d", readonly=True),), capabilities=("CHOWN", "KILL"),
     cgroup_procs=("/sys/fs/cgroup/x/cgroup.procs",), oom_events="/sys/fs/cgroup/x/memory.events",
-    security={"capabilities": ["CHOWN"], "seccomp": {"type": "RuntimeDefault"}},
+    security=SecurityPlan(capabilities=("CHOWN",), seccomp=SeccompPlan(type="RuntimeDefault")),
     devices=(DeviceNode(path="/dev/fuse", type="c", major=10, minor=229, mode=0o666, uid=0, gid=0),),
 )
 
@@ -228,3 +228,55 @@ def test_the_pod_network_record_keeps_every_field_of_an_attachment():
     import dataclasses
     attachment = pytest.importorskip("pyrun.netns.pod").Attachment
     assert {f.name for f in dataclasses.fields(attachment)} <= {f.name for f in dataclasses.fields(PodNetwork)}
+
+
+# --- the security plan (config.json's "security") ------------------------------------------------
+
+FULL_SECURITY = {
+    "privileged": False, "run_as_non_root": True, "run_as_user": 1000, "run_as_group": 1000, "groups": [5, 7],
+    "supplemental_groups_policy": "Strict", "fs_group": 5, "capabilities": ["CHOWN", "NET_BIND_SERVICE"],
+    "ambient_capabilities": ["NET_BIND_SERVICE"], "no_new_privs": True,
+    "seccomp": {"type": "Localhost", "profile": "p.json", "plan": {"default": [1], "rules": [["a", "mkdir"]]},
+                "path": "/var/lib/pyrun/seccomp/p.json"},
+    "read_only_rootfs": True, "masked_paths": ["/proc/kcore"], "readonly_paths": ["/proc/sys"],
+    "sysctls": {"net.ipv4.ip_forward": "1"}, "rlimits": {"NOFILE": [1024, 4096]}, "warnings": ["w"],
+}
+
+
+def test_the_security_plan_round_trips_in_the_same_json_shape():
+    plan = SecurityPlan.from_dict(FULL_SECURITY)
+    assert plan.seccomp.plan == {"default": [1], "rules": [["a", "mkdir"]]} and plan.rlimits == {"NOFILE": (1024, 4096)}
+    assert plan.to_dict() == FULL_SECURITY and list(plan.to_dict()) == list(FULL_SECURITY)
+    config = replace(CONFIG, security=plan)
+    assert _through_json(config) == config
+    assert encode(config)["security"] == FULL_SECURITY
+    unconfined = {**FULL_SECURITY, "seccomp": {"type": "Unconfined", "profile": None}}
+    assert SecurityPlan.from_dict(unconfined).to_dict() == unconfined  # no plan, no path: none written
+
+
+@pytest.mark.parametrize("section, field", [
+    (None, "security"), ([], "security"),
+    ({"seccomp": {"type": "RuntimeDefault"}}, "security.capabilities"),
+    ({"capabilities": []}, "security.seccomp"),
+    ({"capabilities": [], "seccomp": None}, "security.seccomp"),
+    ({"capabilities": [1], "seccomp": {}}, "security.capabilities"),
+    ({"capabilities": [], "seccomp": {"type": "RuntimeDefault", "plan": "all"}}, "security.seccomp.plan"),
+    ({"capabilities": [], "seccomp": {"plan": {"rules": []}}}, "security.seccomp.type"),
+    ({"capabilities": [], "seccomp": {}, "privileged": 1}, "security.privileged"),
+    ({"capabilities": [], "seccomp": {}, "no_new_privs": "false"}, "security.no_new_privs"),
+    ({"capabilities": [], "seccomp": {}, "run_as_user": True}, "security.run_as_user"),
+    ({"capabilities": [], "seccomp": {}, "masked_paths": "/proc"}, "security.masked_paths"),
+    ({"capabilities": [], "seccomp": {}, "rlimits": {"NOFILE": [1]}}, "security.rlimits.NOFILE"),
+    ({"capabilities": [], "seccomp": {}, "sysctls": {"a": 1}}, "security.sysctls"),
+])
+def test_a_missing_or_malformed_security_plan_is_refused(section, field):
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        SecurityPlan.from_dict(section)
+
+
+def test_a_config_with_a_damaged_security_plan_reads_without_one():
+    """The monitor, inspect and rm still read it; security.from_config refuses to run it (fail closed)."""
+    config = decode(InitConfig, {**encode(CONFIG), "security": {"capabilities": ["CHOWN"]}}, "config.json")
+    assert config.security is None and config.security_problem == "security.seccomp: missing, or not an object"
+    assert "security" not in config.to_dict() and "security_problem" not in config.to_dict()
+    assert decode(InitConfig, encode(replace(CONFIG, security=None)), "c").security_problem is None

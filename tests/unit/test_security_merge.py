@@ -88,7 +88,7 @@ def test_with_localhost_profile_renders_for_the_container_caps(tmp_path):
               seccomp_profile_root=str(tmp_path))
     security.with_localhost_profile(sec)
     assert [r[1] for r in sec["seccomp"]["plan"]["rules"]] == ["mkdir", "mount"]
-    assert security.summary(sec)["seccomp"] == {"type": "Localhost", "profile": "p.json", "rules": 2}
+    assert security.summary(plan(**sec))["seccomp"] == {"type": "Localhost", "profile": "p.json", "rules": 2}
     (tmp_path / "p.json").write_text('{"defaultAction": "SCMP_ACT_BOGUS"}')
     with pytest.raises(PyrunError, match="p.json"):
         security.with_localhost_profile(eff(ctr={"seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}},
@@ -122,20 +122,26 @@ def test_plan_rlimits_with_cap_sys_resource_or_room():
         security.plan_rlimits({}, can_raise=False, nofile="lots")
 
 
+def plan(**fields):
+    """A SecurityPlan from the keys of config.json's "security" (capabilities and seccomp filled in)."""
+    from pyrun.runtime.records import SecurityPlan
+    return SecurityPlan.from_dict({"capabilities": [], "seccomp": {"type": "Unconfined"}, **fields})
+
+
 def test_container_groups():
     sec = {"groups": [2000, 4000], "supplemental_groups_policy": "Merge"}
-    assert security.container_groups(sec, (10, 4000)) == (10, 2000, 4000)
-    assert security.container_groups(dict(sec, supplemental_groups_policy="Strict"), (10,)) == (2000, 4000)
-    assert security.container_groups({}, ()) == ()
+    assert security.container_groups(plan(**sec), (10, 4000)) == (10, 2000, 4000)
+    assert security.container_groups(plan(**dict(sec, supplemental_groups_policy="Strict")), (10,)) == (2000, 4000)
+    assert security.container_groups(plan(), ()) == ()
 
 
 def test_check_non_root():
-    security.check_non_root({"run_as_non_root": False}, 0, "", "c")
-    security.check_non_root({"run_as_non_root": True}, 1000, "", "c")
+    security.check_non_root(plan(run_as_non_root=False), 0, "", "c")
+    security.check_non_root(plan(run_as_non_root=True), 1000, "", "c")
     with pytest.raises(PyrunError, match=r"runAsNonRoot.*'web'.*uid 0.*image's default user"):
-        security.check_non_root({"run_as_non_root": True}, 0, "", "web")
+        security.check_non_root(plan(run_as_non_root=True), 0, "", "web")
     with pytest.raises(PyrunError, match="runAsUser 0"):
-        security.check_non_root({"run_as_non_root": True, "run_as_user": 0}, 0, "0", "web")
+        security.check_non_root(plan(run_as_non_root=True, run_as_user=0), 0, "0", "web")
 
 
 @pytest.mark.parametrize("config", [
@@ -143,6 +149,11 @@ def test_check_non_root():
     {"name": "c", "security": None},
     {"name": "c", "security": {"capabilities": ["CHOWN"]}},        # no seccomp: once meant Unconfined
     {"name": "c", "security": {"seccomp": {"type": "RuntimeDefault"}}},
+    {"name": "c", "security": {"capabilities": "CHOWN", "seccomp": {"type": "RuntimeDefault"}}},
+    {"name": "c", "security": {"capabilities": [], "seccomp": {"type": "RuntimeDefault", "plan": []}}},
+    {"name": "c", "security": {"capabilities": [], "seccomp": {"plan": {"rules": []}}}},  # a plan of no type
+    {"name": "c", "security": {"capabilities": [], "seccomp": {}, "no_new_privs": "yes"}},
+    {"name": "c", "security": ["capabilities", "seccomp"]},
 ])
 def test_a_config_without_its_security_section_fails_closed(config):
     with pytest.raises(PyrunError, match="'c'.*security"):
@@ -159,7 +170,32 @@ def _init_config(**doc):
 
 def test_from_config_returns_a_complete_section():
     sec = {"capabilities": ["CHOWN"], "seccomp": {"type": "RuntimeDefault"}}
-    assert security.from_config(_init_config(security=sec)) == sec
+    got = security.from_config(_init_config(security=sec))
+    assert got.capabilities == ("CHOWN",) and got.seccomp.type == "RuntimeDefault" and got.seccomp.plan is None
+
+
+def test_a_damaged_security_section_is_named_in_the_refusal():
+    config = _init_config(security={"capabilities": ["CHOWN"], "seccomp": {"type": 7}})
+    assert config.security is None and config.name == "c"  # still readable: the monitor, inspect and rm
+    with pytest.raises(PyrunError, match=r"'c'.*security.*security\.seccomp\.type: expected a string"):
+        security.from_config(config)
+
+
+def test_the_effective_settings_survive_config_json_unchanged(tmp_path):
+    """effective_security's document -> SecurityPlan -> JSON is the same document (the shape on disk)."""
+    from pyrun.runtime.records import SecurityPlan
+    (tmp_path / "p.json").write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}))
+    for pod, ctr in [({}, {}), ({"fsGroup": 5, "supplementalGroups": [7], "runAsUser": 3, "runAsNonRoot": True,
+                                "sysctls": [{"name": "net.ipv4.ip_forward", "value": 1}]},
+                               {"privileged": True, "readOnlyRootFilesystem": True}),
+                     ({}, {"allowPrivilegeEscalation": False, "capabilities": {"add": ["NET_ADMIN"], "drop": ["KILL"]},
+                           "seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}})]:
+        sec = security.with_localhost_profile(eff(pod, ctr, seccomp_profile_root=str(tmp_path),
+                                                  rlimits={"NOFILE": [10, 20]}, rlimit_warnings=["w"]))
+        doc = json.loads(json.dumps(sec))
+        assert json.loads(json.dumps(SecurityPlan.from_dict(doc).to_dict())) == doc
+        assert list(SecurityPlan.from_dict(doc).to_dict()) == list(doc)  # key order too
 
 
 def test_apply_fs_group(tmp_path):

@@ -16,14 +16,14 @@ from pyrun.errors import ContainerStartError, InvalidState
 from pyrun.runtime import faults, state
 from pyrun.linux.procs import ProcessRef, kill_now, wait_reaped
 from pyrun.runtime.records import (ContainerRecord, ContainerStatus, DeviceNode, InitConfig, MountSpec, ProcessSpec,
-                                   RootfsSpec, StepError)
+                                   RootfsSpec, SecurityPlan, StepError)
 from pyrun.runtime.state import CONTAINER_CREATED, CONTAINER_EXITED, StateStore, now_ns, read_status
 
 
 def init_config(*, cid: str, name: str, pod_id: str, cdir: Path, writable: Path, lower: list[str],
                 namespaces: Mapping[str, str | None], mounts: Sequence[Mapping | MountSpec], process: ProcessSpec,
                 capabilities: Sequence[str], cgroup_procs: Sequence[str], oom_events: str | None, log_path: str,
-                security: Mapping | None = None, devices: Sequence[DeviceNode] = ()) -> InitConfig:
+                security: SecurityPlan | None = None, devices: Sequence[DeviceNode] = ()) -> InitConfig:
     """The document the monitor and init read (pure). mounts: {source, destination, readonly}."""
     return InitConfig(
         id=cid, name=name, pod_id=pod_id, namespaces=dict(namespaces),

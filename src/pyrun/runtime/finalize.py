@@ -26,12 +26,12 @@ from __future__ import annotations
 import os
 import signal
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from pyrun import explain
 from pyrun.linux import caps
 from pyrun.runtime import seccomp, security
-from pyrun.runtime.records import ProcessSpec
+from pyrun.runtime.records import ProcessSpec, SeccompPlan, SecurityPlan
 from pyrun.runtime.users import resolve_in_root
 
 
@@ -40,14 +40,14 @@ class Finalized:
     """What is left after `become_container_process`: the command, its environment and the late seccomp."""
     args: list[str]
     env: list[str]
-    late_seccomp: dict[str, Any] | None = None
+    late_seccomp: SeccompPlan | None = None
 
 
 def _no_step(name: str) -> None:
     pass
 
 
-def become_container_process(sec: dict[str, Any], process: ProcessSpec, *, container: str,
+def become_container_process(sec: SecurityPlan, process: ProcessSpec, *, container: str,
                              args: list[str] | None = None, extra_env: Sequence[str] = (), cwd: str | None = None,
                              step: Callable[[str], None] = _no_step) -> Finalized:
     """Apply the container's credentials and security to this process (see the module docstring).
@@ -61,16 +61,16 @@ def become_container_process(sec: dict[str, Any], process: ProcessSpec, *, conta
     groups = security.container_groups(sec, user.groups)
 
     step("rlimits")
-    for warning in security.apply_rlimits(sec.get("rlimits", {})):
+    for warning in security.apply_rlimits(sec.rlimits):
         explain.emit(f"# warning: {warning}")  # stderr is the container's log: not the place
 
-    plan = (sec.get("seccomp") or {}).get("plan")
-    no_new_privs = bool(sec.get("no_new_privs"))
+    plan = sec.seccomp.plan
+    no_new_privs = sec.no_new_privs
     if plan and not no_new_privs:
         step("seccomp")
-        seccomp.load(plan, sec["seccomp"]["type"])
+        seccomp.load(dict(plan), sec.seccomp.type or "")
 
-    keep = sec.get("capabilities", [])
+    keep = list(sec.capabilities)
     step("bounding set")
     caps.drop_bounding(keep)
     caps.set_keep_caps(True)
@@ -84,7 +84,7 @@ def become_container_process(sec: dict[str, Any], process: ProcessSpec, *, conta
     os.setuid(user.uid)
 
     step("capabilities")
-    caps.apply_sets(keep, sec.get("ambient_capabilities", []) if user.uid != 0 else [])
+    caps.apply_sets(keep, list(sec.ambient_capabilities) if user.uid != 0 else [])
 
     if no_new_privs:
         step("no_new_privs")
@@ -101,7 +101,7 @@ def become_container_process(sec: dict[str, Any], process: ProcessSpec, *, conta
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={user.home}")
     env = merge_env(env, extra_env)
-    late = sec["seccomp"] if plan and no_new_privs else None
+    late = sec.seccomp if plan and no_new_privs else None
     return Finalized(args=list(args if args is not None else process.args), env=env, late_seccomp=late)
 
 
@@ -116,9 +116,10 @@ def merge_env(env: Sequence[str], extra: Sequence[str]) -> list[str]:
 
 def load_late_seccomp(final: Finalized, step: Callable[[str], None] = _no_step) -> None:
     """With no_new_privs the filter goes on last, right before execve."""
-    if final.late_seccomp:
+    late = final.late_seccomp
+    if late is not None and late.plan:
         step("seccomp")
-        seccomp.load(final.late_seccomp["plan"], final.late_seccomp["type"])
+        seccomp.load(dict(late.plan), late.type or "")
 
 
 def exec_command(final: Finalized) -> None:

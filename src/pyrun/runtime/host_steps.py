@@ -14,7 +14,7 @@ from pyrun.config import Config
 from pyrun.linux.procs import ProcessRef
 from pyrun.runtime import container as ctr
 from pyrun.runtime import resources, storage
-from pyrun.runtime.records import ContainerCgroup, DeviceNode, PodCgroup, PodNetwork, PodRecord
+from pyrun.runtime.records import ContainerCgroup, DeviceNode, PodCgroup, PodNetwork, PodRecord, SecurityPlan
 from pyrun.runtime.state import StateStore
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ class HostSteps:
     def remove_writable_layer(self, cid: str) -> None:
         storage.remove_writable_layer(self.cfg, cid)
 
-    def container_security(self, spec: Any, container: Any, pod: PodRecord) -> dict[str, Any]:
+    def container_security(self, spec: Any, container: Any, pod: PodRecord) -> SecurityPlan:
         from pyrun.runtime.security import container_security
         return container_security(self.cfg, spec, container, pod)
 

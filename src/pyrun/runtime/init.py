@@ -110,9 +110,9 @@ def _set_up(config: InitConfig, step: Step) -> finalize.Finalized:
             linux.setns(ns[kind], kind)
             joined.add(kind)
 
-    if sec.get("sysctls"):
+    if sec.sysctls:
         step("sysctls")
-        security.apply_sysctls(sec["sysctls"], joined)
+        security.apply_sysctls(sec.sysctls, joined)
 
     step("mount namespace")
     linux.unshare(["mnt"])
@@ -132,7 +132,7 @@ def _set_up(config: InitConfig, step: Step) -> finalize.Finalized:
         rootfs.make_device_nodes(root, config.devices)
     step("mount /sys")
     rootfs.mount_sys(root)
-    if sec.get("privileged"):
+    if sec.privileged:
         security.make_sys_writable(root)
 
     for m in config.mounts:
@@ -140,12 +140,12 @@ def _set_up(config: InitConfig, step: Step) -> finalize.Finalized:
         rootfs.bind_into(root, m.source, m.destination, m.readonly)
 
     step("masked paths")
-    security.mask_paths(root, sec.get("masked_paths", []), sec.get("readonly_paths", []))
+    security.mask_paths(root, list(sec.masked_paths), list(sec.readonly_paths))
 
     step("pivot_root")
     linux.pivot_root(root)
 
-    if sec.get("read_only_rootfs"):
+    if sec.read_only_rootfs:
         step("read-only rootfs")
         security.remount_root_readonly()
 

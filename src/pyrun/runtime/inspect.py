@@ -67,7 +67,7 @@ def _container_doc(rt, c) -> dict:
         "mounts": [m.to_dict() for m in config.mounts] if config else None,
         "cgroup": resources.describe(rt.cfg, c.cgroup), "resources": c.resources.to_dict(),
         "capabilities": list(config.capabilities) if config else None,
-        "security": security_summary(dict(config.security or {}) if config else {}),
+        "security": security_summary(config.security if config else None),
     }
     if status.state == "running" and status.pid:
         entry["namespaces"] = _process_namespaces(status.pid)

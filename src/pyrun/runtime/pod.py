@@ -191,7 +191,7 @@ class PodRuntime:
             cid=cid, name=c.name, pod_id=pod.id, cdir=cdir, writable=writable,
             lower=[str(d) for d in images.layer_dirs(image)], namespaces=namespaces,
             mounts=mount_list(c, pod.volumes, self.store.pod_dir(pod.id) / "etc", pod.host_network) + extra_mounts,
-            process=rec.process, capabilities=sec["capabilities"],
+            process=rec.process, capabilities=sec.capabilities,
             cgroup_procs=procs, oom_events=oom_events, log_path=log_path, security=sec, devices=devices)
         ctr.write_config(cdir, config)
         steps.spawn_container(cdir)

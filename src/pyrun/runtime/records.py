@@ -504,13 +504,166 @@ class DeviceNode:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+# --- the security plan (config.json's "security") ------------------------------------------------
+
+def _bad(where: str, want: str, value: Any) -> ValueError:
+    return ValueError(f"security.{where}: expected {want}, got {type(value).__name__} {value!r}")
+
+
+def _opt_str(d: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = d.get(key)
+    if value is not None and not isinstance(value, str):
+        raise _bad(where + key, "a string", value)
+    return value
+
+
+def _opt_int(d: Mapping[str, Any], key: str) -> int | None:
+    value = d.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise _bad(key, "an integer", value)
+    return value
+
+
+def _flag(d: Mapping[str, Any], key: str) -> bool:
+    value = d.get(key, False)
+    if not isinstance(value, bool):
+        raise _bad(key, "true or false", value)
+    return value
+
+
+def _strings(d: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = d.get(key, ())
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise _bad(key, "a list of strings", value)
+    return tuple(value)
+
+
+def _ints(d: Mapping[str, Any], key: str) -> tuple[int, ...]:
+    value = d.get(key, ())
+    if not isinstance(value, (list, tuple)) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+        raise _bad(key, "a list of integers", value)
+    return tuple(value)
+
+
+def _sysctls(d: Mapping[str, Any]) -> dict[str, str]:
+    value = d.get("sysctls", {})
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise _bad("sysctls", "an object of strings", value)
+    return dict(value)
+
+
+def _rlimits(d: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
+    value = d.get("rlimits", {})
+    if not isinstance(value, Mapping):
+        raise _bad("rlimits", "an object", value)
+    out = {}
+    for name, pair in value.items():
+        if (not isinstance(pair, (list, tuple)) or len(pair) != 2
+                or any(isinstance(n, bool) or not isinstance(n, int) for n in pair)):
+            raise _bad(f"rlimits.{name}", "[soft, hard]", pair)
+        out[str(name)] = (pair[0], pair[1])
+    return out
+
+
+@dataclass(frozen=True)
+class SeccompPlan:
+    """The seccomp part of a security plan: the profile's type ("RuntimeDefault", "Localhost",
+    "Unconfined"), the Localhost profile's name and path, and `plan`, the rendered load plan
+    (pyrun.runtime.seccomp.render; JSON data, kept as is). No plan: no filter is loaded."""
+    type: str | None = None
+    profile: str | None = None
+    plan: Mapping[str, Any] | None = None
+    path: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "SeccompPlan":
+        if not isinstance(d, Mapping):
+            raise ValueError("security.seccomp: missing, or not an object")
+        plan = d.get("plan")
+        if plan is not None and not isinstance(plan, Mapping):
+            raise _bad("seccomp.plan", "an object", plan)
+        if plan is not None and not isinstance(d.get("type"), str):
+            raise ValueError("security.seccomp.type: missing for a seccomp plan")
+        return cls(type=_opt_str(d, "type", "seccomp."), profile=_opt_str(d, "profile", "seccomp."),
+                   plan=dict(plan) if plan is not None else None, path=_opt_str(d, "path", "seccomp."))
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"type": self.type, "profile": self.profile}
+        if self.plan is not None:
+            d["plan"] = dict(self.plan)
+        if self.path is not None:
+            d["path"] = self.path
+        return d
+
+
+@dataclass(frozen=True)
+class SecurityPlan:
+    """config.json's "security": a container's merged, defaulted security settings
+    (pyrun.runtime.security.effective_security describes each field).
+
+    Fail closed: `from_dict` raises ValueError naming the field for a section that is not an object,
+    lacks "seccomp" or "capabilities", or holds a value of the wrong type; it never fills in the
+    seccomp or capability settings. The other fields default to what the init did for a missing key.
+    """
+    capabilities: tuple[str, ...]
+    seccomp: SeccompPlan
+    privileged: bool = False
+    run_as_non_root: bool = False
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    groups: tuple[int, ...] = ()
+    supplemental_groups_policy: str = "Merge"
+    fs_group: int | None = None
+    ambient_capabilities: tuple[str, ...] = ()
+    no_new_privs: bool = False
+    read_only_rootfs: bool = False
+    masked_paths: tuple[str, ...] = ()
+    readonly_paths: tuple[str, ...] = ()
+    sysctls: Mapping[str, str] = field(default_factory=dict)
+    rlimits: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "SecurityPlan":
+        if not isinstance(d, Mapping):
+            raise ValueError("security: missing, or not an object")
+        if "capabilities" not in d:
+            raise ValueError("security.capabilities: missing")
+        policy = d.get("supplemental_groups_policy") or "Merge"
+        if not isinstance(policy, str):
+            raise _bad("supplemental_groups_policy", "a string", policy)
+        return cls(
+            capabilities=_strings(d, "capabilities"), seccomp=SeccompPlan.from_dict(d.get("seccomp")),
+            privileged=_flag(d, "privileged"), run_as_non_root=_flag(d, "run_as_non_root"),
+            run_as_user=_opt_int(d, "run_as_user"), run_as_group=_opt_int(d, "run_as_group"),
+            groups=_ints(d, "groups"), supplemental_groups_policy=policy, fs_group=_opt_int(d, "fs_group"),
+            ambient_capabilities=_strings(d, "ambient_capabilities"), no_new_privs=_flag(d, "no_new_privs"),
+            read_only_rootfs=_flag(d, "read_only_rootfs"), masked_paths=_strings(d, "masked_paths"),
+            readonly_paths=_strings(d, "readonly_paths"), sysctls=_sysctls(d), rlimits=_rlimits(d),
+            warnings=_strings(d, "warnings"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document, in effective_security's key order."""
+        return {
+            "privileged": self.privileged, "run_as_non_root": self.run_as_non_root,
+            "run_as_user": self.run_as_user, "run_as_group": self.run_as_group, "groups": list(self.groups),
+            "supplemental_groups_policy": self.supplemental_groups_policy, "fs_group": self.fs_group,
+            "capabilities": list(self.capabilities), "ambient_capabilities": list(self.ambient_capabilities),
+            "no_new_privs": self.no_new_privs, "seccomp": self.seccomp.to_dict(),
+            "read_only_rootfs": self.read_only_rootfs, "masked_paths": list(self.masked_paths),
+            "readonly_paths": list(self.readonly_paths), "sysctls": dict(self.sysctls),
+            "rlimits": {name: list(pair) for name, pair in self.rlimits.items()}, "warnings": list(self.warnings),
+        }
+
+
 @dataclass(frozen=True)
 class InitConfig:
     """containers/<id>/config.json: what the monitor, the init and an exec need.
 
     namespaces: kind -> pinned nsfs file of the pod (pid: None for a PID namespace of its own).
-    security: the container's security plan (pyrun.runtime.security.effective_security; its shape
-    is that module's, and security.from_config refuses a config without a complete one).
+    security: the container's security plan (SecurityPlan). A section that is missing or damaged
+    reads as None, with what is wrong in `security_problem` (so that the monitor, inspect and rm still
+    read the config), and security.from_config refuses to run such a container.
     """
     id: str
     name: str
@@ -523,8 +676,9 @@ class InitConfig:
     capabilities: tuple[str, ...] = ()
     cgroup_procs: tuple[str, ...] = ()
     oom_events: str | None = None
-    security: Mapping[str, Any] | None = None
+    security: SecurityPlan | None = None
     devices: tuple[DeviceNode, ...] = ()
+    security_problem: str | None = field(default=None, compare=False)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "InitConfig":
@@ -535,13 +689,26 @@ class InitConfig:
             "mounts": tuple(MountSpec.from_dict(m) for m in d.get("mounts") or ()),
             "capabilities": tuple(d.get("capabilities") or ()), "cgroup_procs": tuple(d.get("cgroup_procs") or ()),
             "devices": tuple(DeviceNode.from_dict(n) for n in d.get("devices") or ()),
+            **_security(d.get("security")),
         })
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        d = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "security_problem"}
         if d["security"] is None:
             del d["security"]
         return d
+
+
+def _security(section: Any) -> dict[str, Any]:
+    """InitConfig's security fields from config.json's "security" (see InitConfig)."""
+    if section is None:
+        return {"security": None, "security_problem": None}
+    if isinstance(section, SecurityPlan):
+        return {"security": section, "security_problem": None}
+    try:
+        return {"security": SecurityPlan.from_dict(section), "security_problem": None}
+    except ValueError as e:
+        return {"security": None, "security_problem": str(e)}
 
 
 # --- versions ------------------------------------------------------------------------------------

@@ -23,10 +23,12 @@ Config fields read here:
 from __future__ import annotations
 
 import os
+from typing import Mapping, Sequence
 
 from pyrun import explain
 from pyrun.errors import PyrunError
 from pyrun.linux.caps import ambient_capabilities, container_capabilities
+from pyrun.runtime.records import SecurityPlan
 
 MASKED_PATHS = ("/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
                 "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
@@ -165,31 +167,34 @@ def with_localhost_profile(sec: dict, read=None) -> dict:
     return sec
 
 
-def from_config(config) -> dict:
+def from_config(config) -> SecurityPlan:
     """config.json's "security" (InitConfig.security). Fail closed: a config without it (written by a pyrun
     older than the security settings, or damaged) is refused rather than run with defaults that would mean
     no seccomp."""
     sec = config.security
-    if not isinstance(sec, dict) or not isinstance(sec.get("seccomp"), dict) or "capabilities" not in sec:
+    if not isinstance(sec, SecurityPlan):
         name = config.name
+        problem = f" ({config.security_problem})" if getattr(config, "security_problem", None) else ""
         raise PyrunError(f"container {name!r}: config.json has no complete \"security\" section (seccomp, "
-                         "capabilities); refusing to run it without its security settings (remove the pod and "
-                         "create it again)")
+                         f"capabilities){problem}; refusing to run it without its security settings (remove the "
+                         "pod and create it again)")
     return sec
 
 
-def summary(sec: dict) -> dict:
+def summary(sec: SecurityPlan | None) -> dict:
     """What `pod inspect` shows: everything but the rendered seccomp rules."""
-    out = {k: v for k, v in sec.items() if k != "seccomp"}
-    s = sec.get("seccomp") or {}
-    out["seccomp"] = {"type": s.get("type"), "profile": s.get("profile"),
-                      "rules": len((s.get("plan") or {}).get("rules", [])) if s.get("plan") else 0}
+    if sec is None:
+        return {"seccomp": {"type": None, "profile": None, "rules": 0}}
+    out = {k: v for k, v in sec.to_dict().items() if k != "seccomp"}
+    s = sec.seccomp
+    out["seccomp"] = {"type": s.type, "profile": s.profile,
+                      "rules": len(s.plan.get("rules", [])) if s.plan else 0}
     return out
 
 
 # --- host side: at container creation ------------------------------------------------------------
 
-def container_security(cfg, pod_spec, container, pod) -> dict:
+def container_security(cfg, pod_spec, container, pod) -> SecurityPlan:
     """Everything above for one container being created: effective settings, rlimits planned against
     this process's limits (the monitor and init inherit them), the Localhost profile read, and the
     pod's emptyDirs given to fsGroup. The result goes into config.json as "security"."""
@@ -202,8 +207,12 @@ def container_security(cfg, pod_spec, container, pod) -> dict:
                              held=held_capabilities(),
                              rlimits=limits, rlimit_warnings=warnings)
     with_localhost_profile(sec)
-    apply_fs_group(pod_spec.volumes, pod.volumes, sec["fs_group"])
-    return sec
+    try:
+        plan = SecurityPlan.from_dict(sec)
+    except ValueError as e:
+        raise PyrunError(f"container {container.name!r}: {e}") from None
+    apply_fs_group(pod_spec.volumes, pod.volumes, plan.fs_group)
+    return plan
 
 
 def current_rlimits() -> tuple[dict[str, tuple[int, int]], bool]:
@@ -248,7 +257,7 @@ def apply_fs_group(volumes, sources: dict[str, str], fs_group: int | None) -> No
 
 # --- init steps (in the container's init, see pyrun.runtime.init) --------------------------------
 
-def apply_sysctls(sysctls: dict[str, str], joined: set[str], proc: str = "/proc") -> None:
+def apply_sysctls(sysctls: Mapping[str, str], joined: set[str], proc: str = "/proc") -> None:
     """Write each sysctl under /proc/sys; the init has joined the pod's net and ipc namespaces, and
     /proc/sys/net and the IPC sysctls show the namespaces of the writing task (proc(5))."""
     from pyrun.linux import syscalls as linux
@@ -261,7 +270,7 @@ def apply_sysctls(sysctls: dict[str, str], joined: set[str], proc: str = "/proc"
         linux.write_file(f"{proc}/sys/{sysctl_path(name)}", value)
 
 
-def mask_paths(root: str, masked: list[str], readonly: list[str]) -> None:
+def mask_paths(root: str, masked: Sequence[str], readonly: Sequence[str]) -> None:
     """runc's maskedPaths/readonlyPaths: /dev/null over files, an empty read-only tmpfs over
     directories; read-only paths are bound onto themselves read-only. Missing paths are skipped."""
     import stat
@@ -299,23 +308,23 @@ def remount_root_readonly() -> None:
     linux.mount(None, "/", None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY)
 
 
-def check_non_root(sec: dict, uid: int, user_spec: str, container: str) -> None:
+def check_non_root(sec: SecurityPlan, uid: int, user_spec: str, container: str) -> None:
     """runAsNonRoot: refuse to run as uid 0, like the kubelet's verifyRunAsNonRoot."""
-    if sec.get("run_as_non_root") and uid == 0:
-        source = "runAsUser 0" if sec.get("run_as_user") == 0 else \
+    if sec.run_as_non_root and uid == 0:
+        source = "runAsUser 0" if sec.run_as_user == 0 else \
             f"the image's user {user_spec!r}" if user_spec else "the image's default user (root)"
         raise PyrunError(f"runAsNonRoot is set but container {container!r} would run as root (uid 0, from "
                          f"{source}); set securityContext.runAsUser to a non-zero uid")
 
 
-def container_groups(sec: dict, image_groups: tuple[int, ...]) -> tuple[int, ...]:
+def container_groups(sec: SecurityPlan, image_groups: tuple[int, ...]) -> tuple[int, ...]:
     """Supplementary groups: the user's groups from /etc/group (unless policy Strict) + fsGroup +
     supplementalGroups (pure)."""
-    own = () if sec.get("supplemental_groups_policy") == "Strict" else tuple(image_groups)
-    return tuple(sorted({*own, *sec.get("groups", ())}))
+    own = () if sec.supplemental_groups_policy == "Strict" else tuple(image_groups)
+    return tuple(sorted({*own, *sec.groups}))
 
 
-def apply_rlimits(rlimits: dict[str, list[int]]) -> list[str]:
+def apply_rlimits(rlimits: Mapping[str, Sequence[int]]) -> list[str]:
     """setrlimit(2) each limit; a refused raise falls back to the current hard limit (warning returned,
     never an error: a container must not fail to start over a descriptor limit)."""
     import resource
@@ -344,11 +353,11 @@ def set_no_new_privs() -> None:
     prctl.set_no_new_privs(1)
 
 
-def preload(sec: dict) -> None:
+def preload(sec: SecurityPlan) -> None:
     """Load what the later steps need while the host's filesystem is visible."""
     import resource  # noqa: F401
     import prctl  # noqa: F401
     from pyrun.runtime import seccomp
     from pyrun.spec import security  # noqa: F401  (sysctl names)
-    if (sec.get("seccomp") or {}).get("plan"):
+    if sec.seccomp.plan:
         seccomp.preload()

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pyrun.runtime.records import ContainerCgroup, DeviceNode, PodCgroup, PodNetwork, PodRecord
+from pyrun.runtime.records import ContainerCgroup, DeviceNode, PodCgroup, PodNetwork, PodRecord, SecurityPlan
 
 if TYPE_CHECKING:
     from pyrun.linux.procs import ProcessRef
@@ -115,7 +115,7 @@ class PodSteps(Protocol):
 
     def remove_writable_layer(self, cid: str) -> None: ...
 
-    def container_security(self, spec: PodSpec, container: ContainerSpec, pod: PodRecord) -> dict[str, Any]:
+    def container_security(self, spec: PodSpec, container: ContainerSpec, pod: PodRecord) -> SecurityPlan:
         """The effective security settings (reads this process's limits and capabilities)."""
 
     def spawn_container(self, cdir: Path) -> ProcessRef:
