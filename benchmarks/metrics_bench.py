@@ -21,7 +21,6 @@ import os
 import platform
 import re
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -33,8 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _stats  # noqa: E402  (benchmarks/ is not a package)
-from run import (DEMO_IMAGE, REPO, BenchError, Cli, leftovers, pod_manifest, remove_empty_cgroups,  # noqa: E402
-                 remove_everything)
+from run import DEMO_IMAGE, REPO, BenchError, Cli, clean_up, pod_manifest  # noqa: E402
 
 TARGET_MS = 100.0
 
@@ -131,15 +129,7 @@ def bench(args: argparse.Namespace) -> dict:
     except BaseException as e:  # KeyboardInterrupt too: clean up, then report
         failure = e
     finally:
-        problems = remove_everything(cli)
-        remove_empty_cgroups(cli.cgroup_parent)
-        problems += leftovers(root, cli.cgroup_parent, set())
-        shutil.rmtree(root, ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
-    if problems:
-        raise BenchError("left behind after the benchmark:\n  " + "\n  ".join(problems))
-    if failure is not None:
-        raise failure
+        clean_up(cli, root, work, set(), failure)
     return result
 
 

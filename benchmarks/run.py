@@ -294,6 +294,23 @@ def remove_empty_cgroups(cgroup_parent: str) -> None:
                 os.rmdir(d)
 
 
+def clean_up(cli: Cli, root: Path, work: Path, pids: set[int], failure: BaseException | None) -> None:
+    """Remove everything a run made, then raise: BenchError naming what was left behind, else the
+    run's own failure (called from a `finally`, so an interrupted run is cleaned up too)."""
+    problems = remove_everything(cli)
+    with contextlib.suppress(Exception):
+        from pyrun.linux.mounts import unmount_under
+        unmount_under(root)
+    remove_empty_cgroups(cli.cgroup_parent)
+    problems += leftovers(root, cli.cgroup_parent, pids)
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+    if problems:
+        raise BenchError("left behind after the benchmark:\n  " + "\n  ".join(problems))
+    if failure is not None:
+        raise failure
+
+
 # --- the benchmark --------------------------------------------------------------------------------
 
 def bench(args: argparse.Namespace) -> dict:
@@ -339,18 +356,7 @@ def bench(args: argparse.Namespace) -> dict:
     except BaseException as e:  # KeyboardInterrupt too: clean up, then report
         failure = e
     finally:
-        problems = remove_everything(cli)
-        with contextlib.suppress(Exception):
-            from pyrun.linux.mounts import unmount_under
-            unmount_under(root)
-        remove_empty_cgroups(cli.cgroup_parent)
-        problems += leftovers(root, cli.cgroup_parent, seen_pids)
-        shutil.rmtree(root, ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
-    if problems:
-        raise BenchError("left behind after the benchmark:\n  " + "\n  ".join(problems))
-    if failure is not None:
-        raise failure
+        clean_up(cli, root, work, seen_pids, failure)
     result["clean"] = True
     return result
 
