@@ -21,8 +21,8 @@ EXTENSIONS = (".conflist", ".conf", ".json")
 SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 DEFAULT_CONF_DIR = "/etc/cni/net.d"
 DEFAULT_BIN_DIRS = ("/opt/cni/bin", "/usr/lib/cni")
-_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
-_TYPE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
+# a network name, and a plugin type (a binary's name, so no '/'): letters, digits, '_', '.', '-'
+_IDENTIFIER = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$")
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def parse_config(source: str, text: str) -> NetworkConfigList:
 def _validate_list(source: str, doc: dict[str, Any]) -> NetworkConfigList:
     problems = []
     name = doc.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _IDENTIFIER.match(name):
         problems.append(f"name {name!r}: must be letters, digits, '_', '.', '-' (starting with a letter or digit)")
     version = doc.get("cniVersion")
     if version not in SUPPORTED_VERSIONS:
@@ -85,7 +85,7 @@ def _validate_list(source: str, doc: dict[str, Any]) -> NetworkConfigList:
     for i, p in enumerate(plugins):
         if not isinstance(p, dict):
             problems.append(f"plugins[{i}]: must be an object")
-        elif not isinstance(p.get("type"), str) or not _TYPE.match(p["type"]):
+        elif not isinstance(p.get("type"), str) or not _IDENTIFIER.match(p["type"]):
             problems.append(f"plugins[{i}].type {p.get('type')!r}: must name a plugin binary (no '/')")
     if problems:
         raise NetworkError(f"{source}: " + "; ".join(problems))
