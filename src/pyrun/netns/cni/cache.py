@@ -100,7 +100,3 @@ def all_entries(root: Path) -> list[Path]:
     if not d.is_dir():
         return []
     return sorted(d / n for n in os.listdir(d) if not n.endswith(".tmp"))
-
-
-def container_of(path: Path, entry: CacheEntry | None) -> str:
-    return entry.pod.container_id if entry else path.name

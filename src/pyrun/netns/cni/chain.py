@@ -51,11 +51,18 @@ def _call(entry: CacheEntry, plugin: Mapping, command: str, prev: dict | None, t
     return invoke.run_plugin(path, plugin["type"], command, conf, env, timeout)
 
 
-def add(root: Path, settings: CniSettings, pod: PodRef, netns: str, ports: Iterable[Mapping] = ()) -> dict:
-    """Attach the pod with the first valid config of the conf dir. Returns the final result."""
+def _load_with_plugins(settings: CniSettings) -> config.NetworkConfigList:
+    """The conf dir's first valid config, once every plugin binary it names is found (a missing
+    binary fails before anything is made)."""
     net = config.load_config(settings.conf_dir)
     for t in net.plugin_types():
-        config.find_plugin(t, settings.bin_dirs)  # a missing binary fails before anything is made
+        config.find_plugin(t, settings.bin_dirs)
+    return net
+
+
+def add(root: Path, settings: CniSettings, pod: PodRef, netns: str, ports: Iterable[Mapping] = ()) -> dict:
+    """Attach the pod with the first valid config of the conf dir. Returns the final result."""
+    net = _load_with_plugins(settings)
     caps: dict[str, Any] = {}
     mappings = protocol.port_mappings(ports)
     if mappings:
@@ -86,10 +93,11 @@ def _roll_back(path: Path, settings: CniSettings, failed: int, error: BaseExcept
             error.args = (f"{error.args[0]}; the rollback failed too (pyrun gc retries): {e}",)
 
 
-def _reason(error: BaseException) -> str | None:
-    """The plugin's own message in a NetworkError ("CNI plugin X failed on ADD: <reason>")."""
+def _reason(error: BaseException, command: str = "ADD") -> str | None:
+    """The plugin's own message in a NetworkError ("CNI plugin X failed on <command>: <reason>")."""
+    marker = f" failed on {command}: "
     text = str(error)
-    return text.split(" failed on ADD: ", 1)[1] if " failed on ADD: " in text else None
+    return text.split(marker, 1)[1] if marker in text else None
 
 
 def delete_entry(path: Path, settings: CniSettings, upto: int | None = None,
@@ -108,7 +116,7 @@ def delete_entry(path: Path, settings: CniSettings, upto: int | None = None,
         try:
             _call(entry, plugin, "DEL", entry.result, settings.timeout, settings.env)
         except NetworkError as e:
-            if same_error_ok is not None and plugin is plugins[-1] and _reason_of_del(e) == same_error_ok:
+            if same_error_ok is not None and plugin is plugins[-1] and _reason(e, "DEL") == same_error_ok:
                 continue
             first = first or e
     if first:
@@ -116,11 +124,6 @@ def delete_entry(path: Path, settings: CniSettings, upto: int | None = None,
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     return True
-
-
-def _reason_of_del(error: NetworkError) -> str | None:
-    text = str(error)
-    return text.split(" failed on DEL: ", 1)[1] if " failed on DEL: " in text else None
 
 
 def delete(root: Path, settings: CniSettings, container_id: str) -> list[str]:
@@ -152,9 +155,7 @@ def check(root: Path, settings: CniSettings, container_id: str) -> list[str]:
 def status(settings: CniSettings) -> config.NetworkConfigList:
     """Is the network ready for pods? The config is valid, every plugin binary is there, and (1.1.0
     and later) each plugin's STATUS succeeds. Returns the config; NetworkError says why not."""
-    net = config.load_config(settings.conf_dir)
-    for t in net.plugin_types():
-        config.find_plugin(t, settings.bin_dirs)
+    net = _load_with_plugins(settings)
     if config.has_status(net.cni_version):
         entry = CacheEntry(config=net.raw, pod=PodRef("", "", "", ""), netns="", bin_dirs=list(settings.bin_dirs),
                            capability_args={})

@@ -22,9 +22,10 @@ def run_plugin(path: str, plugin_type: str, command: str, conf: Mapping, env: Ma
                timeout: float = DEFAULT_TIMEOUT) -> dict | None:
     """Execute the plugin; its parsed reply (see protocol.parse_reply)."""
     stdin = json.dumps(conf).encode()
-    cni_env = [f"{k}={env[k]}" for k in ("CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS",
-                                         "CNI_PATH") if k in env]
-    explain.emit(explain.argv(*cni_env, path) + " <<< " + explain.argv(stdin.decode()))
+    if explain.active():
+        cni_env = [f"{k}={env[k]}" for k in ("CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS",
+                                             "CNI_PATH") if k in env]
+        explain.emit(explain.argv(*cni_env, path) + " <<< " + explain.argv(stdin.decode()))
     try:
         proc = subprocess.Popen([path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 env=dict(env), cwd="/", start_new_session=True)
