@@ -352,16 +352,21 @@ class Cgroups:
         d = self._dir(h, path) if h is not None else None
         return h, (lambda name: fs.read(f"{d}/{name}") if d else None)
 
-    def stats(self, path: CgroupPath) -> Stats:
-        values: dict = {}
+    def _cpu_usage(self, path: CgroupPath) -> dict:
+        """CPU time and throttling: from cpu.stat on v2 (also when only cpuacct maps to v2, as with the
+        cpu controller not enabled there), else from v1's cpu and cpuacct."""
         cpu_h, read_cpu = self._reader("cpu", path)
         acct_h, read_acct = self._reader("cpuacct", path)
         if cpu_h is not None and cpu_h.version == 2:
-            values |= cpu.stats_v2(read_cpu)
-        elif acct_h is not None and acct_h.version == 2:
-            values |= cpu.stats_v2(read_acct)
-        elif cpu_h is not None or acct_h is not None:
-            values |= cpu.stats_v1(read_cpu, read_acct)
+            return cpu.stats_v2(read_cpu)
+        if acct_h is not None and acct_h.version == 2:
+            return cpu.stats_v2(read_acct)
+        if cpu_h is not None or acct_h is not None:
+            return cpu.stats_v1(read_cpu, read_acct)
+        return {}
+
+    def stats(self, path: CgroupPath) -> Stats:
+        values: dict = self._cpu_usage(path)
         for module in (memory, pids, hugetlb):
             h, read = self._reader(module.CONTROLLER, path)
             if h is not None:
@@ -378,13 +383,7 @@ class Cgroups:
     def usage(self, path: CgroupPath) -> Sample | None:
         """The usage and counters of a Sample (no spec, no processes): what changes between scrapes.
         No hugetlb, so cheaper than stats(). None when the cgroup does not exist (any more)."""
-        values: dict = {}
-        cpu_h, read_cpu = self._reader("cpu", path)
-        acct_h, read_acct = self._reader("cpuacct", path)
-        if cpu_h is not None and cpu_h.version == 2:
-            values |= cpu.stats_v2(read_cpu)
-        elif cpu_h is not None or acct_h is not None:
-            values |= cpu.stats_v1(read_cpu, read_acct)
+        values: dict = self._cpu_usage(path)
         mem_h, read_mem = self._reader("memory", path)
         if mem_h is not None:
             values |= memory.usage_v2(read_mem) if mem_h.version == 2 else memory.usage_v1(read_mem)
