@@ -530,9 +530,12 @@ class LayerWriter:
             self._count(e, e.size)
             data = content.read(e.size)
             if len(data) != e.size:
-                raise ImageError(f"layer {self.layer}: bad or truncated tar stream: it ends inside the data "
-                                 f"of member {e.member!r}")
+                raise self._truncated(e)
         self.files.submit(os.dup(pfd), e.parts[-1], e, data)
+
+    def _truncated(self, e: Entry) -> ImageError:
+        return ImageError(f"layer {self.layer}: bad or truncated tar stream: it ends inside the data "
+                          f"of member {e.member!r}")
 
     def _write_small_file(self, pfd: int, name: str, e: Entry, data: bytes) -> None:
         """The file thread's part: create (O_EXCL|O_NOFOLLOW in its parent's fd), write, metadata."""
@@ -638,8 +641,7 @@ class LayerWriter:
         while left > 0:
             chunk = content.read(min(left, 1 << 20))
             if not chunk:
-                raise ImageError(f"layer {self.layer}: bad or truncated tar stream: it ends inside the data "
-                                 f"of member {e.member!r}")
+                raise self._truncated(e)
             os.write(fd, chunk)
             left -= len(chunk)
 
