@@ -211,7 +211,8 @@ class Runtime:
 
     @staticmethod
     def pause_alive(pod: PodRecord) -> bool:
-        return pod.pause is not None and pod.pause.alive()
+        from pyrun.runtime.pod import pause_alive
+        return pause_alive(pod)
 
     def inspect(self, pod: PodRecord) -> dict:
         """`pyrun pod inspect`: the pod as the kernel sees it."""
@@ -337,7 +338,7 @@ class Runtime:
     def update_resources(self, cid: str, resources) -> ContainerRecord:
         """New limits for a container's cgroup (a pyrun.spec ResourceRequirements); returns the record."""
         from pyrun.runtime.update import update_resources
-        return update_resources(self._store, self._cgroups(), self.container(cid).id, resources)
+        return update_resources(self._store, self._cgroups(), cid, resources)
 
     def image_fs_usage(self) -> tuple[str, int, int]:
         """(directory, bytes, inodes) of the image store."""

@@ -128,7 +128,7 @@ def record_lost_exit(store: StateStore, cid: str) -> bool:
     cdir = store.container_dir(cid)
     if not cdir.is_dir() or read_status(cdir).state == CONTAINER_EXITED:
         return False
-    _, monitor = processes(store, cid)
+    monitor = state.read_monitor(cdir)  # the status was just read: only the monitor's file
     if monitor is not None and monitor.alive():
         return False
     state.write_exit(cdir, ContainerStatus(

@@ -267,7 +267,7 @@ class PodRuntime:
         """The pod's containers (with their reported status) and the pod's status: the liveness
         facts are gathered here, the status itself is pyrun.runtime.status.pod_status (pure)."""
         containers = self.containers(pod)
-        return containers, pod_status(pod, containers, pod.pause is not None and pod.pause.alive())
+        return containers, pod_status(pod, containers, pause_alive(pod))
 
     def list(self) -> list[PodRecord]:
         from pyrun.runtime import gc
@@ -343,6 +343,11 @@ class PodRuntime:
             self.platform.remove_pod_dir(pod_id)
         if pod is not None and pod.name:
             self.platform.release_name(pod.namespace, pod.name, pod_id)
+
+
+def pause_alive(pod: PodRecord) -> bool:
+    """Whether the pod's pause process still runs (reads /proc)."""
+    return pod.pause is not None and pod.pause.alive()
 
 
 def _uuid() -> str:
