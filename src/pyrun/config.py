@@ -96,3 +96,13 @@ class Config:
     @property
     def network_dir(self) -> Path:
         return self.root / "network"
+
+
+def setup_logging(level: str) -> None:
+    """The servers' (`cri serve`, `metrics serve`) log: the "pyrun" loggers to stderr at `level`."""
+    import logging
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("pyrun")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

@@ -12,7 +12,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pyrun.cgroups import CgroupPath, Sample, cpu, memory
 from pyrun.cgroups.limits import shares_to_weight
-from pyrun.config import Config
 from pyrun.errors import UsageError
 from pyrun.metrics import series
 from pyrun.metrics.collector import ContainerCollector
@@ -243,8 +242,7 @@ def test_metrics_source_reads_records_and_cgroups(tmp_path):
     tree.put("cpu", CTR_CG, "cpu.stat", "usage_usec 7\n")
     tree.put("pids", CTR_CG, "cgroup.procs", "5\n6\n")
     tree.put("pids", POD_CG + "/pause", "cgroup.procs", "4\n")
-    source = MetricsSource(Config.from_env(tmp_path / "root"))
-    source._cg = tree.cgroups  # the fake tree instead of the host's layout
+    source = MetricsSource(store, lambda: tree.cgroups)  # the fake tree instead of the host's layout
     pod, ctr = source.targets()  # c2's cgroup does not exist: not exported
     assert (pod.namespace, pod.pod, pod.container, pod.image, pod.cgroup) == ("team-a", "web", "", "", POD_CG)
     assert pod.sample.processes == 3 and pod.sample.cpu_usage_ns == 10_000 and pod.started_at_ns == 1_000_000_000
@@ -263,8 +261,7 @@ def test_metrics_source_rereads_limits_only_after_the_ttl(tmp_path):
     tree.put("cpu", POD_CG, "cpu.stat", "usage_usec 10\n")
     tree.put("memory", POD_CG, "memory.max", "1000\n")
     now = [0.0]
-    source = MetricsSource(Config.from_env(tmp_path / "root"), clock=lambda: now[0])
-    source._cg = tree.cgroups
+    source = MetricsSource(store, lambda: tree.cgroups, clock=lambda: now[0])
     assert source.targets()[0].sample.memory_limit == 1000
     tree.put("memory", POD_CG, "memory.max", "2000\n")
     tree.put("cpu", POD_CG, "cpu.stat", "usage_usec 20\n")

@@ -23,12 +23,7 @@ def serve(cfg, listen: str, log_level: str) -> None:
     The pyrun_* operation histograms exist only on `pyrun cri serve --metrics-listen`: CLI commands
     are separate processes this server does not see.
     """
-    import logging
-
+    from pyrun.config import setup_logging
     from pyrun.metrics.server import serve as run_server
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logger = logging.getLogger("pyrun")
-    logger.handlers[:] = [handler]
-    logger.setLevel(log_level.upper())
+    setup_logging(log_level)
     run_server(cfg, listen)

@@ -38,7 +38,7 @@ from pathlib import Path
 import grpc
 from cri_api.v1 import api_pb2 as v1
 
-from pyrun.config import Config
+from pyrun.config import Config, setup_logging
 from pyrun.cri.errors import Unimplemented, is_expected, status_for
 from pyrun.cri.validate import check_request
 from pyrun.errors import UsageError
@@ -198,21 +198,13 @@ def _fork_free_netns_sockets() -> None:
     pyroute2.config.child_process_mode = "mp"
 
 
-def _setup_logging(level: str) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("pyrun")
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-
-
 def serve(cfg: Config, listen: str = DEFAULT_LISTEN, log_level: str = "info", workers: int = 16,
           stream_address: str = "127.0.0.1:0", metrics_listen: str | None = None) -> None:
     """Serve until SIGTERM/SIGINT; the socket (mode 0600) is removed on the way out, the streaming
     server (Exec/Attach/PortForward URLs) stopped with its sessions, and the metrics endpoint
     (metrics_listen) too."""
     from pyrun.cri.streaming import parse_address
-    _setup_logging(log_level)
+    setup_logging(log_level)
     path = socket_path(listen)
     parse_address(stream_address)  # a bad --stream-address fails before anything is set up
     if metrics_listen is not None:

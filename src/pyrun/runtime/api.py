@@ -332,7 +332,7 @@ class Runtime:
         with self._cg_lock:
             if self._metrics is None:
                 from pyrun.runtime.metrics_source import MetricsSource
-                self._metrics = MetricsSource(self.cfg)
+                self._metrics = MetricsSource(self._store, self._cgroups)
         return self._metrics.targets()
 
     def update_resources(self, cid: str, resources) -> ContainerRecord:

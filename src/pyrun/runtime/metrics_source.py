@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from pyrun.config import Config
+from pyrun.runtime.state import StateStore
 from pyrun.runtime.records import PodRecord
 
 SPEC_TTL = 10.0  # seconds a cgroup's limits are reused before they are read again
@@ -47,22 +47,14 @@ class Target:
 class MetricsSource:
     """Reads the pods and containers of one state root at every call of targets()."""
 
-    def __init__(self, cfg: Config, clock: Callable[[], float] = time.monotonic):
-        from pyrun.runtime.state import StateStore
-        self.cfg = cfg
-        self._store = StateStore(cfg.root)
+    def __init__(self, store: StateStore, cgroups: Callable[[], Any], clock: Callable[[], float] = time.monotonic):
+        """store: the state root's; cgroups: returns the cgroups driver (the Runtime's, opened once)."""
+        self._store = store
+        self._cgroups = cgroups
         self._clock = clock
-        self._cg: Any = None
         self._lock = threading.Lock()
         self._specs: dict[str, tuple[float, dict]] = {}  # cgroup path -> (read at, spec values)
         self._containers: dict[str, tuple[str, str, str | None, int | None]] = {}  # id -> name, image, cgroup, start
-
-    def _cgroups(self):
-        with self._lock:
-            if self._cg is None:
-                from pyrun.cgroups import open_cgroups
-                self._cg = open_cgroups(self.cfg)
-            return self._cg
 
     def targets(self) -> list[Target]:
         """Every pod with a cgroup, then its containers whose cgroup still exists."""
