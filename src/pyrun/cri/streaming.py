@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pyrun.cri import spdy, websocket
 from pyrun.errors import UsageError
+from pyrun.spec.address import parse_host_port
 
 log = logging.getLogger("pyrun.cri.streaming")
 
@@ -46,17 +47,7 @@ SPDY_UPGRADE = "SPDY/3.1"
 
 def parse_address(text: str) -> tuple[str, int]:
     """"127.0.0.1:0" -> ("127.0.0.1", 0); "[::1]:10010" -> ("::1", 10010) (pure)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host:
-        raise UsageError(f"--stream-address {text!r}: expected HOST:PORT (e.g. 127.0.0.1:0)")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        number = int(port)
-    except ValueError:
-        raise UsageError(f"--stream-address {text!r}: port {port!r} is not a number") from None
-    if not 0 <= number < 1 << 16:
-        raise UsageError(f"--stream-address {text!r}: port {number} is out of range")
-    return host, number
+    return parse_host_port(text, "--stream-address", DEFAULT_ADDRESS)
 
 
 class TokenCache:

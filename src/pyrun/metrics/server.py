@@ -19,7 +19,8 @@ import threading
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from pyrun.errors import PyrunError, UsageError
+from pyrun.errors import PyrunError
+from pyrun.spec.address import parse_host_port
 
 log = logging.getLogger("pyrun.metrics")
 DEFAULT_LISTEN = "127.0.0.1:9101"
@@ -27,13 +28,7 @@ DEFAULT_LISTEN = "127.0.0.1:9101"
 
 def parse_listen(text: str, option: str = "--listen") -> tuple[str, int]:
     """"127.0.0.1:9101" -> ("127.0.0.1", 9101); "[::1]:9101" -> ("::1", 9101); port 0: any free one (pure)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host:
-        raise UsageError(f"{option} {text!r}: expected HOST:PORT (e.g. {DEFAULT_LISTEN})")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not port.isdigit() or not 0 <= int(port) < 1 << 16:
-        raise UsageError(f"{option} {text!r}: port {port!r} is not a number from 0 to 65535")
-    return host, int(port)
+    return parse_host_port(text, option, DEFAULT_LISTEN)
 
 
 class _Quiet(WSGIRequestHandler):
