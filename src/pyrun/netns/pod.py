@@ -145,18 +145,17 @@ def _delete_own_veth(ipr: Any, name: str, owner: Owner) -> bool:
     return netlink.delete_link(ipr, name)
 
 
-def _remove_bridge_if_unused(node: NodeState, s: NetworkSettings) -> list[str]:
+def _remove_bridge_if_unused(ipr, node: NodeState, s: NetworkSettings) -> list[str]:
     """With nothing at all attached to the bridge (no port, of any root): delete the bridge,
-    pyrun's nft table and the node records. Called with the node lock held. Returns [bridge] if
-    it was deleted."""
+    pyrun's nft table and the node records. Called with the node lock held and the caller's
+    node netlink socket. Returns [bridge] if it was deleted."""
     removed: list[str] = []
-    with netlink.node() as ipr:
-        br = netlink.link(ipr, s.bridge)
-        if br is not None:
-            if not _bridge.is_bridge(br) or netlink.bridge_ports(ipr, br["index"]):
-                return removed
-            if netlink.delete_link(ipr, s.bridge):
-                removed.append(s.bridge)
+    br = netlink.link(ipr, s.bridge)
+    if br is not None:
+        if not _bridge.is_bridge(br) or netlink.bridge_ports(ipr, br["index"]):
+            return removed
+        if netlink.delete_link(ipr, s.bridge):
+            removed.append(s.bridge)
     nat.drop_table()
     node.remove()
     return removed
@@ -165,8 +164,8 @@ def _remove_bridge_if_unused(node: NodeState, s: NetworkSettings) -> list[str]:
 def _undo_bridge(node: NodeState, s: NetworkSettings) -> None:
     """_remove_bridge_if_unused on the way out of a failed attach: the attach's own error is the
     one to report (a bridge left empty goes with the next pod rm or gc)."""
-    with contextlib.suppress(NetworkError):
-        _remove_bridge_if_unused(node, s)
+    with contextlib.suppress(NetworkError), netlink.node() as ipr:
+        _remove_bridge_if_unused(ipr, node, s)
 
 
 def detach_pod(config: Any, pod_id: str, netns_path: str | None = None, *,
@@ -182,8 +181,8 @@ def detach_pod(config: Any, pod_id: str, netns_path: str | None = None, *,
         with netlink.node() as ipr:
             with contextlib.suppress(NetworkError):  # another root's veth of that name: not ours
                 _delete_own_veth(ipr, host_ifname(pod_id), owner)
-        AddressPool(node.dir, s.cidr).release(pod_id, owner.tag)
-        _remove_bridge_if_unused(node, s)
+            AddressPool(node.dir, s.cidr).release(pod_id, owner.tag)
+            _remove_bridge_if_unused(ipr, node, s)
 
 
 def gc_network(config: Any, live_pod_ids: Iterable[str], *,
@@ -206,7 +205,7 @@ def gc_network(config: Any, live_pod_ids: Iterable[str], *,
                 for name in veths_to_collect(ports, owner, live, pool.allocations(owner.tag)):
                     if netlink.delete_link(ipr, name):
                         removed_veths.append(name)
-        rules_removed = nat.reclaim(node.dir, s, live, owner.tag)
-        freed = pool.reclaim(live, owner.tag)
-        removed_bridge = _remove_bridge_if_unused(node, s)
+            rules_removed = nat.reclaim(node.dir, s, live, owner.tag)
+            freed = pool.reclaim(live, owner.tag)
+            removed_bridge = _remove_bridge_if_unused(ipr, node, s)
     return {"veths": removed_veths, "rules": rules_removed, "addresses": sorted(freed), "bridge": removed_bridge}
