@@ -114,7 +114,7 @@ class FakePlatform:
         return [c.key for c in self.calls if c.undo and c.effective]
 
     # --- bookkeeping ------------------------------------------------------------------------------
-    def collect_crashed(self, destroy: Callable[[str], None]) -> None:
+    def collect_crashed(self, destroy: Callable[[str], object]) -> None:
         self._step("collect_crashed")
 
     def reserve_name(self, namespace: str, name: str, pod_id: str) -> None:

@@ -95,16 +95,11 @@ class Runtime:
 
     def remove(self, ref: str, force: bool = False) -> None:
         pod = self.get(ref)
-        self._pods.remove(ref, force=force)
-        self._forget_pod_rates(pod.id, pod.container_ids())
+        self._forget_pod_rates(pod.id, self._pods.remove_pod(pod, force=force))
 
     def destroy(self, pod_id: str) -> None:
         """Remove everything a pod made, whatever state it is in (idempotent)."""
-        pod = None
-        with contextlib.suppress(NotFound, ValueError):
-            pod = self._store.read_pod(pod_id)
-        self._pods.destroy(pod_id)
-        self._forget_pod_rates(pod_id, pod.container_ids() if pod else [])
+        self._forget_pod_rates(pod_id, self._pods.destroy(pod_id))
 
     def _forget_pod_rates(self, pod_id: str, container_ids: list[str]) -> None:
         for key in [pod_key(pod_id), *container_ids]:

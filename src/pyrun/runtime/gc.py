@@ -48,7 +48,7 @@ def crashed_pods(store: StateStore, records: list[PodRecord] | None = None) -> l
     return out
 
 
-def collect_crashed(cfg: Config, destroy: Callable[[str], None], records: list[PodRecord] | None = None) -> list[str]:
+def collect_crashed(cfg: Config, destroy: Callable[[str], object], records: list[PodRecord] | None = None) -> list[str]:
     """Destroy (PodRuntime.destroy, passed in: this module is below pyrun.runtime.pod) every crashed pod.
     records: the pod records the caller has read already (pod ls), so they are not read twice."""
     store = StateStore(cfg.root)
@@ -64,7 +64,7 @@ def collect_crashed(cfg: Config, destroy: Callable[[str], None], records: list[P
     return done
 
 
-def collect_all(cfg: Config, destroy: Callable[[str], None]) -> dict:
+def collect_all(cfg: Config, destroy: Callable[[str], object]) -> dict:
     """`pyrun gc`: crashed pods, orphaned containers, names and writable layers, dead network allocations."""
     from pyrun.runtime import storage
     store = StateStore(cfg.root)

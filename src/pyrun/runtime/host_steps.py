@@ -27,7 +27,7 @@ class HostSteps:
         self.store = store
 
     # --- bookkeeping ---
-    def collect_crashed(self, destroy: Callable[[str], None]) -> None:
+    def collect_crashed(self, destroy: Callable[[str], object]) -> None:
         from pyrun.runtime import gc
         gc.collect_crashed(self.cfg, destroy)
 

@@ -304,21 +304,26 @@ class PodRuntime:
             return self.store.read_container(cid).cgroup
         return None
 
-    def remove(self, ref: str, force: bool = False) -> None:
-        pod = self.get(ref)
+    def remove(self, ref: str, force: bool = False) -> list[str]:
+        """`pod rm`: refused for a running pod or one being created unless forced; returns the ids of
+        the containers removed with it."""
+        return self.remove_pod(self.get(ref), force)
+
+    def remove_pod(self, pod: PodRecord, force: bool = False) -> list[str]:
         if pod.state == POD_RUNNING and not force:
             raise InvalidState(f"pod {pod.name} is running: stop it first, or use rm -f")
         if pod.state == POD_CREATING and not force:
             raise InvalidState(f"pod {pod.name} is being created; use rm -f if its creator died")
-        self.destroy(pod.id)
+        return self.destroy(pod.id)
 
-    def destroy(self, pod_id: str) -> None:
-        """Remove everything a pod made, whatever state it is in (idempotent)."""
+    def destroy(self, pod_id: str) -> list[str]:
+        """Remove everything a pod made, whatever state it is in (idempotent). Returns the ids of its
+        containers (as its record, read under the pod's lock, listed them)."""
         with contextlib.ExitStack() as held:
             try:
                 held.enter_context(self.store.pod_lock(pod_id))
             except FileNotFoundError:
-                return  # already removed (by a concurrent rm or gc)
+                return []  # already removed (by a concurrent rm or gc)
             try:
                 pod: PodRecord | None = self.store.read_pod(pod_id)
             except (NotFound, ValueError):
@@ -343,6 +348,7 @@ class PodRuntime:
             self.platform.remove_pod_dir(pod_id)
         if pod is not None and pod.name:
             self.platform.release_name(pod.namespace, pod.name, pod_id)
+        return list(pod.container_ids()) if pod else []
 
 
 def pause_alive(pod: PodRecord) -> bool:

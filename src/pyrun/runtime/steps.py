@@ -62,7 +62,7 @@ class PodSteps(Protocol):
     """Everything PodRuntime's create, start, stop and remove do outside the state store."""
 
     # --- bookkeeping ---
-    def collect_crashed(self, destroy: Callable[[str], None]) -> None:
+    def collect_crashed(self, destroy: Callable[[str], object]) -> None:
         """Finish, with `destroy` (PodRuntime.destroy), the pods whose creator or remover died (pyrun.runtime.gc)."""
 
     def reserve_name(self, namespace: str, name: str, pod_id: str) -> None:
