@@ -149,9 +149,12 @@ def service_handler(api: str, service: str, impl, observe=None) -> grpc.GenericR
     return grpc.method_handlers_generic_handler(f"runtime.{api}.{service}", handlers)
 
 
-def build_server(cfg: Config, workers: int = 16, streaming=None, observe=None) -> grpc.Server:
+def build_server(cfg: Config, workers: int = 16, streaming=None, observe=None, rt=None) -> grpc.Server:
+    """rt: the server's pyrun.runtime.api.Runtime, shared by both services (one is made if None)."""
     from pyrun.cri.service import ImageService, RuntimeService
-    impls = {"RuntimeService": RuntimeService(cfg, streaming), "ImageService": ImageService(cfg)}
+    from pyrun.runtime.api import Runtime
+    rt = rt if rt is not None else Runtime(cfg)
+    impls = {"RuntimeService": RuntimeService(cfg, streaming, rt), "ImageService": ImageService(cfg, rt)}
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cri"))
     server.add_generic_rpc_handlers([service_handler(api, svc, impls[svc], observe) for api in API_VERSIONS
                                      for svc in SERVICES])
@@ -243,7 +246,7 @@ def _serve(cfg: Config, path: str, workers: int, stream_address: str, metrics_li
     except BaseException:
         streaming.stop()
         raise
-    server = build_server(cfg, workers, streaming, observe)
+    server = build_server(cfg, workers, streaming, observe, rt)
     old = os.umask(0o177)  # the socket is born 0600
     try:
         _listen(server, path)

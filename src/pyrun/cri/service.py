@@ -39,12 +39,12 @@ pause_alive = Runtime.pause_alive
 
 
 class RuntimeService:
-    def __init__(self, cfg: Config, streaming=None):
+    def __init__(self, cfg: Config, streaming=None, rt: Runtime | None = None):
         """streaming: the pyrun.cri.streaming.StreamServer Exec/Attach/PortForward hand out URLs of
-        (None: those RPCs answer UNIMPLEMENTED)."""
+        (None: those RPCs answer UNIMPLEMENTED); rt: the server's Runtime (one is made if None)."""
         self.cfg = cfg
         self.streaming = streaming
-        self.rt = Runtime(cfg)
+        self.rt = rt if rt is not None else Runtime(cfg)
         self._network: tuple[bool, str, str] | None = None
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -312,9 +312,9 @@ class RuntimeService:
 
 
 class ImageService:
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, rt: Runtime | None = None):
         self.cfg = cfg
-        self.rt = Runtime(cfg)
+        self.rt = rt if rt is not None else Runtime(cfg)
         self.images = self.rt.open_images()
         self._fs: tuple[float, tuple[str, int, int]] | None = None
         self._fs_lock = threading.Lock()

@@ -116,9 +116,8 @@ class Runtime:
     def check_start(self) -> None:
         """For a server's start: what every pod needs, each missing piece named (creates nothing): the
         cgroup controllers and a writable cgroup parent, a data root on a filesystem overlayfs can use."""
-        from pyrun.cgroups import open_cgroups
         from pyrun.runtime import storage
-        open_cgroups(self.cfg).check_usable()
+        self._cgroups().check_usable()
         if storage.owner_of(Path(self.cfg.data_root)) is None:
             storage.check_filesystem(Path(self.cfg.data_root))
 
