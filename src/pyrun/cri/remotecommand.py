@@ -23,12 +23,13 @@ stream's FIN; resize carries one JSON size per line. The status goes on the erro
 
 Exec runs the plan's job (a pyrun.runtime.api.ExecHandle: the runtime forks it from the server's zygote,
 never from the threaded server) in a new session; a plan without a job runs its argv with
-subprocess. With a tty, the parent allocates a pty (openpty(3)), passes the slave as the command's
-stdin/stdout/stderr, and the child makes it the controlling terminal of its new session (TIOCSCTTY,
-tty_ioctl(4); util-linux `setsid --ctty` for an argv); stdout and stderr are then one stream. The pty is one of
-the host's devpts, so `tty` inside prints "not a tty" (the container's /dev/pts has no such name)
-while isatty() is true and job control works. A client that goes
-away kills the command's process group (and a tty's hangup reaches its session).
+subprocess. With a tty, the exec opens a pty in the container's own devpts once it has joined the
+container's mount namespace (as runc's console does), makes the slave its stdin/stdout/stderr and the
+controlling terminal of its session (TIOCSCTTY, tty_ioctl(4)) and sends the master back (SCM_RIGHTS;
+pyrun.runtime.nsexec.run_on_terminal): `tty` inside prints /dev/pts/0, TERM=xterm is set as containerd
+does, stdout and stderr are one stream, and resize messages become TIOCSWINSZ on the master (a plan with
+only an argv gets a host pty through util-linux `setsid --ctty`). A client that goes away kills the
+command's process group (and a tty's hangup reaches its session).
 
 Attach follows the container's CRI log from its end (the monitor copies stdout/stderr there) and
 streams new entries until the container exits or the client leaves, across a rotation
@@ -334,15 +335,18 @@ class ExecSession:
     def _start(self) -> list[tuple[int, int]]:
         """Start the command; the (fd, channel) pairs to copy to the client."""
         plan = self.plan
+        if plan.tty and plan.job is not None:  # a terminal of the container's own devpts
+            child, master = plan.job.start_terminal()
+            self.proc = _Spawned(child, None, None, None)
+            self.master = master
+            self.stdin_fd = os.dup(master) if plan.stdin else None
+            return [(master, STDOUT)] if plan.stdout else []
         if plan.tty:
             master, slave = os.openpty()
             self.master = master
             try:
-                if plan.job is not None:
-                    self.proc = _Spawned(plan.job.start((slave, slave, slave), ctty=True), None, None, None)
-                else:
-                    self.proc = subprocess.Popen(["setsid", "--ctty", *plan.argv], stdin=slave, stdout=slave,
-                                                 stderr=slave, close_fds=True)
+                self.proc = subprocess.Popen(["setsid", "--ctty", *plan.argv], stdin=slave, stdout=slave,
+                                             stderr=slave, close_fds=True)
             finally:
                 os.close(slave)
             self.stdin_fd = os.dup(master) if plan.stdin else None

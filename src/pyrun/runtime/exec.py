@@ -13,10 +13,12 @@ import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from pyrun.errors import DeadlineExceeded, SpecError
+from pyrun.errors import DeadlineExceeded, PyrunError, SpecError
 
 MAX_EXEC_SYNC_OUTPUT = 16 << 20  # bytes per stream, as containerd
+TERM_XTERM = "TERM=xterm"  # what containerd sets for a process on a terminal
 
 
 @dataclass
@@ -80,6 +82,29 @@ class ExecHandle:
         stdin (a terminal) becomes its controlling terminal."""
         from pyrun.runtime import spawn
         return spawn.spawn(self.job(ctty), stdio=stdio)
+
+    def start_terminal(self) -> tuple[Any, int]:
+        """Start the command on a terminal of the container's own devpts (`tty` prints /dev/pts/N) with
+        TERM=xterm, as containerd does for a tty exec: (pyrun.runtime.spawn.Child, the pty's master)."""
+        from pyrun.runtime import nsexec, spawn, sync
+        env = [*self.env, TERM_XTERM] if not any(e.startswith("TERM=") for e in self.env) else list(self.env)
+        mine, theirs = sync.socketpair()
+        try:
+            proc = spawn.spawn(nsexec.job(self.cdir, list(self.argv), env, self.cwd, terminal=True), sock=theirs)
+        finally:
+            theirs.close()
+        with mine:
+            try:
+                _, master = sync.recv_fd(mine, "terminal", timeout=60, peer="exec")
+            except BaseException:
+                proc.kill()
+                with contextlib.suppress(TimeoutError, OSError, spawn.SpawnError):
+                    proc.wait(10)
+                raise
+        if master is None:
+            proc.kill()
+            raise PyrunError(f"exec in container {self.container}: no terminal came back")
+        return proc, master
 
     def run_sync(self, timeout: float | None, cap: int = MAX_EXEC_SYNC_OUTPUT) -> ExecResult:
         """Run to the end with stdin /dev/null; DeadlineExceeded (the command killed) after `timeout`."""

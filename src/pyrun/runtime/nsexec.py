@@ -12,9 +12,11 @@ The exit code is passed through.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 from pyrun import explain
 from pyrun.errors import InvalidState
@@ -25,7 +27,7 @@ from pyrun.runtime import finalize, security
 from pyrun.runtime.records import ContainerStatus, InitConfig
 from pyrun.runtime.status import require_running
 
-NS_ORDER = ("ipc", "uts", "net", "pid", "mnt")
+NS_ORDER = ("ipc", "uts", "net", "pid", "cgroup", "mnt")
 
 
 def _load(cdir: Path) -> tuple[InitConfig, ContainerStatus]:
@@ -33,7 +35,10 @@ def _load(cdir: Path) -> tuple[InitConfig, ContainerStatus]:
     return read_config(cdir), read_status(cdir)
 
 
-def enter(cdir: Path, argv: list[str], extra_env: list[str] | None = None, cwd: str | None = None) -> int:
+def enter(cdir: Path, argv: list[str], extra_env: list[str] | None = None, cwd: str | None = None,
+          entered: Callable[[], None] | None = None) -> int:
+    """Join the container, run `argv` in a forked child, return its exit code. entered: called once
+    inside every namespace (the container's root is this process's root), before the fork."""
     config, status = _load(cdir)
     preload_caps()  # after setns into the mount namespace the host's Python library is out of sight
     security.preload(security.from_config(config))
@@ -52,6 +57,8 @@ def enter(cdir: Path, argv: list[str], extra_env: list[str] | None = None, cwd: 
         if os.readlink(f"/proc/self/ns/{kind}") != os.readlink(f"/proc/{ref.pid}/ns/{kind}"):
             _setns_fd(fds[kind], kind)
         os.close(fds[kind])
+    if entered is not None:
+        entered()
     pid = os.fork()
     if pid == 0:
         try:
@@ -93,12 +100,47 @@ def run(cdir: Path, argv: list[str], env: list[str] = (), cwd: str | None = None
 
 def child_main(args: dict, sock=None) -> int:
     """The entry of an exec the CRI server's zygote forks (pyrun.runtime.spawn.ENTRIES["exec"])."""
-    return run(Path(args["cdir"]), list(args["argv"]), list(args.get("env") or []), args.get("cwd"))
+    cdir, argv, env, cwd = Path(args["cdir"]), list(args["argv"]), list(args.get("env") or []), args.get("cwd")
+    if args.get("terminal") and sock is not None:
+        return run_on_terminal(sock, cdir, argv, env, cwd)
+    return run(cdir, argv, env, cwd)
 
 
-def job(cdir: Path, argv: list[str], env: list[str] = (), cwd: str | None = None, tty: bool = False):
+def run_on_terminal(sock, cdir: Path, argv: list[str], env: list[str], cwd: str | None) -> int:
+    """enter() with a pty of the container's own devpts as the command's stdio and controlling terminal
+    (as runc's console): opened once inside the mount namespace, its master sent back on `sock`
+    ("terminal", SCM_RIGHTS); a failure before that is sent there as an error, after it the terminal shows it."""
+    from pyrun.linux import pty
+    from pyrun.runtime import sync
+    sent = False
+
+    def open_terminal() -> None:
+        nonlocal sent
+        master, slave, name = pty.open_pair()
+        sync.send_fd(sock, "terminal", master, path=name)
+        os.close(master)
+        sent = True
+        pty.become_stdio_and_ctty(slave)  # this process leads its own session (spawn's setsid)
+
+    try:
+        return enter(cdir, argv, env, cwd, entered=open_terminal)
+    except Exception as e:  # noqa: BLE001 - reported to the server or on the terminal
+        if not sent:
+            with contextlib.suppress(OSError):
+                sync.send_error(sock, "exec", str(e))
+        else:
+            sys.stderr.write(f"pyrun: error: {e}\n")
+            sys.stderr.flush()
+        return getattr(e, "exit_code", 126)
+    finally:
+        sock.close()
+
+
+def job(cdir: Path, argv: list[str], env: list[str] = (), cwd: str | None = None, tty: bool = False,
+        terminal: bool = False):
     """What a server hands pyrun.runtime.spawn to run `argv` in the container (stdio passed by the caller;
-    with tty, stdin is the terminal that becomes the controlling one)."""
+    with tty, stdin is the terminal that becomes the controlling one; with terminal, the exec opens a pty
+    in the container and sends its master on the sync socket, see run_on_terminal)."""
     from pyrun.runtime.spawn import Job
-    return Job("exec", {"cdir": str(cdir), "argv": list(argv), "env": list(env), "cwd": cwd},
-               title=f"pyrun-exec {cdir}", ctty=tty)
+    args = {"cdir": str(cdir), "argv": list(argv), "env": list(env), "cwd": cwd}
+    return Job("exec", {**args, "terminal": True} if terminal else args, title=f"pyrun-exec {cdir}", ctty=tty)

@@ -9,7 +9,8 @@ is an error that names what was expected and what came.
       | spawn ------------>  |  setns/unshare pid, fork --->  |
       |                      |  cgroup.procs <- child pid     |
       |                      |  ---------- go ------------->  |  join ns, mounts, pivot_root,
-      |                      |  <--------- ready ----------   |  caps, user
+      |                      |  <--------- ready ----------   |  caps, user (a tty container's
+      |                      |                                |  pty master rides on ready)
       |  <------ ready ----  |  (status.json: created)        |  ... waits
       |  (CLI may exit)      |                                |
   starter ---- start ------> |  ---------- start ---------->  |  execve(workload)
@@ -20,7 +21,9 @@ is an error that names what was expected and what came.
 """
 from __future__ import annotations
 
+import array
 import json
+import os
 import select
 import socket
 import time
@@ -73,7 +76,10 @@ def recv(sock: socket.socket, expect: set[str] | str, timeout: float | None = No
         ready, _, _ = select.select([sock], [], [], timeout)
         if not ready:
             raise SyncError(f"timed out after {timeout:g}s waiting for {'/'.join(sorted(expect))} from the {peer}")
-    data = sock.recv(MAX_MESSAGE)
+    return _decode(sock.recv(MAX_MESSAGE), expect, peer)
+
+
+def _decode(data: bytes, expect: set[str], peer: str) -> Message:
     if not data:
         raise SyncError(f"the {peer} went away while pyrun waited for {'/'.join(sorted(expect))}")
     obj = json.loads(data)
@@ -83,6 +89,31 @@ def recv(sock: socket.socket, expect: set[str] | str, timeout: float | None = No
     if msg.type == "error":
         raise StepFailed(msg.get("step", "?"), msg.get("message", ""))
     raise SyncError(f"expected {'/'.join(sorted(expect))} from the {peer}, got {msg.type}")
+
+
+def send_fd(sock: socket.socket, type_: str, fd: int, **fields: Any) -> None:
+    """send() with one descriptor attached (SCM_RIGHTS): the peer gets its own copy."""
+    socket.send_fds(sock, [json.dumps({"type": type_, **fields}).encode()], [fd])
+
+
+def recv_fd(sock: socket.socket, expect: set[str] | str, timeout: float | None = None,
+            peer: str = "peer") -> tuple[Message, int | None]:
+    """recv() of a message that may carry one descriptor (close-on-exec here), or None without one."""
+    if isinstance(expect, str):
+        expect = {expect}
+    if timeout is not None and not select.select([sock], [], [], timeout)[0]:
+        raise SyncError(f"timed out after {timeout:g}s waiting for {'/'.join(sorted(expect))} from the {peer}")
+    data, ancdata, _, _ = sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(4 * 4), socket.MSG_CMSG_CLOEXEC)
+    fds = [fd for level, kind, payload in ancdata if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+           for fd in array.array("i", payload[:len(payload) - len(payload) % 4])]
+    for extra in fds[1:]:
+        os.close(extra)
+    try:
+        return _decode(data, expect, peer), (fds[0] if fds else None)
+    except BaseException:
+        if fds:
+            os.close(fds[0])
+        raise
 
 
 class StepFailed(PyrunError):
