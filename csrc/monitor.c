@@ -9,8 +9,9 @@
  *   - copies the workload's stdout/stderr pipes into the log file in the CRI
  *     format "<RFC3339Nano UTC> <stdout|stderr> <F|P> <content>\n", the same
  *     bytes as pyrun.runtime.logs.LineSplitter fed the whole stream at once;
- *   - answers "status", "reopen-log" and "start" on ctl.sock (SOCK_SEQPACKET,
- *     one JSON object per datagram, see pyrun.runtime.sync);
+ *   - answers "status", "reopen-log", "start" and "attach" on ctl.sock
+ *     (SOCK_SEQPACKET, one JSON object per datagram, see pyrun.runtime.sync);
+ *   - holds the workload's input for an attach (see attach_input below);
  *   - reaps the workload, drains the pipes for at most a second, and writes
  *     exit.json atomically (temp file + rename(2)); then removes ctl.sock.
  *
@@ -19,6 +20,7 @@
  *           --stdout FD --stderr FD --log-fd FD --log-path PATH --ctl FD
  *           --reply FD --oom-events PATH --oom-baseline N
  *           [--pending-stdout HEX] [--pending-stderr HEX]
+ *           [--stdin FD --stdin-once 0|1 --tty 0|1]
  *   monitor --selftest-log STREAM NS   stdin -> CRI lines on stdout, time fixed
  *
  * No allocation: one fixed line buffer per stream.
@@ -57,6 +59,7 @@ static struct stream err = { "stderr", -1, 0, { 0 } };
 static const char *cdir, *log_path, *oom_events;
 static long long child_pid, start_time, started_at, oom_baseline, fixed_ns = -1;
 static int log_fd = -1, ctl_fd = -1;
+static int stdin_fd = -1, stdin_once, tty; /* the workload's input (attach_input) */
 
 static void warn(const char *what)
 {
@@ -163,7 +166,7 @@ static void read_stream(struct stream *s)
 
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return;
-	if (n < 0)
+	if (n < 0 && !(tty && errno == EIO)) /* EIO: the pty's last slave closed */
 		warn(s->name);
 	if (n <= 0) {
 		split(s, 1);
@@ -231,6 +234,47 @@ static void reopen_log(int conn)
 	reply(conn, "{\"type\": \"reopen-log-ok\"}");
 }
 
+/*
+ * "attach": hand the workload's input to the caller (SCM_RIGHTS), as the Python monitor does: a tty
+ * container's pty master, else the write end of its stdin pipe. With stdin_once the pipe is let go of
+ * once handed out, so the workload reads EOF when that attach closes it (containerd's StdinOnce; not
+ * for a tty, as containerd). attach-ok without a descriptor when there is none (any more).
+ */
+static void attach_input(int conn)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	char msg[96];
+	int n = snprintf(msg, sizeof(msg), "{\"type\": \"attach-ok\", \"tty\": %s, \"stdin\": %s}",
+			 tty ? "true" : "false", stdin_fd >= 0 ? "true" : "false");
+	struct iovec iov = { msg, (size_t)n };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (stdin_fd >= 0) {
+		struct cmsghdr *c;
+
+		memset(&control, 0, sizeof(control));
+		mh.msg_control = control.buf;
+		mh.msg_controllen = sizeof(control.buf);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &stdin_fd, sizeof(int));
+	}
+	if (RETRY(sendmsg(conn, &mh, MSG_NOSIGNAL)) < 0) {
+		warn("send attach-ok");
+		return;
+	}
+	if (stdin_fd >= 0 && stdin_once && !tty) {
+		if (close(stdin_fd) < 0)
+			warn("close stdin");
+		stdin_fd = -1;
+	}
+}
+
 /* One control request per connection, as the Python monitor does (5 s to send it). */
 static void handle_ctl(void)
 {
@@ -256,6 +300,8 @@ static void handle_ctl(void)
 			      "\"start_time\": %lld, \"started_at\": %lld}", child_pid, start_time, started_at);
 		else if (!strcmp(type, "reopen-log"))
 			reopen_log(conn);
+		else if (!strcmp(type, "attach"))
+			attach_input(conn);
 		else if (!strcmp(type, "start"))
 			reply(conn, "{\"type\": \"error\", \"step\": \"start\", "
 			      "\"message\": \"container is running, not created\"}");
@@ -438,6 +484,14 @@ int main(int argc, char **argv)
 	err.fd = (int)num(argc, argv, "--stderr");
 	log_fd = (int)num(argc, argv, "--log-fd");
 	ctl_fd = (int)num(argc, argv, "--ctl");
+	if (arg(argc, argv, "--stdin", 0)) {
+		stdin_fd = (int)num(argc, argv, "--stdin");
+		stdin_once = (int)num(argc, argv, "--stdin-once");
+		tty = (int)num(argc, argv, "--tty");
+		/* a tty's master is also --stdout, which is closed at its EOF: keep a copy of our own */
+		if (tty && stdin_fd == out.fd && (stdin_fd = fcntl(stdin_fd, F_DUPFD_CLOEXEC, 3)) < 0)
+			die("dup terminal");
+	}
 	take_pending(&out, arg(argc, argv, "--pending-stdout", 0));
 	take_pending(&err, arg(argc, argv, "--pending-stderr", 0));
 

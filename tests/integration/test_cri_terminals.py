@@ -66,3 +66,93 @@ def test_exec_tty_is_a_terminal_of_the_container(env):
         assert r.stdout.split() == [b"ptmx"], r
     finally:
         remove_pod(rt, pb, sid)
+
+
+def container_state(env, cid):
+    rt, pb = env["rt"], env["pb"]
+    return rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid)).status
+
+
+def wait_exited(env, cid, timeout: float = 20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = container_state(env, cid)
+        if status.state == env["pb"].CONTAINER_EXITED:
+            return status
+        time.sleep(0.1)
+    raise AssertionError(f"container {cid} still runs")
+
+
+def attach_ws(env, cid, stdin=True, tty=False):
+    rt, pb = env["rt"], env["pb"]
+    return open_ws(rt.Attach(pb.AttachRequest(container_id=cid, stdin=stdin, stdout=True, stderr=not tty,
+                                              tty=tty)).url)
+
+
+def test_attach_stdin_once_closes_stdin_when_the_attach_ends(env):
+    """`kubectl run -i`: stdin + stdinOnce; the workload reads what the attach sends, then EOF."""
+    rt, pb = env["rt"], env["pb"]
+    sid, cid = start_pod(env, "stdinonce", ["sh", "-c", "read line; echo got $line; cat; echo done; exit 5"],
+                         stdin=True, stdin_once=True)
+    try:
+        ws = attach_ws(env, cid)
+        ws.send_binary(b"\x00hello\n")
+        assert b"got hello\n" in read_until(ws, 1, b"got hello\n")
+        ws.send_binary(b"\x00through cat\n")
+        ws.send_binary(bytes([255, 0]))  # v5: the client's stdin ended: the container's is closed
+        got = read_until(ws, 1, b"done\n")
+        assert got == b"through cat\ndone\n", got
+        status = wait_exited(env, cid)
+        assert status.exit_code == 5
+        log = (env["tmp"] / "logs" / "ns_stdinonce_uid-stdinonce" / "main" / "0.log").read_bytes()
+        assert b" stdout F got hello\n" in log and b" stdout F done\n" in log
+    finally:
+        remove_pod(rt, pb, sid)
+
+
+def test_attach_stdin_stays_open_without_stdin_once_and_is_dropped_without_stdin(env):
+    rt, pb = env["rt"], env["pb"]
+    sid, cid = start_pod(env, "stdin", ["sh", "-c", "while read line; do echo got $line; done; echo eof"],
+                         stdin=True)
+    plain_sid, plain_cid = start_pod(env, "nostdin", ["sh", "-c", "cat; echo stdin is empty; sleep 1000"])
+    try:
+        for word in (b"one", b"two"):  # two attaches one after the other: stdin stays open between them
+            ws = attach_ws(env, cid)
+            ws.send_binary(b"\x00" + word + b"\n")
+            assert b"got " + word + b"\n" in read_until(ws, 1, b"got " + word)
+            ws.send_binary(bytes([255, 0]))
+            ws.close()
+        time.sleep(0.5)
+        assert container_state(env, cid).state == pb.CONTAINER_RUNNING
+        # no stdin asked for: stdin is /dev/null, and what an attach sends is dropped (as containerd does)
+        ws = attach_ws(env, plain_cid)
+        ws.send_binary(b"\x00ignored\n")
+        ws.close()
+        assert container_state(env, plain_cid).state == pb.CONTAINER_RUNNING
+    finally:
+        remove_pod(rt, pb, sid)
+        remove_pod(rt, pb, plain_sid)
+
+
+def test_attach_to_a_tty_container(env):
+    """tty + stdin (`kubectl run -it`): a pty of the container's devpts that the monitor holds; the
+    attach types into it and resizes it; the output (logged as stdout) comes back."""
+    rt, pb = env["rt"], env["pb"]
+    sid, cid = start_pod(env, "tty", ["sh"], stdin=True, stdin_once=True, tty=True)
+    try:
+        ws = attach_ws(env, cid, tty=True)
+        ws.send_binary(b"\x04" + json.dumps({"Width": 120, "Height": 40}).encode())
+        ws.send_binary(b"\x00echo T=$TERM; tty; stty size\n")
+        got = read_until(ws, 1, b"40 120")
+        assert b"T=xterm\r\n/dev/pts/0\r\n40 120" in got, got
+        ws.send_binary(bytes([255, 0]))  # a terminal's stdin stays open (as containerd, even with stdinOnce)
+        ws.close()
+        ws = attach_ws(env, cid, tty=True)
+        ws.send_binary(b"\x00exit 3\n")
+        got = collect(ws)
+        assert json.loads(got[3])["status"] == "Success"
+        assert wait_exited(env, cid).exit_code == 3
+        log = (env["tmp"] / "logs" / "ns_tty_uid-tty" / "main" / "0.log").read_bytes()
+        assert b" stdout F /dev/pts/0\r\n" in log, log
+    finally:
+        remove_pod(rt, pb, sid)

@@ -33,8 +33,12 @@ command's process group (and a tty's hangup reaches its session).
 
 Attach follows the container's CRI log from its end (the monitor copies stdout/stderr there) and
 streams new entries until the container exits or the client leaves, across a rotation
-(pyrun.runtime.logs.LogFollower, the reader `pyrun logs -f` uses too). Stdin cannot be attached: the
-monitor does not keep the workload's stdin open (Attach refuses stdin before a URL is handed out).
+(pyrun.runtime.logs.LogFollower, the reader `pyrun logs -f` uses too); the log is written a line at a
+time, so output without a newline (a shell's prompt) shows once its line ends. Input goes straight to the
+workload: its monitor hands the session the write end of the container's stdin pipe (stdin: true) or its
+pty's master (tty: true; resize messages become TIOCSWINSZ) over ctl.sock. With stdinOnce (and no tty)
+the monitor keeps no copy, so the workload reads EOF when this session's stdin ends or its client leaves,
+as containerd does; stdin sent to a container without one is dropped, as containerd does.
 """
 from __future__ import annotations
 
@@ -166,6 +170,8 @@ class AttachPlan:
     tty: bool
     running: Callable[[], bool] = field(compare=False)
     container: str = ""
+    stdin: bool = False
+    open_input: Callable[[], int | None] | None = field(default=None, compare=False)
 
 
 # --- sessions ------------------------------------------------------------------------------------
@@ -454,13 +460,52 @@ class AttachSession:
     def __init__(self, ch: Transport, plan: AttachPlan):
         self.ch = ch
         self.plan = plan
+        self.input_fd: int | None = None
+        self._input_lock = threading.Lock()
 
     def abort(self) -> None:
         self.ch.abort()
 
+    def _open_input(self) -> None:
+        if self.plan.open_input is None:
+            return
+        try:
+            self.input_fd = self.plan.open_input()
+        except (OSError, PyrunError):
+            self.input_fd = None  # the container just exited: its output still ends the attach
+
+    def _write_input(self, data: bytes) -> None:
+        with self._input_lock:
+            if self.input_fd is None or not self.plan.stdin:
+                return  # a container without stdin drops it, as containerd does
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self.input_fd, view):]
+            except OSError:
+                pass  # the workload closed its stdin
+
+    def _close_input(self) -> None:
+        """Our copy only: the workload reads EOF if that was the last (stdin_once), as containerd closes it."""
+        with self._input_lock:
+            if self.input_fd is not None:
+                os.close(self.input_fd)
+                self.input_fd = None
+
+    def _end_of_stdin(self) -> None:
+        if not self.plan.tty:  # a terminal stays open (containerd: stdinOnce closes only without a tty)
+            self._close_input()
+
+    def _resize(self, payload: bytes) -> None:
+        size = parse_resize(payload)
+        with self._input_lock:
+            if size and self.input_fd is not None:
+                with contextlib.suppress(OSError):  # ENOTTY: a stdin pipe
+                    fcntl.ioctl(self.input_fd, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+
     def _watch_client(self) -> None:
-        ignore = lambda *_: None  # noqa: E731 - no stdin; a resize has nothing to act on
-        self.ch.pump_input(ignore, ignore, ignore)
+        self.ch.pump_input(self._write_input, self._end_of_stdin, self._resize)
+        self._close_input()
 
     def _emit(self, line: bytes) -> None:
         try:
@@ -477,6 +522,7 @@ class AttachSession:
     def run(self) -> None:
         follower = LogFollower(self.plan.log_path, from_end=True)  # before the hello: what the client sees
         try:                                                       # after it is streamed
+            self._open_input()
             self.ch.hello(self.plan.stdout, self.plan.stderr)
             threading.Thread(target=self._watch_client, daemon=True, name="attach-in").start()
             for line in follower.lines(running=self.plan.running, cancelled=self.ch.gone.is_set):
@@ -485,4 +531,5 @@ class AttachSession:
                 self.ch.finish(0)
         finally:
             follower.close()
+            self._close_input()
             self.ch.close()

@@ -258,12 +258,11 @@ class RuntimeService:
     def Attach(self, req):
         from pyrun.cri.remotecommand import AttachPlan
         target = self.rt.attach(self._cid(req.container_id))
-        if req.stdin:
-            raise Unimplemented(f"attaching stdin to container {target.container} is not supported by pyrun: its "
-                                "monitor does not keep the workload's stdin open (attach without -i/--stdin)")
         self._check_streams(req)
+        # the input only when it is used: a stdin_once container gives its stdin out once
         plan = AttachPlan(log_path=target.log_path, stdout=req.stdout, stderr=req.stderr, tty=req.tty,
-                          running=target.running, container=target.container)
+                          running=target.running, container=target.container, stdin=req.stdin,
+                          open_input=target.open_input if req.stdin or target.tty else None)
         return pb.AttachResponse(url=self._stream_url("attach", plan))
 
     def PortForward(self, req):

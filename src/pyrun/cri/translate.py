@@ -457,7 +457,7 @@ def container_spec(config: pb.ContainerConfig, *, sandbox_privileged: bool = Fal
         working_dir=config.working_dir or None,
         resources=resources(config.linux.resources),
         security_context=security,
-        tty=config.tty, stdin=config.stdin,
+        tty=config.tty, stdin=config.stdin, stdin_once=config.stdin_once,
         devices=devices(config.devices),
     )
 

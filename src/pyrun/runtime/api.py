@@ -41,11 +41,17 @@ __all__ = ["Runtime", "AttachTarget", "ExecHandle", "ExecResult", "PortTarget", 
 
 @dataclass(frozen=True)
 class AttachTarget:
-    """A running container's output: its CRI log, and whether it may still write to it."""
+    """A running container's output (its CRI log, and whether it may still write to it) and input.
+
+    tty: the container runs on a terminal (its output is one stream); open_input(): the workload's
+    input from its monitor, ours to close (a tty's master, which also takes TIOCSWINSZ; or its stdin
+    pipe, which a stdin_once container gives out once), None without one."""
 
     container: str
     log_path: str
     running: Callable[[], bool]
+    tty: bool = False
+    open_input: Callable[[], int | None] = lambda: None
 
 
 @dataclass(frozen=True)
@@ -243,8 +249,13 @@ class Runtime:
 
     def attach(self, cid: str) -> AttachTarget:
         """A running container's output, for a follower (pyrun.runtime.logs.LogFollower)."""
+        from pyrun.runtime.monitor import attach_input
+        from pyrun.runtime.state import read_config
         rec = self._running(cid)
-        return AttachTarget(rec.name, rec.log_path, lambda: self._may_still_write(rec.id))
+        cdir = self._store.container_dir(rec.id)
+        config = read_config(cdir)
+        return AttachTarget(rec.name, rec.log_path, lambda: self._may_still_write(rec.id), tty=config.tty,
+                            open_input=(lambda: attach_input(cdir)) if config.tty or config.stdin else lambda: None)
 
     def logs(self, pod_ref: str, container: str | None = None, *, follow: bool = False,
              timestamps: bool = False) -> Iterator[bytes]:

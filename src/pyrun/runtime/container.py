@@ -23,7 +23,8 @@ from pyrun.runtime.state import CONTAINER_CREATED, CONTAINER_EXITED, StateStore,
 def init_config(*, cid: str, name: str, pod_id: str, cdir: Path, writable: Path, lower: list[str],
                 namespaces: Mapping[str, str | None], mounts: Sequence[Mapping | MountSpec], process: ProcessSpec,
                 capabilities: Sequence[str], cgroup_procs: Sequence[str], oom_events: str | None, log_path: str,
-                security: SecurityPlan | None = None, devices: Sequence[DeviceNode] = ()) -> InitConfig:
+                security: SecurityPlan | None = None, devices: Sequence[DeviceNode] = (), tty: bool = False,
+                stdin: bool = False, stdin_once: bool = False) -> InitConfig:
     """The document the monitor and init read (pure). mounts: {source, destination, readonly}."""
     return InitConfig(
         id=cid, name=name, pod_id=pod_id, namespaces=dict(namespaces),
@@ -31,7 +32,7 @@ def init_config(*, cid: str, name: str, pod_id: str, cdir: Path, writable: Path,
                           target=str(cdir / "rootfs")),
         mounts=tuple(m if isinstance(m, MountSpec) else MountSpec.from_dict(m) for m in mounts), process=process, capabilities=tuple(capabilities),
         cgroup_procs=tuple(cgroup_procs), oom_events=oom_events, log_path=log_path,
-        security=security, devices=tuple(devices))
+        security=security, devices=tuple(devices), tty=tty, stdin=stdin, stdin_once=stdin and stdin_once)
 
 
 def make_dirs(cdir: Path) -> None:

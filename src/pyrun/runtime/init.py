@@ -16,6 +16,7 @@ order, each reported by name if it fails:
   read-only rootfs  readOnlyRootFilesystem: remount / read-only
   user ... chdir     pyrun.runtime.finalize: user, rlimits, seccomp, bounding set, setuid,
                     capabilities, no_new_privs, chdir (the same sequence `pyrun exec` runs)
+  terminal          tty: true: a pty of the container's devpts becomes stdio, its master goes to the monitor
   ... report `ready`, wait for `start` ...
   parent death signal  PR_SET_PDEATHSIG SIGKILL: the workload dies with its monitor (and a monitor
                     already dead stops the start)
@@ -39,6 +40,7 @@ from pyrun.linux import syscalls as linux
 from pyrun.runtime import faults, rootfs, sync
 # Everything the init needs after pivot_root must be imported now: the host's
 # filesystem, and with it the Python library, is gone after that step.
+from pyrun.linux import pty
 from pyrun.linux.caps import preload as _preload_caps
 from pyrun.runtime import finalize, security
 from pyrun.runtime.records import InitConfig
@@ -61,7 +63,11 @@ def run(config: InitConfig, sock: socket.socket) -> None:
     try:
         sync.recv(sock, "go", timeout=120, peer="monitor")
         final = _set_up(config, step)
-        sync.send(sock, "ready")
+        if config.tty:
+            step("terminal")
+            _send_ready_on_terminal(sock)
+        else:
+            sync.send(sock, "ready")
         sync.recv(sock, "start", peer="monitor")
         step("parent death signal")
         _die_with_monitor(sock)
@@ -73,6 +79,17 @@ def run(config: InitConfig, sock: socket.socket) -> None:
             sync.send_error(sock, step.name, _describe(e))
         finally:
             os._exit(1)
+
+
+def _send_ready_on_terminal(sock: socket.socket) -> None:
+    """A tty container: a pty of its own devpts (/dev/ptmx after pivot_root, opened as the container's
+    user, who then owns /dev/pts/0), the slave its stdin/stdout/stderr and controlling terminal (the init
+    leads its own session), the master sent to the monitor with `ready`, as runc's console socket does."""
+    explain.emit("# open /dev/ptmx: the workload's terminal; its master goes to the monitor")
+    master, slave, _ = pty.open_pair()
+    pty.become_stdio_and_ctty(slave)
+    sync.send_fd(sock, "ready", master)
+    os.close(master)
 
 
 def _die_with_monitor(sock: socket.socket) -> None:

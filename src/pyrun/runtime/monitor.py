@@ -10,9 +10,13 @@ its caller, so containers keep running after `pyrun` exits:
   * it is the workload's parent: it reaps it and records exit code, finish time
     and reason (Completed, Error, OOMKilled) in status.json;
   * it copies the workload's stdout/stderr into the container log file in the
-    CRI format;
-  * it listens on ctl.sock (SOCK_SEQPACKET) for `start`, `status` and
-    `reopen-log`, so `pyrun`/the CRI server can start a created container later.
+    CRI format (a tty container's terminal output, read from the pty's master, as stdout);
+  * it holds the workload's input (stdin: true: its stdin pipe's write end; tty: true: the master of
+    the pty the init opened in the container's devpts) and hands it to an attach (`attach` on
+    ctl.sock, SCM_RIGHTS); with stdin_once it lets go of the pipe then, so the workload reads EOF
+    when that attach ends (containerd's StdinOnce);
+  * it listens on ctl.sock (SOCK_SEQPACKET) for `start`, `status`, `reopen-log` and
+    `attach`, so `pyrun`/the CRI server can start a created container later.
 
 See pyrun.runtime.sync for the message diagram.
 
@@ -46,6 +50,7 @@ serving (the same protocol, the same log format) and records the exit itself.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import selectors
 import signal
@@ -77,8 +82,10 @@ def c_monitor_enabled(env: dict | None = None, binary: Path = C_MONITOR) -> bool
 
 def handoff_argv(*, binary: Path, cdir: Path, pid: int, start_time: int, started_at: int, stdout_fd: int,
                  stderr_fd: int, log_fd: int, log_path: Path, ctl_fd: int, reply_fd: int,
-                 oom_events: str | None, oom_baseline: int, pending: dict[str, bytes]) -> list[str]:
-    """The C monitor's command line (pure); see csrc/monitor.c. A closed pipe is fd -1."""
+                 oom_events: str | None, oom_baseline: int, pending: dict[str, bytes], stdin_fd: int = -1,
+                 stdin_once: bool = False, tty: bool = False) -> list[str]:
+    """The C monitor's command line (pure); see csrc/monitor.c. A closed pipe is fd -1. stdin_fd: what an
+    attach gets (the stdin pipe's write end, or a tty's master, then also --stdout)."""
     argv = [str(binary), "--cdir", str(cdir), "--pid", str(pid), "--start-time", str(start_time),
             "--started-at", str(started_at), "--stdout", str(stdout_fd), "--stderr", str(stderr_fd),
             "--log-fd", str(log_fd), "--log-path", str(log_path), "--ctl", str(ctl_fd), "--reply", str(reply_fd),
@@ -86,6 +93,8 @@ def handoff_argv(*, binary: Path, cdir: Path, pid: int, start_time: int, started
     for stream, data in pending.items():
         if data:
             argv += [f"--pending-{stream}", data.hex()]
+    if stdin_fd >= 0:
+        argv += ["--stdin", str(stdin_fd), "--stdin-once", str(int(stdin_once)), "--tty", str(int(tty))]
     return argv
 
 
@@ -113,16 +122,27 @@ def connect(cdir: Path, timeout: float = 10.0) -> socket.socket:
     return s
 
 
-def request(cdir: Path, type_: str, timeout: float = 15.0, **fields) -> sync.Message:
-    """Send one control request and return the reply (raises StepFailed on an error reply)."""
+def _connect_running(cdir: Path, timeout: float) -> socket.socket:
     try:
-        s = connect(cdir, timeout)
+        return connect(cdir, timeout)
     except (FileNotFoundError, ConnectionRefusedError):
         from pyrun.errors import InvalidState
         raise InvalidState("the container's monitor is not running") from None
-    with s:
+
+
+def request(cdir: Path, type_: str, timeout: float = 15.0, **fields) -> sync.Message:
+    """Send one control request and return the reply (raises StepFailed on an error reply)."""
+    with _connect_running(cdir, timeout) as s:
         sync.send(s, type_, **fields)
         return sync.recv(s, {type_ + "-ok"}, timeout=timeout, peer="container monitor")
+
+
+def attach_input(cdir: Path, timeout: float = 15.0) -> int | None:
+    """The workload's input from its monitor (`attach`): a tty's master or the stdin pipe's write end,
+    ours to close; None if it has none (stdin: false, or stdin_once and an attach had it already)."""
+    with _connect_running(cdir, timeout) as s:
+        sync.send(s, "attach")
+        return sync.recv_fd(s, "attach-ok", timeout=timeout, peer="container monitor")[1]
 
 
 class Monitor:
@@ -138,6 +158,8 @@ class Monitor:
         self.oom_baseline = 0
         self.listener: socket.socket | None = None
         self.splitters: dict[int, LineSplitter] = {}
+        self.stdin_w: int | None = None  # stdin: true: the write end of the workload's stdin (see attach)
+        self.terminal: int | None = None  # tty: true: the pty's master (output, input, window size)
 
     # --- status -------------------------------------------------------------------------------
     def save(self, **changes) -> None:
@@ -149,8 +171,7 @@ class Monitor:
         """Fork the init into the pod's PID namespace, place it in its cgroups, wait for ready."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log = open(self.log_path, "ab", buffering=0)
-        self.out_r, out_w = os.pipe()
-        self.err_r, err_w = os.pipe()
+        out_w, err_w, in_r = self._make_stdio()
         mine, theirs = sync.socketpair()
         pid_ns = self.config.namespaces.get("pid")
         if pid_ns:
@@ -162,15 +183,17 @@ class Monitor:
         if pid == 0:  # the container's init
             try:
                 mine.close()
-                os.close(self.out_r)
-                os.close(self.err_r)
-                self._child_stdio(out_w, err_w)
+                for fd in (self.out_r, self.err_r, self.stdin_w):
+                    if fd is not None:
+                        os.close(fd)
+                self._child_stdio(in_r, out_w, err_w)
                 from pyrun.runtime import init
                 init.run(self.config, theirs)
             finally:
                 os._exit(1)
-        os.close(out_w)
-        os.close(err_w)
+        for fd in (out_w, err_w, in_r):
+            if fd is not None:
+                os.close(fd)
         theirs.close()
         self.init_sock = mine
         self.child = ProcessRef.of(pid)
@@ -178,13 +201,32 @@ class Monitor:
         for procs in self.config.cgroup_procs:
             linux.write_file(procs, str(pid))
         sync.send(mine, "go")
-        sync.recv(mine, "ready", timeout=120, peer="container init")
+        _, terminal = sync.recv_fd(mine, "ready", timeout=120, peer="container init")
+        if self.config.tty:
+            if terminal is None:
+                raise sync.SyncError("the container's init sent no terminal")
+            self.terminal = self.out_r = terminal  # the workload's output, read as stdout
+        elif terminal is not None:
+            os.close(terminal)
 
-    def _child_stdio(self, out_w: int, err_w: int) -> None:
-        null = os.open("/dev/null", os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
+    def _make_stdio(self) -> tuple[int | None, int | None, int | None]:
+        """The workload's pipes: (stdout, stderr, stdin) ends for the init; self.out_r, err_r, stdin_w
+        keep the others. A tty container gets none: its init makes a terminal its stdio."""
+        self.out_r = self.err_r = None
+        if self.config.tty:
+            return None, None, None
+        self.out_r, out_w = os.pipe()
+        self.err_r, err_w = os.pipe()
+        in_r = None
+        if self.config.stdin:
+            in_r, self.stdin_w = os.pipe()
+        return out_w, err_w, in_r
+
+    def _child_stdio(self, in_r: int | None, out_w: int | None, err_w: int | None) -> None:
+        null = os.open("/dev/null", os.O_RDWR)
+        os.dup2(null if in_r is None else in_r, 0)
+        os.dup2(null if out_w is None else out_w, 1)
+        os.dup2(null if err_w is None else err_w, 2)
         os.setsid()
 
     def _oom_count(self) -> int:
@@ -205,7 +247,7 @@ class Monitor:
     def handle(self, conn: socket.socket) -> None:
         with conn:
             try:
-                msg = sync.recv(conn, {"start", "status", "reopen-log"}, timeout=5, peer="client")
+                msg = sync.recv(conn, {"start", "status", "reopen-log", "attach"}, timeout=5, peer="client")
             except (sync.SyncError, OSError, ValueError):
                 return
             if msg.type == "status":
@@ -216,6 +258,21 @@ class Monitor:
                 sync.send(conn, "reopen-log-ok")
             elif msg.type == "start":
                 self.start_workload(conn)
+            elif msg.type == "attach":
+                self.attach(conn)
+
+    def attach(self, conn: socket.socket) -> None:
+        """Hand the workload's input to an attach (as the C monitor does): the pty's master of a tty
+        container, else its stdin pipe, which stdin_once lets go of, so the workload reads EOF once that
+        attach closes it; attach-ok without a descriptor when there is none (any more)."""
+        fd = self.terminal if self.terminal is not None else self.stdin_w
+        if fd is None:
+            sync.send(conn, "attach-ok", tty=False, stdin=False)
+            return
+        sync.send_fd(conn, "attach-ok", fd, tty=self.terminal is not None, stdin=True)
+        if self.terminal is None and self.config.stdin_once:
+            os.close(fd)
+            self.stdin_w = None
 
     def start_workload(self, conn: socket.socket) -> None:
         if self.status.state != CONTAINER_CREATED or self.init_sock is None:
@@ -241,13 +298,17 @@ class Monitor:
         """Become pyrun/bin/monitor (same pid, same fds); it replies start-ok on `conn`."""
         pipes = {"stdout": self.out_r, "stderr": self.err_r}
         fds = {name: fd if fd in self.splitters else -1 for name, fd in pipes.items()}
-        keep = [fd for fd in fds.values() if fd >= 0] + [self.log.fileno(), self.listener.fileno(), conn.fileno()]
+        stdin_fd = self.terminal if self.terminal is not None else self.stdin_w
+        keep = [fd for fd in (*fds.values(), stdin_fd) if fd is not None and fd >= 0] + [
+            self.log.fileno(), self.listener.fileno(), conn.fileno()]
         argv = handoff_argv(binary=C_MONITOR, cdir=self.cdir, pid=self.child.pid, start_time=self.child.start_time,
                             started_at=self.status.started_at or 0, stdout_fd=fds["stdout"], stderr_fd=fds["stderr"],
                             log_fd=self.log.fileno(), log_path=self.log_path, ctl_fd=self.listener.fileno(),
                             reply_fd=conn.fileno(), oom_events=self.config.oom_events,
                             oom_baseline=self.oom_baseline,
-                            pending={name: self.splitters[fd].buf for name, fd in pipes.items() if fd in self.splitters})
+                            pending={name: self.splitters[fd].buf for name, fd in pipes.items() if fd in self.splitters},
+                            stdin_fd=-1 if stdin_fd is None else stdin_fd, stdin_once=self.config.stdin_once,
+                            tty=self.terminal is not None)
         for fd in keep:
             os.set_inheritable(fd, True)
         sys.stdout.flush()
@@ -264,7 +325,8 @@ class Monitor:
         sel = selectors.DefaultSelector()
         self.listener = listener
         # the pipes not yet at EOF, and the bytes read from them but not yet written
-        splitters = self.splitters = {self.out_r: LineSplitter("stdout"), self.err_r: LineSplitter("stderr")}
+        splitters = self.splitters = {fd: LineSplitter(name) for fd, name in ((self.out_r, "stdout"),
+                                                                               (self.err_r, "stderr")) if fd is not None}
         for fd in splitters:
             sel.register(fd, selectors.EVENT_READ, "pipe")
         sel.register(listener, selectors.EVENT_READ, "ctl")
@@ -281,6 +343,8 @@ class Monitor:
                         sel.unregister(key.fd)
                         os.close(key.fd)
                         del splitters[key.fd]
+                        if key.fd == self.terminal:
+                            self.terminal = None
                 elif key.data == "exit":
                     exited = True
         _, wstatus = os.waitpid(self.child.pid, 0)
@@ -288,7 +352,12 @@ class Monitor:
         self._record_exit(wstatus)
 
     def _copy(self, fd: int, splitter: LineSplitter) -> bool:
-        data = os.read(fd, 65536)
+        try:
+            data = os.read(fd, 65536)
+        except OSError as e:  # EIO: a pty whose last slave closed (the workload exited)
+            if e.errno != errno.EIO:
+                raise
+            data = b""
         if not data:
             for entry in splitter.flush(now_ns()):
                 self.log.write(entry)

@@ -192,7 +192,8 @@ class PodRuntime:
             lower=[str(d) for d in images.layer_dirs(image)], namespaces=namespaces,
             mounts=mount_list(c, pod.volumes, self.store.pod_dir(pod.id) / "etc", pod.host_network) + extra_mounts,
             process=rec.process, capabilities=sec.capabilities,
-            cgroup_procs=procs, oom_events=oom_events, log_path=log_path, security=sec, devices=devices)
+            cgroup_procs=procs, oom_events=oom_events, log_path=log_path, security=sec, devices=devices,
+            tty=c.tty, stdin=c.stdin, stdin_once=c.stdin_once)
         ctr.write_config(cdir, config)
         steps.spawn_container(cdir)
         return rec

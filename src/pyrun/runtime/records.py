@@ -661,6 +661,9 @@ class InitConfig:
     """containers/<id>/config.json: what the monitor, the init and an exec need.
 
     namespaces: kind -> pinned nsfs file of the pod (pid: None for a PID namespace of its own).
+    tty: the workload runs on a pty of the container's devpts whose master the monitor holds; stdin: the
+    monitor holds the write end of the workload's stdin pipe (an attach gets it); stdin_once: it lets go
+    of it once an attach has it, so the workload reads EOF when that attach ends (pyrun.runtime.monitor).
     security: the container's security plan (SecurityPlan). A section that is missing or damaged
     reads as None, with what is wrong in `security_problem` (so that the monitor, inspect and rm still
     read the config), and security.from_config refuses to run such a container.
@@ -678,6 +681,9 @@ class InitConfig:
     oom_events: str | None = None
     security: SecurityPlan | None = None
     devices: tuple[DeviceNode, ...] = ()
+    tty: bool = False
+    stdin: bool = False
+    stdin_once: bool = False
     security_problem: str | None = field(default=None, compare=False)
 
     @classmethod

@@ -180,4 +180,5 @@ def parse_container(report: Report, value: Any, path: str, host_network: bool = 
         security_context=security_context(report, data.get("securityContext"), join(path, "securityContext")),
         tty=report.boolean(data, "tty", path),
         stdin=report.boolean(data, "stdin", path),
+        stdin_once=report.boolean(data, "stdinOnce", path),
     )

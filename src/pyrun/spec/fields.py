@@ -59,9 +59,9 @@ FIELDS: dict[str, Fields] = {
     ),
     "Container": _f(
         "name image imagePullPolicy command args env workingDir ports resources volumeMounts "
-        "securityContext tty stdin",
+        "securityContext tty stdin stdinOnce",
         ignored="livenessProbe readinessProbe startupProbe lifecycle terminationMessagePath "
-                "terminationMessagePolicy stdinOnce resizePolicy restartPolicy restartPolicyRules",
+                "terminationMessagePolicy resizePolicy restartPolicy restartPolicyRules",
         refused="envFrom volumeDevices",
     ),
     "EnvVar": _f("name value valueFrom"),

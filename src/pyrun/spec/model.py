@@ -78,6 +78,7 @@ class ContainerSpec:
     security_context: dict[str, Any] = field(default_factory=dict)
     tty: bool = False
     stdin: bool = False
+    stdin_once: bool = False
     devices: tuple[DeviceSpec, ...] = ()
 
 

@@ -102,7 +102,8 @@ def resolve_process(container: ContainerSpec, image_config: Mapping[str, Any] | 
         index = next((i for i, c in enumerate(pod.containers) if c.name == container.name), 0)
         raise SpecError([(f"spec.containers[{index}]",
                           "no command: the image has no Entrypoint/Cmd and the container sets none")])
-    env = _merge_env({"PATH": DEFAULT_PATH, "HOSTNAME": pod.hostname}, _strings(config, "Env"), own_env)
+    base = {"PATH": DEFAULT_PATH, "HOSTNAME": pod.hostname, **({"TERM": "xterm"} if container.tty else {})}
+    env = _merge_env(base, _strings(config, "Env"), own_env)  # TERM on a terminal: as containerd (oci.WithTTY)
     cwd = container.working_dir or str(config.get("WorkingDir") or "") or "/"
     return ProcessSpec(args=tuple(argv), env=tuple(env), cwd=cwd,
                        user=_user(container, pod, str(config.get("User") or "")))
