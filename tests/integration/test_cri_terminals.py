@@ -156,3 +156,33 @@ def test_attach_to_a_tty_container(env):
         assert b" stdout F /dev/pts/0\r\n" in log, log
     finally:
         remove_pod(rt, pb, sid)
+
+
+def test_sys_fs_cgroup_shows_the_containers_own_limits(env):
+    """Programs that size themselves from their limits (JVM, Go, Node) read them at /sys/fs/cgroup:
+    a cgroup namespace + cgroup2 on v2; read-only binds of the container's own directories on v1/hybrid."""
+    rt, pb = env["rt"], env["pb"]
+    res = pb.LinuxContainerResources(memory_limit_in_bytes=96 << 20, cpu_period=100000, cpu_quota=50000)
+    sid, cid = start_pod(env, "cgview", ["sleep", "1000"], linux=pb.LinuxContainerConfig(resources=res))
+
+    def sh(script):
+        r = rt.ExecSync(pb.ExecSyncRequest(container_id=cid, cmd=["sh", "-c", script], timeout=10))
+        return r.exit_code, r.stdout.decode(), r.stderr.decode()
+
+    try:
+        code, out, err = sh("test -e /sys/fs/cgroup/cgroup.controllers && echo v2 || ls /sys/fs/cgroup")
+        assert code == 0, err
+        if out == "v2\n":
+            assert sh("cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max")[1] == f"{96 << 20}\n50000 100000\n"
+            assert sh("cat /proc/self/cgroup")[1] == "0::/\n"  # its own cgroup namespace
+        else:
+            names = out.split()
+            assert "memory" in names and ("cpu" in names or "cpu,cpuacct" in names), names
+            code, out, err = sh("cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us")
+            assert (code, out) == (0, f"{96 << 20}\n50000\n"), err
+            # its own directory: the sleep and this shell are in it
+            assert int(sh("wc -l < /sys/fs/cgroup/memory/cgroup.procs")[1]) >= 2
+        code, _, err = sh("mkdir /sys/fs/cgroup/x || echo 1 > /sys/fs/cgroup/memory/memory.limit_in_bytes")
+        assert code != 0 and "Read-only file system" in err, err
+    finally:
+        remove_pod(rt, pb, sid)

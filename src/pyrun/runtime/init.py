@@ -10,6 +10,8 @@ order, each reported by name if it fails:
   mount namespace   unshare(CLONE_NEWNS); mount --make-rprivate /
   rootfs            mount -t overlay (image layers + the container's upper/work)
   /proc /dev /sys   fresh proc, tmpfs /dev with device nodes, devpts, shm, mqueue, ro sysfs
+  /sys/fs/cgroup    the container's own cgroups (pyrun.cgroups.view): a cgroup namespace and cgroup2 on
+                    v2, binds of its directories on a tmpfs on v1/hybrid; read-only unless privileged
   mounts            /etc/hostname, /etc/hosts, /etc/resolv.conf and the volumes
   masked paths      /dev/null or an empty ro tmpfs over /proc/kcore & co; /proc/sys & co read-only
   pivot_root        the rootfs becomes /, the host's root is detached
@@ -36,6 +38,8 @@ import signal
 import socket
 
 from pyrun import explain
+from pyrun.cgroups.layout import parse_mountinfo
+from pyrun.cgroups.view import CgroupView, container_view
 from pyrun.linux import syscalls as linux
 from pyrun.runtime import faults, rootfs, sync
 # Everything the init needs after pivot_root must be imported now: the host's
@@ -151,6 +155,8 @@ def _set_up(config: InitConfig, step: Step) -> finalize.Finalized:
     rootfs.mount_sys(root)
     if sec.privileged:
         security.make_sys_writable(root)
+    step("mount /sys/fs/cgroup")
+    rootfs.mount_cgroup_view(root, _cgroup_view(config), readonly=not sec.privileged)
 
     for m in config.mounts:
         step(f"mount {m.destination}")
@@ -167,6 +173,13 @@ def _set_up(config: InitConfig, step: Step) -> finalize.Finalized:
         security.remount_root_readonly()
 
     return finalize.become_container_process(sec, config.process, container=config.name, step=step)
+
+
+def _cgroup_view(config: InitConfig) -> CgroupView:
+    """The container's own cgroups as runc shows them (pyrun.cgroups.view), from the host's cgroup
+    mounts: this mount namespace is still a copy of the host's."""
+    with open("/proc/self/mountinfo") as f:
+        return container_view(config.cgroup_procs, parse_mountinfo(f.read()))
 
 
 def _exec(final: finalize.Finalized, sock: socket.socket) -> None:

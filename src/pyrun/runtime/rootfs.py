@@ -11,7 +11,7 @@ import stat
 
 from pyrun.errors import PyrunError
 from pyrun.linux import syscalls as linux
-from pyrun.linux.syscalls import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_RELATIME, MS_STRICTATIME
+from pyrun.linux.syscalls import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_RELATIME, MS_REMOUNT, MS_STRICTATIME
 
 # (path, major, minor): the devices every container gets (the OCI runtime spec's default list).
 DEFAULT_DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
@@ -90,6 +90,28 @@ def mount_sys(root: str) -> None:
                 MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
 
 
+def mount_cgroup_view(root: str, view, readonly: bool) -> None:
+    """/sys/fs/cgroup as the container's own cgroups (a pyrun.cgroups.view.CgroupView), over the
+    container's sysfs. Runs in the container's init, already in its cgroups, before pivot_root."""
+    if not (view.namespace or view.binds):
+        return
+    target = secure_join(root, "/sys/fs/cgroup")
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | (MS_RDONLY if readonly else 0)
+    if view.namespace:
+        linux.unshare(["cgroup"])  # rooted at this process's cgroup: the container's
+        linux.mount("cgroup2", target, "cgroup2", flags | MS_RELATIME)
+        return
+    linux.mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755")
+    for source, name in view.binds:
+        linux.mkdir(os.path.join(target, name))
+        linux.bind_mount(source, os.path.join(target, name), readonly=readonly, recursive=False,
+                         extra_flags=MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for name, link in view.links:
+        linux.symlink(link, os.path.join(target, name))
+    if readonly:
+        linux.mount(None, target, None, MS_REMOUNT | flags)
+
+
 def mount_dev(root: str) -> None:
     """A fresh /dev: tmpfs with the default devices, devpts, shm and mqueue."""
     dev = ensure_mount_point(root, "/dev", False)
@@ -134,5 +156,6 @@ def bind_into(root: str, source: str, dest: str, readonly: bool) -> None:
                      extra_flags=MS_NOSUID | MS_NODEV if readonly else 0)
 
 
-__all__ = ["secure_join", "ensure_mount_point", "mount_overlay", "mount_proc", "mount_sys", "mount_dev",
+__all__ = ["secure_join", "ensure_mount_point", "mount_overlay", "mount_proc", "mount_sys", "mount_cgroup_view",
+           "mount_dev",
            "make_device_nodes", "bind_into", "MS_RELATIME"]
