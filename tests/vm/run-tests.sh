@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 VM_FOCUS=(test_cgroups_real test_pod_cgroups test_devices test_pod_lifecycle test_pod_status
           test_pod_failures test_security_breakout test_monitor_handoff test_cri_server
-          test_storage_reboot test_net_pod test_pod_cli)
+          test_storage_reboot test_net_pod test_pod_cli test_cri_terminals)
 if [ $# -eq 0 ]; then
     VM_FOCUS=("${VM_FOCUS[@]/%/.py}")
     set -- "${VM_FOCUS[@]/#/tests/integration/}"
