@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -147,3 +148,25 @@ def test_hostile_manifest_exits_2_and_makes_nothing(pyrun, tmp_path, kind):
     assert p.returncode == 2, p.stderr
     assert str(path) in p.stderr and "Traceback" not in p.stderr
     assert _state_entries(pyrun.root) == before
+
+
+def test_manifest_tty_and_stdin(pyrun, write_pod):
+    """tty: the workload runs on a terminal of the container's devpts with TERM=xterm (logged as stdout);
+    stdin: its stdin is a pipe the monitor keeps open (no EOF), unlike the default /dev/null."""
+    spec = write_pod("terminal", [
+        {"name": "t", "tty": True, "command": ["sh", "-c", "tty; echo TERM=$TERM; sleep 1000"]},
+        {"name": "held", "stdin": True, "stdinOnce": True, "command": ["sh", "-c", "cat; echo eof; sleep 1000"]},
+        {"name": "null", "command": ["sh", "-c", "cat; echo eof; sleep 1000"]}])
+    pyrun("pod", "create", spec)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            t, null = pyrun("logs", "terminal", "t").stdout, pyrun("logs", "terminal", "null").stdout
+            if "TERM=" in t and "eof" in null:
+                break
+            time.sleep(0.2)
+        assert t.replace("\r", "") == "/dev/pts/0\nTERM=xterm\n", t
+        assert null == "eof\n"
+        assert pyrun("logs", "terminal", "held").stdout == ""  # still reading its stdin
+    finally:
+        pyrun("pod", "rm", "-f", "terminal")

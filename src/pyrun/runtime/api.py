@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from pyrun.config import Config
-from pyrun.errors import CgroupError, InvalidState, NotFound, UsageError
+from pyrun.errors import CgroupError, InvalidState, NotFound, RecordError, UsageError
 from pyrun.runtime.exec import MAX_EXEC_SYNC_OUTPUT, ExecHandle, ExecResult, require_command
 from pyrun.runtime.pod import PodRuntime
 from pyrun.runtime.records import (ContainerCgroup, ContainerCri, ContainerRecord, MountSpec, PodCgroup, PodCri,
@@ -253,9 +253,13 @@ class Runtime:
         from pyrun.runtime.state import read_config
         rec = self._running(cid)
         cdir = self._store.container_dir(rec.id)
-        config = read_config(cdir)
-        return AttachTarget(rec.name, rec.log_path, lambda: self._may_still_write(rec.id), tty=config.tty,
-                            open_input=(lambda: attach_input(cdir)) if config.tty or config.stdin else lambda: None)
+        try:
+            config = read_config(cdir)
+            tty, has_input = config.tty, config.tty or config.stdin
+        except (OSError, ValueError, RecordError):  # its output can still be followed
+            tty = has_input = False
+        return AttachTarget(rec.name, rec.log_path, lambda: self._may_still_write(rec.id), tty=tty,
+                            open_input=(lambda: attach_input(cdir)) if has_input else lambda: None)
 
     def logs(self, pod_ref: str, container: str | None = None, *, follow: bool = False,
              timestamps: bool = False) -> Iterator[bytes]:
