@@ -15,6 +15,6 @@
                     the runtime dials the pod side (a thread that joined the pod's netns), no helper process
 
 Streaming speaks WebSocket (crictl >= 1.30) and SPDY/3.1 (a kubelet proxying kubectl, older crictl).
-Attach has no stdin.
+Attach writes stdin to the workload through the pipe or pty its monitor holds (stdin, tty containers).
 Only `pyrun cri serve` imports this package (grpc costs ~85 ms to import).
 """
