@@ -485,7 +485,7 @@ def test_unknown_fields(where, field, suggestion):
 
 
 @pytest.mark.parametrize("field", ["livenessProbe", "readinessProbe", "startupProbe", "lifecycle",
-                                   "terminationMessagePath", "stdinOnce"])
+                                   "terminationMessagePath"])
 def test_ignored_container_fields_warn(field):
     loaded = ok(with_container(**{field: {"exec": {"command": ["true"]}}}))
     assert loaded.warnings == [f"{C0}.{field}: not supported by pyrun; ignored"]
@@ -635,3 +635,15 @@ def test_empty_dir_size_limit_that_overflows_int64_is_refused():
     msg = message(manifest(volumes=[{"name": "v", "emptyDir": {"sizeLimit": "16Ei"}}]),
                   "spec.volumes[0].emptyDir.sizeLimit")
     assert "too large" in msg
+
+
+def test_tty_stdin_and_stdin_once_are_read_and_tty_sets_term():
+    from pyrun.spec.process import resolve_process
+    loaded = ok(with_container(tty=True, stdin=True, stdinOnce=True))
+    c = loaded.pod.containers[0]
+    assert (c.tty, c.stdin, c.stdin_once) == (True, True, True) and loaded.warnings == []
+    assert "TERM=xterm" in resolve_process(c, {"Cmd": ["sh"]}, loaded.pod).env
+    assert "TERM=dumb" in resolve_process(c, {"Cmd": ["sh"], "Env": ["TERM=dumb"]}, loaded.pod).env
+    plain = ok(with_container()).pod
+    assert not any(e.startswith("TERM=") for e in resolve_process(plain.containers[0], {"Cmd": ["sh"]}, plain).env)
+    assert "must be true or false" in message(with_container(stdinOnce="yes"), f"{C0}.stdinOnce")
