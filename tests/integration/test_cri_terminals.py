@@ -10,6 +10,7 @@ import time
 import pytest
 
 from _cri_helpers import container_config, remove_pod, running_server, sandbox_config
+from _spdy_helpers import run_spdyclient
 from test_cri_streams_live import collect, open_ws
 
 pytestmark = [pytest.mark.integration,
@@ -106,6 +107,21 @@ def test_attach_stdin_once_closes_stdin_when_the_attach_ends(env):
         assert status.exit_code == 5
         log = (env["tmp"] / "logs" / "ns_stdinonce_uid-stdinonce" / "main" / "0.log").read_bytes()
         assert b" stdout F got hello\n" in log and b" stdout F done\n" in log
+    finally:
+        remove_pod(rt, pb, sid)
+
+
+def test_kubectl_style_attach_stdin_over_spdy(env):
+    """What a kubelet proxies for `kubectl run -i` / `kubectl attach -i`: SPDY streams, stdin's end is a FIN."""
+    rt, pb = env["rt"], env["pb"]
+    sid, cid = start_pod(env, "spdyin", ["sh", "-c", "read line; echo got $line; cat; echo done >&2"],
+                         stdin=True, stdin_once=True)
+    try:
+        url = rt.Attach(pb.AttachRequest(container_id=cid, stdin=True, stdout=True, stderr=True)).url
+        p = run_spdyclient(["attach", "-stdin", "-stdout", "-stderr", url], stdin=b"hi\nmore\n", split_diag=True)
+        assert p.returncode == 0, p.diag
+        assert (p.stdout, p.stderr) == (b"got hi\nmore\n", b"done\n")
+        assert wait_exited(env, cid).exit_code == 0
     finally:
         remove_pod(rt, pb, sid)
 
