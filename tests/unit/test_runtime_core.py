@@ -376,7 +376,8 @@ def test_init_sets_up_in_order(init_fakes):
         "linux.setns", "linux.setns", "linux.setns", "security.apply_sysctls",
         "linux.unshare", "linux.make_private", "rootfs.mount_overlay",
         "rootfs.mount_proc", "rootfs.mount_dev", "rootfs.make_device_nodes", "rootfs.mount_sys",
-        "security.make_sys_writable", "rootfs.bind_into", "rootfs.bind_into", "security.mask_paths",
+        "security.make_sys_writable", "rootfs.mount_cgroup_view", "rootfs.bind_into", "rootfs.bind_into",
+        "security.mask_paths",
         "linux.pivot_root", "security.remount_root_readonly", "finalize.become_container_process"]
     assert [args[1] for name, args in log if name == "linux.setns"] == ["ipc", "uts", "net"]
     assert [args[2] for name, args in log if name == "rootfs.bind_into"] == ["/etc/hosts", "/data"]
