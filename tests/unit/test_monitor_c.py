@@ -161,3 +161,69 @@ def test_c_monitor_serves_a_workload_until_it_exits(tmp_path):
     status = read_status(tmp_path)  # the store parses the C monitor's record into the typed one
     assert (status.state, status.exit_code, status.reason, status.signal) == ("exited", 3, "OOMKilled", None)
     assert not (tmp_path / "ctl.sock").exists()
+
+
+def test_handoff_argv_passes_the_workloads_input_only_when_there_is_one(tmp_path):
+    common = dict(binary=Path("/bin/monitor"), cdir=tmp_path, pid=42, start_time=7, started_at=9, stdout_fd=5,
+                  stderr_fd=-1, log_fd=6, log_path=tmp_path / "c.log", ctl_fd=7, reply_fd=8, oom_events=None,
+                  oom_baseline=3, pending={})
+    assert "--stdin" not in monitor.handoff_argv(**common)
+    argv = monitor.handoff_argv(**common, stdin_fd=5, stdin_once=True, tty=True)
+    assert argv[-6:] == ["--stdin", "5", "--stdin-once", "1", "--tty", "1"]
+
+
+STDIN_DRIVER = r'''
+import os, socket, sys
+from pathlib import Path
+from pyrun.runtime import monitor
+cdir, reply_fd = Path(sys.argv[1]), int(sys.argv[2])
+out_r, out_w = os.pipe()
+in_r, in_w = os.pipe()
+pid = os.fork()
+if pid == 0:  # the "workload": a line, then everything up to EOF
+    os.dup2(in_r, 0)
+    os.dup2(out_w, 1)
+    os.execv("/bin/sh", ["sh", "-c", "read line; echo got $line; cat; echo eof"])
+os.close(out_w)
+os.close(in_r)
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+listener.bind(str(cdir / "ctl.sock"))
+listener.listen(4)
+log = os.open(cdir / "c.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+for fd in (out_r, in_w, log, listener.fileno(), reply_fd):
+    os.set_inheritable(fd, True)
+argv = monitor.handoff_argv(binary=monitor.C_MONITOR, cdir=cdir, pid=pid, start_time=11, started_at=22,
+                            stdout_fd=out_r, stderr_fd=-1, log_fd=log, log_path=cdir / "c.log",
+                            ctl_fd=listener.fileno(), reply_fd=reply_fd, oom_events="", oom_baseline=0,
+                            pending={}, stdin_fd=in_w, stdin_once=True)
+os.execv(argv[0], argv)
+'''
+
+
+@built
+def test_c_monitor_hands_stdin_to_one_attach_with_stdin_once(tmp_path):
+    """The first attach gets the stdin pipe and the monitor lets go of it: closing it is the workload's EOF."""
+    import socket
+    import sys
+
+    from pyrun.runtime import sync
+    from pyrun.runtime.logs import parse_entry
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    proc = subprocess.Popen([sys.executable, "-c", STDIN_DRIVER, str(tmp_path), str(theirs.fileno())],
+                            pass_fds=[theirs.fileno()])
+    theirs.close()
+    try:
+        sync.recv(mine, "start-ok", timeout=10)
+        fd = monitor.attach_input(tmp_path)
+        assert fd is not None
+        os.write(fd, b"one\ntwo\n")
+        assert monitor.attach_input(tmp_path) is None  # stdin_once: given out already
+        os.close(fd)  # the last writer: the workload reads EOF
+        assert proc.wait(timeout=10) == 0
+    finally:
+        mine.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = [parse_entry(line).content for line in (tmp_path / "c.log").read_bytes().splitlines()]
+    assert lines == [b"got one", b"two", b"eof"]
