@@ -67,6 +67,15 @@ def test_exec_tty_is_a_terminal_of_the_container(env):
         assert r.stdout.split() == [b"ptmx"], r
     finally:
         remove_pod(rt, pb, sid)
+    # as runc: the terminal belongs to the container's user
+    sc = pb.LinuxContainerSecurityContext(run_as_user=pb.Int64Value(value=1000))
+    sid, cid = start_pod(env, "exectty-user", ["sleep", "1000"], linux=pb.LinuxContainerConfig(security_context=sc))
+    try:
+        url = rt.Exec(pb.ExecRequest(container_id=cid, cmd=["sh", "-c", "id -u; stat -c %u $(tty)"], stdout=True,
+                                     tty=True)).url
+        assert collect(open_ws(url))[1] == b"1000\r\n1000\r\n"
+    finally:
+        remove_pod(rt, pb, sid)
 
 
 def container_state(env, cid):

@@ -36,9 +36,10 @@ def _load(cdir: Path) -> tuple[InitConfig, ContainerStatus]:
 
 
 def enter(cdir: Path, argv: list[str], extra_env: list[str] | None = None, cwd: str | None = None,
-          entered: Callable[[], None] | None = None) -> int:
-    """Join the container, run `argv` in a forked child, return its exit code. entered: called once
-    inside every namespace (the container's root is this process's root), before the fork."""
+          entered: Callable[[InitConfig], None] | None = None) -> int:
+    """Join the container, run `argv` in a forked child, return its exit code. entered: called with the
+    container's config once inside every namespace (the container's root is this process's root; nothing
+    can be imported any more), before the fork."""
     config, status = _load(cdir)
     preload_caps()  # after setns into the mount namespace the host's Python library is out of sight
     security.preload(security.from_config(config))
@@ -58,7 +59,7 @@ def enter(cdir: Path, argv: list[str], extra_env: list[str] | None = None, cwd: 
             _setns_fd(fds[kind], kind)
         os.close(fds[kind])
     if entered is not None:
-        entered()
+        entered(config)
     pid = os.fork()
     if pid == 0:
         try:
@@ -110,13 +111,17 @@ def run_on_terminal(sock, cdir: Path, argv: list[str], env: list[str], cwd: str 
     """enter() with a pty of the container's own devpts as the command's stdio and controlling terminal
     (as runc's console): opened once inside the mount namespace, its master sent back on `sock`
     ("terminal", SCM_RIGHTS); a failure before that is sent there as an error, after it the terminal shows it."""
+    from pyrun.errors import PyrunError
     from pyrun.linux import pty
     from pyrun.runtime import sync
+    from pyrun.runtime.users import resolve_in_root
     sent = False
 
-    def open_terminal() -> None:
+    def open_terminal(config: InitConfig) -> None:
         nonlocal sent
         master, slave, name = pty.open_pair()
+        with contextlib.suppress(PyrunError, OSError):  # an unknown user: the command fails and says so
+            os.fchown(slave, resolve_in_root(config.process.user).uid, -1)  # as runc: the user's terminal
         sync.send_fd(sock, "terminal", master, path=name)
         os.close(master)
         sent = True
