@@ -56,7 +56,7 @@ class _HostChild:
 
 
 class _HostHandle(ExecHandle):
-    def start(self, stdio, ctty=False):
+    def start(self, stdio):
         return _HostChild(list(self.argv), stdio)
 
 

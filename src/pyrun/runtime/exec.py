@@ -73,15 +73,15 @@ class ExecHandle:
     env: tuple[str, ...] = ()
     cwd: str | None = None
 
-    def job(self, ctty: bool = False):
+    def job(self):
         from pyrun.runtime import nsexec
-        return nsexec.job(self.cdir, list(self.argv), list(self.env), self.cwd, tty=ctty)
+        return nsexec.job(self.cdir, list(self.argv), list(self.env), self.cwd)
 
-    def start(self, stdio: tuple[int, int, int], ctty: bool = False):
-        """A pyrun.runtime.spawn.Child (pid, poll, wait, kill) in a session of its own; with ctty,
-        stdin (a terminal) becomes its controlling terminal."""
+    def start(self, stdio: tuple[int, int, int]):
+        """A pyrun.runtime.spawn.Child (pid, poll, wait, kill) in a session of its own (a terminal:
+        start_terminal)."""
         from pyrun.runtime import spawn
-        return spawn.spawn(self.job(ctty), stdio=stdio)
+        return spawn.spawn(self.job(), stdio=stdio)
 
     def start_terminal(self) -> tuple[Any, int]:
         """Start the command on a terminal of the container's own devpts (`tty` prints /dev/pts/N) with

@@ -141,11 +141,10 @@ def run_on_terminal(sock, cdir: Path, argv: list[str], env: list[str], cwd: str 
         sock.close()
 
 
-def job(cdir: Path, argv: list[str], env: list[str] = (), cwd: str | None = None, tty: bool = False,
-        terminal: bool = False):
+def job(cdir: Path, argv: list[str], env: list[str] = (), cwd: str | None = None, terminal: bool = False):
     """What a server hands pyrun.runtime.spawn to run `argv` in the container (stdio passed by the caller;
-    with tty, stdin is the terminal that becomes the controlling one; with terminal, the exec opens a pty
-    in the container and sends its master on the sync socket, see run_on_terminal)."""
+    with terminal, the exec opens a pty in the container and sends its master on the sync socket, see
+    run_on_terminal)."""
     from pyrun.runtime.spawn import Job
     args = {"cdir": str(cdir), "argv": list(argv), "env": list(env), "cwd": cwd}
-    return Job("exec", {**args, "terminal": True} if terminal else args, title=f"pyrun-exec {cdir}", ctty=tty)
+    return Job("exec", {**args, "terminal": True} if terminal else args, title=f"pyrun-exec {cdir}")

@@ -59,8 +59,7 @@ class Job:
 
     entry: a key of ENTRIES; args: its arguments; title: the process title;
     log: a file for stdout and stderr (append), or None when stdio descriptors are passed;
-    detach: fork once more and let the first child exit (the job outlives its caller);
-    ctty: make stdin (a terminal) the controlling terminal of the child's new session.
+    detach: fork once more and let the first child exit (the job outlives its caller).
     """
 
     entry: str
@@ -68,7 +67,6 @@ class Job:
     title: str
     log: str | None = None
     detach: bool = False
-    ctty: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,7 +76,7 @@ class Job:
         if d.get("entry") not in ENTRIES:
             raise SpawnError(f"unknown helper {d.get('entry')!r}")
         return cls(entry=d["entry"], args=dict(d.get("args") or {}), title=str(d.get("title", "")),
-                   log=d.get("log"), detach=bool(d.get("detach")), ctty=bool(d.get("ctty")))
+                   log=d.get("log"), detach=bool(d.get("detach")))
 
 
 # --- the child ---------------------------------------------------------------------------------------
@@ -165,10 +163,6 @@ def become(job: Job, sock_fd: int | None, stdio: tuple[int, int, int] | None, ke
         keep = tuple(fd for fd in keep if fd >= 3)
         _set_stdio(job.log, stdio)
         close_fds_except({fd for fd in (sock_fd, *keep) if fd is not None})
-        if job.ctty:
-            import fcntl
-            import termios
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         set_title(job.title)
         if job.detach and os.fork() != 0:
             os._exit(0)  # the caller reaps this one; the job goes on, re-parented to init
