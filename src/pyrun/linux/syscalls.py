@@ -127,6 +127,14 @@ def make_private(target: str = "/", recursive: bool = True) -> None:
     mount(None, target, None, MS_PRIVATE | (MS_REC if recursive else 0))
 
 
+PROPAGATION_FLAGS = {"rprivate": MS_PRIVATE | MS_REC, "rslave": MS_SLAVE | MS_REC, "rshared": MS_SHARED | MS_REC}
+
+
+def set_propagation(target: str, kind: str) -> None:
+    """`mount --make-<kind> target`, kind one of rprivate, rslave, rshared (mount_namespaces(7))."""
+    mount(None, target, None, PROPAGATION_FLAGS[kind])
+
+
 def umount(target: str, detach: bool = False) -> None:
     """umount2(2); detach=True is `umount -l` (lazy)."""
     lib = _need_lib()
@@ -144,9 +152,12 @@ def pivot_root(new_root: str) -> None:
     """
     lib = _need_lib()
     os.chdir(new_root)
-    explain.emit(explain.argv("pivot_root", new_root, new_root) + "  # then: umount -l / (the old root)")
+    explain.emit(explain.argv("pivot_root", new_root, new_root) + "  # then: mount --make-rslave /; umount -l / (the old root)")
     _check(lib.pyrun_pivot_root(b".", b"."), "pivot_root", new_root,
            hint="the new root must be a mount point in a private mount tree")
+    # "." is the old root now: make it a slave first, so that dropping it never propagates to the
+    # host's mounts (its root may be shared when a volume is Bidirectional), as runc does.
+    _check(lib.mount(b"", b".", _ffi.NULL, MS_SLAVE | MS_REC, _ffi.NULL), "mount --make-rslave old root", new_root)
     _check(lib.umount2(b".", MNT_DETACH), "umount old root", new_root)
     os.chdir("/")
 
