@@ -290,8 +290,8 @@ def pod_security_context(config: pb.PodSandboxConfig) -> dict:
         ctx["supplementalGroups"] = groups
     if sc.supplemental_groups_policy == pb.Strict:
         ctx["supplementalGroupsPolicy"] = "Strict"
-    # The CRI's default, written into the pod's context explicitly (a container without its own profile
-    # inherits it): never left to whatever a missing setting would mean further down.
+    # The CRI's default, written in explicitly: never left to whatever a missing setting would mean further
+    # down (every container carries its own profile too, see container_security_context).
     ctx["seccompProfile"] = seccomp_profile(sc, _SANDBOX_SC) or dict(CRI_SECCOMP_DEFAULT)
     found = sysctls(config, sc.namespace_options.network == pb.NODE, sc.namespace_options.ipc == pb.NODE)
     if found:

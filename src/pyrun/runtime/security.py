@@ -10,9 +10,11 @@ pod-only) into one JSON document that goes into the container's config.json unde
 
 Kubernetes defaults: allowPrivilegeEscalation unset means escalation is allowed (no_new_privs off;
 the kubelet only sets it for an explicit false). privileged means every capability, no masked or
-read-only /proc paths, a writable /sys and no seccomp filter. procMount "Unmasked" means no masked or
-read-only paths either (the kubelet sends empty lists for it); a CRI request's lists are used as sent. The seccomp default when no profile is
-given is Config.seccomp_default (default "RuntimeDefault", like kubelet --seccomp-default).
+read-only /proc paths, a writable /sys and no seccomp filter. procMount "Unmasked" means no masked
+or read-only paths either (the kubelet sends empty lists for it); a CRI request's lists are used as
+sent. The seccomp default when no profile is given is Config.seccomp_default (default
+"RuntimeDefault", like kubelet --seccomp-default; a CRI request always names one, Unconfined if
+nothing else, see pyrun.cri.translate).
 
 Config fields read here:
   seccomp_default        "RuntimeDefault" (default) or "Unconfined"
