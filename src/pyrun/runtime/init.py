@@ -7,7 +7,8 @@ order, each reported by name if it fails:
 
   join namespaces   setns(2) into the pod's net, ipc and uts namespaces
   sysctls           the pod's securityContext.sysctls, written in the joined net/ipc namespaces
-  mount namespace   unshare(CLONE_NEWNS); mount --make-rprivate /
+  mount namespace   unshare(CLONE_NEWNS); mount --make-rprivate / (rslave/rshared for a volume's
+                    mount propagation, see pyrun.runtime.rootfs)
   rootfs            mount -t overlay (image layers + the container's upper/work)
   /proc /dev /sys   fresh proc, tmpfs /dev with device nodes, devpts, shm, mqueue, ro sysfs
   /sys/fs/cgroup    the container's own cgroups (pyrun.cgroups.view): a cgroup namespace and cgroup2 on
@@ -137,11 +138,14 @@ def _set_up(config: InitConfig, step: Step) -> finalize.Finalized:
 
     step("mount namespace")
     linux.unshare(["mnt"])
-    linux.make_private("/")
+    propagation = root_propagation(config.mounts)
+    linux.set_propagation("/", propagation)
 
     step("rootfs")
     fs = config.rootfs
     root = fs.target
+    if propagation == "rshared":
+        rootfs.make_rootfs_parent_private(root)
     rootfs.mount_overlay(list(fs.lower), fs.upper, fs.work, root)
 
     step("mount /proc")
@@ -160,7 +164,8 @@ def _set_up(config: InitConfig, step: Step) -> finalize.Finalized:
 
     for m in config.mounts:
         step(f"mount {m.destination}")
-        rootfs.bind_into(root, m.source, m.destination, m.readonly)
+        rootfs.bind_into(root, m.source, m.destination, m.readonly,
+                         None if propagation == "rprivate" else m.propagation or "rprivate")
 
     step("masked paths")
     security.mask_paths(root, list(sec.masked_paths), list(sec.readonly_paths))
@@ -180,6 +185,13 @@ def _cgroup_view(config: InitConfig) -> CgroupView:
     mounts: this mount namespace is still a copy of the host's."""
     with open("/proc/self/mountinfo") as f:
         return container_view(config.cgroup_procs, parse_mountinfo(f.read()))
+
+
+def root_propagation(mounts) -> str:
+    """What / of the container's mount namespace becomes (pure): rshared if a mount is rshared,
+    rslave if one is rslave, else rprivate (pyrun's default: nothing propagates either way)."""
+    kinds = {m.propagation for m in mounts}
+    return "rshared" if "rshared" in kinds else "rslave" if "rslave" in kinds else "rprivate"
 
 
 def _exec(final: finalize.Finalized, sock: socket.socket) -> None:
