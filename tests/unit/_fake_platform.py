@@ -17,6 +17,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 from pyrun.errors import NotFound, PyrunError
@@ -219,6 +220,11 @@ class FakePlatform:
                                                  start_time=self.stand_in.start_time))
         self.monitors_alive.add(cid)
         return self.stand_in
+
+    def begin_container(self, cdir: Path) -> Any:
+        """As spawn_container; the handle's wait() returns the stand-in."""
+        ref = self.spawn_container(cdir)
+        return SimpleNamespace(wait=lambda timeout=None: ref)
 
     def start_container(self, cdir: Path, name: str) -> int:
         self._step("start_container", None, cdir.name)

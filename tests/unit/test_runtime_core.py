@@ -296,6 +296,72 @@ def test_a_create_whose_creator_died_is_found_by_gc_and_destroyed_in_reverse(mak
     assert fake.effective_undos() == list(reversed(made))
     assert_no_records(rt)
 
+# --- a create that does not wait for the init (the CRI's) -------------------------------------------
+
+class Launching:
+    """A Launch whose init is still setting up: wait() counts its callers and ends as told."""
+
+    def __init__(self, outcome):
+        self.outcome, self.waits = outcome, 0
+
+    def wait(self, timeout=None):
+        self.waits += 1
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome
+
+
+def test_a_create_without_wait_leaves_the_init_to_the_start(make, stand_in):
+    rt, fake = make()
+    spec = two_containers().pod
+    pod = rt.create_sandbox(spec)
+    launch = Launching(stand_in)
+    fake.begin_container = lambda cdir: (fake.spawn_container(cdir), launch)[1]
+    rec = rt.create_container(pod.id, spec.containers[0], wait=False)
+    assert launch.waits == 0  # the create returned without it
+    rt.start_container(rec.id)
+    assert launch.waits == 1
+    with pytest.raises(InvalidState):
+        rt.start_container(rec.id)  # running now; the init's set-up is waited for only once
+    rt.stop_container(rec.id, grace=1)
+    assert launch.waits == 1
+
+
+def test_a_failed_set_up_is_the_start_s_error_and_the_container_stays_removable(make):
+    from pyrun.errors import ContainerStartError
+    rt, fake = make()
+    spec = two_containers().pod
+    pod = rt.create_sandbox(spec)
+    failed = Launching(ContainerStartError("a", "mount /scratch", "no such file"))
+    fake.begin_container = lambda cdir: (fake.spawn_container(cdir), failed)[1]
+    rec = rt.create_container(pod.id, spec.containers[0], wait=False)
+    with pytest.raises(ContainerStartError):
+        rt.start_container(rec.id)
+    rt.remove_container(rec.id, force=True)
+    assert rt.store.read_pod(pod.id).containers == ()
+    assert failed.waits == 1
+
+
+def test_removing_a_pod_first_waits_for_its_containers_set_up(make, stand_in):
+    rt, fake = make()
+    spec = two_containers().pod
+    pod = rt.create_sandbox(spec)
+    launches = [Launching(stand_in), Launching(stand_in)]
+    fake.begin_container = lambda cdir: (fake.spawn_container(cdir), launches[len(fake.monitors_alive) - 1])[1]
+    for c in spec.containers:
+        rt.create_container(pod.id, c, wait=False)
+    rt.destroy(pod.id)
+    assert [launch.waits for launch in launches] == [1, 1]
+    assert_no_records(rt)
+
+
+@pytest.mark.parametrize("user, named", [("", False), ("0", False), ("1000:1000", False), ("nobody", True),
+                                         ("1000:staff", True), ("app:100", True)])
+def test_a_user_given_by_name_is_looked_up_in_the_image_so_its_create_waits(user, named):
+    from pyrun.runtime.pod import names_a_user
+    assert names_a_user(user) is named
+
+
 # --- the monitor's decision: how a workload's exit is recorded --------------------------------------
 
 @pytest.mark.parametrize("code,oom,started,want", [

@@ -168,7 +168,8 @@ class RuntimeService:
                 os.makedirs(m.source, mode=0o755, exist_ok=True)
         rec = self.rt.create_container(pod.id, c, log_path=log_path, extra_mounts=mounts,
                                        cri=translate.container_cri(config),
-                                       pod_spec=translate.pod_spec_of_record(pod, sc))
+                                       pod_spec=translate.pod_spec_of_record(pod, sc),
+                                       wait=False)  # as containerd: the init's set-up is StartContainer's
         return pb.CreateContainerResponse(container_id=rec.id)
 
     def _image_user(self, image: str) -> str:

@@ -77,6 +77,8 @@ class Runtime:
                                          cgroup_parent_override=cgroup_parent_override)
 
     def create_container(self, pod_id: str, c, **kw) -> ContainerRecord:
+        """One container in a ready pod (PodRuntime.create_container: wait=False returns before its init
+        is set up; start_container then raises what failed in the set-up)."""
         return self._pods.create_container(pod_id, c, **kw)
 
     def start_container(self, cid: str) -> int:
@@ -179,8 +181,10 @@ class Runtime:
         return self._store.name_holder(namespace, name)
 
     def container(self, cid: str) -> ContainerRecord:
-        """A container's record with its status (unknown when its monitor died)."""
+        """A container's record with its status (unknown when its monitor died); one created with
+        wait=False is reported once its init is set up (created, or exited: StartError)."""
         from pyrun.runtime.container import state_of
+        self._pods.settle(cid)
         return state_of(self._store, cid)
 
     def containers(self, pod: PodRecord) -> list[ContainerRecord]:

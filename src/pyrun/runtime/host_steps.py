@@ -133,6 +133,9 @@ class HostSteps:
     def spawn_container(self, cdir: Path) -> ProcessRef:
         return ctr.spawn_monitor(cdir)
 
+    def begin_container(self, cdir: Path) -> ctr.Launch:
+        return ctr.begin_monitor(cdir)
+
     def start_container(self, cdir: Path, name: str) -> int:
         return ctr.start(cdir, name)
 

@@ -95,8 +95,7 @@ def write_json(path: Path, data: Any, *, sync: bool = False) -> None:
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{_thread.get_ident()}.tmp")  # unique per thread (CRI server)
     with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.write("\n")
+        f.write(json.dumps(data, sort_keys=True) + "\n")  # one line: the C encoder (indent= is pure Python)
         if sync:
             f.flush()
             os.fsync(f.fileno())

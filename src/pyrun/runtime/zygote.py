@@ -171,7 +171,8 @@ def _main(channel: socket.socket, parent: int, preload: tuple[str, ...]) -> None
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     spawn.close_fds_except({channel.fileno()})
     spawn.set_title("pyrun-zygote")
-    for module in {m for m, _ in spawn.ENTRIES.values()} | set(spawn.CHILD_MODULES) | set(preload):
+    for module in {m for m, _ in spawn.ENTRIES.values()} | set(spawn.CHILD_MODULES) \
+            | set(spawn.LAZY_CHILD_MODULES) | set(preload):
         importlib.import_module(module)
     spawn.preload_seccomp()
     Zygote(channel).serve()
