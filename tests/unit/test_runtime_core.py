@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import os
 import subprocess
+import threading
 from dataclasses import replace
 
 import pytest
@@ -353,6 +354,25 @@ def test_removing_a_pod_first_waits_for_its_containers_set_up(make, stand_in):
     rt.destroy(pod.id)
     assert [launch.waits for launch in launches] == [1, 1]
     assert_no_records(rt)
+
+
+def test_a_removal_in_the_background_is_gone_at_once_and_finished_before_its_pod_goes(make):
+    rt, fake = make()
+    pod = rt.create(two_containers())
+    a, b = pod.container_ids()
+    gate = threading.Event()
+    fake.hooks["remove_container_dir"] = lambda cid: gate.wait(10)  # the worker is held here
+    rt.stop_container(a, grace=1)
+    rt.remove_container(a, force=True, background=True)
+    with pytest.raises(NotFound):
+        rt.store.read_container(a)  # gone for every caller, its directory still there
+    assert list(rt.store.read_pod(pod.id).container_ids()) == [b]
+    assert ("container_dir", a) in fake.made
+    gate.set()
+    rt.destroy(pod.id)  # waits for the worker first
+    assert fake.made == []
+    assert_no_records(rt)
+    rt.reaper.close()
 
 
 @pytest.mark.parametrize("user, named", [("", False), ("0", False), ("1000:1000", False), ("nobody", True),

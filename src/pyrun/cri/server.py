@@ -273,5 +273,6 @@ def _serve(cfg: Config, path: str, workers: int, stream_address: str, metrics_li
         streaming.stop()
         if metrics is not None:
             metrics.stop()
+        rt.close()  # removals the RPCs left to a worker thread
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)

@@ -191,7 +191,7 @@ class RuntimeService:
             cid = self._cid(req.container_id)
         except NotFound:
             return pb.RemoveContainerResponse()  # already removed: success (CRI: idempotent)
-        self.rt.remove_container(cid, force=True)
+        self.rt.remove_container(cid, force=True, background=True)  # its layer and directory: by a worker
         return pb.RemoveContainerResponse()
 
     def ContainerStatus(self, req):

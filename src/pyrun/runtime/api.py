@@ -88,9 +88,15 @@ class Runtime:
     def stop_container(self, cid: str, grace: float) -> None:
         self._pods.stop_container(cid, grace)
 
-    def remove_container(self, cid: str, force: bool = False) -> None:
-        self._pods.remove_container(cid, force=force)
+    def remove_container(self, cid: str, force: bool = False, background: bool = False) -> None:
+        """background (a server): return once the container is gone from its pod and its record; what
+        is left of it is removed by a worker thread (finished before its pod stops or goes, and by close())."""
+        self._pods.remove_container(cid, force=force, background=background)
         self._rates.forget(cid)
+
+    def close(self) -> None:
+        """For a server on its way out: finish what it left to finish in the background (removals)."""
+        self._pods.reaper.close()
 
     def stop(self, ref: str, grace: float | None = None) -> PodRecord:
         return self._pods.stop(ref, grace)

@@ -25,6 +25,7 @@ from pyrun.runtime import container as ctr
 from pyrun.runtime import faults, resources
 from pyrun.linux.procs import ProcessRef
 from pyrun.runtime.host_steps import HostSteps
+from pyrun.runtime.reaper import Reaper
 from pyrun.runtime.records import (ContainerCgroup, ContainerCri, ContainerEntry, ContainerRecord, InitConfig,
                                    MountSpec, PodCgroup, PodCri, PodRecord, ProcessSpec, Resources)
 from pyrun.runtime.status import PodStatus, pod_status
@@ -46,6 +47,7 @@ class PodRuntime:
         # handle, a pyrun.runtime.container.Launch, whose wait() ends when it is ready or failed)
         self._launching: dict[str, tuple[str, Any]] = {}
         self._launching_lock = threading.Lock()
+        self.reaper = Reaper()  # what remove_container(background=True) leaves to finish
 
     # --- create ---------------------------------------------------------------------------------
     def create(self, loaded, start: bool = True) -> PodRecord:
@@ -232,11 +234,13 @@ class PodRuntime:
                 self._launching.pop(cid, None)
 
     def settle_pod(self, pod_id: str) -> None:
-        """settle() every container of a pod still setting up (before the pod is stopped or removed)."""
+        """settle() every container of a pod still setting up, and finish the removals of its containers
+        left to the reaper (before the pod is stopped or removed)."""
         with self._launching_lock:
             cids = [cid for cid, (pod, _) in self._launching.items() if pod == pod_id]
         for cid in cids:
             self.settle(cid)
+        self.reaper.wait(pod_id)
 
     def start_container(self, cid: str) -> int:
         """Release a created container: its init execs the workload. Returns the workload's pid.
@@ -253,8 +257,12 @@ class PodRuntime:
         self.platform.kill_cgroup(rec.cgroup)  # also what a dead monitor left (its workload's children)
         ctr.record_lost_exit(self.store, cid)
 
-    def remove_container(self, cid: str, force: bool = False) -> None:
-        """Remove a container (kill it first with force) and drop it from its pod (idempotent)."""
+    def remove_container(self, cid: str, force: bool = False, background: bool = False) -> None:
+        """Remove a container (kill it first with force) and drop it from its pod (idempotent).
+
+        background (a long-running caller: the CRI server): once its processes are killed, drop it
+        from its pod and remove its record, so it is gone for every caller; its cgroup, writable
+        layer and directory are removed by self.reaper, which the pod's stop and removal wait for."""
         self.settle(cid)
         try:
             rec = ctr.state_of(self.store, cid)
@@ -262,6 +270,13 @@ class PodRuntime:
             return
         if not force and rec.status.state == CONTAINER_RUNNING:
             raise InvalidState(f"container {rec.name} is running: stop it first")
+        if background:
+            self.platform.kill_container(cid)
+            self._forget_entry(rec.pod_id, cid)
+            self.store.forget_container(cid)
+            self.reaper.submit(rec.pod_id, f"container {rec.name} ({cid[:12]})",
+                               lambda: self._forget_container(rec.pod_id, cid, rec.cgroup))
+            return
         self._undo_container(cid, rec.cgroup)
         self._forget_container(rec.pod_id, cid)
 
@@ -274,12 +289,17 @@ class PodRuntime:
         self.platform.remove_writable_layer(cid)
         self.platform.remove_container_dir(cid)
 
-    def _forget_container(self, pod_id: str, cid: str) -> None:
-        """Remove a container's directories and its pod's entry for it (idempotent)."""
-        self._undo_container(cid, None)
+    def _forget_container(self, pod_id: str, cid: str, cgroup: ContainerCgroup | None = None) -> None:
+        """Remove a container's directories (and cgroup) and its pod's entry for it (idempotent)."""
+        self._undo_container(cid, cgroup)
+        self._forget_entry(pod_id, cid)
+
+    def _forget_entry(self, pod_id: str, cid: str) -> None:
+        """Drop the pod's entry for a container (idempotent)."""
         with contextlib.suppress(NotFound, FileNotFoundError), self.store.pod_lock(pod_id):
             pod = self.store.read_pod(pod_id)
-            self.store.write_pod(replace(pod, containers=tuple(e for e in pod.containers if e.id != cid)))
+            if any(e.id == cid for e in pod.containers):
+                self.store.write_pod(replace(pod, containers=tuple(e for e in pod.containers if e.id != cid)))
 
     # --- queries --------------------------------------------------------------------------------
     def get(self, ref: str) -> PodRecord:

@@ -311,6 +311,12 @@ class StateStore:
         """container.json (the status is the monitor's: it is not written here)."""
         write_json(self.container_dir(rec.id) / "container.json", encode(rec), sync=sync)
 
+    def forget_container(self, cid: str) -> None:
+        """Remove container.json: the container reads NotFound from now on (its directory may stay a
+        while: pyrun.runtime.reaper removes it, or gc does)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.container_dir(cid) / "container.json")
+
     def container_ids(self) -> list[str]:
         try:
             return sorted(p.name for p in self.containers_dir.iterdir() if p.is_dir())
