@@ -383,8 +383,12 @@ class Runtime:
 @contextlib.contextmanager
 def helpers():
     """For a threaded server (pyrun cri serve): start the zygote every helper process is forked from
-    (before any thread exists), and stop it on the way out. Enter it first."""
+    (before any thread exists), and stop it on the way out. Enter it first; entered again inside,
+    it uses the zygote already there."""
     from pyrun.runtime import spawn, zygote
+    if spawn.current_zygote() is not None:
+        yield spawn.current_zygote()
+        return
     client = zygote.start()
     spawn.use_zygote(client)
     try:

@@ -255,6 +255,11 @@ def use_zygote(client) -> None:
     _zygote = client
 
 
+def current_zygote():
+    """The zygote this process starts helpers from (None: it forks itself)."""
+    return _zygote
+
+
 def require_single_thread(what: str) -> None:
     """fork(2) copies only the calling thread: a lock another thread holds stays locked forever in
     the child. Refuse rather than risk it."""
