@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import sys
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:  # concurrent.futures imports logging: not at import (`pod ls` imports this module)
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 
 class Reaper:
@@ -30,6 +32,7 @@ class Reaper:
             except Exception as e:  # noqa: BLE001 - nobody waits for the answer: say it
                 print(f"pyrun: warning: could not finish removing {what} ({e}); pyrun gc removes what is left",
                       file=sys.stderr, flush=True)
+        from concurrent.futures import ThreadPoolExecutor
         with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyrun-reaper")
