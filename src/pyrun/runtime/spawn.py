@@ -300,6 +300,18 @@ def preload_seccomp() -> None:
         pass
 
 
+def compile_default_seccomp() -> None:
+    """Build RuntimeDefault's filter for the default capabilities once, in a process that forks many
+    container inits and execs (the zygote): each of them then loads it as built. Without libseccomp,
+    nothing (the child that needs it fails with the clear error then)."""
+    from pyrun.errors import PyrunError
+    from pyrun.runtime import seccomp, security
+    try:
+        seccomp.compile_ahead(security.default_seccomp_plan())
+    except PyrunError:
+        pass
+
+
 def fork_child(job: Job, sock: socket.socket | None = None,
                stdio: tuple[int, int, int] | None = None) -> ForkedChild:
     """Fork this (single-threaded) process into `job`."""

@@ -175,6 +175,7 @@ def _main(channel: socket.socket, parent: int, preload: tuple[str, ...]) -> None
             | set(spawn.LAZY_CHILD_MODULES) | set(preload):
         importlib.import_module(module)
     spawn.preload_seccomp()
+    spawn.compile_default_seccomp()
     Zygote(channel).serve()
 
 
