@@ -151,6 +151,17 @@ def test_zygote_serves_requests_from_threads_while_one_job_waits(helpers, tmp_pa
     assert waiting.wait(30) == 0
 
 
+def test_a_spawn_that_does_not_wait_for_the_fork_reads_it_with_the_first_wait(helpers):
+    child = helpers.spawn(spawn.Job("exit-with", {"code": 3}, title="t"), wait_started=False)
+    assert child.pid == 0
+    child.kill()  # no pid yet: nothing is signalled (pid 0 would be our own process group)
+    assert child.wait(30) == 3 and child.pid > 0
+    helpers.channel.close()  # the zygote goes: a request it never answered is a clear error
+    os.waitpid(helpers.pid, 0)
+    with pytest.raises(zygote.ZygoteGone):
+        helpers.spawn(spawn.Job("exit-with", {"code": 0}, title="t"), wait_started=False).wait(10)
+
+
 def test_a_dead_zygote_is_a_clear_error_not_a_hang(helpers):
     mine, theirs = sync.socketpair()
     child = helpers.spawn(spawn.Job("report", {}, title="t"), sock=theirs)

@@ -87,7 +87,7 @@ def begin_monitor(cdir: Path) -> Launch:
     from pyrun.runtime import spawn  # here, not at import: `pod ls` reads state and forks nothing
     job = spawn.Job("monitor", {"cdir": str(cdir)}, title=f"pyrun-monitor {cdir}", log=str(cdir / "monitor.log"),
                     detach=True)
-    proc, parent = spawn.spawn_synced(job)
+    proc, parent = spawn.spawn_synced(job, wait_started=False)  # the zygote's fork: Launch.wait() reads it
     return Launch(cdir, proc, parent)
 
 

@@ -213,8 +213,9 @@ class Child:
         raise NotImplementedError
 
     def kill(self) -> None:
-        """SIGKILL the child's process group (it is a session leader) while it has not been reaped."""
-        if self.returncode is None:
+        """SIGKILL the child's process group (it is a session leader) while it has not been reaped
+        (nothing while its pid is not known yet: pid 0 would be our own group)."""
+        if self.returncode is None and self.pid > 0:
             try:
                 os.killpg(self.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -327,18 +328,21 @@ def fork_child(job: Job, sock: socket.socket | None = None,
     return ForkedChild(pid)
 
 
-def spawn(job: Job, sock: socket.socket | None = None, stdio: tuple[int, int, int] | None = None) -> Child:
-    """Start `job`: from the zygote if this process has one, else by forking this process."""
+def spawn(job: Job, sock: socket.socket | None = None, stdio: tuple[int, int, int] | None = None,
+          wait_started: bool = True) -> Child:
+    """Start `job`: from the zygote if this process has one, else by forking this process.
+    wait_started=False: from the zygote, return once it has the request (pid and spawn errors come
+    with the child's first poll or wait)."""
     if _zygote is not None:
-        return _zygote.spawn(job, sock, stdio)
+        return _zygote.spawn(job, sock, stdio, wait_started=wait_started)
     return fork_child(job, sock, stdio)
 
 
-def spawn_synced(job: Job) -> tuple[Child, socket.socket]:
+def spawn_synced(job: Job, wait_started: bool = True) -> tuple[Child, socket.socket]:
     """Spawn `job` holding one end of a new SEQPACKET socketpair; return the child and our end."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
-        child = spawn(job, sock=theirs)
+        child = spawn(job, sock=theirs, wait_started=wait_started)
     except BaseException:
         ours.close()
         raise
