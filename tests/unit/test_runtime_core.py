@@ -192,6 +192,17 @@ def test_pod_creating_running_stopped_removing(make):
     assert_no_records(rt)
 
 
+def test_a_stop_that_releases_the_cgroups_removes_them_and_the_removal_finds_them_gone(make):
+    rt, fake = make()
+    pod = rt.create(two_containers())
+    rt.stop("web", grace=5, release_cgroups=True)
+    assert [c.step for c in fake.calls[-2:]] == ["detach_network", "remove_cgroup"]
+    assert ("cgroup", f"pod{pod.uid}") not in fake.made
+    rt.remove("web")
+    assert_no_records(rt)
+    assert fake.made == []
+
+
 def test_container_created_running_exited(make):
     rt, fake = make()
     pod = rt.create(two_containers(), start=False)
