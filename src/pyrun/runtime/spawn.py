@@ -212,6 +212,10 @@ class Child:
         """The exit code as subprocess reports it (-N: killed by signal N); TimeoutError after `timeout`."""
         raise NotImplementedError
 
+    def let_go(self, timeout: float | None = None) -> None:
+        """Its exit code is known another way: reap it (this process's child) or stop listening for it."""
+        self.wait(timeout)
+
     def kill(self) -> None:
         """SIGKILL the child's process group (it is a session leader) while it has not been reaped
         (nothing while its pid is not known yet: pid 0 would be our own group)."""
@@ -328,6 +332,19 @@ def fork_child(job: Job, sock: socket.socket | None = None,
     return ForkedChild(pid)
 
 
+def _reported(report: socket.socket, timeout: float | None) -> int | None:
+    """The exit code a child sent on `report`; None if it closed it without (it died first)."""
+    import select
+
+    from pyrun.runtime import sync
+    if timeout is not None and not select.select([report], [], [], timeout)[0]:
+        raise TimeoutError(f"the command's exit code did not come within {timeout:g}s")
+    try:
+        return int(sync.recv(report, "exited", peer="exec")["code"])
+    except (sync.SyncError, OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def spawn(job: Job, sock: socket.socket | None = None, stdio: tuple[int, int, int] | None = None,
           wait_started: bool = True) -> Child:
     """Start `job`: from the zygote if this process has one, else by forking this process.
@@ -352,11 +369,12 @@ def spawn_synced(job: Job, wait_started: bool = True) -> tuple[Child, socket.soc
 
 
 def communicate(child: Child, out_fd: int, err_fd: int, timeout: float | None,
-                sinks: tuple | None = None) -> tuple[bytes, bytes, int]:
+                sinks: tuple | None = None, report: socket.socket | None = None) -> tuple[bytes, bytes, int]:
     """Read a child's stdout and stderr pipes to their end and wait for it: (out, err, exit code).
     sinks: two objects with write(bytes) (e.g. capped buffers) that take the output instead; the
-    returned out and err are then empty. TimeoutError after `timeout` seconds (the caller kills it).
-    The descriptors are closed."""
+    returned out and err are then empty. report: a socket the child sends its exit code on
+    (`exited`, as soon as it knows it): then its own exit is not waited for (child.let_go()).
+    TimeoutError after `timeout` seconds (the caller kills it). The descriptors are closed."""
     import selectors
     deadline = None if timeout is None else time.monotonic() + timeout
     chunks: dict[int, list[bytes]] = {out_fd: [], err_fd: []}
@@ -377,7 +395,11 @@ def communicate(child: Child, out_fd: int, err_fd: int, timeout: float | None,
                 else:
                     sel.unregister(key.fd)
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        code = child.wait(left)
+        code = _reported(report, left) if report is not None else None
+        if code is None:
+            code = child.wait(left)
+        else:
+            child.let_go(left)
     finally:
         sel.close()
         for fd in chunks:

@@ -38,6 +38,7 @@ from pyrun.runtime import spawn, sync
 
 MAX_FDS = 8
 START_TIMEOUT = 30.0
+EXIT_UNKNOWN = -256  # the returncode of a child let go (its exit code came another way)
 
 
 class ZygoteGone(spawn.SpawnError):
@@ -94,6 +95,16 @@ class ZygoteChild(spawn.Child):
             finally:
                 self._lock.release()
         return self.returncode
+
+    def let_go(self, timeout: float | None = None) -> None:
+        """Stop listening for its exit (the zygote reaps it; its answer then goes nowhere)."""
+        if self._lock.acquire(blocking=False):
+            try:
+                if self.returncode is None:
+                    self.returncode = EXIT_UNKNOWN
+                    self.reply.close()
+            finally:
+                self._lock.release()
 
     def wait(self, timeout: float | None = None) -> int:
         with self._lock:
