@@ -371,17 +371,19 @@ def test_a_removal_in_the_background_is_gone_at_once_and_finished_before_its_pod
     rt, fake = make()
     pod = rt.create(two_containers())
     a, b = pod.container_ids()
-    gate = threading.Event()
-    fake.hooks["remove_container_dir"] = lambda cid: gate.wait(10)  # the worker is held here
+    gate, released = threading.Event(), []
+    fake.hooks["remove_container_dir"] = lambda cid: released.append(gate.wait(10))  # the worker is held here
     rt.stop_container(a, grace=1)
     rt.remove_container(a, force=True, background=True)
     with pytest.raises(NotFound):
         rt.store.read_container(a)  # gone for every caller, its directory still there
     assert list(rt.store.read_pod(pod.id).container_ids()) == [b]
     assert ("container_dir", a) in fake.made
+    rt.stop("web", grace=1)  # waits for the worker's cgroup removal only, not for the held directory
+    assert ("cgroup", f"pod{pod.uid}/{a}") not in fake.made and ("container_dir", a) in fake.made
     gate.set()
     rt.destroy(pod.id)  # waits for the worker first
-    assert fake.made == []
+    assert released[0] is True and fake.made == []  # the held removal was released, not timed out
     assert_no_records(rt)
     rt.reaper.close()
 

@@ -233,14 +233,14 @@ class PodRuntime:
             with self._launching_lock:
                 self._launching.pop(cid, None)
 
-    def settle_pod(self, pod_id: str) -> None:
+    def settle_pod(self, pod_id: str, cgroups_only: bool = False) -> None:
         """settle() every container of a pod still setting up, and finish the removals of its containers
-        left to the reaper (before the pod is stopped or removed)."""
+        left to the reaper (before the pod is removed; before it is stopped, only their cgroups')."""
         with self._launching_lock:
             cids = [cid for cid, (pod, _) in self._launching.items() if pod == pod_id]
         for cid in cids:
             self.settle(cid)
-        self.reaper.wait(pod_id)
+        self.reaper.wait(pod_id, cgroups_only)
 
     def start_container(self, cid: str) -> int:
         """Release a created container: its init execs the workload. Returns the workload's pid.
@@ -274,8 +274,9 @@ class PodRuntime:
             self.platform.kill_container(cid)
             self._forget_entry(rec.pod_id, cid)
             self.store.forget_container(cid)
-            self.reaper.submit(rec.pod_id, f"container {rec.name} ({cid[:12]})",
-                               lambda: self._forget_container(rec.pod_id, cid, rec.cgroup))
+            what = f"container {rec.name} ({cid[:12]})"
+            self.reaper.submit(rec.pod_id, what, lambda: self.platform.remove_cgroup(rec.cgroup), cgroups=True)
+            self.reaper.submit(rec.pod_id, what, lambda: self._forget_container(rec.pod_id, cid))
             return
         self._undo_container(cid, rec.cgroup)
         self._forget_container(rec.pod_id, cid)
@@ -289,9 +290,9 @@ class PodRuntime:
         self.platform.remove_writable_layer(cid)
         self.platform.remove_container_dir(cid)
 
-    def _forget_container(self, pod_id: str, cid: str, cgroup: ContainerCgroup | None = None) -> None:
-        """Remove a container's directories (and cgroup) and its pod's entry for it (idempotent)."""
-        self._undo_container(cid, cgroup)
+    def _forget_container(self, pod_id: str, cid: str) -> None:
+        """Remove a container's directories and its pod's entry for it (idempotent)."""
+        self._undo_container(cid, None)
         self._forget_entry(pod_id, cid)
 
     def _forget_entry(self, pod_id: str, cid: str) -> None:
@@ -346,7 +347,7 @@ class PodRuntime:
         StopPodSandbox, as containerd's deletes the sandbox's task): remove the pod's cgroups too, left
         empty by the stop, instead of at the removal (which finds them gone)."""
         pod = self.get(ref)
-        self.settle_pod(pod.id)
+        self.settle_pod(pod.id, cgroups_only=True)  # the pod's cgroups may go below: not under the worker
         with self.store.pod_lock(pod.id):
             pod = self.store.read_pod(pod.id)
             if pod.state == POD_CREATING:
