@@ -233,14 +233,14 @@ class PodRuntime:
             with self._launching_lock:
                 self._launching.pop(cid, None)
 
-    def settle_pod(self, pod_id: str, cgroups_only: bool = False) -> None:
-        """settle() every container of a pod still setting up, and finish the removals of its containers
-        left to the reaper (before the pod is removed; before it is stopped, only their cgroups')."""
+    def settle_pod(self, pod_id: str) -> None:
+        """settle() every container of a pod still setting up, and finish the cgroup removals of its
+        containers left to the reaper (before the pod is stopped or removed: that may remove the pod's)."""
         with self._launching_lock:
             cids = [cid for cid, (pod, _) in self._launching.items() if pod == pod_id]
         for cid in cids:
             self.settle(cid)
-        self.reaper.wait(pod_id, cgroups_only)
+        self.reaper.wait_cgroups(pod_id)
 
     def start_container(self, cid: str) -> int:
         """Release a created container: its init execs the workload. Returns the workload's pid.
@@ -262,7 +262,7 @@ class PodRuntime:
 
         background (a long-running caller: the CRI server): once its processes are killed, drop it
         from its pod and remove its record, so it is gone for every caller; its cgroup, writable
-        layer and directory are removed by self.reaper, which the pod's stop and removal wait for."""
+        layer and directory are removed by self.reaper (pyrun.runtime.reaper)."""
         self.settle(cid)
         try:
             rec = ctr.state_of(self.store, cid)
@@ -276,7 +276,7 @@ class PodRuntime:
             self.store.forget_container(cid)
             what = f"container {rec.name} ({cid[:12]})"
             self.reaper.submit(rec.pod_id, what, lambda: self.platform.remove_cgroup(rec.cgroup), cgroups=True)
-            self.reaper.submit(rec.pod_id, what, lambda: self._forget_container(rec.pod_id, cid))
+            self.reaper.submit(rec.pod_id, what, lambda: self._undo_container(cid, None))
             return
         self._undo_container(cid, rec.cgroup)
         self._forget_container(rec.pod_id, cid)
@@ -347,7 +347,7 @@ class PodRuntime:
         StopPodSandbox, as containerd's deletes the sandbox's task): remove the pod's cgroups too, left
         empty by the stop, instead of at the removal (which finds them gone)."""
         pod = self.get(ref)
-        self.settle_pod(pod.id, cgroups_only=True)  # the pod's cgroups may go below: not under the worker
+        self.settle_pod(pod.id)
         with self.store.pod_lock(pod.id):
             pod = self.store.read_pod(pod.id)
             if pod.state == POD_CREATING:

@@ -2,12 +2,12 @@
 
 A removed container is gone for every caller as soon as its record is (pyrun.runtime.pod:
 the pod's entry, then container.json); what is left of it (its cgroup, writable layer and
-directory) is taken down here, by one worker thread, as containerd takes down a snapshot after
-its metadata. The pod's stop waits for the cgroups (wait(pod_id, cgroups_only=True): the stop may
-remove the pod's), its removal for everything (wait(pod_id)), and the server for all of it before it
-exits (close()). If the process dies first, `pyrun gc`
-finds a container directory no pod lists and removes it with its layer; the pod's removal
-takes its cgroup subtree.
+directory) is taken down here, by one worker thread, in the order submitted, as containerd
+takes down a snapshot after its metadata. The pod's stop and removal wait for the cgroups
+(wait_cgroups: they may remove the pod's cgroup, the parent of those); the files are nobody
+else's and only the server's exit waits for them (close()). If the process dies first,
+`pyrun gc` finds a container directory no pod lists and removes it with its layer; the pod's
+removal takes its cgroup subtree.
 """
 from __future__ import annotations
 
@@ -22,13 +22,12 @@ if TYPE_CHECKING:  # concurrent.futures imports logging: not at import (`pod ls`
 class Reaper:
     def __init__(self) -> None:
         self._pool: ThreadPoolExecutor | None = None
-        # pod id -> its removals not known to be done: (future, whether it removes cgroups)
-        self._pending: dict[str, list[tuple[Future, bool]]] = {}
+        self._cgroups: dict[str, list[Future]] = {}  # pod id -> its cgroup removals not known to be done
         self._lock = threading.Lock()
 
     def submit(self, pod_id: str, what: str, fn: Callable[[], None], cgroups: bool = False) -> None:
-        """Run fn on the worker (in the order submitted); a failure is reported on stderr (the leftovers
-        are gc's). cgroups: fn removes cgroups (what a pod's stop waits for)."""
+        """Run fn on the worker, after what was submitted before; a failure is reported on stderr (the
+        leftovers are gc's). cgroups: fn removes cgroups of the pod (wait_cgroups waits for it)."""
         def run() -> None:
             try:
                 fn()
@@ -39,26 +38,21 @@ class Reaper:
         with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyrun-reaper")
-            self._pending.setdefault(pod_id, []).append((self._pool.submit(run), cgroups))
+            future = self._pool.submit(run)
+            if cgroups:
+                self._cgroups.setdefault(pod_id, []).append(future)
 
-    def wait(self, pod_id: str | None = None, cgroups_only: bool = False) -> None:
-        """Until the removals of a pod (of every pod with None) are done; cgroups_only: those that
-        remove cgroups (and, one worker doing them in order, what was submitted before them)."""
+    def wait_cgroups(self, pod_id: str) -> None:
+        """Until the cgroup removals submitted for a pod are done."""
         with self._lock:
-            if pod_id is None:
-                jobs = [j for js in self._pending.values() for j in js]
-                self._pending.clear()
-            elif cgroups_only:
-                jobs = [j for j in self._pending.get(pod_id, []) if j[1]]
-            else:
-                jobs = self._pending.pop(pod_id, [])
-        for future, _ in jobs:
+            futures = self._cgroups.pop(pod_id, [])
+        for future in futures:
             future.result()
 
     def close(self) -> None:
-        """Finish every removal and stop the worker."""
-        self.wait()
+        """Finish everything submitted and stop the worker."""
         with self._lock:
             pool, self._pool = self._pool, None
+            self._cgroups.clear()
         if pool is not None:
             pool.shutdown(wait=True)
