@@ -175,6 +175,10 @@ class FakePlatform:
     def kill_sandbox(self, pod_id: str) -> None:
         self._undo("kill_sandbox", ("sandbox", pod_id), pod_id)
 
+    def release_namespaces(self, pod_id: str) -> None:
+        """Part of the sandbox here (the fake pins nothing): an undo that takes nothing."""
+        self._undo("release_namespaces", None, pod_id)
+
     def attach_network(self, pod: PodRecord, spec: Any) -> PodNetwork:
         self._step("attach_network", ("network", pod.id), pod.id)
         return PodNetwork(ip="10.88.0.7", ifname="eth0")

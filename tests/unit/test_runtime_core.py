@@ -192,11 +192,11 @@ def test_pod_creating_running_stopped_removing(make):
     assert_no_records(rt)
 
 
-def test_a_stop_that_releases_the_cgroups_removes_them_and_the_removal_finds_them_gone(make):
+def test_a_stop_that_releases_removes_the_cgroups_and_namespaces_and_the_removal_finds_them_gone(make):
     rt, fake = make()
     pod = rt.create(two_containers())
-    rt.stop("web", grace=5, release_cgroups=True)
-    assert [c.step for c in fake.calls[-2:]] == ["detach_network", "remove_cgroup"]
+    rt.stop("web", grace=5, release=True)
+    assert [c.step for c in fake.calls[-3:]] == ["detach_network", "remove_cgroup", "release_namespaces"]
     assert ("cgroup", f"pod{pod.uid}") not in fake.made
     rt.remove("web")
     assert_no_records(rt)

@@ -121,8 +121,8 @@ class RuntimeService:
 
     def StopPodSandbox(self, req):
         pod = self._pod(req.pod_sandbox_id)  # unknown id: NOT_FOUND, as containerd answers
-        if pod.state != "removing":  # as containerd: the sandbox's cgroup goes with its stop (its task's delete)
-            self.rt.stop(pod.id, grace=0, release_cgroups=True)
+        if pod.state != "removing":  # as containerd: the sandbox's cgroup and netns go with its stop
+            self.rt.stop(pod.id, grace=0, release=True)
         return pb.StopPodSandboxResponse()
 
     def RemovePodSandbox(self, req):

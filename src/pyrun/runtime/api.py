@@ -98,9 +98,10 @@ class Runtime:
         """For a server on its way out: finish what it left to finish in the background (removals)."""
         self._pods.reaper.close()
 
-    def stop(self, ref: str, grace: float | None = None, release_cgroups: bool = False) -> PodRecord:
-        """release_cgroups: remove the stopped pod's cgroups now rather than with the pod (the CRI's stop)."""
-        return self._pods.stop(ref, grace, release_cgroups=release_cgroups)
+    def stop(self, ref: str, grace: float | None = None, release: bool = False) -> PodRecord:
+        """release: remove the stopped pod's cgroups and pinned namespaces now rather than with the pod
+        (the CRI's stop, as containerd's)."""
+        return self._pods.stop(ref, grace, release=release)
 
     def remove(self, ref: str, force: bool = False) -> None:
         pod = self.get(ref)

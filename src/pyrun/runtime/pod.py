@@ -342,10 +342,11 @@ class PodRuntime:
         return pods
 
     # --- stop and remove ------------------------------------------------------------------------
-    def stop(self, ref: str, grace: float | None = None, release_cgroups: bool = False) -> PodRecord:
-        """Stop every container and the sandbox, detach the network. release_cgroups (the CRI's
-        StopPodSandbox, as containerd's deletes the sandbox's task): remove the pod's cgroups too, left
-        empty by the stop, instead of at the removal (which finds them gone)."""
+    def stop(self, ref: str, grace: float | None = None, release: bool = False) -> PodRecord:
+        """Stop every container and the sandbox, detach the network. release (the CRI's StopPodSandbox,
+        as containerd's deletes the sandbox's task and its network namespace): also remove what a
+        stopped pod no longer needs, its cgroups (left empty by the stop) and its pinned namespaces
+        (their processes are gone), instead of at the removal (which finds them gone)."""
         pod = self.get(ref)
         self.settle_pod(pod.id)
         with self.store.pod_lock(pod.id):
@@ -357,8 +358,9 @@ class PodRuntime:
             self._stop_containers(pod, grace)
             self.platform.kill_sandbox(pod.id)
             self.platform.detach_network(pod)  # a stopped pod holds no address, veth or hostPort (as containerd)
-            if release_cgroups:
+            if release:
                 self.platform.remove_cgroup(pod.cgroup)
+                self.platform.release_namespaces(pod.id)
             pod = replace(pod, state=POD_STOPPED)
             self.store.write_pod(pod, sync=True)
         return pod

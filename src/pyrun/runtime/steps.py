@@ -98,6 +98,9 @@ class PodSteps(Protocol):
 
     def kill_sandbox(self, pod_id: str) -> None: ...
 
+    def release_namespaces(self, pod_id: str) -> None:
+        """Unmount the pod's pinned namespaces (its processes are gone; idempotent)."""
+
     def attach_network(self, pod: PodRecord, spec: PodSpec) -> PodNetwork | None: ...
 
     def detach_network(self, pod: PodRecord) -> None: ...
