@@ -47,9 +47,10 @@ ENTRIES = {
 CHILD_MODULES = ("pyrun.runtime.init",)
 
 # What the helpers import inside functions, on their way (the init: resource, the sysctl names, the
-# overlay's mount data; an exec: the same but the overlay; the sandbox launcher: loopback). The zygote
-# imports them once, so no container init, exec or sandbox imports anything after its fork.
-LAZY_CHILD_MODULES = ("resource", "pyrun.spec.security", "pyrun.images.overlay", "pyrun.netns.loopback")
+# overlay's mount data, mountinfo; an exec: resource and the sysctl names; the sandbox launcher: loopback).
+# The zygote imports them once, so no container init, exec or sandbox imports anything after its fork.
+LAZY_CHILD_MODULES = ("resource", "pyrun.spec.security", "pyrun.images.overlay", "pyrun.linux.mounts",
+                      "pyrun.netns.loopback")
 
 EXIT_FAILED = 126  # the child could not run its entry (as a shell reports a command that cannot run)
 
