@@ -318,7 +318,9 @@ def test_exec_sync_output_is_capped_at_16_mib_and_the_writable_layer_is_in_the_d
 def test_runtime_default_seccomp_holds_in_the_container_and_in_its_execs(env):
     """The zygote builds RuntimeDefault's filter once; the container's process and every exec load it as built."""
     rt, _, pb, ch = env["server"].stubs("v1")
-    sid, cid = run_pod(rt, pb, "secc", env["tmp"])
+    default = pb.SecurityProfile(profile_type=pb.SecurityProfile.RuntimeDefault)  # the CRI's default: Unconfined
+    sid, cid = run_pod(rt, pb, "secc", env["tmp"], container_linux=pb.LinuxContainerConfig(
+        security_context=pb.LinuxContainerSecurityContext(seccomp=default)))
     r = rt.ExecSync(pb.ExecSyncRequest(container_id=cid, timeout=10, cmd=[
         "sh", "-c", "grep '^Seccomp:' /proc/self/status /proc/$(pidof sleep)/status; unshare -u true 2>/dev/null;"
                     "echo rc=$?"]))  # pid 1 is the pod's pause; `sleep 1000` is the container's process
