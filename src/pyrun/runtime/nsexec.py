@@ -36,10 +36,11 @@ def _load(cdir: Path) -> tuple[InitConfig, ContainerStatus]:
 
 
 def enter(cdir: Path, argv: list[str], extra_env: list[str] | None = None, cwd: str | None = None,
-          entered: Callable[[InitConfig], None] | None = None) -> int:
+          entered: Callable[[InitConfig], None] | None = None, forked: Callable[[], None] | None = None) -> int:
     """Join the container, run `argv` in a forked child, return its exit code. entered: called with the
     container's config once inside every namespace (the container's root is this process's root; nothing
-    can be imported any more), before the fork."""
+    can be imported any more), before the fork; forked: called in this process once the command's process
+    is forked (before waiting for it)."""
     config, status = _load(cdir)
     preload_caps()  # after setns into the mount namespace the host's Python library is out of sight
     security.preload(security.from_config(config))
@@ -67,6 +68,8 @@ def enter(cdir: Path, argv: list[str], extra_env: list[str] | None = None, cwd: 
         except BaseException as e:  # noqa: BLE001
             os.write(2, f"pyrun exec: {e}\n".encode())
             os._exit(126 if not isinstance(e, FileNotFoundError) else 127)
+    if forked is not None:
+        forked()
     _, wstatus = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(wstatus)
     return 128 - code if code < 0 else code
@@ -88,11 +91,12 @@ def _child(config: InitConfig, argv: list[str], extra_env: list[str], cwd: str |
     finalize.exec_command(final)
 
 
-def run(cdir: Path, argv: list[str], env: list[str] = (), cwd: str | None = None) -> int:
+def run(cdir: Path, argv: list[str], env: list[str] = (), cwd: str | None = None,
+        forked: Callable[[], None] | None = None) -> int:
     """enter(), with errors reported on stderr as `pyrun: error: ...`; returns the exit code to exit with.
     The calling process has joined the container's namespaces and cgroups afterwards: it must exit."""
     try:
-        return enter(cdir, argv, list(env), cwd)
+        return enter(cdir, argv, list(env), cwd, forked)
     except Exception as e:  # noqa: BLE001 - report like the CLI does
         sys.stderr.write(f"pyrun: error: {e}\n")
         sys.stderr.flush()
@@ -100,11 +104,30 @@ def run(cdir: Path, argv: list[str], env: list[str] = (), cwd: str | None = None
 
 
 def child_main(args: dict, sock=None) -> int:
-    """The entry of an exec the CRI server's zygote forks (pyrun.runtime.spawn.ENTRIES["exec"])."""
-    cdir, argv, env, cwd = Path(args["cdir"]), list(args["argv"]), list(args.get("env") or []), args.get("cwd")
+    """The entry of an exec the CRI server's zygote forks (pyrun.runtime.spawn.ENTRIES["exec"]).
+
+    With a sync socket (ExecSync), the caller's output pipes are left to the command once it is
+    forked, and its exit code is sent as `exited` as soon as it is known: the caller has both
+    without waiting for this process to exit and the zygote to reap it. With args["terminal"] (a tty
+    exec), the socket carries the terminal's master instead (run_on_terminal)."""
     if args.get("terminal") and sock is not None:
-        return run_on_terminal(sock, cdir, argv, env, cwd)
-    return run(cdir, argv, env, cwd)
+        return run_on_terminal(sock, Path(args["cdir"]), list(args["argv"]), list(args.get("env") or []),
+                               args.get("cwd"))
+    forked = _leave_stdio_to_the_command if sock is not None else None
+    code = run(Path(args["cdir"]), list(args["argv"]), list(args.get("env") or []), args.get("cwd"), forked)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            from pyrun.runtime import sync
+            sync.send(sock, "exited", code=code)
+    return code
+
+
+def _leave_stdio_to_the_command() -> None:
+    """Point 0-2 at /dev/null: the command's end of the pipes is then the only one (EOF when it exits)."""
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
 
 
 def run_on_terminal(sock, cdir: Path, argv: list[str], env: list[str], cwd: str | None) -> int:
