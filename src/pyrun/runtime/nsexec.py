@@ -36,7 +36,7 @@ def _load(cdir: Path) -> tuple[InitConfig, ContainerStatus]:
 
 
 def enter(cdir: Path, argv: list[str], extra_env: list[str] | None = None, cwd: str | None = None,
-          entered: Callable[[InitConfig], None] | None = None, forked: Callable[[], None] | None = None) -> int:
+          *, entered: Callable[[InitConfig], None] | None = None, forked: Callable[[], None] | None = None) -> int:
     """Join the container, run `argv` in a forked child, return its exit code. entered: called with the
     container's config once inside every namespace (the container's root is this process's root; nothing
     can be imported any more), before the fork; forked: called in this process once the command's process
@@ -96,7 +96,7 @@ def run(cdir: Path, argv: list[str], env: list[str] = (), cwd: str | None = None
     """enter(), with errors reported on stderr as `pyrun: error: ...`; returns the exit code to exit with.
     The calling process has joined the container's namespaces and cgroups afterwards: it must exit."""
     try:
-        return enter(cdir, argv, list(env), cwd, forked)
+        return enter(cdir, argv, list(env), cwd, forked=forked)
     except Exception as e:  # noqa: BLE001 - report like the CLI does
         sys.stderr.write(f"pyrun: error: {e}\n")
         sys.stderr.flush()
