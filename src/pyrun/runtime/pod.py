@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from pyrun.config import Config
 from pyrun.errors import InvalidState, NotFound
 from pyrun.runtime import container as ctr
-from pyrun.runtime import faults, resources
+from pyrun.runtime import faults, resources, supervise
 from pyrun.linux.procs import ProcessRef
 from pyrun.runtime.host_steps import HostSteps
 from pyrun.runtime.records import (ContainerCgroup, ContainerCri, ContainerEntry, ContainerRecord, InitConfig,
@@ -192,7 +192,9 @@ class PodRuntime:
             lower=[str(d) for d in images.layer_dirs(image)], namespaces=namespaces,
             mounts=mount_list(c, pod.volumes, self.store.pod_dir(pod.id) / "etc", pod.host_network) + extra_mounts,
             process=rec.process, capabilities=sec.capabilities,
-            cgroup_procs=procs, oom_events=oom_events, log_path=log_path, security=sec, devices=devices)
+            cgroup_procs=procs, oom_events=oom_events, log_path=log_path, security=sec, devices=devices,
+            supervision=None if cri is not None or pod.cri is not None else  # the kubelet supervises CRI containers
+            supervise.plan(spec.restart_policy, c, pod.grace_period, pod.ip))
         ctr.write_config(cdir, config)
         steps.spawn_container(cdir)
         return rec

@@ -196,6 +196,7 @@ def preload() -> None:
                                            ctypes.POINTER(ArgCmp)]
     lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
     lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
     _LIB = lib
 
 
@@ -208,10 +209,20 @@ def load(plan: dict, name: str = "") -> int:
     Syscalls this kernel/libseccomp does not know are skipped (as runc and Docker do).
     No-new-privileges is left to the caller. Returns the number of rules added.
     """
-    preload()
-    lib = _LIB
     explain.emit(f"# seccomp: load the {name or 'given'} profile ({len(plan['rules'])} rules, "
                  f"default action {plan['default']:#x})")
+    return _with_filter(plan, lambda lib, ctx: _check(lib.seccomp_load(ctx), "seccomp_load"))
+
+
+def export_bpf(plan: dict, fd: int) -> int:
+    """Write the BPF program of `plan` (what `load` would load) to `fd`, for the C monitor to load
+    into an exec probe or hook with prctl(PR_SET_SECCOMP) (csrc/supervise.c). Returns the rules added."""
+    return _with_filter(plan, lambda lib, ctx: _check(lib.seccomp_export_bpf(ctx, fd), "seccomp_export_bpf"))
+
+
+def _with_filter(plan: dict, use) -> int:
+    preload()
+    lib = _LIB
     ctx = lib.seccomp_init(plan["default"])
     if not ctx:
         raise PyrunError("seccomp_init failed (is the default action valid?)")
@@ -226,7 +237,7 @@ def load(plan: dict, name: str = "") -> int:
             _check(lib.seccomp_rule_add_array(ctx, act, nr, len(conditions), array),
                    f"seccomp_rule_add({syscall})")
             added += 1
-        _check(lib.seccomp_load(ctx), "seccomp_load")
+        use(lib, ctx)
     finally:
         lib.seccomp_release(ctx)
     return added
