@@ -95,7 +95,7 @@ static long long child_pid, started_at, start_ms;
 static int started, ready, poststart_done, stopping;
 static long long term_at_ms = -1, kill_at_ms = -1;
 /* carried across restarts in --sup-state */
-static int restarts, backoff_s, last_code = -1;
+static int restarts, backoff_s, wait_s, last_code = -1;
 static long long last_started_at, last_finished_at, prev_log_start, log_start;
 static char last_reason[32] = "-", last_signal[32] = "-";
 
@@ -173,8 +173,8 @@ static int unhex_list(const char *list, char *buf, size_t size, char **vec, int 
 /* "initial period timeout success failure TYPE ARGS..." (pyrun.runtime.supervise.supervise_argv). */
 static int parse_action(struct action *a, const char *spec)
 {
-	char type[16], w1[64] = "", w2[4200] = "", w3[4200] = "", w4[4200] = "";
-	int n = sscanf(spec, "%d %d %d %d %d %15s %63s %4199s %4199s %4199s", &a->initial, &a->period, &a->timeout,
+	char type[16], w1[8200] = "", w2[4200] = "", w3[4200] = "", w4[4200] = "";
+	int n = sscanf(spec, "%d %d %d %d %d %15s %8199s %4199s %4199s %4199s", &a->initial, &a->period, &a->timeout,
 		       &a->success_thr, &a->failure_thr, type, w1, w2, w3, w4);
 
 	if (n < 7)
@@ -261,7 +261,7 @@ static void write_state(long long next_start_ns)
 			      strcmp(last_signal, "-") ? "\"" : "", last_started_at, last_finished_at);
 	if (next_start_ns)
 		n += snprintf(doc + n, sizeof(doc) - n, ", \"state\": \"waiting\", \"reason\": \"CrashLoopBackOff\", "
-			      "\"next_start_at\": %lld, \"backoff_seconds\": %d", next_start_ns, backoff_s);
+			      "\"next_start_at\": %lld, \"backoff_seconds\": %d", next_start_ns, wait_s);
 	n += snprintf(doc + n, sizeof(doc) - n, ", \"probes\": {");
 	for (int i = 0; i < N_ACTIONS && n < sizeof(doc); i++) {
 		if (!actions[i].configured)
@@ -288,7 +288,7 @@ static void write_state(long long next_start_ns)
 
 /* --- set up ---------------------------------------------------------------------------------- */
 
-int sup_init(int argc, char **argv, const char *dir, long long pid, long long started, int logfd, int ctlfd)
+int sup_init(int argc, char **argv, const char *dir, long long pid, long long started_ns, int logfd, int ctlfd)
 {
 	const char *p = arg(argc, argv, "--restart-policy"), *s;
 
@@ -298,10 +298,10 @@ int sup_init(int argc, char **argv, const char *dir, long long pid, long long st
 	policy = !strcmp(p, "always") ? 2 : !strcmp(p, "onfailure") ? 1 : 0;
 	cdir = dir;
 	child_pid = pid;
-	started_at = started;
+	started_at = started_ns;
 	log_fd = logfd;
 	ctl_fd = ctlfd;
-	start_ms = mono_ms() - (real_ns() - started) / 1000000;
+	start_ms = mono_ms() - (real_ns() - started_ns) / 1000000;
 	if ((s = arg(argc, argv, "--grace")))
 		grace = atoi(s);
 	python = arg(argc, argv, "--python");
@@ -673,6 +673,8 @@ static void exec_done(struct action *a)
 	}
 	a->pid = -1;
 	read_output(a);
+	while (a->rlen > 0 && (a->rbuf[a->rlen - 1] == '\n' || a->rbuf[a->rlen - 1] == ' '))
+		a->rbuf[--a->rlen] = 0;
 	if (info.si_code == CLD_EXITED)
 		snprintf(a->message, sizeof(a->message), "%s%s(exit code %d)", a->rbuf, a->rlen ? " " : "",
 			 info.si_status);
@@ -895,9 +897,7 @@ static void exec_python(void)
 		log_start = st.st_size;
 	restarts++;
 	ready = started = 0;
-	for (int i = 0; i < N_ACTIONS; i++)
-		actions[i].configured = 0; /* the next instance reports its own */
-	write_state(0);
+	write_state(0); /* the probes' last results stay until the next instance reports its own */
 	snprintf(state, sizeof(state), "%d %d %d %lld %lld %s %s %lld %lld", restarts, backoff_s, last_code,
 		 last_started_at, last_finished_at, last_reason, last_signal, prev_log_start, log_start);
 	snprintf(ctl, sizeof(ctl), "%d", ctl_fd);
@@ -930,7 +930,7 @@ void sup_after_exit(int wstatus, int oom, void (*serve_ctl)(void))
 	}
 	if (last_finished_at - started_at >= 600LL * 1000000000LL)
 		backoff_s = 0; /* it ran ten minutes: forgiven */
-	delay = backoff_s;
+	delay = wait_s = backoff_s;
 	backoff_s = backoff_s ? (backoff_s * 2 > 300 ? 300 : backoff_s * 2) : 10;
 	until = mono_ms() + delay * 1000LL;
 	if (delay)
