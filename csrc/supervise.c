@@ -40,6 +40,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <linux/capability.h>
+#include <linux/close_range.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <netinet/in.h>
@@ -455,6 +456,9 @@ static void exec_child(struct action *a, const struct creds *c, int ns[5], int o
 		env[count++] = envbuf + i;
 	env[count] = NULL;
 	if (dup2(out, 1) < 0 || dup2(out, 2) < 0)
+		_exit(126);
+	/* nothing of the monitor's (the log, ctl.sock, the output pipes) may reach the container */
+	if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
 		_exit(126);
 	for (int i = 0; cgroup_procs[i]; i++) {
 		int fd = open(cgroup_procs[i], O_WRONLY | O_CLOEXEC);
