@@ -20,7 +20,8 @@
  *                 tcp   connect(2) from a socket made inside the pod's network namespace (setns
  *                       there, socket(), setns back: this process is single-threaded).
  *                 http  the same connection, one GET; a status 200-399 is success.
- *                 https, grpc: not run here (result "unknown", see pyrun.runtime.supervise).
+ *                 https, grpc: a short-lived helper, `python -m pyrun.runtime.probehelper`, forked
+ *                       into the pod's network namespace (TLS and HTTP/2 stay out of this program).
  *               A liveness or startup failure kills the workload (SIGTERM, SIGKILL after the grace
  *               period); the restart policy then applies.
  *   hooks       postStart right after the start (probes wait for it; failure kills the workload);
@@ -193,7 +194,7 @@ static int parse_action(struct action *a, const char *spec)
 	}
 	if (!strcmp(type, "grpc")) {
 		a->type = A_GRPC;
-		return 1;
+		return unhex(w2, strlen(w2), a->path, sizeof(a->path)); /* the service */
 	}
 	a->type = strcmp(type, "https") ? A_HTTP : A_HTTPS;
 	return unhex(w2, strlen(w2), a->host, sizeof(a->host)) && unhex(w3, strlen(w3), a->path, sizeof(a->path)) &&
@@ -520,6 +521,62 @@ static int start_exec(struct action *a)
 	return 0;
 }
 
+static void tohex(const char *in, char *out, size_t size)
+{
+	size_t o = 0;
+
+	for (; *in && o + 3 < size; in++)
+		o += snprintf(out + o, size - o, "%02x", (unsigned char)*in);
+	if (!o && size > 1)
+		out[o++] = '-';
+	out[o] = 0;
+}
+
+/*
+ * HTTPS and gRPC: the short-lived helper (python -m pyrun.runtime.probehelper, see there), forked
+ * into the pod's network namespace; its one line of output is the message, exit 0 success.
+ */
+static int start_helper(struct action *a)
+{
+	static char path[2100], headers[4100];
+	char port[16], timeout[16];
+	int pipefd[2];
+
+	if (!python || pipe2(pipefd, O_CLOEXEC) < 0) {
+		snprintf(a->message, sizeof(a->message), "cannot start the probe helper");
+		return -1;
+	}
+	tohex(a->path, path, sizeof(path));
+	tohex(a->headers, headers, sizeof(headers));
+	snprintf(port, sizeof(port), "%d", a->port);
+	snprintf(timeout, sizeof(timeout), "%d", a->timeout);
+	a->pid = fork();
+	if (a->pid == 0) {
+		char *https[] = { (char *)python, "-m", "pyrun.runtime.probehelper", "https",
+				  a->host[0] ? a->host : (char *)pod_ip, port, path, headers, timeout, NULL };
+		char *grpc[] = { (char *)python, "-m", "pyrun.runtime.probehelper", "grpc",
+				 a->host[0] ? a->host : (char *)pod_ip, port, path, timeout, NULL };
+
+		if (dup2(pipefd[1], 1) < 0 || dup2(pipefd[1], 2) < 0 ||
+		    syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0 ||
+		    (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET) < 0))
+			_exit(126);
+		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+		execv(python, a->type == A_HTTPS ? https : grpc);
+		_exit(127);
+	}
+	close(pipefd[1]);
+	a->outfd = pipefd[0];
+	fcntl(a->outfd, F_SETFL, O_NONBLOCK);
+	if (a->pid > 0)
+		a->pidfd = (int)syscall(SYS_pidfd_open, a->pid, 0);
+	if (a->pid < 0 || a->pidfd < 0) {
+		snprintf(a->message, sizeof(a->message), "cannot start the probe helper: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /* A TCP connection from inside the pod's network namespace (non-blocking, in progress). */
 static int start_connect(struct action *a)
 {
@@ -566,11 +623,8 @@ static void start_action(struct action *a, long long now)
 	if (a->type == A_EXEC) {
 		rc = start_exec(a);
 	} else if (a->type == A_HTTPS || a->type == A_GRPC) {
-		snprintf(a->message, sizeof(a->message), "%s probes are not run by pyrun's monitor",
-			 a->type == A_GRPC ? "gRPC" : "HTTPS");
-		a->at_ns = real_ns();
-		a->due_ms = now + a->period * 1000LL;
-		return; /* the result stays unknown */
+		a->deadline_ms += 2000; /* the interpreter's start; the helper keeps to timeoutSeconds itself */
+		rc = start_helper(a);
 	} else {
 		rc = start_connect(a);
 	}
@@ -679,7 +733,9 @@ static void exec_done(struct action *a)
 	read_output(a);
 	while (a->rlen > 0 && (a->rbuf[a->rlen - 1] == '\n' || a->rbuf[a->rlen - 1] == ' '))
 		a->rbuf[--a->rlen] = 0;
-	if (info.si_code == CLD_EXITED)
+	if (info.si_code == CLD_EXITED && a->type != A_EXEC) /* the helper's message */
+		snprintf(a->message, sizeof(a->message), "%s", a->rlen ? a->rbuf : "the probe helper failed");
+	else if (info.si_code == CLD_EXITED)
 		snprintf(a->message, sizeof(a->message), "%s%s(exit code %d)", a->rbuf, a->rlen ? " " : "",
 			 info.si_status);
 	else
@@ -761,7 +817,7 @@ int sup_pollfds(struct pollfd *p)
 
 		if (!a->running)
 			continue;
-		if (a->type == A_EXEC)
+		if (a->pidfd >= 0)
 			p[n++] = (struct pollfd){ a->pidfd, POLLIN, 0 };
 		else
 			p[n++] = (struct pollfd){ a->sock, a->phase == 1 ? POLLOUT : POLLIN, 0 };
@@ -801,7 +857,7 @@ void sup_after_poll(const struct pollfd *p, int n)
 		if (!a->running)
 			continue;
 		if (p[k].revents) {
-			if (a->type == A_EXEC)
+			if (a->pidfd >= 0)
 				exec_done(a);
 			else
 				socket_ready(a);
@@ -813,7 +869,7 @@ void sup_after_poll(const struct pollfd *p, int n)
 		struct action *a = &actions[i];
 
 		if (a->running && now >= a->deadline_ms) {
-			if (a->type == A_EXEC && a->outfd >= 0)
+			if (a->outfd >= 0)
 				read_output(a);
 			snprintf(a->message, sizeof(a->message), "timed out after %ds", a->timeout);
 			finish(a, 0);

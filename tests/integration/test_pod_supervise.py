@@ -164,3 +164,88 @@ def test_pre_stop_runs_before_sigterm(pyrun, write_pod):
     c = _container(pyrun, "hooks")
     assert (c["state"], c["exit_code"], c.get("restart_count")) == ("exited", 0, 0)
     pyrun("pod", "rm", "hooks")
+
+
+_TLS_SERVER = """
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/ok" else 503); self.end_headers()
+    def log_message(self, *a): pass
+s = http.server.HTTPServer(("127.0.0.1", 8443), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+print("up", flush=True); s.serve_forever()
+"""
+
+_GRPC_SERVER = """
+import sys
+from concurrent import futures
+import grpc
+status = [1]
+def check(request, context):
+    return b"\\x08" + bytes([status[0]])
+handler = grpc.method_handlers_generic_handler(
+    "grpc.health.v1.Health", {"Check": grpc.unary_unary_rpc_method_handler(check)})
+server = grpc.server(futures.ThreadPoolExecutor(2))
+server.add_generic_rpc_handlers((handler,))
+server.add_insecure_port("127.0.0.1:9090")
+server.start()
+print("up", flush=True)
+for line in sys.stdin:
+    status[0] = int(line)
+"""
+
+
+def _server_in_pod(pyrun, pod: str, script: str, *args: str):
+    """A test server inside the pod's network namespace (nsenter), as a workload would listen."""
+    import subprocess
+    import sys
+    netns = pyrun.inspect(pod)["namespaces"]["net"]["path"]
+    proc = subprocess.Popen(["nsenter", f"--net={netns}", sys.executable, "-c", script, *args],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "up"
+    return proc
+
+
+def _stop(proc) -> None:
+    proc.kill()
+    proc.wait()
+
+
+def test_https_readiness_without_verification(pyrun, write_pod, tmp_path):
+    import subprocess
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "k"),
+                    "-out", str(tmp_path / "c"), "-days", "1", "-subj", "/CN=self-signed"], check=True,
+                   capture_output=True)
+    pyrun("pod", "create", write_pod("tls", [{
+        "name": "c", "command": ["sleep", "1000"],
+        "readinessProbe": {"httpGet": {"port": 8443, "path": "/ok", "scheme": "HTTPS"}, "periodSeconds": 1,
+                           "timeoutSeconds": 3},
+    }]))
+    server = _server_in_pod(pyrun, "tls", _TLS_SERVER, str(tmp_path / "c"), str(tmp_path / "k"))
+    try:
+        _wait(lambda: _status(pyrun, "tls")["ready"] == "1/1", 30, "READY 1/1 over HTTPS")
+        assert "statuscode: 200" in _container(pyrun, "tls")["probes"]["readiness"]["message"]
+    finally:
+        _stop(server)
+    _wait(lambda: _status(pyrun, "tls")["ready"] == "0/1", 30, "READY 0/1 with the server gone")
+    pyrun("pod", "rm", "-f", "tls")
+
+
+def test_grpc_health_probe(pyrun, write_pod):
+    pytest.importorskip("grpc")
+    pyrun("pod", "create", write_pod("grpc", [{
+        "name": "c", "command": ["sleep", "1000"],
+        "readinessProbe": {"grpc": {"port": 9090}, "periodSeconds": 1, "timeoutSeconds": 3},
+    }]))
+    server = _server_in_pod(pyrun, "grpc", _GRPC_SERVER)
+    try:
+        _wait(lambda: _status(pyrun, "grpc")["ready"] == "1/1", 30, "READY 1/1 over gRPC health")
+        server.stdin.write("2\n")
+        server.stdin.flush()
+        _wait(lambda: _status(pyrun, "grpc")["ready"] == "0/1", 30, "READY 0/1: NOT_SERVING")
+        assert "NOT_SERVING" in _container(pyrun, "grpc")["probes"]["readiness"]["message"]
+    finally:
+        _stop(server)
+    pyrun("pod", "rm", "-f", "grpc")

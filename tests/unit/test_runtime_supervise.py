@@ -68,3 +68,20 @@ def test_status_merges_the_monitors_supervision_file(tmp_path):
     assert container_ready(read_status(tmp_path))
     (tmp_path / "sup.json").write_text('{"restart_count": 2, "ready": false}')
     assert not container_ready(read_status(tmp_path))
+
+
+def test_probe_helper_grpc_health_wire_format():
+    from pyrun.runtime import probehelper
+    assert probehelper.health_request("") == b""
+    assert probehelper.health_request("db") == b"\x0a\x02db"
+    assert probehelper.health_request("x" * 200)[:3] == b"\x0a\xc8\x01"
+    assert probehelper.health_status(b"\x08\x01") == 1
+    assert probehelper.health_status(b"\x08\x02") == 2
+    assert probehelper.health_status(b"") == 0
+    assert probehelper.health_status(b"\x12\x01z\x08\x03") == 3  # an unknown string field first
+
+
+def test_probe_helper_headers():
+    from pyrun.runtime import probehelper
+    assert probehelper.parse_headers("X-A: b c\r\nHost: h\r\n") == [("X-A", "b c"), ("Host", "h")]
+    assert probehelper.parse_headers("") == []

@@ -18,7 +18,8 @@ The C monitor, per container (see csrc/supervise.c for the details):
     mount namespace, the same writable layer, the log appended) and execs the C monitor again;
   * runs the probes on their timers: exec in C (a join of the workload's namespaces and cgroups, its
     credentials, capabilities, no_new_privs and seccomp filter), tcpSocket and httpGet from a socket
-    made in the pod's network namespace; HTTPS and gRPC probes are not run (result "unknown");
+    made in the pod's network namespace; HTTPS and gRPC probes by a short-lived helper process per
+    period (pyrun.runtime.probehelper, forked into the pod's network namespace);
   * runs postStart after the start (failure kills the container) and preStop on `stop` before the
     SIGTERM, inside the grace period.
 """
