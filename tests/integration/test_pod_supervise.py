@@ -148,6 +148,18 @@ def test_crash_backoff_grows_as_the_kubelets(pyrun, write_pod):
     _wait(lambda: _gone(monitor), 10, "the monitor to be gone")
 
 
+def test_a_restart_that_cannot_start_backs_off_and_tries_again(pyrun, write_pod):
+    """The first instance removes the binary it runs from its writable layer: the next ones cannot
+    start (exec fails); each failed start counts as an instance that exited, with the back-off."""
+    pyrun("pod", "create", write_pod("nostart", [{"name": "c", "command": [
+        "/bin/busybox", "sh", "-c", "rm /bin/busybox; exit 1"]}], restartPolicy="OnFailure"))
+    c = _wait(lambda: (c := _container(pyrun, "nostart")).get("restart_count", 0) >= 2 and c, 40,
+              "a second restart")
+    assert c["last_state"]["exit_code"] == 1
+    assert c["state"] in ("waiting", "created", "running")
+    pyrun("pod", "rm", "-f", "nostart")
+
+
 def test_pre_stop_runs_before_sigterm(pyrun, write_pod):
     pyrun("pod", "create", write_pod("hooks", [{
         "name": "c",

@@ -298,7 +298,9 @@ class Monitor:
 
     def restart(self, listener: socket.socket) -> None:
         """A restarted instance (the C monitor exec'd this process): a fresh init, started at once,
-        then the C monitor again. A failed start is recorded as the container's exit."""
+        then the C monitor again. An init that fails to start (it reported the failed step and exits 1)
+        goes to the C monitor all the same, as an instance that exited at once: it records it and backs
+        off before the next try, as the kubelet does with a container that cannot start."""
         self.listener = listener
         self.splitters = {}
         self._kill_leftovers()
@@ -311,11 +313,11 @@ class Monitor:
             reply = sync.Message("error", {"step": "exec", "message": str(e)})
         self.init_sock.close()
         self.init_sock = None
-        if reply is not None:
-            self.save(error=StepError(str(reply.get("step") or "exec"), str(reply.get("message") or "")))
-            self.serve(listener)  # reaps the init and records the exit
-            return
-        self.save(state=CONTAINER_RUNNING, started_at=now_ns())
+        if reply is not None:  # the init is a zombie until the C monitor reaps it
+            self.save(started_at=now_ns(),
+                      error=StepError(str(reply.get("step") or "exec"), str(reply.get("message") or "")))
+        else:
+            self.save(state=CONTAINER_RUNNING, started_at=now_ns())
         self.exec_c_monitor(None)  # returns only if the exec failed
         self.serve(listener)
 
