@@ -458,7 +458,7 @@ int main(int argc, char **argv)
 		if (close(conn) < 0)
 			warn("close reply socket");
 	}
-	sup_init(argc, argv, cdir, child_pid, started_at, log_fd, ctl_fd);
+	sup_init(argc, argv, cdir, child_pid, started_at, &log_fd, ctl_fd);
 	serve();
 	return 0;
 }

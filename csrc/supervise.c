@@ -50,6 +50,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -88,7 +89,8 @@ struct action {
 
 static struct action actions[N_ACTIONS];
 static int supervising, policy; /* 0 never, 1 onfailure, 2 always */
-static int grace = 30, log_fd = -1, ctl_fd = -1, netns_fd = -1, host_netns_fd = -1;
+static int grace = 30, ctl_fd = -1, netns_fd = -1, host_netns_fd = -1;
+static const int *log_fd; /* the monitor's: reopen-log replaces it */
 static const char *cdir, *python, *pod_ip = "127.0.0.1";
 static char cgroup_words[4096], *cgroup_procs[16], workdir[1024] = "/";
 static struct sock_filter bpf[4096];
@@ -290,7 +292,7 @@ static void write_state(long long next_start_ns)
 
 /* --- set up ---------------------------------------------------------------------------------- */
 
-int sup_init(int argc, char **argv, const char *dir, long long pid, long long started_ns, int logfd, int ctlfd)
+int sup_init(int argc, char **argv, const char *dir, long long pid, long long started_ns, const int *logfd, int ctlfd)
 {
 	const char *p = arg(argc, argv, "--restart-policy"), *s;
 
@@ -577,6 +579,17 @@ static int start_helper(struct action *a)
 	return 0;
 }
 
+/* Whether the probe's own httpHeaders set `name` (then the default one is left out, as the kubelet does). */
+static int has_header(const struct action *a, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *line = a->headers; *line; line = strstr(line, "\r\n") ? strstr(line, "\r\n") + 2 : "")
+		if (!strncasecmp(line, name, n) && line[n] == ':')
+			return 1;
+	return 0;
+}
+
 /* A TCP connection from inside the pod's network namespace (non-blocking, in progress). */
 static int start_connect(struct action *a)
 {
@@ -759,10 +772,12 @@ static void socket_ready(struct action *a)
 			finish(a, 1);
 			return;
 		}
-		char req[4096];
-		int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: kube-probe/1.31\r\n"
-				 "Accept: */*\r\nConnection: close\r\n%s\r\n", a->path, a->host[0] ? a->host : pod_ip,
-				 a->port, a->headers);
+		char req[4096], host[96] = "";
+		if (!has_header(a, "Host"))
+			snprintf(host, sizeof(host), "Host: %s:%d\r\n", a->host[0] ? a->host : pod_ip, a->port);
+		int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\n%s%s%sConnection: close\r\n%s\r\n", a->path, host,
+				 has_header(a, "User-Agent") ? "" : "User-Agent: kube-probe/1.31\r\n",
+				 has_header(a, "Accept") ? "" : "Accept: */*\r\n", a->headers);
 		if (n >= (int)sizeof(req) || send(a->sock, req, n, MSG_NOSIGNAL) != n) {
 			snprintf(a->message, sizeof(a->message), "send: %s", strerror(errno));
 			finish(a, 0);
@@ -953,7 +968,7 @@ static void exec_python(void)
 	struct stat st;
 
 	prev_log_start = log_start;
-	if (fstat(log_fd, &st) == 0)
+	if (fstat(*log_fd, &st) == 0)
 		log_start = st.st_size;
 	restarts++;
 	ready = started = 0;
@@ -961,7 +976,7 @@ static void exec_python(void)
 	snprintf(state, sizeof(state), "%d %d %d %lld %lld %s %s %lld %lld", restarts, backoff_s, last_code,
 		 last_started_at, last_finished_at, last_reason, last_signal, prev_log_start, log_start);
 	snprintf(ctl, sizeof(ctl), "%d", ctl_fd);
-	close(log_fd);
+	close(*log_fd);
 	if (netns_fd >= 0)
 		close(netns_fd);
 	char *argv[] = { (char *)python, "-m", "pyrun.runtime.monitor", "--restart", "--cdir", (char *)cdir,

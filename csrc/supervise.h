@@ -10,8 +10,10 @@
 
 #define SUP_MAX_FDS 8
 
-/* Read the --restart-policy, --probe-*, --hook-* ... arguments; returns 1 if supervising. */
-int sup_init(int argc, char **argv, const char *cdir, long long pid, long long started_at, int log_fd, int ctl_fd);
+/* Read the --restart-policy, --probe-*, --hook-* ... arguments; returns 1 if supervising.
+ * log_fd: the monitor's log descriptor (read when a restart hands over: reopen-log changes it). */
+int sup_init(int argc, char **argv, const char *cdir, long long pid, long long started_at, const int *log_fd,
+	     int ctl_fd);
 /* The descriptors to poll for running probes and hooks (appended to p); returns how many. */
 int sup_pollfds(struct pollfd *p);
 /* Milliseconds until the next timer (a probe due, a deadline), or -1. */

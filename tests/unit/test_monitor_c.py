@@ -176,8 +176,11 @@ def test_c_monitor_probes_over_tcp_and_http_and_stops_on_request(tmp_path):
     from pyrun.runtime import supervise, sync
     from pyrun.runtime.records import Supervision
 
+    seen: list = []
+
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
+            seen.append((self.headers.get_all("Host"), self.headers.get("X-Probe"), self.headers.get("User-Agent")))
             self.send_response(200 if self.path == "/ok" else 500)
             self.end_headers()
 
@@ -190,7 +193,7 @@ def test_c_monitor_probes_over_tcp_and_http_and_stops_on_request(tmp_path):
     probe = {"initial_delay": 0, "period": 1, "timeout": 1, "success_threshold": 1, "failure_threshold": 1}
     sup = Supervision(restart_policy="Always", grace_period=5, pod_ip="127.0.0.1", probes={
         "readiness": {**probe, "handler": {"kind": "httpGet", "port": port, "path": "/ok", "host": "",
-                                           "headers": [["X-Probe", "1"]]}},
+                                           "headers": [["host", "web.example"], ["X-Probe", "1"]]}},
         "liveness": {**probe, "handler": {"kind": "tcpSocket", "port": port, "host": "127.0.0.1"}}})
     args = supervise.supervise_argv(sup, python=sys.executable, netns=None, cgroup_procs=(), workdir="/",
                                     seccomp_bpf=None, state=None)
@@ -208,6 +211,7 @@ def test_c_monitor_probes_over_tcp_and_http_and_stops_on_request(tmp_path):
         assert doc["ready"] and doc["restart_count"] == 0
         assert doc["probes"]["readiness"]["message"] == "HTTP probe succeeded with statuscode: 200"
         assert doc["probes"]["liveness"]["result"] == "success"
+        assert seen[0] == (["web.example"], "1", "kube-probe/1.31")  # the probe's Host replaces the default
         assert monitor.request(tmp_path, "stop", grace=5).type == "stop-ok"
         assert proc.wait(timeout=10) == 0  # the shell died of SIGTERM; Always, but after a stop: no restart
     finally:

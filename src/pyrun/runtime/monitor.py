@@ -236,6 +236,9 @@ class Monitor:
             self.save(state=CONTAINER_RUNNING, started_at=now_ns())
             if c_monitor_enabled():
                 self.exec_c_monitor(conn)  # returns only if the exec failed
+            if self.config.supervision is not None:
+                print("pyrun monitor: restartPolicy, probes and hooks need the C monitor; this container gets none",
+                      file=sys.stderr, flush=True)
             sync.send(conn, "start-ok", pid=self.child.pid)
         else:
             self.save(error=StepError(str(reply.get("step") or "exec"), str(reply.get("message") or "")))
