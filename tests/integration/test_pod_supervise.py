@@ -136,13 +136,11 @@ def test_crash_backoff_grows_as_the_kubelets(pyrun, write_pod):
     assert _status(pyrun, "crash")["status"] == "CrashLoopBackOff"
     assert c["last_state"]["exit_code"] == 3 and c["reason"] == "CrashLoopBackOff"
     assert c["backoff_seconds"] == 20 and abs(c["next_start_at"] - c["last_state"]["finished_at"] - 20 * S) < 1 * S
-    first, second = seen.get(1), seen.get(-1)
+    second = seen.get(-1)
     assert second and second["backoff_seconds"] == 10
     assert abs(second["next_start_at"] - second["last_state"]["finished_at"] - 10 * S) < 1 * S
     # what actually happened: restart 2 started 10 s after instance 2 finished (the restart count rose)
     assert c["last_state"]["started_at"] - second["last_state"]["finished_at"] >= 10 * S - S // 10
-    if first and first["state"] != "waiting":
-        assert first["last_state"]["finished_at"] <= first["started_at"]
     monitor = json.loads((pyrun.root / "containers" / c["id"] / "monitor.json").read_text())["pid"]
     pyrun("pod", "rm", "-f", "crash")  # while waiting: the monitor goes, nothing is left (the fixture checks)
     _wait(lambda: _gone(monitor), 10, "the monitor to be gone")
