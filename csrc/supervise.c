@@ -668,6 +668,7 @@ static void stop_run(struct action *a)
 static void kill_workload(const char *why)
 {
 	fprintf(stderr, "pyrun monitor: %s: killing the container\n", why);
+	ready = 0;
 	if (term_at_ms < 0) {
 		term_at_ms = mono_ms();
 		kill(child_pid, SIGTERM);
@@ -677,7 +678,7 @@ static void kill_workload(const char *why)
 
 static void update_ready(void)
 {
-	int now_ready = started && poststart_done && !stopping &&
+	int now_ready = started && poststart_done && !stopping && term_at_ms < 0 &&
 			(!actions[READINESS].configured || actions[READINESS].result == R_SUCCESS);
 
 	ready = now_ready;
@@ -815,7 +816,7 @@ static int wanted(int i)
 	if (i == PRESTOP)
 		return stopping;
 	if (i == POSTSTART)
-		return 1;
+		return !stopping; /* a stop cancels it (sup_request) */
 	if (stopping || term_at_ms >= 0 || !poststart_done)
 		return 0;
 	if (i == STARTUP)
