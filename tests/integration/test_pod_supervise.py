@@ -154,8 +154,12 @@ def test_a_restart_that_cannot_start_backs_off_and_tries_again(pyrun, write_pod)
     c = _wait(lambda: (c := _container(pyrun, "nostart")).get("restart_count", 0) >= 2 and c, 40,
               "a second restart")
     assert c["last_state"]["exit_code"] == 1
-    assert c["state"] in ("waiting", "created", "running")
-    pyrun("pod", "rm", "-f", "nostart")
+    _wait(lambda: _container(pyrun, "nostart")["state"] == "waiting", 30, "the back-off")
+    pyrun("pod", "stop", "nostart")  # in the back-off: the monitor records the last exit and goes
+    c = _container(pyrun, "nostart")
+    assert (c["state"], c["exit_code"]) == ("exited", 1)
+    assert _status(pyrun, "nostart")["status"] == "Stopped"
+    pyrun("pod", "rm", "nostart")
 
 
 def test_pre_stop_runs_before_sigterm(pyrun, write_pod):
