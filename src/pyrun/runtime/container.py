@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -16,14 +17,15 @@ from pyrun.errors import ContainerStartError, InvalidState
 from pyrun.runtime import faults, state
 from pyrun.linux.procs import ProcessRef, kill_now, wait_reaped
 from pyrun.runtime.records import (ContainerRecord, ContainerStatus, DeviceNode, InitConfig, MountSpec, ProcessSpec,
-                                   RootfsSpec, SecurityPlan, StepError)
+                                   RootfsSpec, SecurityPlan, StepError, Supervision)
 from pyrun.runtime.state import CONTAINER_CREATED, CONTAINER_EXITED, StateStore, now_ns, read_status
 
 
 def init_config(*, cid: str, name: str, pod_id: str, cdir: Path, writable: Path, lower: list[str],
                 namespaces: Mapping[str, str | None], mounts: Sequence[Mapping | MountSpec], process: ProcessSpec,
                 capabilities: Sequence[str], cgroup_procs: Sequence[str], oom_events: str | None, log_path: str,
-                security: SecurityPlan | None = None, devices: Sequence[DeviceNode] = ()) -> InitConfig:
+                security: SecurityPlan | None = None, devices: Sequence[DeviceNode] = (),
+                supervision: Supervision | None = None) -> InitConfig:
     """The document the monitor and init read (pure). mounts: {source, destination, readonly}."""
     return InitConfig(
         id=cid, name=name, pod_id=pod_id, namespaces=dict(namespaces),
@@ -31,7 +33,7 @@ def init_config(*, cid: str, name: str, pod_id: str, cdir: Path, writable: Path,
                           target=str(cdir / "rootfs")),
         mounts=tuple(m if isinstance(m, MountSpec) else MountSpec.from_dict(m) for m in mounts), process=process, capabilities=tuple(capabilities),
         cgroup_procs=tuple(cgroup_procs), oom_events=oom_events, log_path=log_path,
-        security=security, devices=tuple(devices))
+        security=security, devices=tuple(devices), supervision=supervision)
 
 
 def make_dirs(cdir: Path) -> None:
@@ -41,19 +43,53 @@ def make_dirs(cdir: Path) -> None:
 
 def spawn_monitor(cdir: Path, timeout: float = 180.0) -> ProcessRef:
     """Start the container's monitor; return the init process once it is set up (created)."""
+    return begin_monitor(cdir).wait(timeout)
+
+
+class Launch:
+    """A container's monitor, started, while its init sets up (namespaces, mounts, pivot_root, user):
+    wait() returns the init once it is ready, or raises ContainerStartError naming the step that failed
+    (the monitor has then recorded the container exited, reason StartError). Any thread may wait; the
+    first one reads the monitor's answer, the others get the same outcome."""
+
+    def __init__(self, cdir: Path, proc, sock):
+        self.cdir = cdir
+        self._proc = proc
+        self._sock = sock
+        self._lock = threading.Lock()
+        self._outcome: ProcessRef | Exception | None = None
+
+    def wait(self, timeout: float = 180.0) -> ProcessRef:
+        with self._lock:
+            if self._outcome is None:
+                try:
+                    self._outcome = self._ready(timeout)
+                except Exception as e:  # noqa: BLE001 - kept for every waiter; raised below
+                    self._outcome = e
+        if isinstance(self._outcome, Exception):
+            raise self._outcome
+        return self._outcome
+
+    def _ready(self, timeout: float) -> ProcessRef:
+        from pyrun.runtime import sync
+        try:
+            self._proc.wait()
+            msg = sync.recv(self._sock, "ready", timeout=timeout, peer="container monitor")
+        except sync.StepFailed as e:
+            raise ContainerStartError(_name(self.cdir), e.step, e.message) from None
+        finally:
+            self._sock.close()
+        return ProcessRef(msg["pid"], msg["start_time"])
+
+
+def begin_monitor(cdir: Path) -> Launch:
+    """Start the container's monitor and return without waiting for its init to be set up."""
     faults.check("spawn-monitor")
-    from pyrun.runtime import spawn, sync  # here, not at import: `pod ls` reads state and forks nothing
+    from pyrun.runtime import spawn  # here, not at import: `pod ls` reads state and forks nothing
     job = spawn.Job("monitor", {"cdir": str(cdir)}, title=f"pyrun-monitor {cdir}", log=str(cdir / "monitor.log"),
                     detach=True)
-    proc, parent = spawn.spawn_synced(job)
-    try:
-        proc.wait()
-        msg = sync.recv(parent, "ready", timeout=timeout, peer="container monitor")
-    except sync.StepFailed as e:
-        raise ContainerStartError(_name(cdir), e.step, e.message) from None
-    finally:
-        parent.close()
-    return ProcessRef(msg["pid"], msg["start_time"])
+    proc, parent = spawn.spawn_synced(job, wait_started=False)  # the zygote's fork: Launch.wait() reads it
+    return Launch(cdir, proc, parent)
 
 
 def _name(cdir: Path) -> str:
@@ -88,10 +124,35 @@ def destroy(store: StateStore, cid: str) -> None:
 
 
 def kill(store: StateStore, cid: str) -> None:
-    """SIGKILL the container's workload and monitor, if they still run (idempotent)."""
+    """SIGKILL the container's workload and monitor, if they still run (idempotent). A supervising
+    monitor is told to stop first, so that it does not restart the workload it sees killed."""
     if not store.container_dir(cid).exists():
         return
+    request_stop(store.container_dir(cid), 0)
     kill_workload_then_monitor(*processes(store, cid))
+
+
+def supervised(cdir: Path) -> bool:
+    """Whether the container's monitor restarts, probes or runs hooks (a `pod create` pod's)."""
+    try:
+        return state.read_config(cdir).supervision is not None
+    except (OSError, ValueError, state.RecordError):
+        return False
+
+
+def request_stop(cdir: Path, grace: float) -> bool:
+    """Ask a supervising monitor to stop its container: no more restarts; preStop, then SIGTERM, then
+    SIGKILL at the end of `grace` (the monitor does it). False if it is not supervising or not there."""
+    if not supervised(cdir):
+        return False
+    from pyrun.errors import PyrunError
+    from pyrun.runtime import sync
+    from pyrun.runtime.monitor import request
+    try:
+        request(cdir, "stop", timeout=5, grace=max(0, int(grace)))
+    except (PyrunError, sync.SyncError, OSError):
+        return False
+    return True
 
 
 def remove_dir(store: StateStore, cid: str) -> None:

@@ -94,6 +94,10 @@ class HostSteps:
         if info is not None and info.pause is not None:
             terminate([info.pause], 2.0)
 
+    def release_namespaces(self, pod_id: str) -> None:
+        from pyrun.linux.mounts import unmount_under
+        unmount_under(self.store.pod_dir(pod_id) / "ns")
+
     def attach_network(self, pod: PodRecord, spec: Any) -> PodNetwork | None:
         from pyrun.runtime import podnet
         return podnet.attach(self.cfg, pod, spec)
@@ -133,21 +137,26 @@ class HostSteps:
     def spawn_container(self, cdir: Path) -> ProcessRef:
         return ctr.spawn_monitor(cdir)
 
+    def begin_container(self, cdir: Path) -> ctr.Launch:
+        return ctr.begin_monitor(cdir)
+
     def start_container(self, cdir: Path, name: str) -> int:
         return ctr.start(cdir, name)
 
     def stop_containers(self, cids: Sequence[str], grace: float) -> None:
         """All workloads get SIGTERM together, as the kubelet does; then their monitors record the exits."""
         from pyrun.linux.procs import kill_now, terminate, wait_pids_gone
-        inits, monitors = [], []
+        inits, monitors, supervised = [], [], False
         for cid in cids:
             init, monitor = ctr.processes(self.store, cid)
-            if init:
+            if ctr.request_stop(self.store.container_dir(cid), grace):
+                supervised = True  # its monitor runs preStop, then SIGTERM, SIGKILL after the grace period
+            elif init:
                 inits.append(init)
             if monitor:
                 monitors.append(monitor)
         terminate(inits, grace)
-        if not wait_pids_gone(monitors, 10.0):
+        if not wait_pids_gone(monitors, 10.0 + (grace if supervised else 0)):
             kill_now(monitors)
 
     def kill_container(self, cid: str) -> None:
