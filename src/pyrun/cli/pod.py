@@ -56,8 +56,8 @@ def pod_ls(ctx: click.Context, output: str) -> None:
         print_json(summaries)
         return
     rows = [[s["name"], s["namespace"], s["id"][:12], s["status"], s["ip"] or "-", s.get("qos") or "-", s["ready"],
-             age(s["created_at"])] for s in summaries]
-    click.echo(table(["NAME", "NAMESPACE", "ID", "STATUS", "IP", "QOS", "READY", "AGE"], rows))
+             str(s["restarts"]), age(s["created_at"])] for s in summaries]
+    click.echo(table(["NAME", "NAMESPACE", "ID", "STATUS", "IP", "QOS", "READY", "RESTARTS", "AGE"], rows))
 
 
 def _summary(rt, p) -> dict:
@@ -66,8 +66,11 @@ def _summary(rt, p) -> dict:
     return {"id": p.id, "name": p.name, "namespace": p.namespace, "state": p.state,
             "status": status.status, "ready": f"{status.ready}/{status.total}", "ip": status.ip,
             "qos": p.qos, "created_at": p.created_at,
+            "restarts": sum(c.status.restart_count or 0 for c in containers),
             "containers": [{"name": c.name, "id": c.id, "state": c.status.state,
-                            "exit_code": c.status.exit_code, "reason": c.status.reason}
+                            "exit_code": c.status.exit_code, "reason": c.status.reason,
+                            "restart_count": c.status.restart_count or 0,
+                            "ready": c.status.state == "running" and c.status.ready is not False}
                            for c in containers]}
 
 
@@ -138,11 +141,14 @@ def _each(refs: tuple[str, ...], action) -> None:
 @click.argument("container", required=False)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the container exits.")
 @click.option("--timestamps", is_flag=True, help="Show each line's timestamp.")
+@click.option("-p", "--previous", is_flag=True, help="The output of the previous instance of a restarted container.")
 @click.pass_context
-def logs(ctx: click.Context, pod_ref: str, container: str | None, follow: bool, timestamps: bool) -> None:
+def logs(ctx: click.Context, pod_ref: str, container: str | None, follow: bool, timestamps: bool,
+         previous: bool) -> None:
     """Print a container's output (stdout and stderr, from its CRI-format log file)."""
     out = sys.stdout.buffer
-    for data in _runtime(ctx).logs(pod_ref, container, follow=follow, timestamps=timestamps):
+    for data in _runtime(ctx).logs(pod_ref, container, follow=follow and not previous, timestamps=timestamps,
+                                   previous=previous):
         out.write(data)
         out.flush()
 

@@ -70,6 +70,44 @@ class VolumeMount:
 
 
 @dataclass(frozen=True)
+class Handler:
+    """What a probe or a lifecycle hook does (pyrun.spec.probes).
+
+    kind "exec" (command), "httpGet" (port, path, host, scheme HTTP/HTTPS, headers), "tcpSocket"
+    (port, host) or "grpc" (port, service). port: a number (a named port is resolved at parse time);
+    host "": the pod's address."""
+
+    kind: str
+    command: tuple[str, ...] = ()
+    port: int = 0
+    host: str = ""
+    path: str = "/"
+    scheme: str = "HTTP"
+    headers: tuple[tuple[str, str], ...] = ()
+    service: str = ""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A liveness, readiness or startup probe, with the Kubernetes defaults (seconds)."""
+
+    handler: Handler
+    initial_delay: int = 0
+    period: int = 10
+    timeout: int = 1
+    success_threshold: int = 1
+    failure_threshold: int = 3
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """A container's lifecycle hooks."""
+
+    post_start: Handler | None = None
+    pre_stop: Handler | None = None
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     """security_context is in the manifest's shape; one made from a CRI request may also carry
     runAsUsername, maskedPaths and readonlyPaths (pyrun.cri.translate.CRI_ONLY_KEYS)."""
@@ -89,6 +127,10 @@ class ContainerSpec:
     stdin: bool = False
     stdin_once: bool = False
     devices: tuple[DeviceSpec, ...] = ()
+    liveness_probe: Probe | None = None
+    readiness_probe: Probe | None = None
+    startup_probe: Probe | None = None
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
 
 
 @dataclass(frozen=True)
