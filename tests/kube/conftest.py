@@ -1,0 +1,41 @@
+"""The kube stage: real Kubernetes binaries (tests/kube/build.sh) driving pyrun.
+
+Runs as root on a real kernel; skipped when the binaries are not built (./test.sh builds them
+unless --no-kube; or set PYRUN_KUBE_BIN to a bin directory).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from _kube_nodes import REPO, find_kube_bin
+
+
+def pytest_collection_modifyitems(config, items):
+    here = Path(__file__).parent
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(here):
+            item.add_marker(pytest.mark.integration)
+            item.add_marker(pytest.mark.kube)
+
+
+@pytest.fixture(scope="session")
+def kube_bin() -> Path:
+    if os.geteuid() != 0:
+        pytest.skip("the kube stage needs root")
+    b = find_kube_bin()
+    if b is None or not (b / "kubelet").exists():
+        pytest.skip("Kubernetes binaries not built (tests/kube/build.sh)")
+    return b
+
+
+@pytest.fixture(scope="session")
+def demo_layout(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo-image") / "layout"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "build-demo-image.py"), str(out)], check=True,
+                   capture_output=True)
+    return out
