@@ -215,9 +215,11 @@ def connect(a: Node, b: Node, a_ip: str, b_ip: str, prefix: int = 24) -> None:
 
 
 def give_address(node: Node, ip: str, prefix: int = 24) -> None:
-    """A one-node cluster's node address: a dummy interface (the apiserver and kubelet need a non-loopback IP)."""
-    node.run("ip", "link", "add", "kube0", "type", "dummy")
+    """A lone node's address (the apiserver and the kubelet need one that is not loopback): a veth pair
+    inside the node (no dummy module needed), the address on one end."""
+    node.run("ip", "link", "add", "kube0", "type", "veth", "peer", "name", "kube0-peer")
     node.run("ip", "addr", "add", f"{ip}/{prefix}", "dev", "kube0")
+    node.run("ip", "link", "set", "kube0-peer", "up")
     node.run("ip", "link", "set", "kube0", "up")
 
 
@@ -505,10 +507,10 @@ class NodeRegistry:
                    detail=node.logs)
 
     def push(self, layout: Path, ref: str, repo: str) -> str:
-        """skopeo copy oci:LAYOUT:REF to this registry (in the node's network namespace); the image name."""
+        """skopeo copy oci:LAYOUT:REF to REPO:REF in this registry (from inside the node); the repository name."""
         name = f"{self.host}/{repo}"
         self.node.run("skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--insecure-policy",
-                      f"oci:{layout}:{ref}", f"docker://{name}", env={"HOME": str(self.node.dir)})
+                      f"oci:{layout}:{ref}", f"docker://{name}:{ref}", env={"HOME": str(self.node.dir)})
         return name
 
 
