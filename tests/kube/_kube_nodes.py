@@ -30,6 +30,7 @@ from typing import Callable, Iterator
 
 REPO = Path(__file__).resolve().parents[2]
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+UNIFIED = CGROUP_ROOT / "unified"  # the v2 hierarchy of a hybrid host
 CACHE_GLOB = "/var/cache/pyrun-tests/kube-*/bin"
 DEMO_IMAGE = "docker.io/pyrun/demo:v1"  # a tag other than latest: the kubelet does not pull it (IfNotPresent)
 APISERVER_PORT = 8080
@@ -334,14 +335,24 @@ class PyrunNode(Node):
         pods = self.pyrun_pods()
         if pods:
             out.append(f"pyrun pods: {[p.get('name') for p in pods]}")
+        # the kubelet's own: its root dir bind-mounted on itself (shared), gone with the node
         mounts = [line for line in Path(f"/proc/{self.pid}/mountinfo").read_text().splitlines()
-                  if str(self.dir) in line]
+                  if str(self.dir) in line and line.split()[4] != str(self.kubelet_dir)]
         if mounts:
             out.append("mounts: " + "\n".join(mounts))
-        cgroups = cgroup_dirs_under(self.cgroup_parent, "kubepods/**/pod*")
+        cgroups = [d for d in self.pod_cgroups() if not d.startswith(str(UNIFIED))]
         if cgroups:
             out.append(f"pod cgroups: {cgroups}")
         return out
+
+    def pod_cgroups(self) -> list[str]:
+        """kubepods/<qos>/pod<uid> directories in every hierarchy."""
+        return cgroup_dirs_under(self.cgroup_parent, "kubepods/**/pod*")
+
+    def unified_pod_cgroups(self) -> list[str]:
+        """Pod cgroups in the v2 hierarchy of a hybrid host (/sys/fs/cgroup/unified), which the kubelet
+        (cgroup v1 mode there) neither creates nor removes."""
+        return [d for d in self.pod_cgroups() if d.startswith(str(UNIFIED))]
 
     def close(self) -> None:
         super().close()
