@@ -10,7 +10,7 @@ one test parent (`pyrun-kube-<hex>`) in every hierarchy, which the kubelet gets 
 
 `PyrunNode` adds pyrun (own state root, data root, pod CIDR, node network records) and a
 kubelet (own root dir, manifests dir, ports in the node's namespace); `ControlPlane` adds
-etcd, kube-apiserver (insecure port on the node's address: test-only), kube-scheduler and
+etcd, kube-apiserver (one static admin token, unverified TLS: test-only), kube-scheduler and
 kube-controller-manager. The binaries come from tests/kube/build.sh.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 UNIFIED = CGROUP_ROOT / "unified"  # the v2 hierarchy of a hybrid host
 CACHE_GLOB = "/var/cache/pyrun-tests/kube-*/bin"
 DEMO_IMAGE = "docker.io/pyrun/demo:v1"  # a tag other than latest: the kubelet does not pull it (IfNotPresent)
-APISERVER_PORT = 8080
+APISERVER_PORT = 6443
 
 
 def find_kube_bin() -> Path | None:
@@ -46,16 +46,18 @@ def find_kube_bin() -> Path | None:
 
 
 def wait_until(what: str, predicate: Callable[[], object], timeout: float, interval: float = 0.5,
-               detail: Callable[[], str] | None = None) -> object:
-    """predicate()'s first truthy value; AssertionError naming `what` after timeout seconds."""
+               detail: Callable[[], str] | None = None, alive: list["Daemon"] | None = None) -> object:
+    """predicate()'s first truthy value; AssertionError naming `what` after timeout seconds, or at once
+    when one of the `alive` daemons has exited."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}"
-                                 + (f"\n{detail()}" if detail else ""))
+        dead = [d for d in alive or () if d.proc.poll() is not None]
+        if dead or time.monotonic() > deadline:
+            why = f"{dead[0].name} exited ({dead[0].proc.returncode})" if dead else f"timed out after {timeout:.0f}s"
+            raise AssertionError(f"{why} waiting for {what}" + (f"\n{detail()}" if detail else ""))
         time.sleep(interval)
 
 
@@ -178,12 +180,17 @@ class Node:
         if daemon in self.daemons:
             self.daemons.remove(daemon)
 
-    def http_get(self, url: str, timeout: float = 10) -> str | None:
-        """GET from inside the node's network namespace; None when it fails."""
-        code = ("import sys, urllib.request\n"
-                "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])).read().decode())")
+    def http_get(self, url: str, timeout: float = 10, token: str = "") -> str | None:
+        """GET from inside the node's network namespace (https: unverified; token: a bearer token);
+        None when it fails."""
+        code = ("import os, ssl, sys, urllib.request\n"
+                "req = urllib.request.Request(sys.argv[1])\n"
+                "if os.environ.get('TOKEN'): req.add_header('Authorization', 'Bearer ' + os.environ['TOKEN'])\n"
+                "ctx = ssl._create_unverified_context()\n"
+                "sys.stdout.write(urllib.request.urlopen(req, timeout=float(sys.argv[2]), context=ctx).read().decode())")
         p = subprocess.run(["nsenter", "-t", str(self.pid), "--net", "--", sys.executable, "-c", code, url,
-                            str(timeout)], capture_output=True, text=True, timeout=timeout + 30)
+                            str(timeout)], capture_output=True, text=True, timeout=timeout + 30,
+                           env=dict(os.environ, TOKEN=token))
         return p.stdout if p.returncode == 0 else None
 
     def tcp_read(self, host: str, port: int, timeout: int = 5) -> str:
@@ -378,45 +385,48 @@ def processes_mentioning(needle: str) -> list[str]:
 class ControlPlane:
     """etcd, kube-apiserver, kube-scheduler and kube-controller-manager on a node (its address: node.node_ip).
 
-    Test-only: the apiserver's insecure port (no authentication) on the node's address, so the
-    kubelets, the controllers and kubectl need no certificates; service accounts are not mounted
-    into pods (the ServiceAccount admission plugin is off)."""
+    Test-only shortcuts: one static bearer token (--token-auth-file) in system:masters for everybody
+    (kubelets, controllers, kubectl), AlwaysAllow authorization, and clients that do not verify the
+    apiserver's self-signed serving certificate; service accounts are not mounted into pods (the
+    ServiceAccount admission plugin is off)."""
 
     def __init__(self, node: PyrunNode):
         self.node = node
         self.ip = node.node_ip
-        self.url = f"http://{self.ip}:{APISERVER_PORT}"
+        self.url = f"https://{self.ip}:{APISERVER_PORT}"
         self.dir = node.dir / "control-plane"
         self.dir.mkdir()
+        self.token = secrets.token_hex(16)
+        (self.dir / "tokens.csv").write_text(f'{self.token},pyrun-test,pyrun-test,"system:masters"\n')
         self.kubeconfig = self.dir / "kubeconfig"
-        self.kubeconfig.write_text(kubeconfig_for(self.url))
+        self.kubeconfig.write_text(kubeconfig_for(self.url, self.token))
 
     def start(self) -> None:
         n, b, d = self.node, self.node.bin, self.dir
         n.run("openssl", "genrsa", "-out", str(d / "sa.key"), "2048")
-        n.start("etcd", [str(b / "etcd"), "--name=default", f"--data-dir={d / 'etcd'}",
-                         "--listen-client-urls=http://127.0.0.1:2379", "--advertise-client-urls=http://127.0.0.1:2379",
-                         "--listen-peer-urls=http://127.0.0.1:2380",
-                         "--initial-advertise-peer-urls=http://127.0.0.1:2380",
-                         "--initial-cluster=default=http://127.0.0.1:2380", "--log-level=warn"])
-        wait_until("etcd", lambda: n.http_get("http://127.0.0.1:2379/health", 3), 60, detail=n.logs)
-        n.start("kube-apiserver", [
+        etcd = n.start("etcd", [
+            str(b / "etcd"), "--name=default", f"--data-dir={d / 'etcd'}",
+            "--listen-client-urls=http://127.0.0.1:2379", "--advertise-client-urls=http://127.0.0.1:2379",
+            "--listen-peer-urls=http://127.0.0.1:2380", "--initial-advertise-peer-urls=http://127.0.0.1:2380",
+            "--initial-cluster=default=http://127.0.0.1:2380", "--log-level=warn"])
+        wait_until("etcd", lambda: n.http_get("http://127.0.0.1:2379/health", 3), 60, detail=n.logs, alive=[etcd])
+        api = n.start("kube-apiserver", [
             str(b / "kube-apiserver"), "--etcd-servers=http://127.0.0.1:2379",
-            f"--advertise-address={self.ip}", f"--bind-address={self.ip}", "--secure-port=6443",
-            f"--cert-dir={d / 'apiserver-certs'}",
-            f"--insecure-bind-address={self.ip}", f"--insecure-port={APISERVER_PORT}",
+            f"--advertise-address={self.ip}", "--bind-address=0.0.0.0", f"--secure-port={APISERVER_PORT}",
+            f"--cert-dir={d / 'apiserver-certs'}", f"--token-auth-file={d / 'tokens.csv'}",
             "--service-cluster-ip-range=10.96.0.0/16", "--authorization-mode=AlwaysAllow",
             "--disable-admission-plugins=ServiceAccount",
             f"--service-account-key-file={d / 'sa.key'}", f"--service-account-signing-key-file={d / 'sa.key'}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             "--kubelet-preferred-address-types=InternalIP", "--allow-privileged=true", "--v=1"])
-        wait_until("kube-apiserver", lambda: n.http_get(f"{self.url}/readyz", 3) == "ok", 240, interval=1,
-                   detail=n.logs)
-        n.start("kube-scheduler", [str(b / "kube-scheduler"), f"--master={self.url}", "--leader-elect=false",
-                                   "--port=0", "--secure-port=0", "--v=1"])
+        wait_until("kube-apiserver", lambda: n.http_get(f"{self.url}/readyz", 3, self.token) == "ok", 240, interval=1,
+                   detail=n.logs, alive=[etcd, api])
+        kc = f"--kubeconfig={self.kubeconfig}"
+        n.start("kube-scheduler", [str(b / "kube-scheduler"), kc, "--leader-elect=false", "--port=0",
+                                   "--secure-port=0", "--v=1"])
         n.start("kube-controller-manager", [
-            str(b / "kube-controller-manager"), f"--master={self.url}", "--leader-elect=false", "--port=0",
-            "--secure-port=0", "--controllers=*,-serviceaccount-token", "--v=1"])
+            str(b / "kube-controller-manager"), kc, "--leader-elect=false", "--port=0", "--secure-port=0",
+            "--controllers=*,-serviceaccount-token", "--v=1"])
 
     def kubectl_argv(self, *args: str) -> list[str]:
         return [str(self.node.bin / "kubectl"), "--kubeconfig", str(self.kubeconfig), *args]
@@ -439,7 +449,8 @@ class ControlPlane:
             up = {n["metadata"]["name"] for n in nodes
                   if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))}
             return set(names) <= up
-        wait_until(f"nodes {names} Ready", ready, timeout, interval=2, detail=self.node.logs)
+        wait_until(f"nodes {names} Ready", ready, timeout, interval=2, detail=self.node.logs,
+                   alive=list(self.node.daemons))
 
     def apply(self, doc: dict) -> None:
         self.kubectl("apply", "-f", "-", input=json.dumps(doc))
@@ -466,11 +477,11 @@ class ControlPlane:
                    detail=lambda: self.kubectl("get", "pods", "-o", "wide", check=False).stdout)
 
 
-def kubeconfig_for(url: str) -> str:
+def kubeconfig_for(url: str, token: str) -> str:
     return json.dumps({
         "apiVersion": "v1", "kind": "Config", "current-context": "pyrun",
-        "clusters": [{"name": "pyrun", "cluster": {"server": url}}],
-        "users": [{"name": "pyrun", "user": {}}],
+        "clusters": [{"name": "pyrun", "cluster": {"server": url, "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "pyrun", "user": {"token": token}}],
         "contexts": [{"name": "pyrun", "context": {"cluster": "pyrun", "user": "pyrun", "namespace": "default"}}],
     })
 

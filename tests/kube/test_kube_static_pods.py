@@ -8,6 +8,8 @@ manifest and checks nothing is left.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from _kube_nodes import DEMO_IMAGE, PyrunNode, give_address, kube_workdir, owned, start_node, wait_until
@@ -15,12 +17,27 @@ from _kube_nodes import DEMO_IMAGE, PyrunNode, give_address, kube_workdir, owned
 NODE_IP = "10.99.1.1"
 
 
+# What an unpatched kubelet sets on the whole host (setupKernelTunables); tests/kube/build.sh patches it to warn.
+HOST_SYSCTLS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
+                "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes")
+
+
+def host_sysctls() -> dict[str, str]:
+    return {k: Path("/proc/sys", k).read_text().strip() for k in HOST_SYSCTLS}
+
+
 @pytest.fixture(scope="module")
 def node(kube_bin, demo_layout):
+    before = host_sysctls()
     with kube_workdir() as wd, owned(PyrunNode("node1", wd, kube_bin, "10.89.1.0/24", NODE_IP)) as n:
         give_address(n, NODE_IP)
         start_node(n, demo_layout)
+        n.sysctls_before = before
         yield n
+
+
+def test_the_kubelet_left_host_kernel_settings_alone(node):
+    assert host_sysctls() == node.sysctls_before
 
 
 def static_pod(name: str, containers: list[dict], **spec) -> dict:
