@@ -54,13 +54,12 @@ def running(cluster, name: str, command: list[str], **container) -> dict:
     return cluster.wait_pod_phase(name)
 
 
+@pytest.mark.xfail(reason=ATTACH_STDIN, strict=False)
 def test_kubectl_run_interactive(cluster):
     p = cluster.kubectl("run", "run-i", "-i", "--rm", "--restart=Never", f"--image={DEMO_IMAGE}",
                         "--image-pull-policy=IfNotPresent", "--", "sh", "-c", "read line; echo got:$line",
                         input="hello\n", check=False, timeout=180)
-    if "got:hello" not in p.stdout:
-        pytest.xfail(f"{ATTACH_STDIN}: {p.stdout!r} {p.stderr!r}")
-    assert "got:hello" in p.stdout
+    assert "got:hello" in p.stdout, (p.stdout, p.stderr)
 
 
 def test_logs_follow(cluster):
@@ -118,24 +117,24 @@ def _drive_tty(argv: list[str], env: dict, script: bytes, until: bytes, timeout:
     return out
 
 
+@pytest.mark.xfail(reason=EXEC_TTY, strict=False)
 def test_exec_interactive_tty(cluster):
     running(cluster, "tty", ["sleep", "100000"])
     argv = cluster.node.enter(*cluster.kubectl_argv("exec", "-it", "tty", "--", "sh"))
     env = dict(os.environ, **cluster.kubectl_env, TERM="xterm")
     out = _drive_tty(argv, env, b"tty; echo TERM=$TERM; echo done-$((6*7)); exit\n", b"done-42")
     text = out.decode(errors="replace")
-    if not re.search(r"/dev/pts/\d+", text) or "TERM=xterm" not in text:
-        pytest.xfail(f"{EXEC_TTY}: {text!r}")
-    assert "done-42" in text
+    assert "done-42" in text, text
+    assert re.search(r"/dev/pts/\d+", text) and "TERM=xterm" in text, text
 
 
+@pytest.mark.xfail(reason=ATTACH_STDIN + "; without it the container reads EOF and exits at once", strict=False)
 def test_attach_with_stdin(cluster):
-    running(cluster, "attach", ["sh", "-c", "while read line; do echo echo:$line; done"], stdin=True)
-    p = cluster.kubectl("attach", "-i", "attach", "-c", "main", input="ping\n", check=False, timeout=60)
-    logs = cluster.kubectl("logs", "attach", check=False).stdout
-    if "echo:ping" not in p.stdout + logs:
-        pytest.xfail(f"{ATTACH_STDIN}: {p.stdout!r} {p.stderr!r}")
-    assert "echo:ping" in logs
+    cluster.apply(pod_doc("attach", ["sh", "-c", "while read line; do echo echo:$line; done"], stdin=True))
+    cluster.wait_pod_phase("attach", timeout=120)
+    cluster.kubectl("attach", "-i", "attach", "-c", "main", input="ping\n", timeout=60)
+    wait_until("the attached input echoed in the log", lambda: "echo:ping" in cluster.kubectl(
+        "logs", "attach", check=False).stdout, 30, interval=1)
 
 
 def test_port_forward(cluster):

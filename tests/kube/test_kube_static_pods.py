@@ -78,7 +78,7 @@ def test_burstable_pod_with_probes_restarts_on_liveness_failure(node):
         pod = node.kubelet_pod("web")
         c = container_status(pod, "web")
         return pod if c.get("restartCount", 0) >= 1 and c.get("ready") and "running" in c.get("state", {}) else None
-    pod = wait_until("web restarted by its liveness probe and Ready again", restarted_and_ready, 180, interval=1,
+    pod = wait_until("web restarted by its liveness probe and Ready again", restarted_and_ready, 300, interval=1,
                      detail=lambda: str(node.kubelet_pod("web")) + "\n" + node.logs())
     assert pod["status"]["qosClass"] == "Burstable"
     assert condition(pod, "Ready") == "True"
@@ -101,7 +101,7 @@ def test_restart_policy_never_keeps_exit_code_3(node):
     node.add_static_pod(static_pod("exit3", [{"name": "main", "command": ["sh", "-c", "echo bye; exit 3"]}],
                                    restartPolicy="Never"))
     pod = wait_until("exit3 Failed", lambda: (p := node.kubelet_pod("exit3")) and p["status"].get("phase") == "Failed"
-                     and p, 120, interval=1, detail=lambda: str(node.kubelet_pod("exit3")))
+                     and p, 300, interval=1, detail=lambda: str(node.kubelet_pod("exit3")) + "\n" + node.logs())
     c = container_status(pod, "main")
     assert c["state"]["terminated"]["exitCode"] == 3, c
     assert c["restartCount"] == 0
@@ -115,7 +115,8 @@ def test_oom_killed_container_is_reported(node):
     def terminated():
         c = container_status(node.kubelet_pod("oom"), "hog")
         return c.get("state", {}).get("terminated")
-    t = wait_until("the hog terminated", terminated, 120, interval=1, detail=lambda: str(node.kubelet_pod("oom")))
+    t = wait_until("the hog terminated", terminated, 300, interval=1,
+                   detail=lambda: str(node.kubelet_pod("oom")) + "\n" + node.logs())
     assert t["reason"] == "OOMKilled", t
     assert t["exitCode"] == 137, t
 
@@ -125,7 +126,7 @@ def test_host_port_reaches_the_container(node):
         "name": "srv", "command": ["sh", "-c", "while true; do echo hostport-ok | nc -l -p 8080; done"],
         "ports": [{"containerPort": 8080, "hostPort": 18080, "protocol": "TCP"}]}]))
     wait_until("hostport running", lambda: "running" in container_status(node.kubelet_pod("hostport"), "srv")
-               .get("state", {}), 120, interval=1, detail=lambda: str(node.kubelet_pod("hostport")))
+               .get("state", {}), 300, interval=1, detail=lambda: str(node.kubelet_pod("hostport")))
     reply = wait_until("an answer on the node's port 18080", lambda: node.tcp_read(NODE_IP, 18080, 3).strip(), 60,
                        interval=1)
     assert reply == "hostport-ok"
