@@ -121,8 +121,8 @@ class RuntimeService:
 
     def StopPodSandbox(self, req):
         pod = self._pod(req.pod_sandbox_id)  # unknown id: NOT_FOUND, as containerd answers
-        if pod.state != "removing":
-            self.rt.stop(pod.id, grace=0)
+        if pod.state != "removing":  # as containerd: the sandbox's cgroup and netns go with its stop
+            self.rt.stop(pod.id, grace=0, release=True)
         return pb.StopPodSandboxResponse()
 
     def RemovePodSandbox(self, req):
@@ -158,9 +158,7 @@ class RuntimeService:
         pod = self._pod(req.pod_sandbox_id)
         config = req.config
         sc = config.linux.security_context
-        image_user = self._image_user(config.image.image) if sc.run_as_username else ""
-        c = translate.container_spec(config, sandbox_privileged=bool(pod.cri and pod.cri.privileged),
-                                     image_user=image_user)
+        c = translate.container_spec(config, sandbox_privileged=bool(pod.cri and pod.cri.privileged))
         log_path = translate.container_log_path(pod.cri.log_directory if pod.cri else "", config.log_path)
         mounts = translate.extra_mounts(config)
         for m in mounts:  # like containerd: a missing host path becomes a directory
@@ -168,13 +166,9 @@ class RuntimeService:
                 os.makedirs(m.source, mode=0o755, exist_ok=True)
         rec = self.rt.create_container(pod.id, c, log_path=log_path, extra_mounts=mounts,
                                        cri=translate.container_cri(config),
-                                       pod_spec=translate.pod_spec_of_record(pod, sc))
+                                       pod_spec=translate.pod_spec_of_record(pod, sc),
+                                       wait=False)  # as containerd: the init's set-up is StartContainer's
         return pb.CreateContainerResponse(container_id=rec.id)
-
-    def _image_user(self, image: str) -> str:
-        """The image's USER (for run_as_username); NotFound for an unknown image, as CreateContainer answers."""
-        config = self.rt.image_config(image)
-        return str((config.get("config") or {}).get("User") or "")
 
     def StartContainer(self, req):
         self.rt.start_container(self._cid(req.container_id))
@@ -190,7 +184,7 @@ class RuntimeService:
             cid = self._cid(req.container_id)
         except NotFound:
             return pb.RemoveContainerResponse()  # already removed: success (CRI: idempotent)
-        self.rt.remove_container(cid, force=True)
+        self.rt.remove_container(cid, force=True, background=True)  # its layer and directory: by a worker
         return pb.RemoveContainerResponse()
 
     def ContainerStatus(self, req):

@@ -10,6 +10,8 @@ from pyrun.linux import syscalls as linux
 
 def unescape(field: str) -> str:
     """mountinfo escapes space, tab, newline and backslash as \\ooo octal (proc(5))."""
+    if "\\" not in field:
+        return field  # nearly every line: mountinfo has a line per mount, pinned namespaces included
     out, i = [], 0
     while i < len(field):
         if field[i] == "\\" and len(field[i + 1:i + 4]) == 3 and field[i + 1:i + 4].isdigit():
@@ -42,6 +44,24 @@ def filesystem_at(path: Path | str, mountinfo_text: str) -> tuple[str, str]:
         inside = point == "/" or base == point or base.startswith(point.rstrip("/") + "/")
         if inside and len(point) >= len(best[0]):
             best = (point, fstype)
+    return best
+
+
+def propagation_at(path: Path | str, mountinfo_text: str) -> tuple[str, set[str]]:
+    """(mount point, propagation tags) of the mount `path` lives on, from mountinfo text (pure): the
+    tags are the optional fields' names, "shared" and/or "master" (a slave); none for a private mount.
+    Like filesystem_at(), the visible one of stacked mounts."""
+    base = os.path.abspath(path)
+    best: tuple[str, set[str]] = ("", set())
+    for line in mountinfo_text.splitlines():
+        fields = line.split()
+        if len(fields) < 7 or "-" not in fields[6:]:
+            continue
+        point = unescape(fields[4])
+        tags = {f.partition(":")[0] for f in fields[6:fields.index("-", 6)]}
+        inside = point == "/" or base == point or base.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best[0]):
+            best = (point, tags)
     return best
 
 

@@ -84,7 +84,7 @@ class HostSteps:
     def launch_sandbox(self, pod_dir: Path, spec: Any, cgroup: CgroupRecord) -> ProcessRef:
         from pyrun.runtime import sandbox
         return sandbox.launch(pod_dir, spec.hostname, spec.share_process_namespace, spec.host_network,
-                              cgroup_procs=resources.procs_files(self.cfg, cgroup),
+                              spec.host_ipc, cgroup_procs=resources.procs_files(self.cfg, cgroup),
                               meanwhile=lambda: _import_create_modules(self.cfg, spec))
 
     def kill_sandbox(self, pod_id: str) -> None:
@@ -93,6 +93,10 @@ class HostSteps:
         info = read_sandbox(self.store.pod_dir(pod_id))
         if info is not None and info.pause is not None:
             terminate([info.pause], 2.0)
+
+    def release_namespaces(self, pod_id: str) -> None:
+        from pyrun.linux.mounts import unmount_under
+        unmount_under(self.store.pod_dir(pod_id) / "ns")
 
     def attach_network(self, pod: PodRecord, spec: Any) -> PodNetwork | None:
         from pyrun.runtime import podnet
@@ -132,6 +136,9 @@ class HostSteps:
 
     def spawn_container(self, cdir: Path) -> ProcessRef:
         return ctr.spawn_monitor(cdir)
+
+    def begin_container(self, cdir: Path) -> ctr.Launch:
+        return ctr.begin_monitor(cdir)
 
     def start_container(self, cdir: Path, name: str) -> int:
         return ctr.start(cdir, name)

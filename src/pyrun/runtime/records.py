@@ -296,6 +296,8 @@ class ContainerCri:
 
 # --- pod -----------------------------------------------------------------------------------------
 
+_OFF_BY_DEFAULT = frozenset({"host_pid", "host_ipc"})  # written only when true (added later: older pods lack them)
+
 @dataclass(frozen=True)
 class PodRecord:
     """pods/<id>/pod.json. `spec` is the manifest as given (re-validated when containers are made);
@@ -312,6 +314,8 @@ class PodRecord:
     qos: str = "BestEffort"
     share_pid: bool = False
     host_network: bool = False
+    host_pid: bool = False   # the node's PID namespace (hostPID / namespace_options.pid NODE)
+    host_ipc: bool = False   # the node's IPC namespace and /dev/shm (hostIPC / namespace_options.ipc NODE)
     grace_period: float = 30
     warnings: tuple[str, ...] = ()
     spec: Mapping[str, Any] = field(default_factory=dict)
@@ -342,7 +346,8 @@ class PodRecord:
         })
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        d = {f.name: _plain(getattr(self, f.name)) for f in fields(self)
+             if f.name not in _OFF_BY_DEFAULT or getattr(self, f.name)}
         return _drop_none(d)
 
     # small questions asked in many places
@@ -469,19 +474,32 @@ class RootfsSpec:
         return {"lower": list(self.lower), "upper": self.upper, "work": self.work, "target": self.target}
 
 
+PROPAGATIONS = ("", "rslave", "rshared")  # MountSpec.propagation: "" is rprivate
+
+
 @dataclass(frozen=True)
 class MountSpec:
-    """A bind mount into the container: host `source` at `destination`."""
+    """A bind mount into the container: host `source` at `destination`. propagation: "" (rprivate),
+    "rslave" (mounts made on the host under source show up inside: HostToContainer) or "rshared"
+    (both ways: Bidirectional)."""
     source: str
     destination: str
     readonly: bool = False
+    propagation: str = ""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "MountSpec":
-        return cls(source=d["source"], destination=d["destination"], readonly=bool(d.get("readonly")))
+        propagation = d.get("propagation") or ""
+        if propagation not in PROPAGATIONS:
+            raise RecordError(f"mount {d['destination']}: unknown propagation {propagation!r}")
+        return cls(source=d["source"], destination=d["destination"], readonly=bool(d.get("readonly")),
+                   propagation=propagation)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "destination": self.destination, "readonly": self.readonly}
+        d = {"source": self.source, "destination": self.destination, "readonly": self.readonly}
+        if self.propagation:
+            d["propagation"] = self.propagation
+        return d
 
 
 @dataclass(frozen=True)
@@ -656,11 +674,15 @@ class SecurityPlan:
         }
 
 
+HOST_PID = "host"  # InitConfig.namespaces["pid"] of a hostPID pod's container
+
+
 @dataclass(frozen=True)
 class InitConfig:
     """containers/<id>/config.json: what the monitor, the init and an exec need.
 
-    namespaces: kind -> pinned nsfs file of the pod (pid: None for a PID namespace of its own).
+    namespaces: kind -> pinned nsfs file of the pod (pid: None for a PID namespace of its own, HOST_PID
+    to stay in the node's).
     security: the container's security plan (SecurityPlan). A section that is missing or damaged
     reads as None, with what is wrong in `security_problem` (so that the monitor, inspect and rm still
     read the config), and security.from_config refuses to run such a container.

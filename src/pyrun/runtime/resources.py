@@ -8,15 +8,27 @@ that hands controllers down to children.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from pyrun.config import Config
 from pyrun.runtime.records import ContainerCgroup, DeviceNode, PodCgroup, PodRecord
 
 SANDBOX_LEAF = "pause"
 
 
+_drivers: dict[tuple[str, str], Any] = {}  # (cgroup root, parent) -> driver
+
+
 def _cgroups(cfg: Config):
-    from pyrun.cgroups import open_cgroups
-    return open_cgroups(cfg)
+    """The cgroups driver of cfg, the host's layout detected once per process: it does not change while
+    pyrun runs, and /proc/self/mountinfo, which the detection parses, grows with every pod's pinned
+    namespaces (a create used to parse it three times)."""
+    key = (str(cfg.cgroup_root), cfg.cgroup_parent)
+    driver = _drivers.get(key)
+    if driver is None:
+        from pyrun.cgroups import open_cgroups
+        driver = _drivers[key] = open_cgroups(cfg)
+    return driver
 
 
 def _pids_max(cfg: Config) -> int:
