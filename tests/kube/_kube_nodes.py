@@ -16,7 +16,6 @@ kube-controller-manager. The binaries come from tests/kube/build.sh.
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
 import secrets
@@ -31,18 +30,15 @@ from typing import Callable, Iterator
 REPO = Path(__file__).resolve().parents[2]
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 UNIFIED = CGROUP_ROOT / "unified"  # the v2 hierarchy of a hybrid host
-CACHE_GLOB = "/var/cache/pyrun-tests/kube-*/bin"
 DEMO_IMAGE = "docker.io/pyrun/demo:v1"  # a tag other than latest: the kubelet does not pull it (IfNotPresent)
 APISERVER_PORT = 6443
 
 
 def find_kube_bin() -> Path | None:
-    """The built binaries: $PYRUN_KUBE_BIN, else a finished build in the cache (tests/kube/build.sh)."""
+    """The built binaries: $PYRUN_KUBE_BIN (./test.sh sets it to what tests/kube/build.sh printed), so a
+    plain `pytest` never starts clusters."""
     env = os.environ.get("PYRUN_KUBE_BIN")
-    if env:
-        return Path(env)
-    done = sorted(glob.glob(f"{CACHE_GLOB}/.complete"))
-    return Path(done[-1]).parent if done else None
+    return Path(env) if env else None
 
 
 def wait_until(what: str, predicate: Callable[[], object], timeout: float, interval: float = 0.5,

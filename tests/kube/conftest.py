@@ -1,7 +1,8 @@
 """The kube stage: real Kubernetes binaries (tests/kube/build.sh) driving pyrun.
 
-Runs as root on a real kernel; skipped when the binaries are not built (./test.sh builds them
-unless --no-kube; or set PYRUN_KUBE_BIN to a bin directory).
+Runs as root on a real kernel; skipped unless PYRUN_KUBE_BIN names the binaries' directory
+(./test.sh builds them and sets it unless --no-kube; by hand:
+PYRUN_KUBE_BIN=$(tests/kube/build.sh | tail -n1) pytest tests/kube).
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def kube_bin() -> Path:
         pytest.skip("the kube stage needs root")
     b = find_kube_bin()
     if b is None or not (b / "kubelet").exists():
-        pytest.skip("Kubernetes binaries not built (tests/kube/build.sh)")
+        pytest.skip("PYRUN_KUBE_BIN is not set (the directory tests/kube/build.sh prints)")
     return b
 
 
