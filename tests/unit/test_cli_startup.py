@@ -67,6 +67,7 @@ def test_pod_ls_reads_state_without_fork_image_cgroup_or_network_code(tmp_path):
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout) == []
     assert _heavy(modules) == []
+    assert "click" not in modules  # pyrun.cli.fastargs read argv
 
 
 def test_a_json_manifest_loads_without_yaml(tmp_path):
