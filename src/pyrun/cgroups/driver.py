@@ -30,7 +30,7 @@ import errno
 import os
 import signal
 import time
-from dataclasses import dataclass, field, replace
+from pyrun.frozen import Frozen, field, replace
 from typing import Callable, Iterator
 
 from pyrun.cgroups import cpu, devices, fs, hugetlb, memory, pids
@@ -46,8 +46,7 @@ V2_CONTROLLERS = ("cpu", "memory", "pids", "hugetlb")  # what pyrun enables in c
 MAX_SUBTREE = 100_000  # cgroups below one of ours that kill/remove walk before giving up (a later call retries)
 
 
-@dataclass(frozen=True)
-class Stats:
+class Stats(Frozen):
     """One cgroup's usage; None where the controller is not available."""
 
     cpu_usage_ns: int | None = None
@@ -60,8 +59,7 @@ class Stats:
     hugetlb_usage: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Sample:
+class Sample(Frozen):
     """What the metrics export of one cgroup: usage, counters and what is set (None: not available).
 
     cpu_quota/cpu_period in µs (quota None: unlimited), cpu_shares as v1 counts them, memory_limit

@@ -20,7 +20,7 @@ CgroupError only when a limit needs it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from pyrun.frozen import Frozen, replace
 from typing import Callable, Literal
 
 from pyrun.errors import CgroupError
@@ -31,23 +31,20 @@ CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "hugetlb", "freezer", "device
 _V2_CORE = {"cpuacct": "cpu.stat", "freezer": "cgroup.freeze", "devices": "BPF_CGROUP_DEVICE"}
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(Frozen):
     root: str
     mount_point: str
     fstype: str
     super_options: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Hierarchy:
+class Hierarchy(Frozen):
     version: Literal[1, 2]
     mount_point: str
     controllers: frozenset[str]
 
 
-@dataclass(frozen=True)
-class Layout:
+class Layout(Frozen):
     hierarchies: tuple[Hierarchy, ...]
     disabled: frozenset[str] = frozenset()
 

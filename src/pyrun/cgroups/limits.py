@@ -20,7 +20,7 @@ group pods (the kubelet sizes them from node allocatable, which pyrun does not m
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from pyrun.frozen import Frozen, field
 from typing import Iterable, Mapping, Protocol
 
 from pyrun.cgroups.devices import DeviceRules
@@ -45,8 +45,7 @@ class ResourcesLike(Protocol):
     limits: Mapping[str, int]
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(Frozen):
     """Values for one cgroup. None means "leave the kernel's default (unlimited)"."""
 
     cpu_shares: int | None = None

@@ -7,6 +7,8 @@ the command's exit code.
 """
 from __future__ import annotations
 
+from pyrun.frozen import replace
+
 import os
 import sys
 
@@ -38,8 +40,7 @@ def _runtime(cfg: Config):
 def pod_create(cfg: Config, spec: str, strict: bool, output: str, network: str | None) -> int:
     from pyrun.errors import SpecError
     if network:
-        import dataclasses
-        cfg = dataclasses.replace(cfg, network_mode=network)
+        cfg = replace(cfg, network_mode=network)
     from pyrun.spec import load_pod_file
     loaded = load_pod_file(spec)
     for w in loaded.warnings:

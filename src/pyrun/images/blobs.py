@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import zlib
-from dataclasses import dataclass
+from pyrun.frozen import Frozen
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -136,8 +136,7 @@ class DecompressingReader:
 
 # --- the blob directory -------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Written:
+class Written(Frozen):
     digest: str
     size: int
     diff_id: str | None = None

@@ -6,7 +6,7 @@ Pure except for the two Source classes, which only read. The registry client
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from pyrun.frozen import Frozen
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -38,8 +38,7 @@ def load_json(data: bytes, what: str) -> dict:
     return doc
 
 
-@dataclass(frozen=True)
-class Descriptor:
+class Descriptor(Frozen):
     media_type: str
     digest: str
     size: int
@@ -64,8 +63,7 @@ class Descriptor:
                    dict(doc.get("platform") or {}))
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(Frozen):
     """An image manifest: config descriptor and layer descriptors (bottom first)."""
 
     config: Descriptor
@@ -196,8 +194,7 @@ def open_source(path: Path) -> DirSource | TarSource:
 
 # --- choosing what to import --------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Selected:
+class Selected(Frozen):
     """The manifest chosen from a source, and the name it carries (if any)."""
 
     manifest_digest: str

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from pyrun.frozen import Frozen
 from pathlib import Path
 from typing import AbstractSet, BinaryIO, Callable
 
@@ -56,8 +56,7 @@ def _env_int(name: str, default: int) -> int:
     return n
 
 
-@dataclass(frozen=True)
-class Image:
+class Image(Frozen):
     name: str                      # normalised, e.g. docker.io/library/busybox:latest
     id: str                        # config digest, "sha256:..."
     manifest_digest: str

@@ -18,7 +18,7 @@ import errno
 import operator
 import os
 import stat
-from dataclasses import dataclass, field
+from pyrun.frozen import Record, field
 from typing import Callable, Iterator
 
 from pyrun.errors import SyscallError
@@ -27,8 +27,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NAME = operator.attrgetter("name")
 
 
-@dataclass
-class _Level:
+class _Level(Record):
     name: str                                # this directory's name in its parent ("" for the root)
     dev: int
     ino: int

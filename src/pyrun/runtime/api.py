@@ -22,7 +22,7 @@ import contextlib
 import os
 import threading
 import time
-from dataclasses import dataclass
+from pyrun.frozen import Frozen, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -39,8 +39,7 @@ __all__ = ["Runtime", "AttachTarget", "ExecHandle", "ExecResult", "PortTarget", 
            "MAX_EXEC_SYNC_OUTPUT", "helpers", "PodRecord", "ContainerRecord", "PodCri", "ContainerCri", "MountSpec"]
 
 
-@dataclass(frozen=True)
-class AttachTarget:
+class AttachTarget(Frozen):
     """A running container's output: its CRI log, and whether it may still write to it."""
 
     container: str
@@ -48,8 +47,7 @@ class AttachTarget:
     running: Callable[[], bool]
 
 
-@dataclass(frozen=True)
-class PortTarget:
+class PortTarget(Frozen):
     """A pod whose ports can be reached: dial(port) is a connected socket (NetworkError if refused)."""
 
     pod: str
@@ -288,14 +286,12 @@ class Runtime:
 
     def container_usage(self, rec: ContainerRecord, writable: bool = True) -> Usage:
         """One sample of a container's cgroup (and the size of its writable layer)."""
-        import dataclasses
-
         from pyrun.runtime.storage import writable_layer
         usage = self._usage(rec.id, rec.name, rec.cgroup)
         if not writable:
             return usage
-        return dataclasses.replace(usage, writable=tree_usage(writable_layer(self.cfg, rec.id) / "upper"),
-                                   writable_dir=str(self.cfg.writable_dir))
+        return replace(usage, writable=tree_usage(writable_layer(self.cfg, rec.id) / "upper"),
+                       writable_dir=str(self.cfg.writable_dir))
 
     def pod_usage(self, pod: PodRecord) -> Usage:
         """One sample of a pod's cgroup."""

@@ -8,7 +8,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from pyrun.frozen import replace
 from pathlib import Path
 from typing import Mapping, Sequence
 

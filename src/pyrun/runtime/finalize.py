@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
+from pyrun.frozen import Record
 from typing import Callable, Sequence
 
 from pyrun import explain
@@ -35,8 +35,7 @@ from pyrun.runtime.records import ProcessSpec, SeccompPlan, SecurityPlan
 from pyrun.runtime.users import resolve_in_root
 
 
-@dataclass
-class Finalized:
+class Finalized(Record):
     """What is left after `become_container_process`: the command, its environment and the late seccomp."""
     args: list[str]
     env: list[str]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import replace
+from pyrun.frozen import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 

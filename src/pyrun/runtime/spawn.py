@@ -32,7 +32,7 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from pyrun.frozen import Frozen
 
 from pyrun.errors import PyrunError
 
@@ -53,8 +53,7 @@ class SpawnError(PyrunError):
     """A helper process could not be started."""
 
 
-@dataclass(frozen=True)
-class Job:
+class Job(Frozen):
     """What a child runs (JSON-able, so it can travel to the zygote).
 
     entry: a key of ENTRIES; args: its arguments; title: the process title;
@@ -71,7 +70,8 @@ class Job:
     ctty: bool = False
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"entry": self.entry, "args": self.args, "title": self.title, "log": self.log, "detach": self.detach,
+                "ctty": self.ctty}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Job":

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import _thread
 import contextlib
-import dataclasses
+from pyrun.frozen import replace
 import fcntl
 import json
 import os
@@ -306,7 +306,7 @@ class StateStore:
             rec = _read_record(ContainerRecord, d / "container.json")
         except FileNotFoundError:
             raise NotFound(f"container {cid[:12]} not found") from None
-        return dataclasses.replace(rec, status=read_status(d))
+        return replace(rec, status=read_status(d))
 
     def write_container(self, rec: ContainerRecord, *, sync: bool = False) -> None:
         """container.json (the status is the monitor's: it is not written here)."""

@@ -9,7 +9,7 @@ is as big as what exists, not as everything that ever existed.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from pyrun.frozen import Frozen
 
 
 def cpu_rate(prev: tuple[int, int] | None, now_ns: int, usage_ns: int) -> int | None:
@@ -59,8 +59,7 @@ def pod_key(pod_id: str) -> str:
     return "pod:" + pod_id
 
 
-@dataclass(frozen=True)
-class Usage:
+class Usage(Frozen):
     """One sample of a pod's or a container's cgroup.
 
     stats: a pyrun.cgroups.Stats (None if the cgroup could not be read); cpu_nanocores: the rate since

@@ -16,7 +16,7 @@ The STATUS column follows kubectl's rules (printPod in kubectl's printers):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from pyrun.frozen import Frozen, replace
 from typing import Sequence
 
 from pyrun.runtime.records import ContainerRecord, ContainerStatus, PodRecord
@@ -29,8 +29,7 @@ MONITOR_GONE = "MonitorGone"
 _POD_STATES = {POD_CREATING: "Creating", POD_REMOVING: "Removing", POD_STOPPED: "Stopped"}
 
 
-@dataclass(frozen=True)
-class PodStatus:
+class PodStatus(Frozen):
     status: str              # kubectl-style STATUS: Running, NotReady, Completed, Error, OOMKilled, Stopped, ...
     sandbox_ready: bool      # the CRI's SANDBOX_READY: the pod runs and its pause process is alive
     ready: int               # containers running

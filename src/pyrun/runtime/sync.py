@@ -24,7 +24,7 @@ import json
 import select
 import socket
 import time
-from dataclasses import dataclass, field
+from pyrun.frozen import Record, field
 from typing import Any
 
 from pyrun.errors import PyrunError
@@ -36,8 +36,7 @@ class SyncError(PyrunError):
     """The other side broke the protocol or went away."""
 
 
-@dataclass
-class Message:
+class Message(Record):
     type: str
     fields: dict[str, Any] = field(default_factory=dict)
 
