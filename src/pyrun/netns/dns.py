@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass
+from pyrun.frozen import Frozen
 from typing import Iterable, Mapping, Sequence
 
 from pyrun.errors import SpecError
@@ -36,8 +36,7 @@ MAX_SEARCHES = 32
 SYSTEMD_RESOLV_CONF = "/run/systemd/resolve/resolv.conf"
 
 
-@dataclass(frozen=True)
-class ResolvConf:
+class ResolvConf(Frozen):
     nameservers: tuple[str, ...] = ()
     searches: tuple[str, ...] = ()
     options: tuple[str, ...] = ()

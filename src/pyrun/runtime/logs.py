@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import time
-from dataclasses import dataclass
+from pyrun.frozen import Frozen
 from typing import Callable, Iterator
 
 MAX_LINE = 16 * 1024
@@ -60,8 +60,7 @@ class LineSplitter:
         return out
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(Frozen):
     timestamp: str
     stream: str
     partial: bool

@@ -52,7 +52,7 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import replace
+from pyrun.frozen import replace
 from pathlib import Path
 
 from pyrun import explain

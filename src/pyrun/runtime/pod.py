@@ -357,6 +357,10 @@ def pause_alive(pod: PodRecord) -> bool:
 
 
 def _uuid() -> str:
-    import uuid
-    return str(uuid.uuid4())
+    """A random (version 4) UUID, as str(uuid.uuid4()), without importing uuid (and platform)."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 

@@ -27,7 +27,7 @@ field added later is still read by this one (fields are only ever added within a
 from __future__ import annotations
 
 import functools
-from pyrun.frozen import Frozen, field, field_names
+from pyrun.frozen import Frozen, Record, field, field_names
 from typing import Any, Callable, Mapping, TypeVar
 
 from pyrun.errors import RecordError
@@ -67,7 +67,7 @@ def _plain(value: Any) -> Any:
     never walked, so a deeply nested manifest costs no recursion here."""
     if isinstance(value, ProcessRef):
         return value.to_dict()
-    if hasattr(type(value), "__dataclass_fields__") and hasattr(value, "to_dict"):  # a record
+    if isinstance(value, Record) and hasattr(value, "to_dict"):
         return value.to_dict()
     if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]

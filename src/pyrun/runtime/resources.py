@@ -14,9 +14,17 @@ from pyrun.runtime.records import ContainerCgroup, DeviceNode, PodCgroup, PodRec
 SANDBOX_LEAF = "pause"
 
 
+_OPENED: dict[tuple[str, str], object] = {}
+
+
 def _cgroups(cfg: Config):
-    from pyrun.cgroups import open_cgroups
-    return open_cgroups(cfg)
+    """The cgroups driver of cfg's root and parent, opened once per process: the host's layout
+    (/proc/self/mountinfo) does not change under pyrun, and a create needs the driver six times."""
+    key = (str(cfg.cgroup_root), cfg.cgroup_parent)
+    if key not in _OPENED:
+        from pyrun.cgroups import open_cgroups
+        _OPENED[key] = open_cgroups(cfg)
+    return _OPENED[key]
 
 
 def _pids_max(cfg: Config) -> int:

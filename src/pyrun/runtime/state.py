@@ -95,8 +95,7 @@ def write_json(path: Path, data: Any, *, sync: bool = False) -> None:
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{_thread.get_ident()}.tmp")  # unique per thread (CRI server)
     with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.write("\n")
+        f.write(json.dumps(data, sort_keys=True) + "\n")  # one line: json's C encoder (indent is pure Python)
         if sync:
             f.flush()
             os.fsync(f.fileno())
@@ -106,8 +105,8 @@ def write_json(path: Path, data: Any, *, sync: bool = False) -> None:
 
 
 def read_json(path: Path) -> Any:
-    with open(path) as f:
-        return json.load(f)
+    with open(path, "rb") as f:
+        return json.loads(f.read())
 
 
 def read_json_or(path: Path, default: Any) -> Any:
