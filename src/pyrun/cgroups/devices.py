@@ -26,9 +26,9 @@ Two renderings of the same rules:
 from __future__ import annotations
 
 import struct
-from pyrun.frozen import Frozen
 
 from pyrun.errors import CgroupError
+from pyrun.frozen import Frozen
 
 CONTROLLER = "devices"
 WILDCARD = -1

@@ -30,7 +30,6 @@ import errno
 import os
 import signal
 import time
-from pyrun.frozen import Frozen, field, replace
 from typing import Callable, Iterator
 
 from pyrun.cgroups import cpu, devices, fs, hugetlb, memory, pids
@@ -38,6 +37,7 @@ from pyrun.cgroups.layout import CONTROLLERS, Hierarchy, Layout, read_host_layou
 from pyrun.cgroups.limits import Limits
 from pyrun.cgroups.names import CgroupPath, container_path, pod_path
 from pyrun.errors import CgroupError
+from pyrun.frozen import Frozen, field, replace
 from pyrun.linux import syscalls as linux
 from pyrun.linux import tree
 

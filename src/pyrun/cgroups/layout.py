@@ -20,10 +20,10 @@ CgroupError only when a limit needs it.
 from __future__ import annotations
 
 import os
-from pyrun.frozen import Frozen, replace
 from typing import Callable, Literal
 
 from pyrun.errors import CgroupError
+from pyrun.frozen import Frozen, replace
 from pyrun.linux.mounts import unescape as _unescape
 
 CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "hugetlb", "freezer", "devices")

@@ -20,12 +20,12 @@ group pods (the kubelet sizes them from node allocatable, which pyrun does not m
 """
 from __future__ import annotations
 
-from pyrun.frozen import Frozen, field
 from typing import Iterable, Mapping, Protocol
 
 from pyrun.cgroups.devices import DeviceRules
 from pyrun.cgroups.names import QOS_CLASSES
 from pyrun.errors import CgroupError
+from pyrun.frozen import Frozen, field
 
 MIN_SHARES = 2
 MAX_SHARES = 262144

@@ -14,9 +14,9 @@ the directory below a hierarchy's mount point; the systemd rendering
 """
 from __future__ import annotations
 
-from pyrun.frozen import Frozen
 
 from pyrun.errors import CgroupError
+from pyrun.frozen import Frozen
 
 QOS_CLASSES = ("Guaranteed", "Burstable", "BestEffort")
 KUBEPODS = "kubepods"

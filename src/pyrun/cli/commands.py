@@ -7,13 +7,13 @@ the command's exit code.
 """
 from __future__ import annotations
 
-from pyrun.frozen import replace
 
 import os
 import sys
 
 from pyrun.cli.output import age, echo, print_json, table
 from pyrun.config import Config
+from pyrun.frozen import replace
 
 
 def cni_dirs(conf_dir: str, bin_dir: str) -> dict:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import os
 import zlib
-from pyrun.frozen import Frozen
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from pyrun.frozen import Frozen
 from pyrun.linux.tree import fsync_dir
 from pyrun.errors import ImageError, NotFound
 from pyrun.images.reference import validate_digest

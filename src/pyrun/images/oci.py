@@ -6,11 +6,11 @@ Pure except for the two Source classes, which only read. The registry client
 from __future__ import annotations
 
 import json
-from pyrun.frozen import Frozen
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from pyrun.errors import ImageError, NotFound
+from pyrun.frozen import Frozen
 from pyrun.images import reference
 from pyrun.images.mediatypes import MT_CONFIG, MT_INDEX, MT_LAYER, MT_MANIFEST, REF_NAME, canonical_json, digest_of
 

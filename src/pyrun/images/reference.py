@@ -17,9 +17,9 @@ The first component is a registry domain only if it contains "." or ":", is
 from __future__ import annotations
 
 import re
-from pyrun.frozen import Frozen
 
 from pyrun.errors import ImageError
+from pyrun.frozen import Frozen
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DOMAINS = ("index.docker.io", "registry-1.docker.io")

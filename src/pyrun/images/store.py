@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import os
 import stat
-from pyrun.frozen import Frozen
 from pathlib import Path
 from typing import AbstractSet, BinaryIO, Callable
 
 from pyrun import explain
 from pyrun.errors import ImageError, InvalidState, NotFound
+from pyrun.frozen import Frozen
 from pyrun.images import oci, reference
 from pyrun.images.blobs import BlobStore, DecompressingReader, hex_of
 from pyrun.images.refs import RefsDb, StoreLock

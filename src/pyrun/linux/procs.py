@@ -10,6 +10,7 @@ import os
 import select
 import signal
 import time
+
 from pyrun.frozen import Frozen
 
 

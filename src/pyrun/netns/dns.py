@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from pyrun.frozen import Frozen
 from typing import Iterable, Mapping, Sequence
 
 from pyrun.errors import SpecError
+from pyrun.frozen import Frozen
 
 POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
 MAX_NAMESERVERS = 3

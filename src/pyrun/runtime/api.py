@@ -22,12 +22,15 @@ import contextlib
 import os
 import threading
 import time
-from pyrun.frozen import Frozen, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterator
 
 from pyrun.config import Config
 from pyrun.errors import CgroupError, InvalidState, NotFound, UsageError
+from pyrun.frozen import Frozen, replace
 from pyrun.runtime.exec import MAX_EXEC_SYNC_OUTPUT, ExecHandle, ExecResult, require_command
 from pyrun.runtime.pod import PodRuntime
 from pyrun.runtime.records import (ContainerCgroup, ContainerCri, ContainerRecord, MountSpec, PodCgroup, PodCri,

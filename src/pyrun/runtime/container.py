@@ -8,11 +8,14 @@
 """
 from __future__ import annotations
 
-from pyrun.frozen import replace
 from pathlib import Path
-from typing import Mapping, Sequence
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
+if TYPE_CHECKING:
+    from typing import Mapping, Sequence
 
 from pyrun.errors import ContainerStartError, InvalidState
+from pyrun.frozen import replace
 from pyrun.runtime import faults, state
 from pyrun.linux.procs import ProcessRef, kill_now, wait_reaped
 from pyrun.runtime.records import (ContainerRecord, ContainerStatus, DeviceNode, InitConfig, MountSpec, ProcessSpec,

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from pyrun.frozen import Frozen, Record, field
 from pathlib import Path
 
 from pyrun.errors import DeadlineExceeded, SpecError
+from pyrun.frozen import Frozen, Record, field
 
 MAX_EXEC_SYNC_OUTPUT = 16 << 20  # bytes per stream, as containerd
 

@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import os
 import signal
-from pyrun.frozen import Record
-from typing import Callable, Sequence
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
+if TYPE_CHECKING:
+    from typing import Callable, Sequence
 
 from pyrun import explain
+from pyrun.frozen import Record
 from pyrun.linux import caps
 from pyrun.runtime import seccomp, security
 from pyrun.runtime.records import ProcessSpec, SeccompPlan, SecurityPlan

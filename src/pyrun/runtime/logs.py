@@ -13,8 +13,10 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import time
-from pyrun.frozen import Frozen
 from typing import Callable, Iterator
+
+from pyrun.frozen import Frozen
+
 
 MAX_LINE = 16 * 1024
 

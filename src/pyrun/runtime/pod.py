@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from pyrun.frozen import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
 
 from pyrun.config import Config
 from pyrun.errors import InvalidState, NotFound
+from pyrun.frozen import replace
 from pyrun.runtime import container as ctr
 from pyrun.runtime import faults, resources
 from pyrun.linux.procs import ProcessRef

@@ -27,15 +27,19 @@ field added later is still read by this one (fields are only ever added within a
 from __future__ import annotations
 
 import functools
-from pyrun.frozen import Frozen, Record, field, field_names
-from typing import Any, Callable, Mapping, TypeVar
+from collections.abc import Mapping
 
 from pyrun.errors import RecordError
+from pyrun.frozen import Frozen, Record, field, field_names
 from pyrun.linux.procs import ProcessRef
 
-RECORD_VERSION = 1
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
+if TYPE_CHECKING:
+    from typing import Any, Callable, TypeVar
 
-T = TypeVar("T")
+    T = TypeVar("T")
+
+RECORD_VERSION = 1
 
 
 # --- helpers -------------------------------------------------------------------------------------

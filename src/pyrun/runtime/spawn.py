@@ -32,9 +32,9 @@ import socket
 import sys
 import threading
 import time
-from pyrun.frozen import Frozen
 
 from pyrun.errors import PyrunError
+from pyrun.frozen import Frozen
 
 ENTRIES = {
     "sandbox": ("pyrun.runtime.sandbox", "child_main"),

@@ -28,14 +28,17 @@ from __future__ import annotations
 
 import _thread
 import contextlib
-from pyrun.frozen import replace
 import fcntl
 import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterator
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
+if TYPE_CHECKING:
+    from typing import Any, Iterator
+
+from pyrun.frozen import replace
 from pyrun.linux.procs import ProcessRef
 from pyrun.linux.tree import fsync_dir
 from pyrun.errors import AlreadyExists, InvalidState, NotFound, naming

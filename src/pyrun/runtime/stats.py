@@ -9,7 +9,9 @@ is as big as what exists, not as everything that ever existed.
 from __future__ import annotations
 
 import threading
+
 from pyrun.frozen import Frozen
+
 
 
 def cpu_rate(prev: tuple[int, int] | None, now_ns: int, usage_ns: int) -> int | None:

@@ -16,9 +16,11 @@ The STATUS column follows kubectl's rules (printPod in kubectl's printers):
 """
 from __future__ import annotations
 
-from pyrun.frozen import Frozen, replace
-from typing import Sequence
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
+if TYPE_CHECKING:
+    from typing import Sequence
 
+from pyrun.frozen import Frozen, replace
 from pyrun.runtime.records import ContainerRecord, ContainerStatus, PodRecord
 
 from pyrun.runtime.state import (CONTAINER_CREATED, CONTAINER_EXITED, CONTAINER_RUNNING, CONTAINER_UNKNOWN,

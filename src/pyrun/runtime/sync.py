@@ -24,10 +24,10 @@ import json
 import select
 import socket
 import time
-from pyrun.frozen import Record, field
 from typing import Any
 
 from pyrun.errors import PyrunError
+from pyrun.frozen import Record, field
 
 MAX_MESSAGE = 1 << 16
 

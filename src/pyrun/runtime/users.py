@@ -2,9 +2,9 @@
 container's own /etc/passwd and /etc/group (pure parsing; the init reads the files)."""
 from __future__ import annotations
 
-from pyrun.frozen import Frozen
 
 from pyrun.errors import PyrunError
+from pyrun.frozen import Frozen
 
 
 class User(Frozen):

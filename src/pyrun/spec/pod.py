@@ -1,13 +1,13 @@
 """parse_pod: a manifest dict → validated, defaulted PodSpec (every problem reported at once)."""
 from __future__ import annotations
 
-from pyrun.frozen import replace
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
 from pyrun.errors import SpecError
+from pyrun.frozen import replace
 from pyrun.spec import names
 from pyrun.spec.container import parse_container
 from pyrun.spec.model import LoadedPod, PodSpec
