@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
+import _thread  # threading.Lock is _thread.allocate_lock; importing threading costs the CLI
 import time
 from pathlib import Path
 
@@ -64,7 +64,7 @@ class Runtime:
         self._store = self._pods.store
         self._rates = CpuRates()
         self._cg: Any = None  # a pyrun.cgroups driver, once opened
-        self._cg_lock = threading.Lock()
+        self._cg_lock = _thread.allocate_lock()
         self._metrics: Any = None  # a pyrun.runtime.metrics_source.MetricsSource, once asked for
 
     # --- lifecycle -----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ is as big as what exists, not as everything that ever existed.
 """
 from __future__ import annotations
 
-import threading
+import _thread  # threading.Lock is _thread.allocate_lock; importing threading costs the CLI
 
 from pyrun.frozen import Frozen
 
@@ -34,7 +34,7 @@ class CpuRates:
 
     def __init__(self) -> None:
         self._last: dict[str, tuple[int, int]] = {}
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
     def sample(self, key: str, now_ns: int, usage_ns: int | None) -> int | None:
         if usage_ns is None:
