@@ -100,29 +100,31 @@ class Record:
 
     def __init__(self, *args, **kwargs) -> None:
         cls = self.__class__
-        names = cls._fields
-        if len(args) > len(names):
-            raise TypeError(f"{cls.__name__}.__init__() takes {len(names) + 1} positional arguments "
-                            f"but {len(args) + 1} were given")
         d = self.__dict__
-        for name, value in zip(names, args):
-            d[name] = value
-        for name, value in kwargs.items():
-            if name not in cls._field_set:
-                raise TypeError(f"{cls.__name__}.__init__() got an unexpected keyword argument {name!r}")
-            if name in d:
-                raise TypeError(f"{cls.__name__}.__init__() got multiple values for argument {name!r}")
-            d[name] = value
-        if len(d) < len(names):
-            for name in names:
+        if args:
+            names = cls._fields
+            if len(args) > len(names):
+                raise TypeError(f"{cls.__name__}.__init__() takes {len(names) + 1} positional arguments "
+                                f"but {len(args) + 1} were given")
+            for name, value in zip(names, args):
+                d[name] = value
+            for name in kwargs:
                 if name in d:
-                    continue
-                if name in cls._defaults:
-                    d[name] = cls._defaults[name]
-                elif name in cls._factories:
-                    d[name] = cls._factories[name]()  # type: ignore[operator]
-                else:
-                    raise TypeError(f"{cls.__name__}.__init__() missing 1 required positional argument: {name!r}")
+                    raise TypeError(f"{cls.__name__}.__init__() got multiple values for argument {name!r}")
+        if not cls._field_set.issuperset(kwargs):
+            name = next(k for k in kwargs if k not in cls._field_set)
+            raise TypeError(f"{cls.__name__}.__init__() got an unexpected keyword argument {name!r}")
+        d.update(kwargs)
+        if len(d) < len(cls._fields):
+            for name, value in cls._defaults.items():
+                if name not in d:
+                    d[name] = value
+            for name, factory in cls._factories.items():
+                if name not in d:
+                    d[name] = factory()  # type: ignore[operator]
+            if len(d) < len(cls._fields):
+                name = next(n for n in cls._fields if n not in d)
+                raise TypeError(f"{cls.__name__}.__init__() missing 1 required positional argument: {name!r}")
         post_init = getattr(self, "__post_init__", None)
         if post_init is not None:
             post_init()

@@ -107,12 +107,12 @@ def write_json(path: Path, data: Any, *, sync: bool = False) -> None:
         fsync_dir(path.parent)
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: str | os.PathLike) -> Any:
     with open(path, "rb") as f:
         return json.loads(f.read())
 
 
-def read_json_or(path: Path, default: Any) -> Any:
+def read_json_or(path: str | os.PathLike, default: Any) -> Any:
     try:
         return read_json(path)
     except FileNotFoundError:
@@ -137,7 +137,7 @@ MONITOR_FILE = "monitor.json"
 SANDBOX_FILE = "sandbox.json"
 
 
-def _read_record(cls, path: Path):
+def _read_record(cls, path: str | os.PathLike):
     """The record in `path` (FileNotFoundError if there is none; RecordError names the file)."""
     return decode(cls, read_json(path), str(path))
 
@@ -145,10 +145,10 @@ def _read_record(cls, path: Path):
 def read_status(cdir: Path) -> ContainerStatus:
     """A container's status: status.json, with exit.json (the C monitor's exit record) merged over it."""
     try:
-        status = _read_record(ContainerStatus, cdir / STATUS_FILE)
+        status = _read_record(ContainerStatus, os.path.join(cdir, STATUS_FILE))  # not Path's /: pod ls reads many
     except FileNotFoundError:
         status = ContainerStatus()
-    exit_doc = read_json_or(cdir / EXIT_FILE, None)
+    exit_doc = read_json_or(os.path.join(cdir, EXIT_FILE), None)
     return status.merged(exit_doc) if isinstance(exit_doc, dict) else status
 
 
@@ -173,7 +173,7 @@ def write_config(cdir: Path, config: InitConfig) -> None:
 
 def read_monitor(cdir: Path) -> ProcessRef | None:
     """The container's monitor process (monitor.json: {pid, start_time}), if it wrote one."""
-    return ProcessRef.from_dict(read_json_or(cdir / MONITOR_FILE, None))
+    return ProcessRef.from_dict(read_json_or(os.path.join(cdir, MONITOR_FILE), None))
 
 
 def write_monitor(cdir: Path, ref: ProcessRef) -> None:
@@ -224,7 +224,7 @@ class StateStore:
 
     def read_pod(self, pod_id: str) -> PodRecord:
         try:
-            return _read_record(PodRecord, self.pod_dir(pod_id) / "pod.json")
+            return _read_record(PodRecord, os.path.join(self.pods_dir, pod_id, "pod.json"))
         except FileNotFoundError:
             raise NotFound(f"pod {pod_id[:12]} not found") from None
 
@@ -305,7 +305,7 @@ class StateStore:
         """The container record with the monitor's status (ContainerRecord.status)."""
         d = self.container_dir(cid)
         try:
-            rec = _read_record(ContainerRecord, d / "container.json")
+            rec = _read_record(ContainerRecord, os.path.join(d, "container.json"))
         except FileNotFoundError:
             raise NotFound(f"container {cid[:12]} not found") from None
         return replace(rec, status=read_status(d))
