@@ -90,7 +90,21 @@ def main(argv: list[str] | None = None) -> None:
             _reader_gone()
         sys.exit(0)
     call = fast_call(args)
-    sys.exit(_guarded(_as_click_would(call) if call is not None else lambda: _click_main(argv)))
+    if call is None:
+        sys.exit(_guarded(lambda: _click_main(argv)))
+    _exit_now(_guarded(_as_click_would(call)))
+
+
+def _exit_now(code: int) -> None:
+    """End a hot command without the interpreter's teardown (freeing every module it imported costs more
+    than some commands' own work). Its output is flushed here; its files were closed by their `with`
+    blocks and its locks go with the process. (exec ends so already: pyrun.cli.commands.exec_cmd.)"""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        _reader_gone()
+    os._exit(code)
 
 
 def _click_main(argv: list[str] | None) -> int:
