@@ -103,9 +103,19 @@ def test_copy_and_pickle_keep_the_record():
         assert q == p and q.note == "n"
 
 
-def test_the_records_a_command_reads_need_no_dataclasses_import():
-    code = ("import sys; import pyrun.runtime.api, pyrun.cli.commands, pyrun.spec.pod; "
-            "print(' '.join(m for m in ('dataclasses', 'inspect') if m in sys.modules))")
+def _imported(modules: str, watched: tuple[str, ...]) -> str:
+    code = f"import sys; import {modules}; print(' '.join(m for m in {watched!r} if m in sys.modules))"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
-    assert p.stdout.strip() == ""
+    return p.stdout.strip()
+
+
+def test_the_records_a_command_reads_need_no_dataclasses_import():
+    assert _imported("pyrun.runtime.api, pyrun.cli.commands, pyrun.spec.pod, pyrun.netns.dns, pyrun.runtime.monitor",
+                     ("dataclasses", "inspect")) == ""
+
+
+def test_pod_ls_rm_and_exec_import_no_typing_or_threading():
+    """(typing only under TYPE_CHECKING; _thread's lock instead of threading's)"""
+    assert _imported("pyrun.cli.main, pyrun.cli.commands, pyrun.runtime.api, pyrun.runtime.gc, pyrun.runtime.nsexec",
+                     ("typing", "threading")) == ""
