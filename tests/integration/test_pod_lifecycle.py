@@ -63,6 +63,36 @@ def test_shared_process_namespace(pyrun, write_pod):
     assert "pid" in pyrun.inspect("sharedpid")["namespaces"]
 
 
+def test_host_pid_host_ipc_proc_mount_and_mount_propagation_from_a_manifest(pyrun, write_pod, tmp_path):
+    """hostPID/hostIPC, procMount Unmasked and a HostToContainer hostPath (a shared tmpfs the test makes)."""
+    import subprocess
+    src = tmp_path / "shared-src"
+    src.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "lifecycle-src", str(src)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(src)], check=True)
+        spec = write_pod("hostns", [{"name": "c", "command": ["sleep", "1000"],
+                                     "securityContext": {"procMount": "Unmasked"},
+                                     "volumeMounts": [{"name": "h", "mountPath": "/h",
+                                                       "mountPropagation": "HostToContainer"}]}],
+                         hostPID=True, hostIPC=True, volumes=[{"name": "h", "hostPath": {"path": str(src)}}])
+        pyrun("pod", "create", spec)
+        for kind in ("pid", "ipc"):
+            inside = pyrun("exec", "hostns", "c", "--", "readlink", f"/proc/self/ns/{kind}").stdout.strip()
+            assert inside == os.readlink(f"/proc/self/ns/{kind}")
+        assert " /proc/sys " not in pyrun("exec", "hostns", "c", "--", "cat", "/proc/mounts").stdout  # Unmasked
+        (src / "later").mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "lifecycle-later", str(src / "later")], check=True)
+        (src / "later" / "f").write_text("seen")
+        assert pyrun("exec", "hostns", "c", "--", "cat", "/h/later/f").stdout == "seen"
+        doc = pyrun.inspect("hostns")
+        assert doc["host_pid"] and doc["host_ipc"] and "pid" not in doc["namespaces"] and "ipc" not in doc["namespaces"]
+        pyrun("pod", "rm", "-f", "hostns")
+    finally:
+        subprocess.run(["umount", "-l", str(src / "later")], capture_output=True)
+        subprocess.run(["umount", "-l", str(src)], capture_output=True)
+
+
 def test_exec_exit_code_and_stdin(pyrun, write_pod):
     pyrun("pod", "create", write_pod("execs", [{"name": "c", "command": ["sleep", "1000"]}]))
     assert pyrun("exec", "execs", "c", "--", "sh", "-c", "exit 42", check=False).returncode == 42

@@ -46,10 +46,16 @@ def test_namespace_options():
     spec = t.pod_spec(cfg)
     assert spec.host_network and not spec.share_process_namespace
     assert t.sandbox_cri(cfg, "").namespace_options == {"network": 2, "pid": 1, "ipc": 0}
-    host_pid = sandbox_config(linux=pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(
-        namespace_options=pb.NamespaceOption(pid=pb.NODE))))
-    with pytest.raises(SpecError, match="host PID"):
-        t.pod_spec(host_pid)
+    host = sandbox_config(linux=pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(
+        namespace_options=pb.NamespaceOption(pid=pb.NODE, ipc=pb.NODE))))
+    spec = t.pod_spec(host)
+    assert spec.host_pid and spec.host_ipc and not spec.share_process_namespace and not spec.host_network
+    ipc_sysctl = sandbox_config(linux=pb.LinuxPodSandboxConfig(
+        sysctls={"kernel.shmmax": "1"}, security_context=pb.LinuxSandboxSecurityContext(
+            namespace_options=pb.NamespaceOption(ipc=pb.NODE))))
+    with pytest.raises(SpecError, match="node's IPC namespace") as e:
+        t.pod_spec(ipc_sysctl)
+    assert e.value.problems[0][0] == "config.linux.sysctls[kernel.shmmax]"
 
 
 def test_dns_config_and_ports():
@@ -116,17 +122,25 @@ def test_container_attempt_user_and_errors():
     sc = pb.LinuxContainerSecurityContext(run_as_user=pb.Int64Value(value=1000), run_as_group=pb.Int64Value(value=0))
     c = t.container_spec(container_config(metadata=pb.ContainerMetadata(name="app", attempt=3),
                                           linux=pb.LinuxContainerConfig(security_context=sc)))
-    assert c.name == "app_3" and c.security_context == {"runAsUser": 1000, "runAsGroup": 0}
+    assert c.name == "app_3" and c.security_context == {"runAsUser": 1000, "runAsGroup": 0, "maskedPaths": [],
+                                                         "readonlyPaths": [], "seccompProfile": {"type": "Unconfined"}}
     with pytest.raises(SpecError, match="config.image.image"):
         t.container_spec(container_config(image=pb.ImageSpec()))
     by_name = pb.LinuxContainerSecurityContext(run_as_username="nobody")
-    with pytest.raises(SpecError, match="run_as_username"):
-        t.container_spec(container_config(linux=pb.LinuxContainerConfig(security_context=by_name)))
+    c = t.container_spec(container_config(linux=pb.LinuxContainerConfig(security_context=by_name)))
+    assert c.security_context["runAsUsername"] == "nobody"
+    group_only = pb.LinuxContainerSecurityContext(run_as_group=pb.Int64Value(value=0))
+    with pytest.raises(SpecError, match="specified without user"):
+        t.container_spec(container_config(linux=pb.LinuxContainerConfig(security_context=group_only)))
 
 
 def test_mounts_and_log_path():
     cfg = container_config(mounts=[pb.Mount(container_path="/data", host_path="/srv/d", readonly=True)])
     assert t.extra_mounts(cfg) == [MountSpec(source="/srv/d", destination="/data", readonly=True)]
+    shared = container_config(mounts=[pb.Mount(container_path="/a", host_path="/s/a", propagation=pb.PROPAGATION_BIDIRECTIONAL),
+                                      pb.Mount(container_path="/b", host_path="/s/b",
+                                               propagation=pb.PROPAGATION_HOST_TO_CONTAINER)])
+    assert [m.propagation for m in t.extra_mounts(shared)] == ["rshared", "rslave"]
     with pytest.raises(SpecError, match=r"config.mounts\[0\]"):
         t.extra_mounts(container_config(mounts=[pb.Mount(container_path="data", host_path="/srv")]))
     assert t.container_log_path("/var/log/pods/p/", "app/0.log") == "/var/log/pods/p/app/0.log"

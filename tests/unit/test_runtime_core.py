@@ -374,12 +374,31 @@ def test_init_sets_up_in_order(init_fakes):
     assert [name for name, _ in log] == [
         "caps.preload", "security.preload",
         "linux.setns", "linux.setns", "linux.setns", "security.apply_sysctls",
-        "linux.unshare", "linux.make_private", "rootfs.mount_overlay",
+        "linux.unshare", "linux.set_propagation", "rootfs.mount_overlay",
         "rootfs.mount_proc", "rootfs.mount_dev", "rootfs.make_device_nodes", "rootfs.mount_sys",
         "security.make_sys_writable", "rootfs.bind_into", "rootfs.bind_into", "security.mask_paths",
         "linux.pivot_root", "security.remount_root_readonly", "finalize.become_container_process"]
+    assert ("linux.set_propagation", ("/", "rprivate")) in log
+    assert [args[4:] for name, args in log if name == "rootfs.bind_into"] == [(None,), (None,)]
     assert [args[1] for name, args in log if name == "linux.setns"] == ["ipc", "uts", "net"]
     assert [args[2] for name, args in log if name == "rootfs.bind_into"] == ["/etc/hosts", "/data"]
+
+
+def test_init_mount_propagation_like_runc(init_fakes):
+    """A Bidirectional volume: / rshared, the rootfs's parent mount private before the overlay, and every
+    bind with its own propagation (rprivate unless asked for)."""
+    init, log, _ = init_fakes
+    mounts = [{"source": "/p/etc/hosts", "destination": "/etc/hosts"},
+              {"source": "/s/a", "destination": "/a", "propagation": "rshared"},
+              {"source": "/s/b", "destination": "/b", "propagation": "rslave"}]
+    init._set_up(init_config(mounts=mounts), init.Step())
+    names = [name for name, _ in log]
+    assert ("linux.set_propagation", ("/", "rshared")) in log
+    assert names.index("rootfs.make_rootfs_parent_private") < names.index("rootfs.mount_overlay")
+    assert [args[1:] for name, args in log if name == "rootfs.bind_into"] == [
+        ("/p/etc/hosts", "/etc/hosts", False, "rprivate"), ("/s/a", "/a", False, "rshared"),
+        ("/s/b", "/b", False, "rslave")]
+    assert init.root_propagation(init_config(mounts=mounts[2:]).mounts) == "rslave"
 
 
 def test_init_skips_what_the_config_does_not_ask_for(init_fakes):

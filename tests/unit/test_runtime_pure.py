@@ -82,6 +82,8 @@ def test_namespace_kinds():
     assert namespace_kinds(False, False) == ["ipc", "net", "uts"]
     assert namespace_kinds(True, False) == ["ipc", "net", "uts", "pid"]
     assert namespace_kinds(False, True) == ["ipc"]
+    assert namespace_kinds(False, False, host_ipc=True) == ["net", "uts"]
+    assert namespace_kinds(False, True, host_ipc=True) == []  # the sandbox launcher then unshares nothing
 
 
 def test_sync_messages_are_typed():

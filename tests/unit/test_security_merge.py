@@ -65,9 +65,19 @@ def test_privileged_lifts_everything():
     assert "SYS_RESOURCE" not in eff(ctr={"privileged": True}, held=held)["capabilities"]
 
 
-def test_a_capability_pyrun_lacks_is_an_error():
-    with pytest.raises(PyrunError, match="SYS_RESOURCE"):
-        eff(ctr={"capabilities": {"add": ["SYS_RESOURCE"]}}, held=[c for c in CAPABILITIES if c != "SYS_RESOURCE"])
+def test_a_capability_pyrun_lacks_is_left_out_with_a_warning_as_runc_does():
+    held = [c for c in CAPABILITIES if c != "SYS_RESOURCE"]
+    sec = eff(ctr={"capabilities": {"add": ["ALL"]}}, held=held)
+    assert "SYS_RESOURCE" not in sec["capabilities"] and "SYS_ADMIN" in sec["capabilities"]
+    assert any("SYS_RESOURCE" in w and "left out" in w for w in sec["warnings"])
+    assert eff(ctr={"capabilities": {"add": ["SYS_RESOURCE"]}}, held=held)["capabilities"] == \
+        eff(held=held)["capabilities"]
+
+
+def test_proc_mount_unmasked_masks_nothing():
+    sec = eff(ctr={"procMount": "Unmasked"})
+    assert sec["masked_paths"] == [] and sec["readonly_paths"] == []
+    assert eff(ctr={"procMount": "Default"})["masked_paths"] == list(security.MASKED_PATHS)
 
 
 def test_seccomp_default_and_localhost_path(monkeypatch):

@@ -45,7 +45,7 @@ def test_a_full_valid_context_is_kept_as_given():
      f"{C0}.seccompProfile.localhostProfile", "relative"),
     ({"seccompProfile": {"type": "RuntimeDefault", "localhostProfile": "x"}},
      f"{C0}.seccompProfile.localhostProfile", "only"),
-    ({"procMount": "Unmasked"}, f"{C0}.procMount", "not supported"),
+    ({"procMount": "Masked"}, f"{C0}.procMount", "must be one of Default, Unmasked"),
     ({"runAsUser": -1}, f"{C0}.runAsUser", "out of range"),
     ({"readOnlyRootFilesytem": True}, f"{C0}.readOnlyRootFilesytem", 'did you mean "readOnlyRootFilesystem"'),
     ({"fsGroup": 1}, f"{C0}.fsGroup", "unknown field"),  # pod-level only

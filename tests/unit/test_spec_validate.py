@@ -506,7 +506,7 @@ def test_ignored_metadata_and_status_warn():
 
 
 @pytest.mark.parametrize("field, value", [
-    ("hostPID", True), ("hostIPC", True), ("initContainers", [{"name": "i", "image": "x"}]),
+    ("initContainers", [{"name": "i", "image": "x"}]),
     ("ephemeralContainers", [{"name": "e", "image": "x"}]), ("runtimeClassName", "gvisor"),
 ])
 def test_refused_pod_fields(field, value):
@@ -516,6 +516,31 @@ def test_refused_pod_fields(field, value):
 @pytest.mark.parametrize("field, value", [("hostPID", False), ("hostIPC", False), ("initContainers", [])])
 def test_refused_fields_switched_off_are_fine(field, value):
     assert ok(manifest(**{field: value})).warnings == []
+
+
+def test_host_pid_and_host_ipc():
+    pod = ok(manifest(hostPID=True, hostIPC=True)).pod
+    assert pod.host_pid and pod.host_ipc and not pod.share_process_namespace
+    assert "may not be true when hostPID" in message(manifest(hostPID=True, shareProcessNamespace=True),
+                                                     "spec.shareProcessNamespace")
+    assert "must be true or false" in message(manifest(hostIPC="yes"), "spec.hostIPC")
+    sysctl = {"sysctls": [{"name": "kernel.shmmax", "value": "1"}]}
+    assert "hostIPC" in message(manifest(hostIPC=True, securityContext=sysctl), "spec.securityContext.sysctls[0].name")
+    ok(manifest(hostIPC=True, securityContext={"sysctls": [{"name": "net.core.somaxconn", "value": "1"}]}))
+
+
+def test_mount_propagation():
+    vols = [{"name": "v", "hostPath": {"path": "/srv"}}]
+    mount = {"name": "v", "mountPath": "/v", "mountPropagation": "HostToContainer"}
+    pod = ok(manifest(container("a", volumeMounts=[mount]), volumes=vols)).pod
+    assert pod.containers[0].volume_mounts[0].mount_propagation == "HostToContainer"
+    bidi = dict(mount, mountPropagation="Bidirectional")
+    assert "privileged" in message(manifest(container("a", volumeMounts=[bidi]), volumes=vols),
+                                   "spec.containers[0].volumeMounts[0].mountPropagation")
+    ok(manifest(container("a", volumeMounts=[bidi], securityContext={"privileged": True}), volumes=vols))
+    assert "must be one of None, HostToContainer, Bidirectional" in message(
+        manifest(container("a", volumeMounts=[dict(mount, mountPropagation="rshared")]), volumes=vols),
+        "spec.containers[0].volumeMounts[0].mountPropagation")
 
 
 def test_host_users():
@@ -567,7 +592,7 @@ def test_all_errors_at_once_across_the_manifest():
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "Bad_Name", "labels": {"a": 1}},
         "spec": {
-            "contianers": [], "hostPID": True, "terminationGracePeriodSeconds": -5, "dnsPolicy": "None",
+            "contianers": [], "hostPID": 1, "terminationGracePeriodSeconds": -5, "dnsPolicy": "None",
             "containers": [
                 {"name": "web", "image": "nginx", "command": "nginx", "livenessProbe": {},
                  "resources": {"limits": {"memory": "12XB", "cpu": "1"}, "requests": {"cpu": "2"}},

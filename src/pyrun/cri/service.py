@@ -158,9 +158,7 @@ class RuntimeService:
         pod = self._pod(req.pod_sandbox_id)
         config = req.config
         sc = config.linux.security_context
-        image_user = self._image_user(config.image.image) if sc.run_as_username else ""
-        c = translate.container_spec(config, sandbox_privileged=bool(pod.cri and pod.cri.privileged),
-                                     image_user=image_user)
+        c = translate.container_spec(config, sandbox_privileged=bool(pod.cri and pod.cri.privileged))
         log_path = translate.container_log_path(pod.cri.log_directory if pod.cri else "", config.log_path)
         mounts = translate.extra_mounts(config)
         for m in mounts:  # like containerd: a missing host path becomes a directory
@@ -170,11 +168,6 @@ class RuntimeService:
                                        cri=translate.container_cri(config),
                                        pod_spec=translate.pod_spec_of_record(pod, sc))
         return pb.CreateContainerResponse(container_id=rec.id)
-
-    def _image_user(self, image: str) -> str:
-        """The image's USER (for run_as_username); NotFound for an unknown image, as CreateContainer answers."""
-        config = self.rt.image_config(image)
-        return str((config.get("config") or {}).get("User") or "")
 
     def StartContainer(self, req):
         self.rt.start_container(self._cid(req.container_id))

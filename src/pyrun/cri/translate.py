@@ -14,9 +14,13 @@ A cpu_shares of 0 (unset, e.g. crictl) means "no request" and a quota <= 0 "no l
 
 Security: LinuxSandboxSecurityContext (+ LinuxPodSandboxConfig.sysctls) becomes the pod's
 securityContext dict and LinuxContainerSecurityContext the container's, in the manifest's shape, so
-pyrun.runtime.security merges and applies them exactly as for `pyrun pod create`. Not translated:
-masked_paths/readonly_paths (pyrun's defaults, which equal the kubelet's; none when privileged),
-add_ambient_capabilities (derived from the added ones), apparmor, selinux, namespace target_id.
+pyrun.runtime.security merges and applies them exactly as for `pyrun pod create`, plus three keys only
+a CRI request carries (CRI_ONLY_KEYS): runAsUsername, maskedPaths and readonlyPaths. As in containerd 1.6:
+the masked/read-only paths are exactly the request's (the kubelet sends its defaults, or none for procMount
+Unmasked; a request without them gets none), a container without a seccomp profile runs Unconfined (the
+CRI's default), run_as_username is looked up in the container's /etc/passwd, and run_as_group without a
+user is refused. Not translated: add_ambient_capabilities (derived from the added ones), apparmor,
+selinux, namespace target_id.
 
 Names: a pyrun pod is named <name> (attempt 0) or <name>_<attempt>, a container
 likewise, because the kubelet makes a new sandbox/container per attempt while the
@@ -103,10 +107,6 @@ def pod_spec(config: pb.PodSandboxConfig) -> PodSpec:
     name = _check_name(meta.name, "config.metadata.name")
     namespace = _check_name(meta.namespace or "default", "config.metadata.namespace")
     ns = namespace_options(config)
-    if ns["ipc"] == pb.NODE:
-        raise SpecError([("config.linux.security_context.namespace_options.ipc", "host IPC is not supported")])
-    if ns["pid"] == pb.NODE:
-        raise SpecError([("config.linux.security_context.namespace_options.pid", "host PID is not supported")])
     policy, dns = _dns(config)
     ports = tuple(PortSpec(name=None, container_port=p.container_port, host_port=p.host_port or None,
                            host_ip=p.host_ip or None, protocol=_PROTOCOLS.get(p.protocol, "TCP"))
@@ -117,6 +117,7 @@ def pod_spec(config: pb.PodSandboxConfig) -> PodSpec:
         labels=dict(config.labels), annotations=dict(config.annotations),
         hostname=(config.hostname or name)[:MAX_HOSTNAME],
         share_process_namespace=ns["pid"] == pb.POD, host_network=ns["network"] == pb.NODE,
+        host_pid=ns["pid"] == pb.NODE, host_ipc=ns["ipc"] == pb.NODE,
         dns_policy=policy, dns_config=dns, containers=placeholder, security_context=pod_security_context(config),
         raw={},
     )
@@ -169,8 +170,8 @@ def pod_spec_of_record(pod: PodRecord, sc: pb.LinuxContainerSecurityContext | No
         pod_ctx = container_pod_context(pod_ctx, sc)
     return PodSpec(name=pod.name, namespace=pod.namespace, uid=pod.uid or None,
                    labels=dict(pod.labels), annotations=dict(pod.annotations),
-                   hostname=pod.hostname, host_network=pod.host_network,
-                   security_context=pod_ctx, raw={})
+                   hostname=pod.hostname, host_network=pod.host_network, host_pid=pod.host_pid,
+                   host_ipc=pod.host_ipc, security_context=pod_ctx, raw={})
 
 
 # --- containers ----------------------------------------------------------------------------------
@@ -203,7 +204,10 @@ _SECCOMP_TYPES = {pb.SecurityProfile.RuntimeDefault: "RuntimeDefault", pb.Securi
 _SECCOMP_PATHS = {"runtime/default": "RuntimeDefault", "docker/default": "RuntimeDefault",
                   "unconfined": "Unconfined"}
 _SANDBOX_SC = "config.linux.security_context"
-CRI_SECCOMP_DEFAULT = {"type": "RuntimeDefault"}  # a sandbox that names no profile (kubelet --seccomp-default)
+CRI_SECCOMP_DEFAULT = {"type": "Unconfined"}  # no profile in a request: the CRI's default (as containerd)
+# Container security context keys only the CRI sets (never valid in a manifest; read by pyrun.spec.process
+# and pyrun.runtime.security).
+CRI_ONLY_KEYS = ("runAsUsername", "maskedPaths", "readonlyPaths")
 _CONTAINER_SC = "config.linux.security_context"
 
 
@@ -254,7 +258,7 @@ def seccomp_profile(sc, field: str) -> dict | None:
     return {"type": "Localhost", "localhostProfile": ref}
 
 
-def sysctls(config: pb.PodSandboxConfig, host_network: bool) -> list[dict]:
+def sysctls(config: pb.PodSandboxConfig, host_network: bool, host_ipc: bool = False) -> list[dict]:
     """LinuxPodSandboxConfig.sysctls as the manifest's [{name, value}], namespaced ones only (like the
     API server: any other would change the whole node)."""
     from pyrun.spec.security import is_namespaced_sysctl, sysctl_dotted
@@ -268,6 +272,8 @@ def sysctls(config: pb.PodSandboxConfig, host_network: bool) -> list[dict]:
                                      "(allowed: net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*)")])
         if host_network and sysctl_dotted(name).startswith("net."):
             raise SpecError([(field, "net.* sysctls may not be set for a pod in the node's network namespace")])
+        if host_ipc and not sysctl_dotted(name).startswith("net."):
+            raise SpecError([(field, "IPC sysctls may not be set for a pod in the node's IPC namespace")])
         out.append({"name": name, "value": value})
     return out
 
@@ -284,10 +290,10 @@ def pod_security_context(config: pb.PodSandboxConfig) -> dict:
         ctx["supplementalGroups"] = groups
     if sc.supplemental_groups_policy == pb.Strict:
         ctx["supplementalGroupsPolicy"] = "Strict"
-    # The CRI's default, written into the pod's context explicitly (a container without its own profile
-    # inherits it): never left to whatever a missing setting would mean further down.
+    # The CRI's default, written in explicitly: never left to whatever a missing setting would mean further
+    # down (every container carries its own profile too, see container_security_context).
     ctx["seccompProfile"] = seccomp_profile(sc, _SANDBOX_SC) or dict(CRI_SECCOMP_DEFAULT)
-    found = sysctls(config, sc.namespace_options.network == pb.NODE)
+    found = sysctls(config, sc.namespace_options.network == pb.NODE, sc.namespace_options.ipc == pb.NODE)
     if found:
         ctx["sysctls"] = found
     return ctx
@@ -309,24 +315,27 @@ def _capabilities(caps: pb.Capability, field: str) -> dict:
     return out
 
 
-def container_security_context(sc: pb.LinuxContainerSecurityContext, *, sandbox_privileged: bool = False,
-                               image_user: str = "") -> dict:
-    """LinuxContainerSecurityContext -> a (container) SecurityContext dict.
+def container_security_context(sc: pb.LinuxContainerSecurityContext, *, sandbox_privileged: bool = False) -> dict:
+    """LinuxContainerSecurityContext -> a (container) SecurityContext dict (see the module docstring).
 
     The kubelet sends the effective context (pod values merged in), so this is the authority for the
-    container. run_as_username is what the kubelet sends when the image's USER is a name: it is
-    accepted when it names the image's own user (pyrun then runs the image's USER, resolved in the
-    container's /etc/passwd); any other name is refused. add_ambient_capabilities is not read (pyrun
-    raises the added capabilities as ambient for a non-root user itself). masked_paths and
-    readonly_paths are not read: pyrun applies its own defaults (the same list the kubelet sends,
-    none when privileged). apparmor and selinux options are ignored (pyrun has neither).
+    container. run_as_username (sent when the image's USER is a name) wins over run_as_user, as in
+    containerd's generateUserString: the init resolves it in the container's /etc/passwd, with its
+    primary group unless run_as_group is given. add_ambient_capabilities is not read (pyrun raises the
+    added capabilities as ambient for a non-root user itself). apparmor and selinux options are ignored
+    (pyrun has neither).
     """
     field = _CONTAINER_SC
     ctx: dict[str, Any] = _ids(sc, field)
-    if sc.run_as_username and "runAsUser" not in ctx and sc.run_as_username != image_user.partition(":")[0]:
-        shown = f"the image's USER {image_user!r}" if image_user else "the image sets no USER"
-        raise SpecError([(f"{field}.run_as_username", f"user name {sc.run_as_username!r} is not supported "
-                                                      f"({shown}); give run_as_user")])
+    if sc.run_as_username:
+        if "\0" in sc.run_as_username or ":" in sc.run_as_username:
+            raise SpecError([(f"{field}.run_as_username", f"{sc.run_as_username!r} is not a user name")])
+        ctx["runAsUsername"] = sc.run_as_username
+    elif "runAsGroup" in ctx and "runAsUser" not in ctx:
+        raise SpecError([(f"{field}.run_as_group", f"user group \"{ctx['runAsGroup']}\" is specified without user "
+                                                   "(give run_as_user or run_as_username)")])
+    ctx["maskedPaths"] = _paths(sc.masked_paths, f"{field}.masked_paths")
+    ctx["readonlyPaths"] = _paths(sc.readonly_paths, f"{field}.readonly_paths")
     caps = _capabilities(sc.capabilities, field)
     if caps:
         ctx["capabilities"] = caps
@@ -341,10 +350,16 @@ def container_security_context(sc: pb.LinuxContainerSecurityContext, *, sandbox_
         ctx["readOnlyRootFilesystem"] = True
     if sc.no_new_privs:
         ctx["allowPrivilegeEscalation"] = False
-    profile = seccomp_profile(sc, field)
-    if profile:
-        ctx["seccompProfile"] = profile
+    ctx["seccompProfile"] = seccomp_profile(sc, field) or dict(CRI_SECCOMP_DEFAULT)
     return ctx
+
+
+def _paths(paths, field: str) -> list[str]:
+    """masked_paths / readonly_paths: absolute paths inside the container, without ".." or NUL."""
+    for i, path in enumerate(paths):
+        if not path.startswith("/") or "\0" in path or ".." in path.split("/"):
+            raise SpecError([(f"{field}[{i}]", f"{path!r} must be an absolute path without '..'")])
+    return list(paths)
 
 
 def container_pod_context(pod_ctx: Mapping, sc: pb.LinuxContainerSecurityContext) -> dict:
@@ -398,8 +413,9 @@ def _spec_problems(build, table: tuple[tuple[str, str], ...]) -> None:
 
 def _without_seccomp(ctx: Mapping) -> dict:
     """A security context for the spec's checks: the CRI's seccomp is checked by seccomp_profile() (a
-    Localhost profile is an absolute node path there, a relative one in a manifest)."""
-    return {k: v for k, v in ctx.items() if k != "seccompProfile"}
+    Localhost profile is an absolute node path there, a relative one in a manifest), and the CRI-only
+    keys by container_security_context()."""
+    return {k: v for k, v in ctx.items() if k != "seccompProfile" and k not in CRI_ONLY_KEYS}
 
 
 def validate_container(config: pb.ContainerConfig, security: Mapping) -> None:
@@ -439,15 +455,13 @@ def validate_sandbox(spec: PodSpec, security: Mapping, hostname_given: bool) -> 
     _spec_problems(build, _SANDBOX_PATHS)
 
 
-def container_spec(config: pb.ContainerConfig, *, sandbox_privileged: bool = False,
-                   image_user: str = "") -> ContainerSpec:
-    """The ContainerSpec of a CreateContainer config (image_user: the image's USER, for run_as_username)."""
+def container_spec(config: pb.ContainerConfig, *, sandbox_privileged: bool = False) -> ContainerSpec:
+    """The ContainerSpec of a CreateContainer config."""
     meta = config.metadata
     name = _check_name(meta.name, "config.metadata.name")
     if not config.image.image:
         raise SpecError([("config.image.image", "no image given")])
-    security = container_security_context(config.linux.security_context, sandbox_privileged=sandbox_privileged,
-                                          image_user=image_user)
+    security = container_security_context(config.linux.security_context, sandbox_privileged=sandbox_privileged)
     validate_container(config, security)
     return ContainerSpec(
         name=attempt_name(name, meta.attempt), image=config.image.image,
@@ -478,12 +492,20 @@ def devices(requested) -> tuple[DeviceSpec, ...]:
     return tuple(out)
 
 
+_PROPAGATION = {pb.PROPAGATION_PRIVATE: "", pb.PROPAGATION_HOST_TO_CONTAINER: "rslave",
+                pb.PROPAGATION_BIDIRECTIONAL: "rshared"}
+
+
 def extra_mounts(config: pb.ContainerConfig) -> list[MountSpec]:
+    """ContainerConfig.mounts with their propagation (private, rslave, rshared), as containerd makes them."""
     out = []
     for i, m in enumerate(config.mounts):
         if not m.container_path.startswith("/") or not m.host_path.startswith("/"):
             raise SpecError([(f"config.mounts[{i}]", "container_path and host_path must be absolute")])
-        out.append(MountSpec(source=m.host_path, destination=m.container_path, readonly=bool(m.readonly)))
+        if m.propagation not in _PROPAGATION:
+            raise SpecError([(f"config.mounts[{i}].propagation", f"unknown propagation {m.propagation}")])
+        out.append(MountSpec(source=m.host_path, destination=m.container_path, readonly=bool(m.readonly),
+                             propagation=_PROPAGATION[m.propagation]))
     return out
 
 
@@ -520,7 +542,8 @@ def _pod_cri(pod: PodRecord) -> PodCri:
         metadata={"name": pod.name, "uid": pod.uid, "namespace": pod.namespace, "attempt": 0},
         labels=pod.labels, annotations=pod.annotations, runtime_handler="",
         namespace_options={"network": pb.NODE if pod.host_network else pb.POD,
-                           "pid": pb.POD if pod.share_pid else pb.CONTAINER, "ipc": pb.POD},
+                           "pid": pb.NODE if pod.host_pid else pb.POD if pod.share_pid else pb.CONTAINER,
+                           "ipc": pb.NODE if pod.host_ipc else pb.POD},
     )
 
 

@@ -47,6 +47,24 @@ def filesystem_at(path: Path | str, mountinfo_text: str) -> tuple[str, str]:
     return best
 
 
+def propagation_at(path: Path | str, mountinfo_text: str) -> tuple[str, set[str]]:
+    """(mount point, propagation tags) of the mount `path` lives on, from mountinfo text (pure): the
+    tags are the optional fields' names, "shared" and/or "master" (a slave); none for a private mount.
+    Like filesystem_at(), the visible one of stacked mounts."""
+    base = os.path.abspath(path)
+    best: tuple[str, set[str]] = ("", set())
+    for line in mountinfo_text.splitlines():
+        fields = line.split()
+        if len(fields) < 7 or "-" not in fields[6:]:
+            continue
+        point = unescape(fields[4])
+        tags = {f.partition(":")[0] for f in fields[6:fields.index("-", 6)]}
+        inside = point == "/" or base == point or base.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best[0]):
+            best = (point, tags)
+    return best
+
+
 def filesystem_of(path: Path | str, mountinfo: str = "/proc/self/mountinfo") -> tuple[str, str]:
     """filesystem_at() for this process, `path` resolved first (its nearest existing ancestor)."""
     probe = os.path.realpath(path)

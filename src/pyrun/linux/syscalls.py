@@ -130,6 +130,14 @@ def make_private(target: str = "/", recursive: bool = True) -> None:
     mount(None, target, None, MS_PRIVATE | (MS_REC if recursive else 0))
 
 
+PROPAGATION_FLAGS = {"rprivate": MS_PRIVATE | MS_REC, "rslave": MS_SLAVE | MS_REC, "rshared": MS_SHARED | MS_REC}
+
+
+def set_propagation(target: str, kind: str) -> None:
+    """`mount --make-<kind> target`, kind one of rprivate, rslave, rshared (mount_namespaces(7))."""
+    mount(None, target, None, PROPAGATION_FLAGS[kind])
+
+
 def umount(target: str, detach: bool = False) -> None:
     """umount2(2); detach=True is `umount -l` (lazy)."""
     lib = _need_lib()
@@ -142,15 +150,26 @@ def pivot_root(new_root: str) -> None:
 
     Uses the pivot_root(".", ".") idiom (pivot_root(2), NOTES): the old root is
     stacked under the new one and then lazily unmounted, so no directory for it
-    is needed inside the image. new_root must be a mount point and the mount
-    tree must not be shared, or the kernel answers EINVAL.
+    is needed inside the image. new_root must be a mount point and neither it nor
+    its parent mount may be shared, or the kernel answers EINVAL.
     """
     lib = _need_lib()
-    os.chdir(new_root)
-    explain.emit(explain.argv("pivot_root", new_root, new_root) + "  # then: umount -l / (the old root)")
-    _check(lib.pyrun_pivot_root(b".", b"."), "pivot_root", new_root,
-           hint="the new root must be a mount point in a private mount tree")
-    _check(lib.umount2(b".", MNT_DETACH), "umount old root", new_root)
+    old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.chdir(new_root)
+        explain.emit(explain.argv("pivot_root", new_root, new_root)
+                     + "  # then: mount --make-rslave / (the old root); umount -l /")
+        _check(lib.pyrun_pivot_root(b".", b"."), "pivot_root", new_root,
+               hint="the new root must be a mount point in a private mount tree")
+        # Into the old root (stacked on the new one) by its descriptor, as runc does: "." alone would name
+        # the new root for mount(2). Make it a slave first, so that dropping it never propagates to the
+        # host's mounts (the namespace's / is shared when a volume is Bidirectional).
+        os.fchdir(old_root)
+        _check(lib.mount(b"", b".", _ffi.NULL, MS_SLAVE | MS_REC, _ffi.NULL), "mount --make-rslave old root",
+               new_root)
+        _check(lib.umount2(b".", MNT_DETACH), "umount old root", new_root)
+    finally:
+        os.close(old_root)
     os.chdir("/")
 
 

@@ -364,10 +364,6 @@ class Runtime:
         from pyrun.runtime.storage import images_in_use
         return images_in_use(self.cfg)
 
-    def image_config(self, image: str) -> dict:
-        """An image's OCI config; NotFound for an unknown image."""
-        return self.open_images().resolve(image).config or {}
-
 
 @contextlib.contextmanager
 def helpers():

@@ -86,7 +86,7 @@ class HostSteps:
     def launch_sandbox(self, pod_dir: Path, spec: Any, cgroup: CgroupRecord) -> ProcessRef:
         from pyrun.runtime import sandbox
         return sandbox.launch(pod_dir, spec.hostname, spec.share_process_namespace, spec.host_network,
-                              cgroup_procs=resources.procs_files(self.cfg, cgroup),
+                              spec.host_ipc, cgroup_procs=resources.procs_files(self.cfg, cgroup),
                               meanwhile=lambda: _import_create_modules(self.cfg, spec))
 
     def kill_sandbox(self, pod_id: str) -> None:

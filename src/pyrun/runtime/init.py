@@ -7,7 +7,8 @@ order, each reported by name if it fails:
 
   join namespaces   setns(2) into the pod's net, ipc and uts namespaces
   sysctls           the pod's securityContext.sysctls, written in the joined net/ipc namespaces
-  mount namespace   unshare(CLONE_NEWNS); mount --make-rprivate /
+  mount namespace   unshare(CLONE_NEWNS); mount --make-rprivate / (rslave/rshared for a volume's
+                    mount propagation, see pyrun.runtime.rootfs)
   rootfs            mount -t overlay (image layers + the container's upper/work)
   /proc /dev /sys   fresh proc, tmpfs /dev with device nodes, devpts, shm, mqueue, ro sysfs
   mounts            /etc/hostname, /etc/hosts, /etc/resolv.conf and the volumes
@@ -116,11 +117,14 @@ def _set_up(config: InitConfig, step: Step) -> finalize.Finalized:
 
     step("mount namespace")
     linux.unshare(["mnt"])
-    linux.make_private("/")
+    propagation = root_propagation(config.mounts)
+    linux.set_propagation("/", propagation)
 
     step("rootfs")
     fs = config.rootfs
     root = fs.target
+    if propagation == "rshared":
+        rootfs.make_rootfs_parent_private(root)
     rootfs.mount_overlay(list(fs.lower), fs.upper, fs.work, root)
 
     step("mount /proc")
@@ -137,7 +141,8 @@ def _set_up(config: InitConfig, step: Step) -> finalize.Finalized:
 
     for m in config.mounts:
         step(f"mount {m.destination}")
-        rootfs.bind_into(root, m.source, m.destination, m.readonly)
+        rootfs.bind_into(root, m.source, m.destination, m.readonly,
+                         None if propagation == "rprivate" else m.propagation or "rprivate")
 
     step("masked paths")
     security.mask_paths(root, list(sec.masked_paths), list(sec.readonly_paths))
@@ -150,6 +155,13 @@ def _set_up(config: InitConfig, step: Step) -> finalize.Finalized:
         security.remount_root_readonly()
 
     return finalize.become_container_process(sec, config.process, container=config.name, step=step)
+
+
+def root_propagation(mounts) -> str:
+    """What / of the container's mount namespace becomes (pure): rshared if a mount is rshared,
+    rslave if one is rslave, else rprivate (pyrun's default: nothing propagates either way)."""
+    kinds = {m.propagation for m in mounts}
+    return "rshared" if "rshared" in kinds else "rslave" if "rslave" in kinds else "rprivate"
 
 
 def _exec(final: finalize.Finalized, sock: socket.socket) -> None:

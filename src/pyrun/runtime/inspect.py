@@ -42,6 +42,7 @@ def inspect_pod(rt, pod: PodRecord) -> dict:
     doc = {"id": pod.id, "name": pod.name, "namespace": pod.namespace, "uid": pod.uid, "state": pod.state,
            "created_at": pod.created_at, "hostname": pod.hostname, "qos": pod.qos, "labels": dict(pod.labels),
            "annotations": dict(pod.annotations), "share_pid": pod.share_pid, "host_network": pod.host_network,
+           "host_pid": pod.host_pid, "host_ipc": pod.host_ipc,
            "network": pod.network.to_dict() if pod.network else None, "warnings": list(pod.warnings)}
     pause = pod.pause
     doc["pause"] = dict(pause.to_dict(), alive=pause.alive()) if pause else None

@@ -60,7 +60,7 @@ from pyrun.runtime import sync
 from pyrun.linux import syscalls as linux
 from pyrun.runtime.logs import LineSplitter
 from pyrun.linux.procs import ProcessRef
-from pyrun.runtime.records import ContainerStatus, StepError
+from pyrun.runtime.records import HOST_PID, ContainerStatus, StepError
 from pyrun.runtime.state import (CONTAINER_CREATED, CONTAINER_EXITED, CONTAINER_RUNNING, now_ns, read_config,
                                  write_monitor, write_status)
 
@@ -153,7 +153,9 @@ class Monitor:
         self.err_r, err_w = os.pipe()
         mine, theirs = sync.socketpair()
         pid_ns = self.config.namespaces.get("pid")
-        if pid_ns:
+        if pid_ns == HOST_PID:
+            pass  # hostPID: the init stays in the node's PID namespace, where this monitor runs
+        elif pid_ns:
             linux.setns(pid_ns, "pid")
         else:
             linux.unshare(["pid"])

@@ -25,8 +25,8 @@ from pyrun.runtime import container as ctr
 from pyrun.runtime import faults, resources
 from pyrun.linux.procs import ProcessRef
 from pyrun.runtime.host_steps import HostSteps
-from pyrun.runtime.records import (ContainerCgroup, ContainerCri, ContainerEntry, ContainerRecord, InitConfig,
-                                   MountSpec, PodCgroup, PodCri, PodRecord, ProcessSpec, Resources)
+from pyrun.runtime.records import (HOST_PID, ContainerCgroup, ContainerCri, ContainerEntry, ContainerRecord,
+                                   InitConfig, MountSpec, PodCgroup, PodCri, PodRecord, ProcessSpec, Resources)
 from pyrun.runtime.status import PodStatus, pod_status
 from pyrun.runtime.state import (CONTAINER_RUNNING, POD_CREATING,
                                  POD_REMOVING, POD_RUNNING, POD_STOPPED, POD_TRANSITIONS, StateStore,
@@ -91,7 +91,8 @@ class PodRuntime:
                 state=POD_CREATING, created_at=now_ns(), hostname=spec.hostname,
                 labels=dict(spec.labels), annotations=dict(spec.annotations),
                 qos=qos_class(spec), share_pid=spec.share_process_namespace,
-                host_network=spec.host_network, grace_period=spec.termination_grace_period,
+                host_network=spec.host_network, host_pid=spec.host_pid, host_ipc=spec.host_ipc,
+                grace_period=spec.termination_grace_period,
                 warnings=tuple(warnings), spec=spec.raw, containers=(),
                 creator=ProcessRef.of(os.getpid()), log_dir=log_dir or str(pod_dir / "logs"),
                 cri=cri, cgroup_parent_override=cgroup_parent_override,
@@ -110,7 +111,7 @@ class PodRuntime:
             pause = steps.launch_sandbox(pod_dir, spec, pod.cgroup)
             pod = replace(pod, pause=pause, namespaces={
                 k: str(pod_dir / "ns" / k)
-                for k in sandbox.namespace_kinds(spec.share_process_namespace, spec.host_network)})
+                for k in sandbox.namespace_kinds(spec.share_process_namespace, spec.host_network, spec.host_ipc)})
             self.store.write_pod(pod)
             faults.check("sandbox")
 
@@ -167,9 +168,12 @@ class PodRuntime:
 
     def _create_container(self, pod: PodRecord, spec, c, cid: str, image, images, log_path: str | None,
                           extra_mounts: list[MountSpec], cri: ContainerCri | None, commit: bool) -> ContainerRecord:
-        from pyrun.runtime.volumes import mount_list
+        from pyrun.runtime.volumes import check_propagation, mount_list
         from pyrun.spec.process import resolve_process
         steps = self.platform
+        mounts = mount_list(c, pod.volumes, self.store.pod_dir(pod.id) / "etc", pod.host_network,
+                            pod.host_ipc) + list(extra_mounts)
+        check_propagation(mounts, str(self.store.container_dir(cid) / "rootfs"))
         cdir = steps.make_container_dir(cid)
         writable = steps.make_writable_layer(cid)  # after cdir: gc never takes it for an orphan
         proc = resolve_process(c, (image.config or {}).get("config") or {}, spec, pod_ip=pod.ip,
@@ -185,13 +189,13 @@ class PodRuntime:
         rec = replace(rec, cgroup=steps.create_container_cgroup(pod, c, cid, devices))
         self.store.write_container(rec, sync=commit)  # the record is complete: its commit point
         namespaces: dict[str, str | None] = dict(pod.namespaces)
-        namespaces.setdefault("pid", None)
+        namespaces.setdefault("pid", HOST_PID if pod.host_pid else None)
         sec = steps.container_security(spec, c, pod)
         procs, oom_events = steps.cgroup_files(rec.cgroup)
         config = ctr.init_config(
             cid=cid, name=c.name, pod_id=pod.id, cdir=cdir, writable=writable,
             lower=[str(d) for d in images.layer_dirs(image)], namespaces=namespaces,
-            mounts=mount_list(c, pod.volumes, self.store.pod_dir(pod.id) / "etc", pod.host_network) + extra_mounts,
+            mounts=mounts,
             process=rec.process, capabilities=sec.capabilities,
             cgroup_procs=procs, oom_events=oom_events, log_path=log_path, security=sec, devices=devices)
         ctr.write_config(cdir, config)

@@ -86,6 +86,7 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
 
 # --- parts ---------------------------------------------------------------------------------------
 
+
 class ContainerEntry(Frozen):
     """A pod's entry for one of its containers (the pod record's "containers" list)."""
     name: str
@@ -207,6 +208,7 @@ class StepError(Frozen):
 
 # --- what a CRI caller sent (kept as sent: the kubelet rebuilds its pods from it) -----------------
 
+
 class CriPortMapping(Frozen):
     protocol: int = 0
     container_port: int = 0
@@ -289,6 +291,9 @@ class ContainerCri(Frozen):
 
 # --- pod -----------------------------------------------------------------------------------------
 
+_OFF_BY_DEFAULT = frozenset({"host_pid", "host_ipc"})  # written only when true (added later: older pods lack them)
+
+
 class PodRecord(Frozen):
     """pods/<id>/pod.json. `spec` is the manifest as given (re-validated when containers are made);
     `cri` what a CRI caller sent to RunPodSandbox (None for `pyrun pod create`)."""
@@ -304,6 +309,8 @@ class PodRecord(Frozen):
     qos: str = "BestEffort"
     share_pid: bool = False
     host_network: bool = False
+    host_pid: bool = False   # the node's PID namespace (hostPID / namespace_options.pid NODE)
+    host_ipc: bool = False   # the node's IPC namespace and /dev/shm (hostIPC / namespace_options.ipc NODE)
     grace_period: float = 30
     warnings: tuple[str, ...] = ()
     spec: Mapping[str, Any] = field(default_factory=dict)
@@ -334,7 +341,8 @@ class PodRecord(Frozen):
         })
 
     def to_dict(self) -> dict[str, Any]:
-        d = {name: _plain(getattr(self, name)) for name in field_names(self)}
+        d = {name: _plain(getattr(self, name)) for name in field_names(self)
+             if name not in _OFF_BY_DEFAULT or getattr(self, name)}
         return _drop_none(d)
 
     # small questions asked in many places
@@ -371,6 +379,7 @@ class SandboxInfo(Frozen):
 
 
 # --- container -----------------------------------------------------------------------------------
+
 
 class ContainerStatus(Frozen):
     """status.json (the Python monitor) with exit.json (the C monitor's exit record) merged over it.
@@ -457,18 +466,31 @@ class RootfsSpec(Frozen):
         return {"lower": list(self.lower), "upper": self.upper, "work": self.work, "target": self.target}
 
 
+PROPAGATIONS = ("", "rslave", "rshared")  # MountSpec.propagation: "" is rprivate
+
+
 class MountSpec(Frozen):
-    """A bind mount into the container: host `source` at `destination`."""
+    """A bind mount into the container: host `source` at `destination`. propagation: "" (rprivate),
+    "rslave" (mounts made on the host under source show up inside: HostToContainer) or "rshared"
+    (both ways: Bidirectional)."""
     source: str
     destination: str
     readonly: bool = False
+    propagation: str = ""
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "MountSpec":
-        return cls(source=d["source"], destination=d["destination"], readonly=bool(d.get("readonly")))
+        propagation = d.get("propagation") or ""
+        if propagation not in PROPAGATIONS:
+            raise RecordError(f"mount {d['destination']}: unknown propagation {propagation!r}")
+        return cls(source=d["source"], destination=d["destination"], readonly=bool(d.get("readonly")),
+                   propagation=propagation)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "destination": self.destination, "readonly": self.readonly}
+        d = {"source": self.source, "destination": self.destination, "readonly": self.readonly}
+        if self.propagation:
+            d["propagation"] = self.propagation
+        return d
 
 
 class DeviceNode(Frozen):
@@ -640,10 +662,14 @@ class SecurityPlan(Frozen):
         }
 
 
+HOST_PID = "host"  # InitConfig.namespaces["pid"] of a hostPID pod's container
+
+
 class InitConfig(Frozen):
     """containers/<id>/config.json: what the monitor, the init and an exec need.
 
-    namespaces: kind -> pinned nsfs file of the pod (pid: None for a PID namespace of its own).
+    namespaces: kind -> pinned nsfs file of the pod (pid: None for a PID namespace of its own, HOST_PID
+    to stay in the node's).
     security: the container's security plan (SecurityPlan). A section that is missing or damaged
     reads as None, with what is wrong in `security_problem` (so that the monitor, inspect and rm still
     read the config), and security.from_config refuses to run such a container.

@@ -3,6 +3,12 @@
 Runs in the container's init, after unshare(CLONE_NEWNS) and `mount --make-rprivate /`,
 so every mount here lives and dies with the container's mount namespace and
 never shows on the host (mount_namespaces(7)).
+
+Mount propagation (a volume's HostToContainer / Bidirectional), as runc does it: the new
+namespace's / is made rslave (or rshared) instead of rprivate, so that the volume's source keeps
+receiving (and, shared, sending) mount events; for rshared the mount the rootfs is made on is
+made private first, so that nothing of the rootfs (overlay, /proc, /dev, other binds) reaches the
+host. Every bind mount then gets its own propagation (rprivate unless asked for).
 """
 from __future__ import annotations
 
@@ -123,8 +129,17 @@ def make_device_nodes(root: str, nodes) -> None:
         linux.mknod(target, node.type, node.major, node.minor, node.mode, node.uid, node.gid)
 
 
-def bind_into(root: str, source: str, dest: str, readonly: bool) -> None:
-    """Bind a host file or directory (a volume, /etc/hosts, ...) at dest inside the rootfs."""
+def make_rootfs_parent_private(root: str) -> None:
+    """The mount the rootfs is made on becomes private (runc's rootfsParentMountPrivate): with a
+    shared /, the overlay and everything under it would otherwise show up on the host."""
+    from pyrun.linux.mounts import filesystem_of
+    point, _ = filesystem_of(root)
+    linux.make_private(point, recursive=False)
+
+
+def bind_into(root: str, source: str, dest: str, readonly: bool, propagation: str | None = None) -> None:
+    """Bind a host file or directory (a volume, /etc/hosts, ...) at dest inside the rootfs.
+    propagation: rprivate, rslave or rshared for the new mount (None: as the bind made it)."""
     try:
         is_file = not stat.S_ISDIR(os.stat(source).st_mode)
     except FileNotFoundError:
@@ -132,7 +147,9 @@ def bind_into(root: str, source: str, dest: str, readonly: bool) -> None:
     target = ensure_mount_point(root, dest, is_file)
     linux.bind_mount(source, target, readonly=readonly, recursive=True,
                      extra_flags=MS_NOSUID | MS_NODEV if readonly else 0)
+    if propagation:
+        linux.set_propagation(target, propagation)
 
 
 __all__ = ["secure_join", "ensure_mount_point", "mount_overlay", "mount_proc", "mount_sys", "mount_dev",
-           "make_device_nodes", "bind_into", "MS_RELATIME"]
+           "make_device_nodes", "bind_into", "make_rootfs_parent_private", "MS_RELATIME"]

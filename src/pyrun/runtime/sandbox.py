@@ -4,7 +4,7 @@
 from the CLI itself, or from the CRI server's zygote, because unshare(2) and fork(2) must
 not run in a multi-threaded caller). The launcher, titled `pyrun-sandbox <pod dir>`:
 
-  1. unshare --ipc --uts [--net] [--pid]     (new namespaces for the pod)
+  1. unshare [--ipc] [--net --uts] [--pid]  (new namespaces for the pod; none of hostIPC/hostNetwork)
   2. hostname <pod hostname>; ip link set lo up
   3. pins each namespace: mount --bind /proc/self/ns/<kind> <pod>/ns/<kind>
      (for pid: /proc/self/ns/pid_for_children), so they outlive every process
@@ -35,9 +35,11 @@ def pause_binary() -> str:
     return str(path)
 
 
-def namespace_kinds(share_pid: bool, host_network: bool) -> list[str]:
-    """Which namespaces a pod gets of its own (pure). hostNetwork pods keep the node's net and uts."""
-    kinds = ["ipc"]
+def namespace_kinds(share_pid: bool, host_network: bool, host_ipc: bool = False) -> list[str]:
+    """Which namespaces a pod gets of its own (pure). hostNetwork pods keep the node's net and uts,
+    hostIPC pods the node's ipc. A hostPID pod never shares a PID namespace of its own (the spec
+    layers refuse both at once), so pause then runs in the node's, as an ordinary process."""
+    kinds = [] if host_ipc else ["ipc"]
     if not host_network:
         kinds += ["net", "uts"]
     if share_pid:
@@ -47,14 +49,15 @@ def namespace_kinds(share_pid: bool, host_network: bool) -> list[str]:
 
 # --- caller side (CLI / CRI) ---------------------------------------------------------------------
 
-def launch(pod_dir: Path, hostname: str, share_pid: bool, host_network: bool,
+def launch(pod_dir: Path, hostname: str, share_pid: bool, host_network: bool, host_ipc: bool = False,
            cgroup_procs: list[str] = (), timeout: float = 60.0, meanwhile=None) -> ProcessRef:
     """Start the pod's pause process in new namespaces (and in the pod's cgroups); return it once it runs.
 
     meanwhile: called while the launcher works, which is mostly waiting in the kernel (joining the
     cgroups waits for an RCU grace period, a new network namespace for its setup)."""
     job = spawn.Job("sandbox", {"pod_dir": str(pod_dir), "hostname": hostname, "share_pid": share_pid,
-                                "host_network": host_network, "cgroup_procs": list(cgroup_procs)},
+                                "host_network": host_network, "host_ipc": host_ipc,
+                                "cgroup_procs": list(cgroup_procs)},
                     title=f"pyrun-sandbox {pod_dir}", log=str(pod_dir / "sandbox.log"))
     proc, parent = spawn.spawn_synced(job)
     try:
@@ -83,13 +86,14 @@ def _run(args: SimpleNamespace, sock) -> None:
     from pyrun.runtime.records import SandboxInfo
     from pyrun.runtime.state import write_sandbox
     pod_dir = Path(args.pod_dir)
-    kinds = namespace_kinds(args.share_pid, args.host_network)
+    kinds = namespace_kinds(args.share_pid, args.host_network, args.host_ipc)
     step = "join cgroup"
     try:
         for procs in args.cgroup_procs:  # pause is forked from here, so it is born in the pod cgroup
             linux.write_file(procs, str(os.getpid()))
         step = "unshare"
-        linux.unshare(kinds)
+        if kinds:
+            linux.unshare(kinds)
         faults.check("sandbox-unshare")
         if "uts" in kinds:
             step = "sethostname"

@@ -10,8 +10,11 @@ pod-only) into one JSON document that goes into the container's config.json unde
 
 Kubernetes defaults: allowPrivilegeEscalation unset means escalation is allowed (no_new_privs off;
 the kubelet only sets it for an explicit false). privileged means every capability, no masked or
-read-only /proc paths, a writable /sys and no seccomp filter. The seccomp default when no profile is
-given is Config.seccomp_default (default "RuntimeDefault", like kubelet --seccomp-default).
+read-only /proc paths, a writable /sys and no seccomp filter. procMount "Unmasked" means no masked
+or read-only paths either (the kubelet sends empty lists for it); a CRI request's lists are used as
+sent. The seccomp default when no profile is given is Config.seccomp_default (default
+"RuntimeDefault", like kubelet --seccomp-default; a CRI request always names one, Unconfined if
+nothing else, see pyrun.cri.translate).
 
 Config fields read here:
   seccomp_default        "RuntimeDefault" (default) or "Unconfined"
@@ -108,21 +111,22 @@ def effective_security(pod_ctx: dict, ctr_ctx: dict, *, host_network: bool = Fal
     """The merged, defaulted security settings of one container (pure; see the module docstring).
 
     The seccomp plan is rendered here too except for Localhost profiles, whose file the caller reads
-    (`with_localhost_profile`). `held`: the capabilities pyrun itself holds (None: all); privileged
-    means all of those, and asking for one pyrun lacks is an error (a process cannot grant what it lacks).
+    (`with_localhost_profile`). `held`: the capabilities pyrun itself holds (None: all); a capability
+    asked for that pyrun lacks is left out with a warning, as runc leaves out what is not in its
+    bounding set (a process cannot grant what it lacks).
     """
     from pyrun.runtime import seccomp
     pod_ctx, ctr_ctx = pod_ctx or {}, ctr_ctx or {}
     privileged = bool(ctr_ctx.get("privileged"))
     caps_spec = ctr_ctx.get("capabilities") or {}
     caps = container_capabilities(caps_spec.get("add") or (), caps_spec.get("drop") or (), privileged, last_cap)
+    warnings = list(rlimit_warnings)
     if held is not None:
         missing = [c for c in caps if c not in held]
-        if privileged:
-            caps = [c for c in caps if c in held]
-        elif missing:
-            raise PyrunError(f"capabilities {', '.join(missing)} are asked for but pyrun itself does not hold "
-                             "them (its permitted set), so no container can get them")
+        caps = [c for c in caps if c in held]
+        if missing and not privileged:
+            warnings.append(f"capabilities {', '.join(missing)} left out: pyrun itself does not hold them "
+                            "(its permitted set)")
     groups = sorted({*(pod_ctx.get("supplementalGroups") or ()),
                      *([pod_ctx["fsGroup"]] if pod_ctx.get("fsGroup") is not None else [])})
     profile = _pick("seccompProfile", ctr_ctx, pod_ctx) or {"type": seccomp_default or "RuntimeDefault"}
@@ -145,12 +149,27 @@ def effective_security(pod_ctx: dict, ctr_ctx: dict, *, host_network: bool = Fal
         "no_new_privs": ctr_ctx.get("allowPrivilegeEscalation") is False,
         "seccomp": sec,
         "read_only_rootfs": bool(ctr_ctx.get("readOnlyRootFilesystem")),
-        "masked_paths": [] if privileged else list(MASKED_PATHS),
-        "readonly_paths": [] if privileged else list(READONLY_PATHS),
+        "masked_paths": [] if privileged else masked_paths(ctr_ctx),
+        "readonly_paths": [] if privileged else readonly_paths(ctr_ctx),
         "sysctls": {s["name"]: str(s["value"]) for s in pod_ctx.get("sysctls") or ()},
         "rlimits": dict(rlimits or {}),
-        "warnings": list(rlimit_warnings),
+        "warnings": warnings,
     }
+
+
+def masked_paths(ctr_ctx: Mapping) -> list[str]:
+    """What is masked in /proc and /sys: a CRI request's list as sent (maskedPaths, possibly empty, as
+    containerd applies it), none for procMount Unmasked, else pyrun's defaults."""
+    if ctr_ctx.get("maskedPaths") is not None:
+        return list(ctr_ctx["maskedPaths"])
+    return [] if ctr_ctx.get("procMount") == "Unmasked" else list(MASKED_PATHS)
+
+
+def readonly_paths(ctr_ctx: Mapping) -> list[str]:
+    """Likewise for the read-only paths (readonlyPaths)."""
+    if ctr_ctx.get("readonlyPaths") is not None:
+        return list(ctr_ctx["readonlyPaths"])
+    return [] if ctr_ctx.get("procMount") == "Unmasked" else list(READONLY_PATHS)
 
 
 def with_localhost_profile(sec: dict, read=None) -> dict:

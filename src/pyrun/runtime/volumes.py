@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pyrun.errors import PyrunError, SpecError
 from pyrun.linux import syscalls as linux
+from pyrun.runtime.records import MountSpec
 
 _HOSTPATH_CHECKS = {
     "Directory": (stat.S_ISDIR, "a directory"),
@@ -65,18 +66,63 @@ def prepare_host_path(path: str, type_: str, field: str) -> str:
     return path
 
 
-def mount_list(container, sources: dict[str, str], etc_dir: Path, host_network: bool = False) -> list[dict]:
-    """The bind mounts an init makes: the pod's /etc files, then the container's volumeMounts."""
+PROPAGATION_OF = {"None": "", "HostToContainer": "rslave", "Bidirectional": "rshared"}  # -> MountSpec's
+
+
+def mount_list(container, sources: dict[str, str], etc_dir: Path, host_network: bool = False,
+               host_ipc: bool = False) -> list[dict]:
+    """The bind mounts an init makes: the pod's /etc files, the node's /dev/shm for a hostIPC pod (as
+    containerd), then the container's volumeMounts."""
     mounts = [{"source": str(etc_dir / "hosts"), "destination": "/etc/hosts", "readonly": False},
               {"source": str(etc_dir / "resolv.conf"), "destination": "/etc/resolv.conf", "readonly": False}]
     if not host_network:
         mounts.insert(0, {"source": str(etc_dir / "hostname"), "destination": "/etc/hostname", "readonly": False})
+    if host_ipc:
+        mounts.append({"source": "/dev/shm", "destination": "/dev/shm", "readonly": False})
     for vm in container.volume_mounts:
         source = sources[vm.name]
         if vm.sub_path:
             source = _sub_path(source, vm.sub_path)
-        mounts.append({"source": source, "destination": vm.mount_path, "readonly": bool(vm.read_only)})
+        mounts.append({"source": source, "destination": vm.mount_path, "readonly": bool(vm.read_only),
+                       "propagation": PROPAGATION_OF[vm.mount_propagation]})
     return mounts
+
+
+def propagation_problems(mounts, rootfs_target: str, mountinfo_text: str) -> list[str]:
+    """Why the mounts' propagation cannot work on this node (pure), as containerd checks it: an rshared
+    (Bidirectional) source must be on a shared mount, an rslave (HostToContainer) one on a shared or
+    slave mount; and an rshared source must not be on the mount the rootfs is made on (that one is made
+    private in the container, see pyrun.runtime.rootfs)."""
+    from pyrun.linux.mounts import propagation_at
+    out = []
+    rootfs_mount = propagation_at(rootfs_target, mountinfo_text)[0]
+    for m in mounts:
+        if not m.propagation:
+            continue
+        point, tags = propagation_at(m.source, mountinfo_text)
+        fix = f"make it so with `mount --make-shared {point}` (or bind-mount the directory on itself first)"
+        if m.propagation == "rshared" and "shared" not in tags:
+            out.append(f"mount {m.destination}: {m.source} is on {point}, which is not a shared mount; "
+                       f"Bidirectional propagation needs one: {fix}")
+        elif m.propagation == "rslave" and not tags & {"shared", "master"}:
+            out.append(f"mount {m.destination}: {m.source} is on {point}, which is not a shared or slave mount; "
+                       f"HostToContainer propagation needs one: {fix}")
+        elif m.propagation == "rshared" and point == rootfs_mount:
+            out.append(f"mount {m.destination}: {m.source} is on {point}, the mount pyrun's state root is on "
+                       "(made private in the container); Bidirectional propagation needs the source on a mount "
+                       "of its own")
+    return out
+
+
+def check_propagation(mounts, rootfs_target: str, mountinfo: str = "/proc/self/mountinfo") -> None:
+    """PyrunError naming every mount whose propagation cannot work (propagation_problems)."""
+    mounts = [m if isinstance(m, MountSpec) else MountSpec.from_dict(m) for m in mounts]
+    if not any(m.propagation for m in mounts):
+        return
+    with open(mountinfo) as f:
+        problems = propagation_problems(mounts, os.path.realpath(rootfs_target), f.read())
+    if problems:
+        raise PyrunError("; ".join(problems))
 
 
 def _sub_path(base: str, sub: str) -> str:

@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # keep typing out of the import path
     T = TypeVar("T")
 
 from pyrun.spec import names
-from pyrun.spec.model import ContainerSpec, EnvVar, FieldRef, PortSpec, VolumeMount
+from pyrun.spec.model import MOUNT_PROPAGATIONS, ContainerSpec, EnvVar, FieldRef, PortSpec, VolumeMount
 from pyrun.spec.report import Report, join, type_name
 from pyrun.spec.resources import parse_resources
 from pyrun.spec.security import container_security_context
@@ -129,7 +129,10 @@ def _volume_mount(report: Report, value: Any, path: str) -> VolumeMount:
     if sub_path:
         check_path(report, join(path, "subPath"), sub_path, absolute=False)
     read_only = report.boolean(data, "readOnly", path)
-    return VolumeMount(name or "", mount_path or "", read_only, sub_path)
+    propagation = report.string(data, "mountPropagation", path) or "None"
+    if propagation not in MOUNT_PROPAGATIONS:
+        report.error(join(path, "mountPropagation"), f'"{propagation}" must be one of {", ".join(MOUNT_PROPAGATIONS)}')
+    return VolumeMount(name or "", mount_path or "", read_only, sub_path, propagation)
 
 
 def _list(report: Report, data: dict[str, Any], key: str, path: str, build: Callable[..., T], *extra: Any) -> tuple[T, ...]:

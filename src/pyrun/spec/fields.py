@@ -50,10 +50,10 @@ FIELDS: dict[str, Fields] = {
     ),
     "PodSpec": Fields(
         frozenset({"hostname", "shareProcessNamespace", "terminationGracePeriodSeconds", "restartPolicy",
-                   "hostNetwork", "dnsPolicy", "dnsConfig", "hostAliases", "containers", "volumes",
-                   "securityContext", "hostUsers"}),
+                   "hostNetwork", "hostPID", "hostIPC", "dnsPolicy", "dnsConfig", "hostAliases", "containers",
+                   "volumes", "securityContext", "hostUsers"}),
         _POD_IGNORED,
-        frozenset({"hostPID", "hostIPC", "initContainers", "ephemeralContainers", "runtimeClassName",
+        frozenset({"initContainers", "ephemeralContainers", "runtimeClassName",
                    "resources"}),
     ),
     "Container": _f(
@@ -68,7 +68,7 @@ FIELDS: dict[str, Fields] = {
     "ObjectFieldSelector": _f("fieldPath apiVersion"),
     "ContainerPort": _f("name containerPort hostPort hostIP protocol"),
     "ResourceRequirements": _f("requests limits", ignored="claims"),
-    "VolumeMount": _f("name mountPath readOnly subPath", ignored="mountPropagation recursiveReadOnly",
+    "VolumeMount": _f("name mountPath readOnly subPath mountPropagation", ignored="recursiveReadOnly",
                       refused="subPathExpr"),
     "Volume": Fields(frozenset({"name", "emptyDir", "hostPath"}), frozenset(), _VOLUME_TYPES_REFUSED),
     "EmptyDirVolumeSource": _f("medium sizeLimit"),

@@ -50,14 +50,23 @@ class DeviceSpec(Frozen):
     field: str = ""  # where it was asked for ("config.devices[0]"), for errors found on the host
 
 
+MOUNT_PROPAGATIONS = ("None", "HostToContainer", "Bidirectional")
+
+
 class VolumeMount(Frozen):
+    """mount_propagation: "None" (rprivate), "HostToContainer" (rslave) or "Bidirectional" (rshared)."""
+
     name: str
     mount_path: str
     read_only: bool = False
     sub_path: str = ""
+    mount_propagation: str = "None"
 
 
 class ContainerSpec(Frozen):
+    """security_context is in the manifest's shape; one made from a CRI request may also carry
+    runAsUsername, maskedPaths and readonlyPaths (pyrun.cri.translate.CRI_ONLY_KEYS)."""
+
     name: str
     image: str
     image_pull_policy: str = "IfNotPresent"
@@ -93,6 +102,8 @@ class PodSpec(Frozen):
     annotations: dict[str, str] = field(default_factory=dict)
     hostname: str = ""
     share_process_namespace: bool = False
+    host_pid: bool = False
+    host_ipc: bool = False
     termination_grace_period: int = 30
     restart_policy: str = "Always"
     host_network: bool = False

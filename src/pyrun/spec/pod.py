@@ -126,13 +126,19 @@ def _spec(report: Report, value: Any, meta: dict[str, Any]) -> PodSpec:
         report.error("spec.hostUsers", "false (a user namespace) is not supported by pyrun")
     report.boolean(data, "hostUsers", "spec", default=True)
     host_network = report.boolean(data, "hostNetwork", "spec")
+    host_ipc = report.boolean(data, "hostIPC", "spec")
+    share_pid, host_pid = (report.boolean(data, key, "spec") for key in ("shareProcessNamespace", "hostPID"))
+    if share_pid and host_pid:
+        report.error("spec.shareProcessNamespace", "may not be true when hostPID is true")
     containers = report.items(data, "containers", "spec")
     if not containers and not any(p[0] == "spec.containers" for p in report.problems):
         report.error("spec.containers", "required: at least one container")
     return PodSpec(
         **meta,
         hostname=hostname or default_hostname(meta["name"]),
-        share_process_namespace=report.boolean(data, "shareProcessNamespace", "spec"),
+        share_process_namespace=share_pid,
+        host_pid=host_pid,
+        host_ipc=host_ipc,
         termination_grace_period=30 if grace is None else grace,
         restart_policy=restart,
         host_network=host_network,
@@ -142,7 +148,7 @@ def _spec(report: Report, value: Any, meta: dict[str, Any]) -> PodSpec:
         containers=tuple(parse_container(report, item, here, host_network) for here, item in containers),
         volumes=tuple(parse_volume(report, item, here) for here, item in report.items(data, "volumes", "spec")),
         security_context=pod_security_context(report, data.get("securityContext"), "spec.securityContext",
-                                              host_network),
+                                              host_network, host_ipc),
     )
 
 

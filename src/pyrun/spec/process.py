@@ -71,16 +71,18 @@ def _argv(container: ContainerSpec, entrypoint: Sequence[str], cmd: Sequence[str
 
 
 def _user(container: ContainerSpec, pod: PodSpec, image_user: str) -> str:
+    """The OCI user string: runAsUsername (a CRI request's run_as_username, resolved by name in the
+    container's /etc/passwd) wins over runAsUser, as in containerd; runAsGroup replaces the group."""
     def pick(key: str) -> Any:
         for context in (container.security_context, pod.security_context):
             if context.get(key) is not None:
                 return context[key]
         return None
 
-    uid, gid = pick("runAsUser"), pick("runAsGroup")
-    if uid is None and gid is None:
+    name, uid, gid = container.security_context.get("runAsUsername"), pick("runAsUser"), pick("runAsGroup")
+    if not name and uid is None and gid is None:
         return image_user
-    user = str(uid) if uid is not None else (image_user.partition(":")[0] or "0")
+    user = name or (str(uid) if uid is not None else (image_user.partition(":")[0] or "0"))
     return f"{user}:{gid}" if gid is not None else user
 
 

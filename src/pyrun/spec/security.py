@@ -19,7 +19,7 @@ from pyrun.spec.report import Report, join, type_name
 MAX_ID = 2**31 - 1
 SECCOMP_TYPES = ("RuntimeDefault", "Unconfined", "Localhost")
 SUPPLEMENTAL_GROUPS_POLICIES = ("Merge", "Strict")
-PROC_MOUNTS = ("Default",)
+PROC_MOUNTS = ("Default", "Unmasked")
 
 _KINDS = {
     "PodSecurityContext": Fields(
@@ -145,7 +145,7 @@ def container_security_context(report: Report, value: Any, path: str) -> dict[st
     report.boolean(data, "allowPrivilegeEscalation", path, default=True)
     proc_mount = report.string(data, "procMount", path)
     if proc_mount not in (None, *PROC_MOUNTS):
-        report.error(join(path, "procMount"), f'"{proc_mount}" is not supported (only "Default")')
+        report.error(join(path, "procMount"), f'"{proc_mount}" must be one of {", ".join(PROC_MOUNTS)}')
     if escalation is False and privileged:
         report.error(join(path, "allowPrivilegeEscalation"), "cannot be false when privileged is true")
     if escalation is False and "SYS_ADMIN" in caps.get("add", ()):
@@ -154,7 +154,8 @@ def container_security_context(report: Report, value: Any, path: str) -> dict[st
     return dict(value)
 
 
-def pod_security_context(report: Report, value: Any, path: str, host_network: bool = False) -> dict[str, Any]:
+def pod_security_context(report: Report, value: Any, path: str, host_network: bool = False,
+                         host_ipc: bool = False) -> dict[str, Any]:
     """spec.securityContext, checked; returned as given."""
     if value is None:
         return {}
@@ -175,11 +176,11 @@ def pod_security_context(report: Report, value: Any, path: str, host_network: bo
     change = report.string(data, "fsGroupChangePolicy", path)
     if change not in (None, "Always", "OnRootMismatch"):
         report.error(join(path, "fsGroupChangePolicy"), f'"{change}" must be one of Always, OnRootMismatch')
-    _sysctls(report, data, path, host_network)
+    _sysctls(report, data, path, host_network, host_ipc)
     return dict(value)
 
 
-def _sysctls(report: Report, data: dict[str, Any], path: str, host_network: bool) -> None:
+def _sysctls(report: Report, data: dict[str, Any], path: str, host_network: bool, host_ipc: bool) -> None:
     seen: set[str] = set()
     for here, item in report.items(data, "sysctls", path):
         entry = _obj(report, item, here, "Sysctl")
@@ -198,6 +199,8 @@ def _sysctls(report: Report, data: dict[str, Any], path: str, host_network: bool
                                 "(allowed: net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*)")
         elif host_network and dotted.startswith("net."):
             report.error(field, f'"{name}" may not be set when hostNetwork is true (it would change the node)')
+        elif host_ipc and not dotted.startswith("net."):
+            report.error(field, f'"{name}" may not be set when hostIPC is true (it would change the node)')
         if dotted in seen:
             report.error(field, f'duplicate sysctl "{name}"')
         seen.add(dotted)

@@ -64,6 +64,9 @@ def _mounts(report: Report, pod: PodSpec) -> None:
             if normal in seen:
                 report.error(join(here, "mountPath"), f'"{mount.mount_path}" is mounted twice in this container')
             seen.add(normal)
+            if mount.mount_propagation == "Bidirectional" and not container.security_context.get("privileged"):
+                report.error(join(here, "mountPropagation"),
+                             "Bidirectional is allowed only in a privileged container (securityContext.privileged)")
 
 
 def _host_ports(report: Report, pod: PodSpec) -> None:
