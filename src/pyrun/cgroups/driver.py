@@ -30,7 +30,6 @@ import errno
 import os
 import signal
 import time
-from typing import Callable, Iterator
 
 from pyrun.cgroups import cpu, devices, fs, hugetlb, memory, pids
 from pyrun.cgroups.layout import CONTROLLERS, Hierarchy, Layout, read_host_layout
@@ -40,6 +39,10 @@ from pyrun.errors import CgroupError
 from pyrun.frozen import Frozen, field, replace
 from pyrun.linux import syscalls as linux
 from pyrun.linux import tree
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a pod create's start-up)
+if TYPE_CHECKING:
+    from typing import Callable, Iterator
 
 LIMIT_CONTROLLERS = (cpu, memory, pids, hugetlb)
 V2_CONTROLLERS = ("cpu", "memory", "pids", "hugetlb")  # what pyrun enables in cgroup.subtree_control

@@ -20,11 +20,14 @@ CgroupError only when a limit needs it.
 from __future__ import annotations
 
 import os
-from typing import Callable, Literal
 
 from pyrun.errors import CgroupError
 from pyrun.frozen import Frozen, replace
 from pyrun.linux.mounts import unescape as _unescape
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a pod create's start-up)
+if TYPE_CHECKING:
+    from typing import Callable, Literal
 
 CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "hugetlb", "freezer", "devices")
 # v1 controllers that are core in v2 (devices: a BPF_PROG_TYPE_CGROUP_DEVICE program, no files)

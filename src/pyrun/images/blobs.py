@@ -8,16 +8,18 @@ the same pass.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import zlib
 from pathlib import Path
-from typing import BinaryIO, Iterator
 
 from pyrun.frozen import Frozen
 from pyrun.linux.tree import fsync_dir
 from pyrun.errors import ImageError, NotFound
 from pyrun.images.reference import validate_digest
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a pod create reads the store)
+if TYPE_CHECKING:
+    from typing import BinaryIO, Iterator
 
 CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
@@ -34,6 +36,7 @@ def hex_of(digest: str) -> str:
 
 
 def sha256_digest(data: bytes) -> str:
+    import hashlib  # not at import: it loads OpenSSL, and a pod create only reads the store
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -198,6 +201,7 @@ class BlobStore:
 
     def _copy_verified(self, stream: BinaryIO, tmp: Path, digest: str, what: str, size: int | None,
                        diff_id: str | None) -> Written:
+        import hashlib
         h = hashlib.sha256()
         uh = hashlib.sha256() if diff_id else None
         dec = Decompressor(what) if diff_id else None

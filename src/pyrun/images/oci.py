@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import BinaryIO, Protocol
 
 from pyrun.errors import ImageError, NotFound
 from pyrun.frozen import Frozen
 from pyrun.images import reference
 from pyrun.images.mediatypes import MT_CONFIG, MT_INDEX, MT_LAYER, MT_MANIFEST, REF_NAME, canonical_json, digest_of
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a pod create's start-up)
+if TYPE_CHECKING:
+    from typing import BinaryIO, Protocol
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -106,14 +109,15 @@ def pick_platform(descs: list[Descriptor], what: str, want: tuple[str, str] | No
 
 # --- sources ------------------------------------------------------------------------------------
 
-class Source(Protocol):
-    """Read-only access to files of an image layout or archive, by relative path."""
+if TYPE_CHECKING:
+    class Source(Protocol):
+        """Read-only access to files of an image layout or archive, by relative path."""
 
-    label: str
+        label: str
 
-    def read(self, rel: str) -> bytes: ...
-    def open(self, rel: str) -> BinaryIO: ...
-    def exists(self, rel: str) -> bool: ...
+        def read(self, rel: str) -> bytes: ...
+        def open(self, rel: str) -> BinaryIO: ...
+        def exists(self, rel: str) -> bool: ...
 
 
 def blob_path(digest: str) -> str:

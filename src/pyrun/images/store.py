@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import AbstractSet, BinaryIO, Callable
 
 from pyrun import explain
 from pyrun.errors import ImageError, InvalidState, NotFound
@@ -30,7 +29,12 @@ from pyrun.images.blobs import BlobStore, DecompressingReader, hex_of
 from pyrun.images.refs import RefsDb, StoreLock
 from pyrun.linux import tree
 
-BlobOpener = Callable[[str], BinaryIO]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a pod create reads the store)
+if TYPE_CHECKING:
+    from typing import AbstractSet, BinaryIO, Callable
+
+    BlobOpener = Callable[[str], BinaryIO]
+
 
 LAYER_RATIO = 100            # unpacked file data per byte of the compressed layer blob
 LAYER_FLOOR = 512 << 20      # but always at least this much, so tiny layers still work

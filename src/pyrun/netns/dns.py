@@ -25,10 +25,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 
 from pyrun.errors import SpecError
 from pyrun.frozen import Frozen
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a pod create's start-up)
+if TYPE_CHECKING:
+    from typing import Iterable, Sequence
 
 POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
 MAX_NAMESERVERS = 3

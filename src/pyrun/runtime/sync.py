@@ -24,10 +24,13 @@ import json
 import select
 import socket
 import time
-from typing import Any
 
 from pyrun.errors import PyrunError
 from pyrun.frozen import Record, field
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a pod create's start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_MESSAGE = 1 << 16
 
