@@ -315,6 +315,23 @@ def test_exec_sync_output_is_capped_at_16_mib_and_the_writable_layer_is_in_the_d
     assert not (data_root / "containers" / cid).exists()
 
 
+def test_runtime_default_seccomp_holds_in_the_container_and_in_its_execs(env):
+    """The zygote builds RuntimeDefault's filter once; the container's process and every exec load it as built."""
+    rt, _, pb, ch = env["server"].stubs("v1")
+    default = pb.SecurityProfile(profile_type=pb.SecurityProfile.RuntimeDefault)  # the CRI's default: Unconfined
+    sid, cid = run_pod(rt, pb, "secc", env["tmp"], container_linux=pb.LinuxContainerConfig(
+        security_context=pb.LinuxContainerSecurityContext(seccomp=default)))
+    r = rt.ExecSync(pb.ExecSyncRequest(container_id=cid, timeout=10, cmd=[
+        "sh", "-c", "grep '^Seccomp:' /proc/self/status /proc/$(pidof sleep)/status; unshare -u true 2>/dev/null;"
+                    "echo rc=$?"]))  # pid 1 is the pod's pause; `sleep 1000` is the container's process
+    lines = r.stdout.decode().splitlines()
+    assert lines[0].startswith("/proc/self/status:") and lines[1].startswith("/proc/"), lines
+    assert all(line.endswith("Seccomp:\t2") for line in lines[:2]), lines  # 2: a filter is loaded
+    assert lines[2] != "rc=0", lines  # unshare(CLONE_NEWUTS) refused (or no such applet)
+    remove_pod(rt, pb, sid)
+    ch.close()
+
+
 def test_hostile_names_and_values_are_invalid_argument_naming_the_field(env):
     """Issue 15 item 6 / issue 13 item 4: a 300-character name once gave INTERNAL "File name too long",
     a newline in a name broke the `pod ls` table, a NUL byte failed only at exec."""

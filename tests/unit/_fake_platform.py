@@ -17,6 +17,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 from pyrun.errors import NotFound, PyrunError
@@ -174,6 +175,10 @@ class FakePlatform:
     def kill_sandbox(self, pod_id: str) -> None:
         self._undo("kill_sandbox", ("sandbox", pod_id), pod_id)
 
+    def release_namespaces(self, pod_id: str) -> None:
+        """Part of the sandbox here (the fake pins nothing): an undo that takes nothing."""
+        self._undo("release_namespaces", None, pod_id)
+
     def attach_network(self, pod: PodRecord, spec: Any) -> PodNetwork:
         self._step("attach_network", ("network", pod.id), pod.id)
         return PodNetwork(ip="10.88.0.7", ifname="eth0")
@@ -219,6 +224,11 @@ class FakePlatform:
                                                  start_time=self.stand_in.start_time))
         self.monitors_alive.add(cid)
         return self.stand_in
+
+    def begin_container(self, cdir: Path) -> Any:
+        """As spawn_container; the handle's wait() returns the stand-in."""
+        ref = self.spawn_container(cdir)
+        return SimpleNamespace(wait=lambda timeout=None: ref)
 
     def start_container(self, cdir: Path, name: str) -> int:
         self._step("start_container", None, cdir.name)

@@ -26,3 +26,16 @@ def report(args: dict, sock) -> int:
 
 def crash(args: dict, sock) -> int:
     raise RuntimeError("boom")
+
+
+def report_exit_early(args: dict, sock) -> int:
+    """Leave stdout to nobody, send `exited` with args["code"], then linger before exiting (as an exec's
+    helper does while its process is torn down)."""
+    import time
+    print("out", flush=True)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    sync.send(sock, "exited", code=int(args["code"]))
+    time.sleep(float(args.get("linger", 0)))
+    return 0

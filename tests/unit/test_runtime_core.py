@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import os
 import subprocess
+import threading
 from dataclasses import replace
 
 import pytest
@@ -191,6 +192,17 @@ def test_pod_creating_running_stopped_removing(make):
     assert_no_records(rt)
 
 
+def test_a_stop_that_releases_removes_the_cgroups_and_namespaces_and_the_removal_finds_them_gone(make):
+    rt, fake = make()
+    pod = rt.create(two_containers())
+    rt.stop("web", grace=5, release=True)
+    assert [c.step for c in fake.calls[-3:]] == ["detach_network", "remove_cgroup", "release_namespaces"]
+    assert ("cgroup", f"pod{pod.uid}") not in fake.made
+    rt.remove("web")
+    assert_no_records(rt)
+    assert fake.made == []
+
+
 def test_container_created_running_exited(make):
     rt, fake = make()
     pod = rt.create(two_containers(), start=False)
@@ -295,6 +307,93 @@ def test_a_create_whose_creator_died_is_found_by_gc_and_destroyed_in_reverse(mak
     rt.destroy(pod.id)
     assert fake.effective_undos() == list(reversed(made))
     assert_no_records(rt)
+
+# --- a create that does not wait for the init (the CRI's) -------------------------------------------
+
+class Launching:
+    """A Launch whose init is still setting up: wait() counts its callers and ends as told."""
+
+    def __init__(self, outcome):
+        self.outcome, self.waits = outcome, 0
+
+    def wait(self, timeout=None):
+        self.waits += 1
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome
+
+
+def test_a_create_without_wait_leaves_the_init_to_the_start(make, stand_in):
+    rt, fake = make()
+    spec = two_containers().pod
+    pod = rt.create_sandbox(spec)
+    launch = Launching(stand_in)
+    fake.begin_container = lambda cdir: (fake.spawn_container(cdir), launch)[1]
+    rec = rt.create_container(pod.id, spec.containers[0], wait=False)
+    assert launch.waits == 0  # the create returned without it
+    rt.start_container(rec.id)
+    assert launch.waits == 1
+    with pytest.raises(InvalidState):
+        rt.start_container(rec.id)  # running now; the init's set-up is waited for only once
+    rt.stop_container(rec.id, grace=1)
+    assert launch.waits == 1
+
+
+def test_a_failed_set_up_is_the_start_s_error_and_the_container_stays_removable(make):
+    from pyrun.errors import ContainerStartError
+    rt, fake = make()
+    spec = two_containers().pod
+    pod = rt.create_sandbox(spec)
+    failed = Launching(ContainerStartError("a", "mount /scratch", "no such file"))
+    fake.begin_container = lambda cdir: (fake.spawn_container(cdir), failed)[1]
+    rec = rt.create_container(pod.id, spec.containers[0], wait=False)
+    with pytest.raises(ContainerStartError):
+        rt.start_container(rec.id)
+    rt.remove_container(rec.id, force=True)
+    assert rt.store.read_pod(pod.id).containers == ()
+    assert failed.waits == 1
+
+
+def test_removing_a_pod_first_waits_for_its_containers_set_up(make, stand_in):
+    rt, fake = make()
+    spec = two_containers().pod
+    pod = rt.create_sandbox(spec)
+    launches = [Launching(stand_in), Launching(stand_in)]
+    fake.begin_container = lambda cdir: (fake.spawn_container(cdir), launches[len(fake.monitors_alive) - 1])[1]
+    for c in spec.containers:
+        rt.create_container(pod.id, c, wait=False)
+    rt.destroy(pod.id)
+    assert [launch.waits for launch in launches] == [1, 1]
+    assert_no_records(rt)
+
+
+def test_a_removal_in_the_background_is_gone_at_once_and_its_cgroup_is_gone_before_its_pod_stops(make):
+    rt, fake = make()
+    pod = rt.create(two_containers())
+    a, b = pod.container_ids()
+    gate, released = threading.Event(), []
+    fake.hooks["remove_container_dir"] = lambda cid: released.append(gate.wait(10))  # the worker is held here
+    rt.stop_container(a, grace=1)
+    rt.remove_container(a, force=True, background=True)
+    with pytest.raises(NotFound):
+        rt.store.read_container(a)  # gone for every caller, its directory still there
+    assert list(rt.store.read_pod(pod.id).container_ids()) == [b]
+    assert ("container_dir", a) in fake.made
+    rt.stop("web", grace=1)  # waits for the worker's cgroup removal only, not for the held directory
+    assert ("cgroup", f"pod{pod.uid}/{a}") not in fake.made and ("container_dir", a) in fake.made
+    gate.set()
+    rt.destroy(pod.id)
+    rt.reaper.close()  # what a server does on its way out: finish the files
+    assert released[0] is True and fake.made == []  # the held removal was released, not timed out
+    assert_no_records(rt)
+
+
+@pytest.mark.parametrize("user, named", [("", False), ("0", False), ("1000:1000", False), ("nobody", True),
+                                         ("1000:staff", True), ("app:100", True)])
+def test_a_user_given_by_name_is_looked_up_in_the_image_so_its_create_waits(user, named):
+    from pyrun.runtime.pod import names_a_user
+    assert names_a_user(user) is named
+
 
 # --- the monitor's decision: how a workload's exit is recorded --------------------------------------
 

@@ -56,8 +56,8 @@ class _HostChild:
 
 
 class _HostHandle(ExecHandle):
-    def start(self, stdio, ctty=False):
-        return _HostChild(list(self.argv), stdio)
+    def start(self, stdio, ctty=False, sock=None):
+        return _HostChild(list(self.argv), stdio)  # reports nothing on sock: run_sync waits for its exit
 
 
 def _handle(code: str) -> ExecHandle:

@@ -22,6 +22,7 @@ def test_entries(monkeypatch):
     monkeypatch.setitem(spawn.ENTRIES, "exit-with", ("_spawn_helpers", "exit_with"))
     monkeypatch.setitem(spawn.ENTRIES, "report", ("_spawn_helpers", "report"))
     monkeypatch.setitem(spawn.ENTRIES, "crash", ("_spawn_helpers", "crash"))
+    monkeypatch.setitem(spawn.ENTRIES, "report-exit", ("_spawn_helpers", "report_exit_early"))
 
 
 @pytest.fixture
@@ -149,6 +150,34 @@ def test_zygote_serves_requests_from_threads_while_one_job_waits(helpers, tmp_pa
     assert waiting.poll() is None
     sync.send(mine, "go")
     assert waiting.wait(30) == 0
+
+
+def test_a_spawn_that_does_not_wait_for_the_fork_reads_it_with_the_first_wait(helpers):
+    child = helpers.spawn(spawn.Job("exit-with", {"code": 3}, title="t"), wait_started=False)
+    assert child.pid == 0
+    child.kill()  # no pid yet: nothing is signalled (pid 0 would be our own process group)
+    assert child.wait(30) == 3 and child.pid > 0
+    helpers.channel.close()  # the zygote goes: a request it never answered is a clear error
+    os.waitpid(helpers.pid, 0)
+    with pytest.raises(zygote.ZygoteGone):
+        helpers.spawn(spawn.Job("exit-with", {"code": 0}, title="t"), wait_started=False).wait(10)
+
+
+def test_an_exit_code_reported_early_is_taken_without_waiting_for_the_exit(helpers):
+    report, theirs = sync.socketpair()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    null = os.open(os.devnull, os.O_RDONLY)
+    child = helpers.spawn(spawn.Job("report-exit", {"code": 7, "linger": 30}, title="t"), sock=theirs,
+                          stdio=(null, out_w, err_w))
+    for fd in (null, out_w, err_w):
+        os.close(fd)
+    theirs.close()
+    out, err, code = spawn.communicate(child, out_r, err_r, 20, report=report)  # waiting for the exit: TimeoutError
+    assert (out, code) == (b"out\n", 7)
+    os.kill(child.pid, signal.SIGKILL)
+    assert gone(child.pid)
+    report.close()
 
 
 def test_a_dead_zygote_is_a_clear_error_not_a_hang(helpers):

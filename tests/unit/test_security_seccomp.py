@@ -92,3 +92,36 @@ def test_read_localhost_profile(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(PyrunError, match="cannot be read"):
         seccomp.read_localhost_profile(tmp_path, "bad.json")
+
+
+def test_a_filter_compiled_ahead_is_loaded_as_built_in_a_forked_child():
+    """The zygote builds RuntimeDefault's filter once (compile_ahead); a forked child loads that program and
+    gets the same filter as one built in the child (unshare refused: no CAP_SYS_ADMIN)."""
+    import ctypes
+    import os
+
+    from pyrun.runtime import security
+    try:
+        seccomp.preload()
+    except PyrunError:
+        pytest.skip("libseccomp.so.2 is not installed")
+    plan = security.default_seccomp_plan()
+    seccomp.compile_ahead(plan)
+    seccomp.compile_ahead(plan)  # once per plan
+    assert len(seccomp._COMPILED) >= 1 and seccomp._compiled(json.loads(json.dumps(plan))) is not None
+    program = seccomp._compiled(plan)[1]
+    assert program and len(program) % 8 == 0  # struct sock_filter: 8 bytes each
+    pid = os.fork()
+    if pid == 0:  # the child: no_new_privs, load as a container init does, then try a denied call
+        code = 3
+        try:
+            import prctl
+            prctl.set_no_new_privs(1)
+            seccomp.load(json.loads(json.dumps(plan)))  # as config.json gives the plan back
+            libc = ctypes.CDLL(None, use_errno=True)
+            denied = libc.unshare(0x04000000) == -1 and ctypes.get_errno() == errno.EPERM  # CLONE_NEWUTS
+            code = 0 if denied and os.getpid() > 0 else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -39,13 +39,15 @@ def serve(ctx: click.Context, listen: str, log_level: str, workers: int, stream_
     import dataclasses
     import os
 
-    from pyrun.cri.server import serve as run_server
+    from pyrun.runtime.api import helpers
     cfg = ctx.obj
     if data_root:
         cfg = dataclasses.replace(cfg, data_root=os.path.abspath(data_root))
     if network:
         cfg = dataclasses.replace(cfg, network_mode=network)
-    run_server(cfg, listen, log_level, workers, stream_address, metrics_listen)
+    with helpers():  # the zygote, forked before grpc is imported: its 17 MiB stay out of the zygote
+        from pyrun.cri.server import serve as run_server
+        run_server(cfg, listen, log_level, workers, stream_address, metrics_listen)
 
 
 if __name__ == "__main__":  # `python -m pyrun.cli.cri [global options] cri serve ...` until the lead registers it

@@ -121,8 +121,8 @@ class RuntimeService:
 
     def StopPodSandbox(self, req):
         pod = self._pod(req.pod_sandbox_id)  # unknown id: NOT_FOUND, as containerd answers
-        if pod.state != "removing":
-            self.rt.stop(pod.id, grace=0)
+        if pod.state != "removing":  # as containerd: the sandbox's cgroup and netns go with its stop
+            self.rt.stop(pod.id, grace=0, release=True)
         return pb.StopPodSandboxResponse()
 
     def RemovePodSandbox(self, req):
@@ -166,7 +166,8 @@ class RuntimeService:
                 os.makedirs(m.source, mode=0o755, exist_ok=True)
         rec = self.rt.create_container(pod.id, c, log_path=log_path, extra_mounts=mounts,
                                        cri=translate.container_cri(config),
-                                       pod_spec=translate.pod_spec_of_record(pod, sc))
+                                       pod_spec=translate.pod_spec_of_record(pod, sc),
+                                       wait=False)  # as containerd: the init's set-up is StartContainer's
         return pb.CreateContainerResponse(container_id=rec.id)
 
     def StartContainer(self, req):
@@ -183,7 +184,7 @@ class RuntimeService:
             cid = self._cid(req.container_id)
         except NotFound:
             return pb.RemoveContainerResponse()  # already removed: success (CRI: idempotent)
-        self.rt.remove_container(cid, force=True)
+        self.rt.remove_container(cid, force=True, background=True)  # its layer and directory: by a worker
         return pb.RemoveContainerResponse()
 
     def ContainerStatus(self, req):

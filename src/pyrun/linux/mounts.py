@@ -11,7 +11,7 @@ from pyrun.linux import syscalls as linux
 def unescape(field: str) -> str:
     """mountinfo escapes space, tab, newline and backslash as \\ooo octal (proc(5))."""
     if "\\" not in field:
-        return field  # nearly every line: no per-character walk (mountinfo has a line per mount on the host)
+        return field  # nearly every line: mountinfo has a line per mount, pinned namespaces included
     out, i = [], 0
     while i < len(field):
         if field[i] == "\\" and len(field[i + 1:i + 4]) == 3 and field[i + 1:i + 4].isdigit():

@@ -78,6 +78,8 @@ class Runtime:
                                          cgroup_parent_override=cgroup_parent_override)
 
     def create_container(self, pod_id: str, c, **kw) -> ContainerRecord:
+        """One container in a ready pod (PodRuntime.create_container: wait=False returns before its init
+        is set up; start_container then raises what failed in the set-up)."""
         return self._pods.create_container(pod_id, c, **kw)
 
     def start_container(self, cid: str) -> int:
@@ -87,12 +89,20 @@ class Runtime:
     def stop_container(self, cid: str, grace: float) -> None:
         self._pods.stop_container(cid, grace)
 
-    def remove_container(self, cid: str, force: bool = False) -> None:
-        self._pods.remove_container(cid, force=force)
+    def remove_container(self, cid: str, force: bool = False, background: bool = False) -> None:
+        """background (a server): return once the container is gone from its pod and its record; what
+        is left of it is removed by a worker thread (finished before its pod stops or goes, and by close())."""
+        self._pods.remove_container(cid, force=force, background=background)
         self._rates.forget(cid)
 
-    def stop(self, ref: str, grace: float | None = None) -> PodRecord:
-        return self._pods.stop(ref, grace)
+    def close(self) -> None:
+        """For a server on its way out: finish what it left to finish in the background (removals)."""
+        self._pods.reaper.close()
+
+    def stop(self, ref: str, grace: float | None = None, release: bool = False) -> PodRecord:
+        """release: remove the stopped pod's cgroups and pinned namespaces now rather than with the pod
+        (the CRI's stop, as containerd's)."""
+        return self._pods.stop(ref, grace, release=release)
 
     def remove(self, ref: str, force: bool = False) -> None:
         pod = self.get(ref)
@@ -180,8 +190,10 @@ class Runtime:
         return self._store.name_holder(namespace, name)
 
     def container(self, cid: str) -> ContainerRecord:
-        """A container's record with its status (unknown when its monitor died)."""
+        """A container's record with its status (unknown when its monitor died); one created with
+        wait=False is reported once its init is set up (created, or exited: StartError)."""
         from pyrun.runtime.container import state_of
+        self._pods.settle(cid)
         return state_of(self._store, cid)
 
     def containers(self, pod: PodRecord) -> list[ContainerRecord]:
@@ -368,8 +380,12 @@ class Runtime:
 @contextlib.contextmanager
 def helpers():
     """For a threaded server (pyrun cri serve): start the zygote every helper process is forked from
-    (before any thread exists), and stop it on the way out. Enter it first."""
+    (before any thread exists), and stop it on the way out. Enter it first; entered again inside,
+    it uses the zygote already there."""
     from pyrun.runtime import spawn, zygote
+    if spawn.current_zygote() is not None:
+        yield spawn.current_zygote()
+        return
     client = zygote.start()
     spawn.use_zygote(client)
     try:

@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import _thread  # threading.Lock is _thread.allocate_lock; importing threading costs the CLI
 from pathlib import Path
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
@@ -44,19 +45,53 @@ def make_dirs(cdir: Path) -> None:
 
 def spawn_monitor(cdir: Path, timeout: float = 180.0) -> ProcessRef:
     """Start the container's monitor; return the init process once it is set up (created)."""
+    return begin_monitor(cdir).wait(timeout)
+
+
+class Launch:
+    """A container's monitor, started, while its init sets up (namespaces, mounts, pivot_root, user):
+    wait() returns the init once it is ready, or raises ContainerStartError naming the step that failed
+    (the monitor has then recorded the container exited, reason StartError). Any thread may wait; the
+    first one reads the monitor's answer, the others get the same outcome."""
+
+    def __init__(self, cdir: Path, proc, sock):
+        self.cdir = cdir
+        self._proc = proc
+        self._sock = sock
+        self._lock = _thread.allocate_lock()
+        self._outcome: ProcessRef | Exception | None = None
+
+    def wait(self, timeout: float = 180.0) -> ProcessRef:
+        with self._lock:
+            if self._outcome is None:
+                try:
+                    self._outcome = self._ready(timeout)
+                except Exception as e:  # noqa: BLE001 - kept for every waiter; raised below
+                    self._outcome = e
+        if isinstance(self._outcome, Exception):
+            raise self._outcome
+        return self._outcome
+
+    def _ready(self, timeout: float) -> ProcessRef:
+        from pyrun.runtime import sync
+        try:
+            self._proc.wait()
+            msg = sync.recv(self._sock, "ready", timeout=timeout, peer="container monitor")
+        except sync.StepFailed as e:
+            raise ContainerStartError(_name(self.cdir), e.step, e.message) from None
+        finally:
+            self._sock.close()
+        return ProcessRef(msg["pid"], msg["start_time"])
+
+
+def begin_monitor(cdir: Path) -> Launch:
+    """Start the container's monitor and return without waiting for its init to be set up."""
     faults.check("spawn-monitor")
-    from pyrun.runtime import spawn, sync  # here, not at import: `pod ls` reads state and forks nothing
+    from pyrun.runtime import spawn  # here, not at import: `pod ls` reads state and forks nothing
     job = spawn.Job("monitor", {"cdir": str(cdir)}, title=f"pyrun-monitor {cdir}", log=str(cdir / "monitor.log"),
                     detach=True)
-    proc, parent = spawn.spawn_synced(job)
-    try:
-        proc.wait()
-        msg = sync.recv(parent, "ready", timeout=timeout, peer="container monitor")
-    except sync.StepFailed as e:
-        raise ContainerStartError(_name(cdir), e.step, e.message) from None
-    finally:
-        parent.close()
-    return ProcessRef(msg["pid"], msg["start_time"])
+    proc, parent = spawn.spawn_synced(job, wait_started=False)  # the zygote's fork: Launch.wait() reads it
+    return Launch(cdir, proc, parent)
 
 
 def _name(cdir: Path) -> str:

@@ -72,36 +72,42 @@ class ExecHandle(Frozen):
         from pyrun.runtime import nsexec
         return nsexec.job(self.cdir, list(self.argv), list(self.env), self.cwd, tty=ctty)
 
-    def start(self, stdio: tuple[int, int, int], ctty: bool = False):
+    def start(self, stdio: tuple[int, int, int], ctty: bool = False, sock=None):
         """A pyrun.runtime.spawn.Child (pid, poll, wait, kill) in a session of its own; with ctty,
-        stdin (a terminal) becomes its controlling terminal."""
+        stdin (a terminal) becomes its controlling terminal; with sock, it reports the command's exit
+        code there (`exited`) as soon as it has it (pyrun.runtime.nsexec.child_main)."""
         from pyrun.runtime import spawn
-        return spawn.spawn(self.job(ctty), stdio=stdio)
+        return spawn.spawn(self.job(ctty), sock=sock, stdio=stdio)
 
     def run_sync(self, timeout: float | None, cap: int = MAX_EXEC_SYNC_OUTPUT) -> ExecResult:
         """Run to the end with stdin /dev/null; DeadlineExceeded (the command killed) after `timeout`."""
-        from pyrun.runtime import spawn
+        from pyrun.runtime import spawn, sync
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        report, theirs = sync.socketpair()
         try:
-            proc = self.start((null, out_w, err_w))
+            proc = self.start((null, out_w, err_w), sock=theirs)
         except BaseException:
             os.close(out_r)
             os.close(err_r)
+            report.close()
             raise
         finally:
             for fd in (null, out_w, err_w):
                 os.close(fd)
+            theirs.close()
         out, err = CappedBuffer(cap), CappedBuffer(cap)
         try:
-            _, _, code = spawn.communicate(proc, out_r, err_r, timeout, sinks=(out, err))
+            _, _, code = spawn.communicate(proc, out_r, err_r, timeout, sinks=(out, err), report=report)
         except TimeoutError:
             proc.kill()  # its process group: the command and what it started
             with contextlib.suppress(TimeoutError, OSError, spawn.SpawnError):
                 proc.wait(10)
             raise DeadlineExceeded(f"command {list(self.argv)!r} in container {self.container} timed out "
                                    f"after {timeout}s") from None
+        finally:
+            report.close()
         return ExecResult(bytes(out.data), bytes(err.data) + truncation_note(self.container, out, err), code)
 
     def run_here(self) -> int:

@@ -96,6 +96,10 @@ class HostSteps:
         if info is not None and info.pause is not None:
             terminate([info.pause], 2.0)
 
+    def release_namespaces(self, pod_id: str) -> None:
+        from pyrun.linux.mounts import unmount_under
+        unmount_under(self.store.pod_dir(pod_id) / "ns")
+
     def attach_network(self, pod: PodRecord, spec: Any) -> PodNetwork | None:
         from pyrun.runtime import podnet
         return podnet.attach(self.cfg, pod, spec)
@@ -134,6 +138,9 @@ class HostSteps:
 
     def spawn_container(self, cdir: Path) -> ProcessRef:
         return ctr.spawn_monitor(cdir)
+
+    def begin_container(self, cdir: Path) -> ctr.Launch:
+        return ctr.begin_monitor(cdir)
 
     def start_container(self, cdir: Path, name: str) -> int:
         return ctr.start(cdir, name)

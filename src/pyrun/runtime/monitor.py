@@ -373,7 +373,8 @@ def run(cdir: Path, launcher: socket.socket) -> int:
         with contextlib.suppress(OSError):
             sync.send_error(launcher, step, message)
         return 1
-    sync.send(launcher, "ready", pid=mon.child.pid, start_time=mon.child.start_time)
+    with contextlib.suppress(OSError):  # a CRI server that went away meanwhile: the container stays created
+        sync.send(launcher, "ready", pid=mon.child.pid, start_time=mon.child.start_time)
     launcher.close()
     explain.disable_fd()
     try:

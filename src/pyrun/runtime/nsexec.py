@@ -12,6 +12,7 @@ The exit code is passed through.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -25,6 +26,10 @@ from pyrun.runtime import finalize, security
 from pyrun.runtime.records import ContainerStatus, InitConfig
 from pyrun.runtime.status import require_running
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (`pyrun exec`'s start-up)
+if TYPE_CHECKING:
+    from typing import Callable
+
 NS_ORDER = ("ipc", "uts", "net", "pid", "mnt")
 
 
@@ -33,7 +38,9 @@ def _load(cdir: Path) -> tuple[InitConfig, ContainerStatus]:
     return read_config(cdir), read_status(cdir)
 
 
-def enter(cdir: Path, argv: list[str], extra_env: list[str] | None = None, cwd: str | None = None) -> int:
+def enter(cdir: Path, argv: list[str], extra_env: list[str] | None = None, cwd: str | None = None,
+          forked: Callable[[], None] | None = None) -> int:
+    """forked: called in this process once the command's process is forked (before waiting for it)."""
     config, status = _load(cdir)
     preload_caps()  # after setns into the mount namespace the host's Python library is out of sight
     security.preload(security.from_config(config))
@@ -59,6 +66,8 @@ def enter(cdir: Path, argv: list[str], extra_env: list[str] | None = None, cwd: 
         except BaseException as e:  # noqa: BLE001
             os.write(2, f"pyrun exec: {e}\n".encode())
             os._exit(126 if not isinstance(e, FileNotFoundError) else 127)
+    if forked is not None:
+        forked()
     _, wstatus = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(wstatus)
     return 128 - code if code < 0 else code
@@ -80,11 +89,12 @@ def _child(config: InitConfig, argv: list[str], extra_env: list[str], cwd: str |
     finalize.exec_command(final)
 
 
-def run(cdir: Path, argv: list[str], env: list[str] = (), cwd: str | None = None) -> int:
+def run(cdir: Path, argv: list[str], env: list[str] = (), cwd: str | None = None,
+        forked: Callable[[], None] | None = None) -> int:
     """enter(), with errors reported on stderr as `pyrun: error: ...`; returns the exit code to exit with.
     The calling process has joined the container's namespaces and cgroups afterwards: it must exit."""
     try:
-        return enter(cdir, argv, list(env), cwd)
+        return enter(cdir, argv, list(env), cwd, forked)
     except Exception as e:  # noqa: BLE001 - report like the CLI does
         sys.stderr.write(f"pyrun: error: {e}\n")
         sys.stderr.flush()
@@ -92,8 +102,26 @@ def run(cdir: Path, argv: list[str], env: list[str] = (), cwd: str | None = None
 
 
 def child_main(args: dict, sock=None) -> int:
-    """The entry of an exec the CRI server's zygote forks (pyrun.runtime.spawn.ENTRIES["exec"])."""
-    return run(Path(args["cdir"]), list(args["argv"]), list(args.get("env") or []), args.get("cwd"))
+    """The entry of an exec the CRI server's zygote forks (pyrun.runtime.spawn.ENTRIES["exec"]).
+
+    With a sync socket (ExecSync), the caller's output pipes are left to the command once it is
+    forked, and its exit code is sent as `exited` as soon as it is known: the caller has both
+    without waiting for this process to exit and the zygote to reap it."""
+    forked = _leave_stdio_to_the_command if sock is not None else None
+    code = run(Path(args["cdir"]), list(args["argv"]), list(args.get("env") or []), args.get("cwd"), forked)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            from pyrun.runtime import sync
+            sync.send(sock, "exited", code=code)
+    return code
+
+
+def _leave_stdio_to_the_command() -> None:
+    """Point 0-2 at /dev/null: the command's end of the pipes is then the only one (EOF when it exits)."""
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
 
 
 def job(cdir: Path, argv: list[str], env: list[str] = (), cwd: str | None = None, tty: bool = False):

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import _thread  # threading.Lock is _thread.allocate_lock; importing threading costs the CLI
 from pathlib import Path
-
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
 
 from pyrun.config import Config
 from pyrun.errors import InvalidState, NotFound
@@ -25,6 +24,7 @@ from pyrun.runtime import container as ctr
 from pyrun.runtime import faults, resources
 from pyrun.linux.procs import ProcessRef
 from pyrun.runtime.host_steps import HostSteps
+from pyrun.runtime.reaper import Reaper
 from pyrun.runtime.records import (HOST_PID, ContainerCgroup, ContainerCri, ContainerEntry, ContainerRecord,
                                    InitConfig, MountSpec, PodCgroup, PodCri, PodRecord, ProcessSpec, Resources)
 from pyrun.runtime.status import PodStatus, pod_status
@@ -32,7 +32,10 @@ from pyrun.runtime.state import (CONTAINER_RUNNING, POD_CREATING,
                                  POD_REMOVING, POD_RUNNING, POD_STOPPED, POD_TRANSITIONS, StateStore,
                                  check_transition, new_id, now_ns)
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
 if TYPE_CHECKING:
+    from typing import Any
+
     from pyrun.runtime.steps import PodSteps
 
 
@@ -42,6 +45,11 @@ class PodRuntime:
         self.cfg = cfg
         self.store = StateStore(cfg.root)
         self.platform = platform if platform is not None else HostSteps(cfg, self.store)
+        # containers created with wait=False whose init may still be setting up: id -> (pod id, the
+        # handle, a pyrun.runtime.container.Launch, whose wait() ends when it is ready or failed)
+        self._launching: dict[str, tuple[str, Any]] = {}
+        self._launching_lock = _thread.allocate_lock()
+        self.reaper = Reaper()  # what remove_container(background=True) leaves to finish
 
     # --- create ---------------------------------------------------------------------------------
     def create(self, loaded, start: bool = True) -> PodRecord:
@@ -139,12 +147,19 @@ class PodRuntime:
         return parse_pod(dict(pod.spec), source=f"pod {pod.name}").pod
 
     def create_container(self, pod_id: str, c, *, log_path: str | None = None, extra_mounts: list[MountSpec] = (),
-                         cri: ContainerCri | None = None, pod_spec=None, commit: bool = True) -> ContainerRecord:
+                         cri: ContainerCri | None = None, pod_spec=None, commit: bool = True,
+                         wait: bool = True) -> ContainerRecord:
         """Create one container in an existing sandbox: rootfs dirs, cgroup, monitor + init (state created).
 
         pod_spec: the PodSpec for env/fieldRef resolution; by default re-parsed from the stored manifest.
         commit: fsync the container record at the end (False when the caller commits the whole pod).
         extra_mounts: more bind mounts; cri: what a CRI caller sent.
+        wait: return once the init is set up (its namespaces, mounts, pivot_root, user); False (the CRI, as
+        containerd, whose CreateContainer leaves the runc work to StartContainer): return once the monitor
+        is started, and let the next call about the container wait for the init (start_container raises
+        what failed; the monitor records the container exited, reason StartError, as containerd does).
+        A user given by name is looked up in the image's /etc/passwd by the init: that create waits,
+        so an unknown name stays an error of the create.
         """
         from pyrun.errors import AlreadyExists
         images = self.platform.open_images()
@@ -160,14 +175,15 @@ class PodRuntime:
             self.store.write_pod(pod)
         try:
             return self._create_container(pod, pod_spec or self.pod_spec(pod), c, cid, image, images, log_path,
-                                          list(extra_mounts), cri, commit)
+                                          list(extra_mounts), cri, commit, wait)
         except BaseException:
             self.remove_container(cid, force=True)
             self._forget_container(pod_id, cid)  # if it failed before its record was written
             raise
 
     def _create_container(self, pod: PodRecord, spec, c, cid: str, image, images, log_path: str | None,
-                          extra_mounts: list[MountSpec], cri: ContainerCri | None, commit: bool) -> ContainerRecord:
+                          extra_mounts: list[MountSpec], cri: ContainerCri | None, commit: bool,
+                          wait: bool = True) -> ContainerRecord:
         from pyrun.runtime.volumes import check_propagation, mount_list
         from pyrun.spec.process import resolve_process
         steps = self.platform
@@ -199,30 +215,75 @@ class PodRuntime:
             process=rec.process, capabilities=sec.capabilities,
             cgroup_procs=procs, oom_events=oom_events, log_path=log_path, security=sec, devices=devices)
         ctr.write_config(cdir, config)
-        steps.spawn_container(cdir)
+        if wait or names_a_user(rec.process.user):
+            steps.spawn_container(cdir)
+        else:
+            with self._launching_lock:
+                self._launching[cid] = (pod.id, steps.begin_container(cdir))
         return rec
+
+    def settle(self, cid: str, strict: bool = False) -> None:
+        """Wait until a container created with wait=False is set up (at once for any other). A set-up
+        that failed raises with strict (start_container), and is otherwise left to the container's
+        status (exited, StartError)."""
+        with self._launching_lock:
+            entry = self._launching.get(cid)
+        if entry is None:
+            return
+        try:
+            entry[1].wait()
+        except Exception:
+            if strict:
+                raise
+        finally:
+            with self._launching_lock:
+                self._launching.pop(cid, None)
+
+    def settle_pod(self, pod_id: str) -> None:
+        """settle() every container of a pod still setting up, and finish the cgroup removals of its
+        containers left to the reaper (before the pod is stopped or removed: that may remove the pod's)."""
+        with self._launching_lock:
+            cids = [cid for cid, (pod, _) in self._launching.items() if pod == pod_id]
+        for cid in cids:
+            self.settle(cid)
+        self.reaper.wait_cgroups(pod_id)
 
     def start_container(self, cid: str) -> int:
         """Release a created container: its init execs the workload. Returns the workload's pid.
         InvalidState unless it is created (and its monitor alive to start it)."""
+        self.settle(cid, strict=True)
         rec = ctr.state_of(self.store, cid)
         ctr.require_created(rec)
         return self.platform.start_container(self.store.container_dir(cid), rec.name)
 
     def stop_container(self, cid: str, grace: float) -> None:
+        self.settle(cid)
         rec = self.store.read_container(cid)
         self.platform.stop_containers([cid], grace)
         self.platform.kill_cgroup(rec.cgroup)  # also what a dead monitor left (its workload's children)
         ctr.record_lost_exit(self.store, cid)
 
-    def remove_container(self, cid: str, force: bool = False) -> None:
-        """Remove a container (kill it first with force) and drop it from its pod (idempotent)."""
+    def remove_container(self, cid: str, force: bool = False, background: bool = False) -> None:
+        """Remove a container (kill it first with force) and drop it from its pod (idempotent).
+
+        background (a long-running caller: the CRI server): once its processes are killed, drop it
+        from its pod and remove its record, so it is gone for every caller; its cgroup, writable
+        layer and directory are removed by self.reaper (pyrun.runtime.reaper)."""
+        self.settle(cid)
         try:
             rec = ctr.state_of(self.store, cid)
         except NotFound:
             return
         if not force and rec.status.state == CONTAINER_RUNNING:
             raise InvalidState(f"container {rec.name} is running: stop it first")
+        if background:
+            self.platform.kill_container(cid)
+            self._forget_entry(rec.pod_id, cid)
+            self.store.forget_container(cid)
+            what = f"container {rec.name} ({cid[:12]})"
+            self.reaper.submit(rec.pod_id, what, lambda: self.platform.remove_cgroup(rec.cgroup), cgroups=True)
+            self.reaper.submit(rec.pod_id, what, lambda: self._undo_container(cid, None))
+            return
         self._undo_container(cid, rec.cgroup)
         self._forget_container(rec.pod_id, cid)
 
@@ -238,9 +299,14 @@ class PodRuntime:
     def _forget_container(self, pod_id: str, cid: str) -> None:
         """Remove a container's directories and its pod's entry for it (idempotent)."""
         self._undo_container(cid, None)
+        self._forget_entry(pod_id, cid)
+
+    def _forget_entry(self, pod_id: str, cid: str) -> None:
+        """Drop the pod's entry for a container (idempotent)."""
         with contextlib.suppress(NotFound, FileNotFoundError), self.store.pod_lock(pod_id):
             pod = self.store.read_pod(pod_id)
-            self.store.write_pod(replace(pod, containers=tuple(e for e in pod.containers if e.id != cid)))
+            if any(e.id == cid for e in pod.containers):
+                self.store.write_pod(replace(pod, containers=tuple(e for e in pod.containers if e.id != cid)))
 
     # --- queries --------------------------------------------------------------------------------
     def get(self, ref: str) -> PodRecord:
@@ -282,8 +348,13 @@ class PodRuntime:
         return pods
 
     # --- stop and remove ------------------------------------------------------------------------
-    def stop(self, ref: str, grace: float | None = None) -> PodRecord:
+    def stop(self, ref: str, grace: float | None = None, release: bool = False) -> PodRecord:
+        """Stop every container and the sandbox, detach the network. release (the CRI's StopPodSandbox,
+        as containerd's deletes the sandbox's task and its network namespace): also remove what a
+        stopped pod no longer needs, its cgroups (left empty by the stop) and its pinned namespaces
+        (their processes are gone), instead of at the removal (which finds them gone)."""
         pod = self.get(ref)
+        self.settle_pod(pod.id)
         with self.store.pod_lock(pod.id):
             pod = self.store.read_pod(pod.id)
             if pod.state == POD_CREATING:
@@ -293,6 +364,9 @@ class PodRuntime:
             self._stop_containers(pod, grace)
             self.platform.kill_sandbox(pod.id)
             self.platform.detach_network(pod)  # a stopped pod holds no address, veth or hostPort (as containerd)
+            if release:
+                self.platform.remove_cgroup(pod.cgroup)
+                self.platform.release_namespaces(pod.id)
             pod = replace(pod, state=POD_STOPPED)
             self.store.write_pod(pod, sync=True)
         return pod
@@ -324,6 +398,7 @@ class PodRuntime:
     def destroy(self, pod_id: str) -> list[str]:
         """Remove everything a pod made, whatever state it is in (idempotent). Returns the ids of its
         containers (as its record, read under the pod's lock, listed them)."""
+        self.settle_pod(pod_id)
         with contextlib.ExitStack() as held:
             try:
                 held.enter_context(self.store.pod_lock(pod_id))
@@ -354,6 +429,11 @@ class PodRuntime:
         if pod is not None and pod.name:
             self.platform.release_name(pod.namespace, pod.name, pod_id)
         return list(pod.container_ids()) if pod else []
+
+
+def names_a_user(user: str) -> bool:
+    """Whether a container's user (USER[:GROUP]) names a user or group, to be looked up in the image (pure)."""
+    return any(part and not part.isdigit() for part in user.split(":"))
 
 
 def pause_alive(pod: PodRecord) -> bool:

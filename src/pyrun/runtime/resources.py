@@ -11,20 +11,26 @@ from __future__ import annotations
 from pyrun.config import Config
 from pyrun.runtime.records import ContainerCgroup, DeviceNode, PodCgroup, PodRecord
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
+if TYPE_CHECKING:
+    from typing import Any
+
 SANDBOX_LEAF = "pause"
 
 
-_OPENED: dict[tuple[str, str], object] = {}
+_drivers: dict[tuple[str, str], Any] = {}  # (cgroup root, parent) -> driver
 
 
 def _cgroups(cfg: Config):
-    """The cgroups driver of cfg's root and parent, opened once per process: the host's layout
-    (/proc/self/mountinfo) does not change under pyrun, and a create needs the driver six times."""
+    """The cgroups driver of cfg, the host's layout detected once per process: it does not change while
+    pyrun runs, and /proc/self/mountinfo, which the detection parses, grows with every pod's pinned
+    namespaces (a create used to parse it three times)."""
     key = (str(cfg.cgroup_root), cfg.cgroup_parent)
-    if key not in _OPENED:
+    driver = _drivers.get(key)
+    if driver is None:
         from pyrun.cgroups import open_cgroups
-        _OPENED[key] = open_cgroups(cfg)
-    return _OPENED[key]
+        driver = _drivers[key] = open_cgroups(cfg)
+    return driver
 
 
 def _pids_max(cfg: Config) -> int:

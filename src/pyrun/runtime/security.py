@@ -104,6 +104,13 @@ def _show(n: int) -> str:
     return "unlimited" if n == -1 else str(n)
 
 
+def default_seccomp_plan() -> dict:
+    """The seccomp plan of a container that asks for nothing: RuntimeDefault with the default
+    capabilities (pure; what effective_security renders for it)."""
+    from pyrun.runtime import seccomp
+    return seccomp.render(seccomp.runtime_default_profile(), container_capabilities(), "RuntimeDefault")
+
+
 def effective_security(pod_ctx: dict, ctr_ctx: dict, *, host_network: bool = False,
                        seccomp_default: str | None = None, seccomp_profile_root: str | None = None,
                        last_cap: int = 40, held: list[str] | None = None, rlimits: dict | None = None,

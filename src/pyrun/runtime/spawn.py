@@ -46,6 +46,12 @@ ENTRIES = {
 # pyrun.runtime.init): a forking process imports these beforehand (preload, the zygote).
 CHILD_MODULES = ("pyrun.runtime.init",)
 
+# What the helpers import inside functions, on their way (the init: resource, the sysctl names, the
+# overlay's mount data, mountinfo; an exec: resource and the sysctl names; the sandbox launcher: loopback).
+# The zygote imports them once, so no container init, exec or sandbox imports anything after its fork.
+LAZY_CHILD_MODULES = ("resource", "pyrun.spec.security", "pyrun.images.overlay", "pyrun.linux.mounts",
+                      "pyrun.netns.loopback")
+
 EXIT_FAILED = 126  # the child could not run its entry (as a shell reports a command that cannot run)
 
 
@@ -207,9 +213,14 @@ class Child:
         """The exit code as subprocess reports it (-N: killed by signal N); TimeoutError after `timeout`."""
         raise NotImplementedError
 
+    def let_go(self, timeout: float | None = None) -> None:
+        """Its exit code is known another way: reap it (this process's child) or stop listening for it."""
+        self.wait(timeout)
+
     def kill(self) -> None:
-        """SIGKILL the child's process group (it is a session leader) while it has not been reaped."""
-        if self.returncode is None:
+        """SIGKILL the child's process group (it is a session leader) while it has not been reaped
+        (nothing while its pid is not known yet: pid 0 would be our own group)."""
+        if self.returncode is None and self.pid > 0:
             try:
                 os.killpg(self.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -248,6 +259,11 @@ def use_zygote(client) -> None:
     """From now on, start every helper from this zygote (None: fork this process again)."""
     global _zygote
     _zygote = client
+
+
+def current_zygote():
+    """The zygote this process starts helpers from (None: it forks itself)."""
+    return _zygote
 
 
 def require_single_thread(what: str) -> None:
@@ -290,6 +306,18 @@ def preload_seccomp() -> None:
         pass
 
 
+def compile_default_seccomp() -> None:
+    """Build RuntimeDefault's filter for the default capabilities once, in a process that forks many
+    container inits and execs (the zygote): each of them then loads it as built. Without libseccomp,
+    nothing (the child that needs it fails with the clear error then)."""
+    from pyrun.errors import PyrunError
+    from pyrun.runtime import seccomp, security
+    try:
+        seccomp.compile_ahead(security.default_seccomp_plan())
+    except PyrunError:
+        pass
+
+
 def fork_child(job: Job, sock: socket.socket | None = None,
                stdio: tuple[int, int, int] | None = None) -> ForkedChild:
     """Fork this (single-threaded) process into `job`."""
@@ -305,18 +333,34 @@ def fork_child(job: Job, sock: socket.socket | None = None,
     return ForkedChild(pid)
 
 
-def spawn(job: Job, sock: socket.socket | None = None, stdio: tuple[int, int, int] | None = None) -> Child:
-    """Start `job`: from the zygote if this process has one, else by forking this process."""
+def _reported(report: socket.socket, timeout: float | None) -> int | None:
+    """The exit code a child sent on `report`; None if it closed it without (it died first)."""
+    import select
+
+    from pyrun.runtime import sync
+    if timeout is not None and not select.select([report], [], [], timeout)[0]:
+        raise TimeoutError(f"the command's exit code did not come within {timeout:g}s")
+    try:
+        return int(sync.recv(report, "exited", peer="exec")["code"])
+    except (sync.SyncError, OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def spawn(job: Job, sock: socket.socket | None = None, stdio: tuple[int, int, int] | None = None,
+          wait_started: bool = True) -> Child:
+    """Start `job`: from the zygote if this process has one, else by forking this process.
+    wait_started=False: from the zygote, return once it has the request (pid and spawn errors come
+    with the child's first poll or wait)."""
     if _zygote is not None:
-        return _zygote.spawn(job, sock, stdio)
+        return _zygote.spawn(job, sock, stdio, wait_started=wait_started)
     return fork_child(job, sock, stdio)
 
 
-def spawn_synced(job: Job) -> tuple[Child, socket.socket]:
+def spawn_synced(job: Job, wait_started: bool = True) -> tuple[Child, socket.socket]:
     """Spawn `job` holding one end of a new SEQPACKET socketpair; return the child and our end."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
-        child = spawn(job, sock=theirs)
+        child = spawn(job, sock=theirs, wait_started=wait_started)
     except BaseException:
         ours.close()
         raise
@@ -326,11 +370,12 @@ def spawn_synced(job: Job) -> tuple[Child, socket.socket]:
 
 
 def communicate(child: Child, out_fd: int, err_fd: int, timeout: float | None,
-                sinks: tuple | None = None) -> tuple[bytes, bytes, int]:
+                sinks: tuple | None = None, report: socket.socket | None = None) -> tuple[bytes, bytes, int]:
     """Read a child's stdout and stderr pipes to their end and wait for it: (out, err, exit code).
     sinks: two objects with write(bytes) (e.g. capped buffers) that take the output instead; the
-    returned out and err are then empty. TimeoutError after `timeout` seconds (the caller kills it).
-    The descriptors are closed."""
+    returned out and err are then empty. report: a socket the child sends its exit code on
+    (`exited`, as soon as it knows it): then its own exit is not waited for (child.let_go()).
+    TimeoutError after `timeout` seconds (the caller kills it). The descriptors are closed."""
     import selectors
     deadline = None if timeout is None else time.monotonic() + timeout
     chunks: dict[int, list[bytes]] = {out_fd: [], err_fd: []}
@@ -351,7 +396,11 @@ def communicate(child: Child, out_fd: int, err_fd: int, timeout: float | None,
                 else:
                     sel.unregister(key.fd)
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        code = child.wait(left)
+        code = _reported(report, left) if report is not None else None
+        if code is None:
+            code = child.wait(left)
+        else:
+            child.let_go(left)
     finally:
         sel.close()
         for fd in chunks:

@@ -98,7 +98,7 @@ def write_json(path: Path, data: Any, *, sync: bool = False) -> None:
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{_thread.get_ident()}.tmp")  # unique per thread (CRI server)
     with open(tmp, "w") as f:
-        f.write(json.dumps(data, sort_keys=True) + "\n")  # one line: json's C encoder (indent is pure Python)
+        f.write(json.dumps(data, sort_keys=True) + "\n")  # one line: the C encoder (indent= is pure Python)
         if sync:
             f.flush()
             os.fsync(f.fileno())
@@ -313,6 +313,12 @@ class StateStore:
     def write_container(self, rec: ContainerRecord, *, sync: bool = False) -> None:
         """container.json (the status is the monitor's: it is not written here)."""
         write_json(self.container_dir(rec.id) / "container.json", encode(rec), sync=sync)
+
+    def forget_container(self, cid: str) -> None:
+        """Remove container.json: the container reads NotFound from now on (its directory may stay a
+        while: pyrun.runtime.reaper removes it, or gc does)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.container_dir(cid) / "container.json")
 
     def container_ids(self) -> list[str]:
         try:

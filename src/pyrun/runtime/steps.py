@@ -98,6 +98,9 @@ class PodSteps(Protocol):
 
     def kill_sandbox(self, pod_id: str) -> None: ...
 
+    def release_namespaces(self, pod_id: str) -> None:
+        """Unmount the pod's pinned namespaces (its processes are gone; idempotent)."""
+
     def attach_network(self, pod: PodRecord, spec: PodSpec) -> PodNetwork | None: ...
 
     def detach_network(self, pod: PodRecord) -> None: ...
@@ -120,6 +123,10 @@ class PodSteps(Protocol):
 
     def spawn_container(self, cdir: Path) -> ProcessRef:
         """Start the monitor, which forks the init; returns once the container is created."""
+
+    def begin_container(self, cdir: Path) -> Any:
+        """spawn_container without the wait: returns at once a handle whose wait() returns the init
+        once the container is created (pyrun.runtime.container.Launch)."""
 
     def start_container(self, cdir: Path, name: str) -> int:
         """Release a created container: its init execs the workload; returns the workload's pid."""

@@ -38,6 +38,7 @@ from pyrun.runtime import spawn, sync
 
 MAX_FDS = 8
 START_TIMEOUT = 30.0
+EXIT_UNKNOWN = -256  # the returncode of a child let go (its exit code came another way)
 
 
 class ZygoteGone(spawn.SpawnError):
@@ -47,11 +48,14 @@ class ZygoteGone(spawn.SpawnError):
 # --- the server's side -------------------------------------------------------------------------------
 
 class ZygoteChild(spawn.Child):
-    """A child of the zygote: its exit code arrives on the request's reply socket."""
+    """A child of the zygote: its exit code arrives on the request's reply socket. Spawned with
+    started=False, its "started" answer (pid 0 until then) is read on the first poll or wait."""
 
-    def __init__(self, pid: int, reply: socket.socket):
+    def __init__(self, pid: int, reply: socket.socket, started: bool = True, entry: str = ""):
         super().__init__(pid)
         self.reply = reply
+        self._started = started
+        self._entry = entry
         self._lock = threading.Lock()  # one reader of the reply socket at a time
 
     def _take(self, timeout: float | None) -> int | None:
@@ -59,6 +63,16 @@ class ZygoteChild(spawn.Child):
         import select
         if self.returncode is not None:
             return self.returncode
+        if not self._started:
+            if timeout is not None and not select.select([self.reply], [], [], timeout)[0]:
+                return None
+            try:
+                self.pid = _started(self.reply, self._entry)
+            except BaseException:
+                self.reply.close()
+                self.returncode = spawn.EXIT_FAILED
+                raise
+            self._started = True
         if timeout is not None:
             ready, _, _ = select.select([self.reply], [], [], timeout)
             if not ready:
@@ -82,6 +96,16 @@ class ZygoteChild(spawn.Child):
                 self._lock.release()
         return self.returncode
 
+    def let_go(self, timeout: float | None = None) -> None:
+        """Stop listening for its exit (the zygote reaps it; its answer then goes nowhere)."""
+        if self._lock.acquire(blocking=False):
+            try:
+                if self.returncode is None:
+                    self.returncode = EXIT_UNKNOWN
+                    self.reply.close()
+            finally:
+                self._lock.release()
+
     def wait(self, timeout: float | None = None) -> int:
         with self._lock:
             if self._take(timeout) is None:
@@ -97,7 +121,9 @@ class Client:
         self.channel = channel
 
     def spawn(self, job: spawn.Job, sock: socket.socket | None = None,
-              stdio: tuple[int, int, int] | None = None) -> ZygoteChild:
+              stdio: tuple[int, int, int] | None = None, wait_started: bool = True) -> ZygoteChild:
+        """Have the zygote fork `job`; wait_started=False returns once it has the request (the fork's
+        answer, or its error, is read by the child's first poll or wait)."""
         mine, theirs = sync.socketpair()
         fds = [theirs.fileno()]
         names = ["reply"]
@@ -116,17 +142,13 @@ class Client:
                                  f"cannot start {job.entry}; restart pyrun cri serve") from None
             finally:
                 theirs.close()
-            try:
-                msg = sync.recv(mine, "started", timeout=START_TIMEOUT, peer="pyrun zygote")
-            except sync.StepFailed as e:
-                raise spawn.SpawnError(f"cannot start {job.entry}: {e.message}") from None
-            except sync.SyncError as e:
-                raise ZygoteGone(f"the pyrun zygote (pid {self.pid}) did not start {job.entry}: {e}; "
-                                 "restart pyrun cri serve") from None
+            if not wait_started:
+                return ZygoteChild(0, mine, started=False, entry=job.entry)
+            pid = _started(mine, job.entry, self.pid)
         except BaseException:
             mine.close()
             raise
-        return ZygoteChild(int(msg["pid"]), mine)
+        return ZygoteChild(pid, mine)
 
     def stop(self) -> None:
         """Close the channel: the zygote exits (its children go on); reap it."""
@@ -135,6 +157,18 @@ class Client:
             os.waitpid(self.pid, 0)
         except ChildProcessError:
             pass
+
+
+def _started(reply: socket.socket, entry: str, zygote: int | None = None) -> int:
+    """The pid in the zygote's "started" answer to a spawn request."""
+    try:
+        msg = sync.recv(reply, "started", timeout=START_TIMEOUT, peer="pyrun zygote")
+    except sync.StepFailed as e:
+        raise spawn.SpawnError(f"cannot start {entry}: {e.message}") from None
+    except sync.SyncError as e:
+        raise ZygoteGone(f"the pyrun zygote{f' (pid {zygote})' if zygote else ''} did not start {entry}: {e}; "
+                         "restart pyrun cri serve") from None
+    return int(msg["pid"])
 
 
 def start(preload: tuple[str, ...] = ()) -> Client:
@@ -171,9 +205,11 @@ def _main(channel: socket.socket, parent: int, preload: tuple[str, ...]) -> None
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     spawn.close_fds_except({channel.fileno()})
     spawn.set_title("pyrun-zygote")
-    for module in {m for m, _ in spawn.ENTRIES.values()} | set(spawn.CHILD_MODULES) | set(preload):
+    for module in {m for m, _ in spawn.ENTRIES.values()} | set(spawn.CHILD_MODULES) \
+            | set(spawn.LAZY_CHILD_MODULES) | set(preload):
         importlib.import_module(module)
     spawn.preload_seccomp()
+    spawn.compile_default_seccomp()
     Zygote(channel).serve()
 
 
