@@ -19,6 +19,8 @@
  *           --stdout FD --stderr FD --log-fd FD --log-path PATH --ctl FD
  *           --reply FD --oom-events PATH --oom-baseline N
  *           [--pending-stdout HEX] [--pending-stderr HEX]
+ *           [--restart-policy P ... : restarts, probes, hooks; see csrc/supervise.c]
+ *   (--reply -1: a restarted instance, nobody to answer)
  *   monitor --selftest-log STREAM NS   stdin -> CRI lines on stdout, time fixed
  *
  * No allocation: one fixed line buffer per stream.
@@ -39,6 +41,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "supervise.h"
 
 #define MAX_LINE 16384 /* pyrun.runtime.logs.MAX_LINE */
 
@@ -259,6 +263,8 @@ static void handle_ctl(void)
 		else if (!strcmp(type, "start"))
 			reply(conn, "{\"type\": \"error\", \"step\": \"start\", "
 			      "\"message\": \"container is running, not created\"}");
+		else
+			sup_request(conn, type, msg);
 	}
 	if (close(conn) < 0)
 		warn("close connection");
@@ -364,14 +370,16 @@ static void serve(void)
 	if (pidfd < 0)
 		die("pidfd_open");
 	while (!exited) {
-		struct pollfd p[4] = { { out.fd, POLLIN, 0 }, { err.fd, POLLIN, 0 },
-				       { ctl_fd, POLLIN, 0 }, { pidfd, POLLIN, 0 } };
+		struct pollfd p[4 + SUP_MAX_FDS] = { { out.fd, POLLIN, 0 }, { err.fd, POLLIN, 0 },
+						     { ctl_fd, POLLIN, 0 }, { pidfd, POLLIN, 0 } };
+		int n = 4 + sup_pollfds(p + 4);
 
-		if (poll(p, 4, -1) < 0) {
+		if (poll(p, n, sup_timeout_ms()) < 0) {
 			if (errno == EINTR)
 				continue;
 			die("poll");
 		}
+		sup_after_poll(p + 4, n - 4);
 		if (p[0].revents)
 			read_stream(&out);
 		if (p[1].revents)
@@ -383,6 +391,7 @@ static void serve(void)
 	if (RETRY(waitpid((pid_t)child_pid, &wstatus, 0)) < 0)
 		die("waitpid");
 	drain();
+	sup_after_exit(wstatus, oom_count() > oom_baseline, handle_ctl); /* returns unless it restarts */
 	write_exit(wstatus);
 	if (snprintf(sock, sizeof(sock), "%s/ctl.sock", cdir) < (int)sizeof(sock) && unlink(sock) < 0 &&
 	    errno != ENOENT)
@@ -444,9 +453,12 @@ int main(int argc, char **argv)
 	/* The Python side ran `start`; this program answers it, so the caller
 	 * only sees start-ok once the small monitor is in place. */
 	int conn = (int)num(argc, argv, "--reply");
-	reply(conn, "{\"type\": \"start-ok\", \"pid\": %lld}", child_pid);
-	if (close(conn) < 0)
-		warn("close reply socket");
+	if (conn >= 0) {
+		reply(conn, "{\"type\": \"start-ok\", \"pid\": %lld}", child_pid);
+		if (close(conn) < 0)
+			warn("close reply socket");
+	}
+	sup_init(argc, argv, cdir, child_pid, started_at, &log_fd, ctl_fd);
 	serve();
 	return 0;
 }

@@ -17,7 +17,7 @@ h=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null || echo 0)
 [ "$h" != 0 ] && leaks+=("vm.nr_hugepages is $h")
 t=$(nft list tables 2>/dev/null | grep pyrun)
 [ -n "$t" ] && leaks+=("nftables tables: $t")
-p=$(ps -eo pid,stat,args | awk '$2 !~ /Z/ && ($3 == "pause" || $0 ~ /pyrun\.runtime\.(monitor|sandbox|nsexec)/)')
+p=$(ps -eo pid,stat,args | awk '$2 !~ /Z/ && ($3 == "pause" || $0 ~ /pyrun\.runtime\.(monitor|sandbox|nsexec|probehelper)|pyrun\/bin\/monitor /)')
 [ -n "$p" ] && leaks+=("processes left by pyrun:"$'\n'"$p")
 if [ ${#leaks[@]} -gt 0 ]; then
     echo "leak check: FAILED" >&2

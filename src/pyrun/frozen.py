@@ -170,6 +170,18 @@ def replace(obj: _T, /, **changes: Any) -> _T:
     return cls(**changes)
 
 
+def as_dict(obj: Any) -> Any:
+    """dataclasses.asdict for a record: its fields as a dict, records, tuples, lists and dicts in them
+    converted the same way (other values as they are)."""
+    if isinstance(obj, Record):
+        return {name: as_dict(obj.__dict__[name]) for name in obj._fields}
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(as_dict(v) for v in obj)
+    if isinstance(obj, dict):
+        return {as_dict(k): as_dict(v) for k, v in obj.items()}
+    return obj
+
+
 def field_names(cls_or_obj: Any) -> tuple[str, ...]:
     """The names of a record's fields, in order (dataclasses.fields without the Field objects)."""
     return cls_or_obj._fields

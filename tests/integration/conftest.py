@@ -73,10 +73,11 @@ def data_root_of(root: Path) -> Path:
 
 
 def pod_manifest(name: str, containers: list[dict], **spec) -> dict:
+    """A pod of the demo image; restartPolicy Never unless given (the tests of exits expect them to stay)."""
     for c in containers:
         c.setdefault("image", DEMO_IMAGE)
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-            "spec": {"containers": containers, "terminationGracePeriodSeconds": 2, **spec}}
+            "spec": {"containers": containers, "terminationGracePeriodSeconds": 2, "restartPolicy": "Never", **spec}}
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ def _row(pyrun, name: str) -> dict:
 
 def _table_row(pyrun, name: str) -> list[str]:
     lines = pyrun("pod", "ls").stdout.splitlines()
-    assert lines[0].split() == ["NAME", "NAMESPACE", "ID", "STATUS", "IP", "QOS", "READY", "AGE"]
+    assert lines[0].split() == ["NAME", "NAMESPACE", "ID", "STATUS", "IP", "QOS", "READY", "RESTARTS", "AGE"]
     return next(line.split() for line in lines[1:] if line.split()[0] == name)
 
 

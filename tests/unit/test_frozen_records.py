@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from pyrun.frozen import Frozen, Record, field, field_names, replace
+from pyrun.frozen import Frozen, Record, as_dict, field, field_names, replace
 
 
 class Point(Frozen):
@@ -94,6 +94,10 @@ def test_replace_fields_and_post_init():
     assert field_names(Point) == field_names(p) == ("x", "y", "tags", "note")
     assert [f.name for f in dataclasses.fields(Point)] == list(field_names(Point))
     assert dataclasses.is_dataclass(p) and dataclasses.asdict(p) == dataclasses.asdict(PointDC(1, tags={"a": "b"}))
+    nested = Cell(row=(Point(1), Point(2, tags={"k": "v"})))  # type: ignore[arg-type]
+    assert as_dict(nested) == dataclasses.asdict(nested) == {"row": ({"x": 1, "y": 0, "tags": {}, "note": None},
+                                                                     {"x": 2, "y": 0, "tags": {"k": "v"}, "note": None}),
+                                                             "col": 1}
     assert Doubled(2).v == 4 and replace(Doubled(2), v=1).v == 2  # __post_init__ runs again, as dataclasses.replace
 
 

@@ -91,10 +91,11 @@ def test_exit_json_wins_over_status_json(tmp_path):
 
 
 DRIVER = r'''
-import os, socket, sys
+import json, os, socket, sys
 from pathlib import Path
 from pyrun.runtime import monitor
 cdir, reply_fd = Path(sys.argv[1]), int(sys.argv[2])
+supervise = json.loads(sys.argv[3]) if len(sys.argv) > 3 else []
 out_r, out_w = os.pipe()
 err_r, err_w = os.pipe()
 pid = os.fork()
@@ -114,7 +115,7 @@ for fd in (out_r, err_r, log, listener.fileno(), reply_fd):
 argv = monitor.handoff_argv(binary=monitor.C_MONITOR, cdir=cdir, pid=pid, start_time=11, started_at=22,
                             stdout_fd=out_r, stderr_fd=err_r, log_fd=log, log_path=cdir / "c.log",
                             ctl_fd=listener.fileno(), reply_fd=reply_fd, oom_events=str(cdir / "memory.events"),
-                            oom_baseline=1, pending={"stdout": b"pend"})
+                            oom_baseline=1, pending={"stdout": b"pend"}, supervise=supervise)
 os.execv(argv[0], argv)
 '''
 
@@ -161,3 +162,64 @@ def test_c_monitor_serves_a_workload_until_it_exits(tmp_path):
     status = read_status(tmp_path)  # the store parses the C monitor's record into the typed one
     assert (status.state, status.exit_code, status.reason, status.signal) == ("exited", 3, "OOMKilled", None)
     assert not (tmp_path / "ctl.sock").exists()
+
+
+@built
+def test_c_monitor_probes_over_tcp_and_http_and_stops_on_request(tmp_path):
+    """Without root: a supervising C monitor (no network namespace: its own) probes a local HTTP
+    server, writes sup.json, and on `stop` sends SIGTERM and restarts nothing."""
+    import http.server
+    import socket
+    import sys
+    import threading
+
+    from pyrun.runtime import supervise, sync
+    from pyrun.runtime.records import Supervision
+
+    seen: list = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.headers.get_all("Host"), self.headers.get("X-Probe"), self.headers.get("User-Agent")))
+            self.send_response(200 if self.path == "/ok" else 500)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    probe = {"initial_delay": 0, "period": 1, "timeout": 1, "success_threshold": 1, "failure_threshold": 1}
+    sup = Supervision(restart_policy="Always", grace_period=5, pod_ip="127.0.0.1", probes={
+        "readiness": {**probe, "handler": {"kind": "httpGet", "port": port, "path": "/ok", "host": "",
+                                           "headers": [["host", "web.example"], ["X-Probe", "1"]]}},
+        "liveness": {**probe, "handler": {"kind": "tcpSocket", "port": port, "host": "127.0.0.1"}}})
+    args = supervise.supervise_argv(sup, python=sys.executable, netns=None, cgroup_procs=(), workdir="/",
+                                    seccomp_bpf=None, state=None)
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path), str(theirs.fileno()), json.dumps(args)],
+                            pass_fds=[theirs.fileno()])
+    theirs.close()
+    try:
+        sync.recv(mine, "start-ok", timeout=10)
+        deadline = time.monotonic() + 15
+        doc: dict = {}
+        while time.monotonic() < deadline and not doc.get("ready"):
+            time.sleep(0.1)
+            doc = json.loads((tmp_path / "sup.json").read_text())
+        assert doc["ready"] and doc["restart_count"] == 0
+        assert doc["probes"]["readiness"]["message"] == "HTTP probe succeeded with statuscode: 200"
+        assert doc["probes"]["liveness"]["result"] == "success"
+        assert seen[0] == (["web.example"], "1", "kube-probe/1.31")  # the probe's Host replaces the default
+        assert monitor.request(tmp_path, "stop", grace=5).type == "stop-ok"
+        assert proc.wait(timeout=10) == 0  # the shell died of SIGTERM; Always, but after a stop: no restart
+    finally:
+        mine.close()
+        server.shutdown()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    exit_doc = json.loads((tmp_path / "exit.json").read_text())
+    assert (exit_doc["exit_code"], exit_doc["signal"]) == (143, "SIGTERM")
+    assert json.loads((tmp_path / "sup.json").read_text())["ready"] is False

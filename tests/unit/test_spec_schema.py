@@ -57,6 +57,13 @@ def _properties_at(schema: dict) -> dict[str, set[str]]:
         "PodDNSConfig": set(dns["properties"]),
         "PodDNSConfigOption": set(dns["properties"]["options"]["items"]["properties"]),
         "HostAlias": set(spec["properties"]["hostAliases"]["items"]["properties"]),
+        "Probe": set(schema["$defs"]["probe"]["properties"]), "ExecAction": set(schema["$defs"]["execAction"]["properties"]),
+        "HTTPGetAction": set(schema["$defs"]["httpGetAction"]["properties"]),
+        "HTTPHeader": set(schema["$defs"]["httpGetAction"]["properties"]["httpHeaders"]["items"]["properties"]),
+        "TCPSocketAction": set(schema["$defs"]["tcpSocketAction"]["properties"]),
+        "GRPCAction": set(schema["$defs"]["grpcAction"]["properties"]),
+        "Lifecycle": set(schema["$defs"]["lifecycle"]["properties"]),
+        "LifecycleHandler": set(schema["$defs"]["lifecycleHandler"]["properties"]),
     }
 
 
@@ -89,6 +96,13 @@ VALID = [
                                                               "options": [{"name": "ndots", "value": "2"}]},
              hostAliases=[{"ip": "10.0.0.1", "hostnames": ["foo"]}], securityContext={"runAsGroup": 5},
              hostPID=False, nodeSelector={"a": "b"}),
+    with_container(ports=[{"name": "http", "containerPort": 80}],
+                   livenessProbe={"exec": {"command": ["true"]}, "periodSeconds": 2, "failureThreshold": 1},
+                   readinessProbe={"httpGet": {"port": "http", "path": "/r", "scheme": "HTTPS",
+                                               "httpHeaders": [{"name": "X", "value": "y"}]}, "successThreshold": 2},
+                   startupProbe={"tcpSocket": {"port": 80}, "initialDelaySeconds": 0},
+                   lifecycle={"postStart": {"exec": {"command": ["true"]}}, "preStop": {"httpGet": {"port": 80}}}),
+    with_container(readinessProbe={"grpc": {"port": 9090, "service": "s"}}),
 ]
 
 INVALID = [
@@ -123,6 +137,12 @@ INVALID = [
     with_container(envFrom=[{"configMapRef": {"name": "x"}}]),
     with_container(securityContext={"runAsUser": "root"}),
     manifest(metadata={"labels": {"version": 1}}),
+    with_container(livenessProbe={}),
+    with_container(livenessProbe={"exec": {"command": ["true"]}, "tcpSocket": {"port": 1}}),
+    with_container(readinessProbe={"httpGet": {"port": 70000}}),
+    with_container(readinessProbe={"grpc": {"port": "named"}}),
+    with_container(startupProbe={"exec": {"command": ["true"]}, "periodSeconds": -1}),
+    with_container(lifecycle={"preStop": {"sleep": {"seconds": 1}}}),
 ]
 
 

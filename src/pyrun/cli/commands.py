@@ -62,8 +62,8 @@ def pod_ls(cfg: Config, output: str) -> int:
         print_json(summaries)
         return 0
     rows = [[s["name"], s["namespace"], s["id"][:12], s["status"], s["ip"] or "-", s.get("qos") or "-", s["ready"],
-             age(s["created_at"])] for s in summaries]
-    echo(table(["NAME", "NAMESPACE", "ID", "STATUS", "IP", "QOS", "READY", "AGE"], rows))
+             str(s["restarts"]), age(s["created_at"])] for s in summaries]
+    echo(table(["NAME", "NAMESPACE", "ID", "STATUS", "IP", "QOS", "READY", "RESTARTS", "AGE"], rows))
     return 0
 
 
@@ -73,8 +73,11 @@ def _summary(rt, p) -> dict:
     return {"id": p.id, "name": p.name, "namespace": p.namespace, "state": p.state,
             "status": status.status, "ready": f"{status.ready}/{status.total}", "ip": status.ip,
             "qos": p.qos, "created_at": p.created_at,
+            "restarts": sum(c.status.restart_count or 0 for c in containers),
             "containers": [{"name": c.name, "id": c.id, "state": c.status.state,
-                            "exit_code": c.status.exit_code, "reason": c.status.reason}
+                            "exit_code": c.status.exit_code, "reason": c.status.reason,
+                            "restart_count": c.status.restart_count or 0,
+                            "ready": c.status.state == "running" and c.status.ready is not False}
                            for c in containers]}
 
 

@@ -81,11 +81,14 @@ def pod_check_network(ctx: click.Context, pod_ref: str) -> None:
 @click.argument("container", required=False)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the container exits.")
 @click.option("--timestamps", is_flag=True, help="Show each line's timestamp.")
+@click.option("-p", "--previous", is_flag=True, help="The output of the previous instance of a restarted container.")
 @click.pass_context
-def logs(ctx: click.Context, pod_ref: str, container: str | None, follow: bool, timestamps: bool) -> None:
+def logs(ctx: click.Context, pod_ref: str, container: str | None, follow: bool, timestamps: bool,
+         previous: bool) -> None:
     """Print a container's output (stdout and stderr, from its CRI-format log file)."""
     out = sys.stdout.buffer
-    for data in _runtime(ctx).logs(pod_ref, container, follow=follow, timestamps=timestamps):
+    for data in _runtime(ctx).logs(pod_ref, container, follow=follow and not previous, timestamps=timestamps,
+                                   previous=previous):
         out.write(data)
         out.flush()
 

@@ -260,10 +260,14 @@ class Runtime:
         return AttachTarget(rec.name, rec.log_path, lambda: self._may_still_write(rec.id))
 
     def logs(self, pod_ref: str, container: str | None = None, *, follow: bool = False,
-             timestamps: bool = False) -> Iterator[bytes]:
-        """`pyrun logs`: a container's output as it wrote it; following, until it exits (across rotations)."""
-        from pyrun.runtime.logs import LogFollower, render_entries
+             timestamps: bool = False, previous: bool = False) -> Iterator[bytes]:
+        """`pyrun logs`: a container's output as it wrote it; following, until it exits (across rotations).
+        previous: the output of the container's previous instance (a restarted container's)."""
+        from pyrun.runtime.logs import LogFollower, previous_entries, render_entries
         c = self.pick_container(self.get(pod_ref), container)
+        if previous:
+            yield render_entries(previous_entries(c.log_path, c.name, c.status), timestamps=timestamps)
+            return
         with LogFollower(c.log_path) as follower:
             for lines in follower.batches(follow=follow, running=lambda: self._may_still_write(c.id)):
                 yield render_entries(lines, timestamps=timestamps)

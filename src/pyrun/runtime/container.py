@@ -20,14 +20,15 @@ from pyrun.frozen import replace
 from pyrun.runtime import faults, state
 from pyrun.linux.procs import ProcessRef, kill_now, wait_reaped
 from pyrun.runtime.records import (ContainerRecord, ContainerStatus, DeviceNode, InitConfig, MountSpec, ProcessSpec,
-                                   RootfsSpec, SecurityPlan, StepError)
+                                   RootfsSpec, SecurityPlan, StepError, Supervision)
 from pyrun.runtime.state import CONTAINER_CREATED, CONTAINER_EXITED, StateStore, now_ns, read_status
 
 
 def init_config(*, cid: str, name: str, pod_id: str, cdir: Path, writable: Path, lower: list[str],
                 namespaces: Mapping[str, str | None], mounts: Sequence[Mapping | MountSpec], process: ProcessSpec,
                 capabilities: Sequence[str], cgroup_procs: Sequence[str], oom_events: str | None, log_path: str,
-                security: SecurityPlan | None = None, devices: Sequence[DeviceNode] = ()) -> InitConfig:
+                security: SecurityPlan | None = None, devices: Sequence[DeviceNode] = (),
+                supervision: Supervision | None = None) -> InitConfig:
     """The document the monitor and init read (pure). mounts: {source, destination, readonly}."""
     return InitConfig(
         id=cid, name=name, pod_id=pod_id, namespaces=dict(namespaces),
@@ -35,7 +36,7 @@ def init_config(*, cid: str, name: str, pod_id: str, cdir: Path, writable: Path,
                           target=str(cdir / "rootfs")),
         mounts=tuple(m if isinstance(m, MountSpec) else MountSpec.from_dict(m) for m in mounts), process=process, capabilities=tuple(capabilities),
         cgroup_procs=tuple(cgroup_procs), oom_events=oom_events, log_path=log_path,
-        security=security, devices=tuple(devices))
+        security=security, devices=tuple(devices), supervision=supervision)
 
 
 def make_dirs(cdir: Path) -> None:
@@ -126,10 +127,35 @@ def destroy(store: StateStore, cid: str) -> None:
 
 
 def kill(store: StateStore, cid: str) -> None:
-    """SIGKILL the container's workload and monitor, if they still run (idempotent)."""
+    """SIGKILL the container's workload and monitor, if they still run (idempotent). A supervising
+    monitor is told to stop first, so that it does not restart the workload it sees killed."""
     if not store.container_dir(cid).exists():
         return
+    request_stop(store.container_dir(cid), 0)
     kill_workload_then_monitor(*processes(store, cid))
+
+
+def supervised(cdir: Path) -> bool:
+    """Whether the container's monitor restarts, probes or runs hooks (a `pod create` pod's)."""
+    try:
+        return state.read_config(cdir).supervision is not None
+    except (OSError, ValueError, state.RecordError):
+        return False
+
+
+def request_stop(cdir: Path, grace: float) -> bool:
+    """Ask a supervising monitor to stop its container: no more restarts; preStop, then SIGTERM, then
+    SIGKILL at the end of `grace` (the monitor does it). False if it is not supervising or not there."""
+    if not supervised(cdir):
+        return False
+    from pyrun.errors import PyrunError
+    from pyrun.runtime import sync
+    from pyrun.runtime.monitor import request
+    try:
+        request(cdir, "stop", timeout=5, grace=max(0, int(grace)))
+    except (PyrunError, sync.SyncError, OSError):
+        return False
+    return True
 
 
 def remove_dir(store: StateStore, cid: str) -> None:

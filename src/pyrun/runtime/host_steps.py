@@ -148,15 +148,17 @@ class HostSteps:
     def stop_containers(self, cids: Sequence[str], grace: float) -> None:
         """All workloads get SIGTERM together, as the kubelet does; then their monitors record the exits."""
         from pyrun.linux.procs import kill_now, terminate, wait_pids_gone
-        inits, monitors = [], []
+        inits, monitors, supervised = [], [], False
         for cid in cids:
             init, monitor = ctr.processes(self.store, cid)
-            if init:
+            if ctr.request_stop(self.store.container_dir(cid), grace):
+                supervised = True  # its monitor runs preStop, then SIGTERM, SIGKILL after the grace period
+            elif init:
                 inits.append(init)
             if monitor:
                 monitors.append(monitor)
         terminate(inits, grace)
-        if not wait_pids_gone(monitors, 10.0):
+        if not wait_pids_gone(monitors, 10.0 + (grace if supervised else 0)):
             kill_now(monitors)
 
     def kill_container(self, cid: str) -> None:

@@ -70,6 +70,12 @@ def _container_doc(rt, c) -> dict:
         "capabilities": list(config.capabilities) if config else None,
         "security": security_summary(config.security if config else None),
     }
+    if config is not None and config.supervision is not None:  # what its monitor looks after, and how it went
+        entry.update({"restart_policy": config.supervision.restart_policy,
+                      "restart_count": status.restart_count or 0, "last_state": status.last_state,
+                      "ready": status.state == "running" and status.ready is not False, "started": status.started,
+                      "probes": dict(status.probes or {}), "next_start_at": status.next_start_at,
+                      "backoff_seconds": status.backoff_seconds})
     if status.state == "running" and status.pid:
         entry["namespaces"] = _process_namespaces(status.pid)
         entry["live_mounts"] = _live_mounts(status.pid)

@@ -110,6 +110,20 @@ def _open_log(path: str, from_end: bool):
     return f
 
 
+def previous_entries(path: str, name: str, status) -> list[bytes]:
+    """The log lines of a restarted container's previous instance: they lie between the offsets its
+    monitor recorded (ContainerStatus.previous_log_start, log_start; the log is appended across
+    restarts). NotFound if the container was never restarted (kubectl's message)."""
+    from pyrun.errors import NotFound
+    start, end = status.previous_log_start, status.log_start
+    if not status.restart_count or start is None or end is None or end < start:
+        raise NotFound(f'previous terminated container "{name}" not found')
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    return data.split(b"\n")[:-1] if data.endswith(b"\n") else data.split(b"\n")
+
+
 class LogFollower:
     """The one reader of a container's CRI log file (`pyrun logs [-f]`, the CRI's Attach).
 

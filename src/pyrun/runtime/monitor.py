@@ -77,8 +77,10 @@ def c_monitor_enabled(env: dict | None = None, binary: Path = C_MONITOR) -> bool
 
 def handoff_argv(*, binary: Path, cdir: Path, pid: int, start_time: int, started_at: int, stdout_fd: int,
                  stderr_fd: int, log_fd: int, log_path: Path, ctl_fd: int, reply_fd: int,
-                 oom_events: str | None, oom_baseline: int, pending: dict[str, bytes]) -> list[str]:
-    """The C monitor's command line (pure); see csrc/monitor.c. A closed pipe is fd -1."""
+                 oom_events: str | None, oom_baseline: int, pending: dict[str, bytes],
+                 supervise: list[str] = ()) -> list[str]:
+    """The C monitor's command line (pure); see csrc/monitor.c. A closed pipe is fd -1; no reply fd
+    (a restarted instance: nobody asked) is -1. supervise: pyrun.runtime.supervise.supervise_argv."""
     argv = [str(binary), "--cdir", str(cdir), "--pid", str(pid), "--start-time", str(start_time),
             "--started-at", str(started_at), "--stdout", str(stdout_fd), "--stderr", str(stderr_fd),
             "--log-fd", str(log_fd), "--log-path", str(log_path), "--ctl", str(ctl_fd), "--reply", str(reply_fd),
@@ -86,7 +88,7 @@ def handoff_argv(*, binary: Path, cdir: Path, pid: int, start_time: int, started
     for stream, data in pending.items():
         if data:
             argv += [f"--pending-{stream}", data.hex()]
-    return argv
+    return argv + list(supervise)
 
 
 @contextlib.contextmanager
@@ -126,10 +128,12 @@ def request(cdir: Path, type_: str, timeout: float = 15.0, **fields) -> sync.Mes
 
 
 class Monitor:
-    def __init__(self, cdir: Path, launcher: socket.socket):
+    def __init__(self, cdir: Path, launcher: socket.socket | None, sup_state: str | None = None):
+        """sup_state: the restart state a supervising C monitor handed over (a restarted instance)."""
         self.cdir = cdir
         self.config = read_config(cdir)
         self.launcher: socket.socket | None = launcher
+        self.sup_state = sup_state
         self.status = ContainerStatus(state=CONTAINER_CREATED)
         self.child: ProcessRef | None = None
         self.init_sock: socket.socket | None = None
@@ -234,22 +238,28 @@ class Monitor:
             self.save(state=CONTAINER_RUNNING, started_at=now_ns())
             if c_monitor_enabled():
                 self.exec_c_monitor(conn)  # returns only if the exec failed
+            if self.config.supervision is not None:
+                print("pyrun monitor: restartPolicy, probes and hooks need the C monitor; this container gets none",
+                      file=sys.stderr, flush=True)
             sync.send(conn, "start-ok", pid=self.child.pid)
         else:
             self.save(error=StepError(str(reply.get("step") or "exec"), str(reply.get("message") or "")))
             sync.send_error(conn, reply.get("step", "exec"), reply.get("message", ""))
 
-    def exec_c_monitor(self, conn: socket.socket) -> None:
-        """Become pyrun/bin/monitor (same pid, same fds); it replies start-ok on `conn`."""
+    def exec_c_monitor(self, conn: socket.socket | None) -> None:
+        """Become pyrun/bin/monitor (same pid, same fds); it replies start-ok on `conn` (if any)."""
         pipes = {"stdout": self.out_r, "stderr": self.err_r}
         fds = {name: fd if fd in self.splitters else -1 for name, fd in pipes.items()}
-        keep = [fd for fd in fds.values() if fd >= 0] + [self.log.fileno(), self.listener.fileno(), conn.fileno()]
+        reply_fd = conn.fileno() if conn is not None else -1
+        keep = [fd for fd in fds.values() if fd >= 0] + [self.log.fileno(), self.listener.fileno()]
+        keep += [reply_fd] if reply_fd >= 0 else []
         argv = handoff_argv(binary=C_MONITOR, cdir=self.cdir, pid=self.child.pid, start_time=self.child.start_time,
                             started_at=self.status.started_at or 0, stdout_fd=fds["stdout"], stderr_fd=fds["stderr"],
                             log_fd=self.log.fileno(), log_path=self.log_path, ctl_fd=self.listener.fileno(),
-                            reply_fd=conn.fileno(), oom_events=self.config.oom_events,
+                            reply_fd=reply_fd, oom_events=self.config.oom_events,
                             oom_baseline=self.oom_baseline,
-                            pending={name: self.splitters[fd].buf for name, fd in pipes.items() if fd in self.splitters})
+                            pending={name: self.splitters[fd].buf for name, fd in pipes.items() if fd in self.splitters},
+                            supervise=self._supervise_argv())
         for fd in keep:
             os.set_inheritable(fd, True)
         sys.stdout.flush()
@@ -260,6 +270,72 @@ class Monitor:
             print(f"pyrun monitor: exec {argv[0]}: {e}; the Python monitor goes on", file=sys.stderr, flush=True)
             for fd in keep:
                 os.set_inheritable(fd, False)
+
+    def _supervise_argv(self) -> list[str]:
+        """The C monitor's restart/probe/hook arguments (none for a container without supervision)."""
+        sup = self.config.supervision
+        if sup is None:
+            return []
+        from pyrun.runtime.supervise import supervise_argv
+        return supervise_argv(sup, python=sys.executable, netns=self.config.namespaces.get("net"),
+                              cgroup_procs=self.config.cgroup_procs, workdir=self.config.process.cwd,
+                              seccomp_bpf=self._seccomp_bpf(), state=self.sup_state)
+
+    def _seccomp_bpf(self) -> str | None:
+        """The container's seccomp filter as BPF (cdir/seccomp.bpf, made once), for exec probes and hooks
+        (only when one runs: the C monitor loads it into them)."""
+        sec = self.config.security
+        has_exec = any(h.get("kind") == "exec" for h in (
+            *[p["handler"] for p in self.config.supervision.probes.values()], *self.config.supervision.hooks.values()))
+        if sec is None or not sec.seccomp.plan or not has_exec:
+            return None
+        path = self.cdir / "seccomp.bpf"
+        if not path.exists():
+            from pyrun.runtime import seccomp
+            tmp = self.cdir / ".seccomp.bpf.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                seccomp.export_bpf(dict(sec.seccomp.plan), fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, path)
+        return str(path)
+
+    def restart(self, listener: socket.socket) -> None:
+        """A restarted instance (the C monitor exec'd this process): a fresh init, started at once,
+        then the C monitor again. An init that fails to start (it reported the failed step and exits 1)
+        goes to the C monitor all the same, as an instance that exited at once: it records it and backs
+        off before the next try, as the kubelet does with a container that cannot start."""
+        self.listener = listener
+        self.splitters = {}
+        self._kill_leftovers()
+        self.start_init()
+        self.splitters = {self.out_r: LineSplitter("stdout"), self.err_r: LineSplitter("stderr")}
+        sync.send(self.init_sock, "start")
+        try:
+            reply = sync.wait_eof_or_message(self.init_sock, timeout=30)
+        except sync.SyncError as e:
+            reply = sync.Message("error", {"step": "exec", "message": str(e)})
+        self.init_sock.close()
+        self.init_sock = None
+        if reply is not None:  # the init is a zombie until the C monitor reaps it
+            self.save(started_at=now_ns(),
+                      error=StepError(str(reply.get("step") or "exec"), str(reply.get("message") or "")))
+        else:
+            self.save(state=CONTAINER_RUNNING, started_at=now_ns())
+        self.exec_c_monitor(None)  # returns only if the exec failed
+        self.serve(listener)
+
+    def _kill_leftovers(self) -> None:
+        """What the previous instance left in the container's cgroups (in a shared PID namespace its
+        children outlive it), so the next one starts clean; and the PID namespace to fork the init into."""
+        for procs in self.config.cgroup_procs:
+            with contextlib.suppress(OSError, ValueError):
+                for pid in Path(procs).read_text().split():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(pid), signal.SIGKILL)
+        if not self.config.namespaces.get("pid"):  # unshare(CLONE_NEWPID) again needs our own one back first
+            linux.setns("/proc/self/ns/pid", "pid")
 
     # --- the loop -----------------------------------------------------------------------------
     def serve(self, listener: socket.socket) -> None:
@@ -389,3 +465,28 @@ def run(cdir: Path, launcher: socket.socket) -> int:
 def child_main(args: dict, launcher: socket.socket) -> int:
     """The monitor's entry (pyrun.runtime.spawn.ENTRIES["monitor"], started detached)."""
     return run(Path(args["cdir"]), launcher)
+
+
+def restart_main(argv: list[str]) -> int:
+    """`python -m pyrun.runtime.monitor --restart --cdir D --ctl FD --sup-state S`: the C monitor of a
+    supervised container exec'd this (same pid) to start the container's next instance."""
+    opts = dict(zip(argv[1::2], argv[2::2])) if argv[:1] == ["--restart"] else {}
+    cdir, ctl = Path(opts["--cdir"]), int(opts["--ctl"])
+    from pyrun.runtime import spawn
+    spawn.set_title(f"pyrun-monitor {cdir}")
+    spawn.close_fds_except({ctl})
+    explain.disable_fd()
+    listener = socket.socket(fileno=ctl)
+    os.set_inheritable(ctl, False)
+    mon = Monitor(cdir, None, sup_state=opts.get("--sup-state"))
+    try:
+        mon.restart(listener)
+    finally:
+        listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            (cdir / CTL_SOCKET).unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(restart_main(sys.argv[1:]))

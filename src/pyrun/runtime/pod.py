@@ -21,7 +21,7 @@ from pyrun.config import Config
 from pyrun.errors import InvalidState, NotFound
 from pyrun.frozen import replace
 from pyrun.runtime import container as ctr
-from pyrun.runtime import faults, resources
+from pyrun.runtime import faults, resources, supervise
 from pyrun.linux.procs import ProcessRef
 from pyrun.runtime.host_steps import HostSteps
 from pyrun.runtime.reaper import Reaper
@@ -213,7 +213,9 @@ class PodRuntime:
             lower=[str(d) for d in images.layer_dirs(image)], namespaces=namespaces,
             mounts=mounts,
             process=rec.process, capabilities=sec.capabilities,
-            cgroup_procs=procs, oom_events=oom_events, log_path=log_path, security=sec, devices=devices)
+            cgroup_procs=procs, oom_events=oom_events, log_path=log_path, security=sec, devices=devices,
+            supervision=None if cri is not None or pod.cri is not None else  # the kubelet supervises CRI containers
+            supervise.plan(spec.restart_policy, c, pod.grace_period, pod.ip))
         ctr.write_config(cdir, config)
         if wait or names_a_user(rec.process.user):
             steps.spawn_container(cdir)

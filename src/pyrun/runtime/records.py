@@ -384,8 +384,15 @@ class SandboxInfo(Frozen):
 class ContainerStatus(Frozen):
     """status.json (the Python monitor) with exit.json (the C monitor's exit record) merged over it.
 
-    state: created, running, exited (or unknown, as reported when the monitor is gone).
-    reason: Completed, Error, OOMKilled, StartError, NeverStarted, MonitorGone.
+    state: created, running, exited, waiting (a supervised container in its restart back-off) or
+    unknown (as reported when the monitor is gone).
+    reason: Completed, Error, OOMKilled, StartError, NeverStarted, MonitorGone, CrashLoopBackOff.
+
+    A supervised container (InitConfig.supervision) also has what the C monitor writes to sup.json:
+    restart_count, last_state (the previous instance: exit_code, reason, signal, started_at,
+    finished_at), ready (readiness), started (the startup probe passed), probes (kind -> result,
+    message, at), next_start_at and backoff_seconds while waiting, and the log offsets where the
+    current and the previous instance's output starts (log_start, previous_log_start).
     """
     state: str = "created"
     pid: int | None = None
@@ -396,6 +403,15 @@ class ContainerStatus(Frozen):
     reason: str | None = None
     signal: str | None = None
     error: StepError | None = None
+    restart_count: int | None = None
+    last_state: Mapping[str, Any] | None = None
+    ready: bool | None = None
+    started: bool | None = None
+    probes: Mapping[str, Any] | None = None
+    next_start_at: int | None = None
+    backoff_seconds: int | None = None
+    log_start: int | None = None
+    previous_log_start: int | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ContainerStatus":
@@ -665,6 +681,30 @@ class SecurityPlan(Frozen):
 HOST_PID = "host"  # InitConfig.namespaces["pid"] of a hostPID pod's container
 
 
+class Supervision(Frozen):
+    """config.json's "supervision": what the container's monitor looks after for a `pyrun pod create`
+    pod (never for a CRI container: the kubelet does that itself). restart_policy: Always, OnFailure or
+    Never; probes: liveness/readiness/startup -> pyrun.spec.model.Probe as a dict; hooks: post_start/
+    pre_stop -> Handler as a dict; grace_period: the pod's, for a liveness kill and a preStop hook;
+    pod_ip: where httpGet and tcpSocket connect without a host."""
+    restart_policy: str = "Never"
+    grace_period: float = 30
+    pod_ip: str | None = None
+    probes: Mapping[str, Any] = field(default_factory=dict)
+    hooks: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> "Supervision | None":
+        if not d:
+            return None
+        d = _known(cls, d)
+        return cls(**{**d, "probes": dict(d.get("probes") or {}), "hooks": dict(d.get("hooks") or {})})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"restart_policy": self.restart_policy, "grace_period": self.grace_period, "pod_ip": self.pod_ip,
+                "probes": dict(self.probes), "hooks": dict(self.hooks)}
+
+
 class InitConfig(Frozen):
     """containers/<id>/config.json: what the monitor, the init and an exec need.
 
@@ -687,6 +727,7 @@ class InitConfig(Frozen):
     oom_events: str | None = None
     security: SecurityPlan | None = None
     devices: tuple[DeviceNode, ...] = ()
+    supervision: Supervision | None = None
     security_problem: str | None = field(default=None, compare=False)
 
     @classmethod
@@ -698,13 +739,15 @@ class InitConfig(Frozen):
             "mounts": tuple(MountSpec.from_dict(m) for m in d.get("mounts") or ()),
             "capabilities": tuple(d.get("capabilities") or ()), "cgroup_procs": tuple(d.get("cgroup_procs") or ()),
             "devices": tuple(DeviceNode.from_dict(n) for n in d.get("devices") or ()),
+            "supervision": Supervision.from_dict(d.get("supervision")),
             **_security(d.get("security")),
         })
 
     def to_dict(self) -> dict[str, Any]:
         d = {name: _plain(getattr(self, name)) for name in field_names(self) if name != "security_problem"}
-        if d["security"] is None:
-            del d["security"]
+        for optional in ("security", "supervision"):
+            if d[optional] is None:
+                del d[optional]
         return d
 
 

@@ -262,6 +262,18 @@ def compile_ahead(plan: dict) -> None:
     _COMPILED.append((json.loads(json.dumps(plan)), program, added))  # as config.json gives it back
 
 
+def export_bpf(plan: dict, fd: int) -> int:
+    """Write the BPF program of `plan` (what `load` would load) to `fd`, for the C monitor to load
+    into an exec probe or hook with prctl(PR_SET_SECCOMP) (csrc/supervise.c). Returns the rules added."""
+    preload()
+    ctx, added = _build(plan)
+    try:
+        _check(_LIB.seccomp_export_bpf(ctx, fd), "seccomp_export_bpf")
+    finally:
+        _LIB.seccomp_release(ctx)
+    return added
+
+
 def _build(plan: dict):
     """(libseccomp filter context, rules added) for `plan`; the caller releases the context."""
     lib = _LIB

@@ -65,6 +65,7 @@ CONTAINER_CREATED = "created"
 CONTAINER_RUNNING = "running"
 CONTAINER_EXITED = "exited"
 CONTAINER_UNKNOWN = "unknown"
+CONTAINER_WAITING = "waiting"  # a supervised container between two instances (restart back-off)
 CONTAINER_TRANSITIONS = {
     CONTAINER_CREATED: {CONTAINER_RUNNING, CONTAINER_EXITED},
     CONTAINER_RUNNING: {CONTAINER_EXITED},
@@ -131,6 +132,7 @@ def locked(path: Path, shared: bool = False) -> Iterator[None]:
 
 
 EXIT_FILE = "exit.json"
+SUPERVISION_FILE = "sup.json"
 STATUS_FILE = "status.json"
 CONFIG_FILE = "config.json"
 MONITOR_FILE = "monitor.json"
@@ -143,13 +145,17 @@ def _read_record(cls, path: str | os.PathLike):
 
 
 def read_status(cdir: Path) -> ContainerStatus:
-    """A container's status: status.json, with exit.json (the C monitor's exit record) merged over it."""
+    """A container's status: status.json, with sup.json (a supervising C monitor's restarts, back-off and
+    probes) and exit.json (the C monitor's exit record) merged over it, in that order."""
     try:
         status = _read_record(ContainerStatus, os.path.join(cdir, STATUS_FILE))  # not Path's /: pod ls reads many
     except FileNotFoundError:
         status = ContainerStatus()
-    exit_doc = read_json_or(os.path.join(cdir, EXIT_FILE), None)
-    return status.merged(exit_doc) if isinstance(exit_doc, dict) else status
+    for name in (SUPERVISION_FILE, EXIT_FILE):
+        doc = read_json_or(os.path.join(cdir, name), None)  # not Path's /: pod ls reads many
+        if isinstance(doc, dict):
+            status = status.merged(doc)
+    return status
 
 
 def write_status(cdir: Path, status: ContainerStatus) -> None:

@@ -24,6 +24,7 @@ from pyrun.frozen import Frozen, replace
 from pyrun.runtime.records import ContainerRecord, ContainerStatus, PodRecord
 
 from pyrun.runtime.state import (CONTAINER_CREATED, CONTAINER_EXITED, CONTAINER_RUNNING, CONTAINER_UNKNOWN,
+                                 CONTAINER_WAITING,
                                  POD_CREATING, POD_REMOVING, POD_RUNNING, POD_STOPPED)
 
 MONITOR_GONE = "MonitorGone"
@@ -34,7 +35,7 @@ _POD_STATES = {POD_CREATING: "Creating", POD_REMOVING: "Removing", POD_STOPPED: 
 class PodStatus(Frozen):
     status: str              # kubectl-style STATUS: Running, NotReady, Completed, Error, OOMKilled, Stopped, ...
     sandbox_ready: bool      # the CRI's SANDBOX_READY: the pod runs and its pause process is alive
-    ready: int               # containers running
+    ready: int               # containers running and ready (a readiness probe passing, if they have one)
     total: int               # containers
     ip: str | None           # the pod's address while it holds one (never after stop)
 
@@ -49,6 +50,11 @@ def container_status(status: ContainerStatus, monitor_alive: bool) -> ContainerS
     if status.state != CONTAINER_EXITED and not monitor_alive:
         return replace(status, state=CONTAINER_UNKNOWN, reason=MONITOR_GONE)
     return status
+
+
+def container_ready(status: ContainerStatus) -> bool:
+    """Running, and ready as its monitor says (readiness and startup probes, postStart) when supervised."""
+    return status.state == CONTAINER_RUNNING and status.ready is not False
 
 
 def container_reason(status: ContainerStatus) -> str | None:
@@ -77,7 +83,7 @@ def pod_status(pod: PodRecord, containers: Sequence[ContainerRecord], pause_aliv
     """The pod's status from its record, its containers' records (each with a status as
     `container_status` made it, in the pod's order) and whether its pause process lives."""
     statuses = [c.status for c in containers]
-    ready = sum(1 for s in statuses if s.state == CONTAINER_RUNNING)
+    ready = sum(1 for s in statuses if container_ready(s))
     state = pod.state
     sandbox_ready = state == POD_RUNNING and pause_alive
     if state in _POD_STATES:
@@ -111,4 +117,4 @@ def require_running(name: str, status: ContainerStatus) -> None:
 
 def may_still_write(status: ContainerStatus) -> bool:
     """Whether a container can still add to its log: created or running (a log follower waits)."""
-    return status.state in (CONTAINER_CREATED, CONTAINER_RUNNING)
+    return status.state in (CONTAINER_CREATED, CONTAINER_RUNNING, CONTAINER_WAITING)

@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # keep typing out of the import path
 from pyrun.spec import names
 from pyrun.spec.model import MOUNT_PROPAGATIONS, ContainerSpec, EnvVar, FieldRef, PortSpec, VolumeMount
 from pyrun.spec.report import Report, join, type_name
+from pyrun.spec.probes import parse_lifecycle, parse_probe
 from pyrun.spec.resources import parse_resources
 from pyrun.spec.security import container_security_context
 
@@ -183,4 +184,11 @@ def parse_container(report: Report, value: Any, path: str, host_network: bool = 
         security_context=security_context(report, data.get("securityContext"), join(path, "securityContext")),
         tty=report.boolean(data, "tty", path),
         stdin=report.boolean(data, "stdin", path),
+        liveness_probe=parse_probe(report, data.get("livenessProbe"), join(path, "livenessProbe"), ports,
+                                   "livenessProbe"),
+        readiness_probe=parse_probe(report, data.get("readinessProbe"), join(path, "readinessProbe"), ports,
+                                    "readinessProbe"),
+        startup_probe=parse_probe(report, data.get("startupProbe"), join(path, "startupProbe"), ports,
+                                  "startupProbe"),
+        lifecycle=parse_lifecycle(report, data.get("lifecycle"), join(path, "lifecycle"), ports),
     )

@@ -58,8 +58,8 @@ FIELDS: dict[str, Fields] = {
     ),
     "Container": _f(
         "name image imagePullPolicy command args env workingDir ports resources volumeMounts "
-        "securityContext tty stdin",
-        ignored="livenessProbe readinessProbe startupProbe lifecycle terminationMessagePath "
+        "securityContext tty stdin livenessProbe readinessProbe startupProbe lifecycle",
+        ignored="terminationMessagePath "
                 "terminationMessagePolicy stdinOnce resizePolicy restartPolicy restartPolicyRules",
         refused="envFrom volumeDevices",
     ),
@@ -76,6 +76,15 @@ FIELDS: dict[str, Fields] = {
     "PodDNSConfig": _f("nameservers searches options"),
     "PodDNSConfigOption": _f("name value"),
     "HostAlias": _f("ip hostnames"),
+    "Probe": _f("exec httpGet tcpSocket grpc initialDelaySeconds periodSeconds timeoutSeconds successThreshold "
+                "failureThreshold", ignored="terminationGracePeriodSeconds"),
+    "ExecAction": _f("command"),
+    "HTTPGetAction": _f("path port host scheme httpHeaders"),
+    "HTTPHeader": _f("name value"),
+    "TCPSocketAction": _f("port host"),
+    "GRPCAction": _f("port service"),
+    "Lifecycle": _f("postStart preStop", ignored="stopSignal"),
+    "LifecycleHandler": _f("exec httpGet", refused="tcpSocket sleep"),
 }
 
 

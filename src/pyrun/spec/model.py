@@ -63,6 +63,41 @@ class VolumeMount(Frozen):
     mount_propagation: str = "None"
 
 
+class Handler(Frozen):
+    """What a probe or a lifecycle hook does (pyrun.spec.probes).
+
+    kind "exec" (command), "httpGet" (port, path, host, scheme HTTP/HTTPS, headers), "tcpSocket"
+    (port, host) or "grpc" (port, service). port: a number (a named port is resolved at parse time);
+    host "": the pod's address."""
+
+    kind: str
+    command: tuple[str, ...] = ()
+    port: int = 0
+    host: str = ""
+    path: str = "/"
+    scheme: str = "HTTP"
+    headers: tuple[tuple[str, str], ...] = ()
+    service: str = ""
+
+
+class Probe(Frozen):
+    """A liveness, readiness or startup probe, with the Kubernetes defaults (seconds)."""
+
+    handler: Handler
+    initial_delay: int = 0
+    period: int = 10
+    timeout: int = 1
+    success_threshold: int = 1
+    failure_threshold: int = 3
+
+
+class Lifecycle(Frozen):
+    """A container's lifecycle hooks."""
+
+    post_start: Handler | None = None
+    pre_stop: Handler | None = None
+
+
 class ContainerSpec(Frozen):
     """security_context is in the manifest's shape; one made from a CRI request may also carry
     runAsUsername, maskedPaths and readonlyPaths (pyrun.cri.translate.CRI_ONLY_KEYS)."""
@@ -81,6 +116,10 @@ class ContainerSpec(Frozen):
     tty: bool = False
     stdin: bool = False
     devices: tuple[DeviceSpec, ...] = ()
+    liveness_probe: Probe | None = None
+    readiness_probe: Probe | None = None
+    startup_probe: Probe | None = None
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
 
 
 class VolumeSpec(Frozen):

@@ -120,8 +120,6 @@ def _spec(report: Report, value: Any, meta: dict[str, Any]) -> PodSpec:
     if grace is not None and grace < 0:
         report.error("spec.terminationGracePeriodSeconds", f"{grace} must be greater than or equal to 0")
     restart = _choice(report, data, "restartPolicy", RESTART_POLICIES, "Always")
-    if data.get("restartPolicy") in ("Always", "OnFailure"):
-        report.warn("spec.restartPolicy", f"{restart}: pyrun never restarts containers")
     if data.get("hostUsers") is False:
         report.error("spec.hostUsers", "false (a user namespace) is not supported by pyrun")
     report.boolean(data, "hostUsers", "spec", default=True)
