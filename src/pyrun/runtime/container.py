@@ -8,12 +8,15 @@
 """
 from __future__ import annotations
 
-import threading
-from dataclasses import replace
+import _thread  # threading.Lock is _thread.allocate_lock; importing threading costs the CLI
 from pathlib import Path
-from typing import Mapping, Sequence
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
+if TYPE_CHECKING:
+    from typing import Mapping, Sequence
 
 from pyrun.errors import ContainerStartError, InvalidState
+from pyrun.frozen import replace
 from pyrun.runtime import faults, state
 from pyrun.linux.procs import ProcessRef, kill_now, wait_reaped
 from pyrun.runtime.records import (ContainerRecord, ContainerStatus, DeviceNode, InitConfig, MountSpec, ProcessSpec,
@@ -56,7 +59,7 @@ class Launch:
         self.cdir = cdir
         self._proc = proc
         self._sock = sock
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._outcome: ProcessRef | Exception | None = None
 
     def wait(self, timeout: float = 180.0) -> ProcessRef:

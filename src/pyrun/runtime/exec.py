@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyrun.errors import DeadlineExceeded, SpecError
+from pyrun.frozen import Frozen, Record, field
 
 MAX_EXEC_SYNC_OUTPUT = 16 << 20  # bytes per stream, as containerd
 
 
-@dataclass
-class CappedBuffer:
+class CappedBuffer(Record):
     """Keeps the first `cap` bytes written to it and counts the rest (pure)."""
     cap: int
     data: bytearray = field(default_factory=bytearray)
@@ -54,15 +53,13 @@ def require_command(argv) -> list[str]:
     return list(argv)
 
 
-@dataclass(frozen=True)
-class ExecResult:
+class ExecResult(Frozen):
     stdout: bytes
     stderr: bytes  # with a note at its end when a stream was truncated
     exit_code: int
 
 
-@dataclass(frozen=True)
-class ExecHandle:
+class ExecHandle(Frozen):
     """A command to run in a running container; `start` forks it with the given stdio."""
 
     cdir: Path

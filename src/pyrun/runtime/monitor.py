@@ -52,10 +52,10 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from pyrun import explain
+from pyrun.frozen import replace
 from pyrun.runtime import sync
 from pyrun.linux import syscalls as linux
 from pyrun.runtime.logs import LineSplitter

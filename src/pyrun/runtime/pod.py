@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
-from dataclasses import replace
+import _thread  # threading.Lock is _thread.allocate_lock; importing threading costs the CLI
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from pyrun.config import Config
 from pyrun.errors import InvalidState, NotFound
+from pyrun.frozen import replace
 from pyrun.runtime import container as ctr
 from pyrun.runtime import faults, resources, supervise
 from pyrun.linux.procs import ProcessRef
@@ -33,7 +32,10 @@ from pyrun.runtime.state import (CONTAINER_RUNNING, POD_CREATING,
                                  POD_REMOVING, POD_RUNNING, POD_STOPPED, POD_TRANSITIONS, StateStore,
                                  check_transition, new_id, now_ns)
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
 if TYPE_CHECKING:
+    from typing import Any
+
     from pyrun.runtime.steps import PodSteps
 
 
@@ -46,7 +48,7 @@ class PodRuntime:
         # containers created with wait=False whose init may still be setting up: id -> (pod id, the
         # handle, a pyrun.runtime.container.Launch, whose wait() ends when it is ready or failed)
         self._launching: dict[str, tuple[str, Any]] = {}
-        self._launching_lock = threading.Lock()
+        self._launching_lock = _thread.allocate_lock()
         self.reaper = Reaper()  # what remove_container(background=True) leaves to finish
 
     # --- create ---------------------------------------------------------------------------------
@@ -442,6 +444,10 @@ def pause_alive(pod: PodRecord) -> bool:
 
 
 def _uuid() -> str:
-    import uuid
-    return str(uuid.uuid4())
+    """A random (version 4) UUID, as str(uuid.uuid4()), without importing uuid (and platform)."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 

@@ -11,19 +11,20 @@ removal takes its cgroup subtree.
 """
 from __future__ import annotations
 
+import _thread  # threading.Lock is _thread.allocate_lock: neither threading nor typing at import
 import sys
-import threading
-from typing import TYPE_CHECKING, Callable
 
+TYPE_CHECKING = False  # (`pod ls` imports this module)
 if TYPE_CHECKING:  # concurrent.futures imports logging: not at import (`pod ls` imports this module)
     from concurrent.futures import Future, ThreadPoolExecutor
+    from typing import Callable
 
 
 class Reaper:
     def __init__(self) -> None:
         self._pool: ThreadPoolExecutor | None = None
         self._cgroups: dict[str, list[Future]] = {}  # pod id -> its cgroup removals not known to be done
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
     def submit(self, pod_id: str, what: str, fn: Callable[[], None], cgroups: bool = False) -> None:
         """Run fn on the worker, after what was submitted before; a failure is reported on stderr (the

@@ -26,7 +26,10 @@ Config fields read here:
 from __future__ import annotations
 
 import os
-from typing import Mapping, Sequence
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
+if TYPE_CHECKING:
+    from typing import Mapping, Sequence
 
 from pyrun import explain
 from pyrun.errors import PyrunError

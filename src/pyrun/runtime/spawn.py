@@ -32,9 +32,9 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
 
 from pyrun.errors import PyrunError
+from pyrun.frozen import Frozen
 
 ENTRIES = {
     "sandbox": ("pyrun.runtime.sandbox", "child_main"),
@@ -59,8 +59,7 @@ class SpawnError(PyrunError):
     """A helper process could not be started."""
 
 
-@dataclass(frozen=True)
-class Job:
+class Job(Frozen):
     """What a child runs (JSON-able, so it can travel to the zygote).
 
     entry: a key of ENTRIES; args: its arguments; title: the process title;
@@ -77,7 +76,8 @@ class Job:
     ctty: bool = False
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"entry": self.entry, "args": self.args, "title": self.title, "log": self.log, "detach": self.detach,
+                "ctty": self.ctty}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Job":

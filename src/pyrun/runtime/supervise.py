@@ -25,10 +25,12 @@ The C monitor, per container (see csrc/supervise.c for the details):
 """
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any, Mapping
-
+from pyrun.frozen import as_dict
 from pyrun.runtime.records import Supervision
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (`pod ls` imports this module)
+if TYPE_CHECKING:
+    from typing import Any, Mapping
 
 BACKOFF_INITIAL = 10     # seconds: the kubelet's initial crash back-off
 BACKOFF_MAX = 300        # ... doubling up to five minutes
@@ -42,7 +44,7 @@ def plan(restart_policy: str, container: Any, grace_period: float, pod_ip: str |
     probes = {kind: _probe_dict(getattr(container, f"{kind}_probe", None)) for kind in PROBE_KINDS}
     probes = {k: v for k, v in probes.items() if v}
     lifecycle = getattr(container, "lifecycle", None)
-    hooks = {kind: asdict(getattr(lifecycle, kind)) for kind in HOOK_KINDS
+    hooks = {kind: as_dict(getattr(lifecycle, kind)) for kind in HOOK_KINDS
              if lifecycle is not None and getattr(lifecycle, kind) is not None}
     if restart_policy == "Never" and not probes and not hooks:
         return None
@@ -51,7 +53,7 @@ def plan(restart_policy: str, container: Any, grace_period: float, pod_ip: str |
 
 
 def _probe_dict(probe: Any) -> dict | None:
-    return asdict(probe) if probe is not None else None
+    return as_dict(probe) if probe is not None else None
 
 
 def backoff_delays(count: int) -> list[int]:
