@@ -8,7 +8,7 @@
 
 #include <poll.h>
 
-#define SUP_MAX_FDS 8
+#define SUP_MAX_FDS 10 /* two per action: an exec's pidfd and output */
 
 /* Read the --restart-policy, --probe-*, --hook-* ... arguments; returns 1 if supervising.
  * log_fd: the monitor's log descriptor (read when a restart hands over: reopen-log changes it). */
