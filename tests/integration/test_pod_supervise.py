@@ -263,3 +263,19 @@ def test_grpc_health_probe(pyrun, write_pod):
     finally:
         _stop(server)
     pyrun("pod", "rm", "-f", "grpc")
+
+
+def test_exec_probe_runs_as_the_container_with_its_limits_and_any_output(pyrun, write_pod):
+    """The probe gets the workload's uid and resource limits (here lowered by the workload itself), and
+    an output far larger than a pipe holds does not hang it until its timeout."""
+    pyrun("pod", "create", write_pod("asctr", [{
+        "name": "c", "command": ["sh", "-c", "ulimit -n 123; exec sleep 1000"],
+        "securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
+        "readinessProbe": {"exec": {"command": [
+            "sh", "-c", 'head -c 200000 /dev/zero; [ "$(ulimit -n)" = 123 ] && [ "$(id -u)" = 1000 ]']},
+            "periodSeconds": 1, "timeoutSeconds": 5},
+    }], terminationGracePeriodSeconds=0))
+    _wait(lambda: _status(pyrun, "asctr")["ready"] == "1/1", 30, "READY 1/1")
+    assert "exit code 0" in _container(pyrun, "asctr")["probes"]["readiness"]["message"]
+    pyrun("pod", "rm", "-f", "asctr")
+

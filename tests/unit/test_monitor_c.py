@@ -226,9 +226,9 @@ def test_c_monitor_probes_over_tcp_and_http_and_stops_on_request(tmp_path):
     assert json.loads((tmp_path / "sup.json").read_text())["ready"] is False
 
 
-def _run_supervising(tmp_path, args: list[str], until, timeout: float = 15):
+def _run_supervising(tmp_path, args: list[str], until, timeout: float = 15, end: str = "kill"):
     """Run the C monitor (the DRIVER's shell as workload) with supervision `args` until `until(sup.json)`
-    holds; then stop it. Returns the last sup.json."""
+    holds; then send it `end` (kill or stop). Returns the last sup.json."""
     import socket
     import sys
 
@@ -246,7 +246,7 @@ def _run_supervising(tmp_path, args: list[str], until, timeout: float = 15):
             doc = json.loads((tmp_path / "sup.json").read_text()) if (tmp_path / "sup.json").exists() else {}
             if doc and until(doc):
                 break
-        assert monitor.request(tmp_path, "kill").type == "kill-ok"
+        assert monitor.request(tmp_path, end, grace=5).type == f"{end}-ok"
         assert proc.wait(timeout=10) == 0
     finally:
         mine.close()
@@ -256,14 +256,14 @@ def _run_supervising(tmp_path, args: list[str], until, timeout: float = 15):
     return doc
 
 
-def _sup_args(probes: dict, **kw) -> list[str]:
+def _sup_args(probes: dict, hooks: dict | None = None, **kw) -> list[str]:
     import sys
 
     from pyrun.runtime import supervise
     from pyrun.runtime.records import Supervision
     base = {"initial_delay": 0, "period": 1, "timeout": 1, "success_threshold": 1, "failure_threshold": 1}
     sup = Supervision(restart_policy="Always", grace_period=5, pod_ip="127.0.0.1",
-                      probes={kind: {**base, "handler": h} for kind, h in probes.items()})
+                      probes={kind: {**base, "handler": h} for kind, h in probes.items()}, hooks=hooks or {})
     opts = {"python": sys.executable, "netns": None, "cgroup_procs": (), "workdir": "/", "seccomp_bpf": None,
             "state": None, **kw}
     return supervise.supervise_argv(sup, **opts)
@@ -350,3 +350,32 @@ def test_c_monitor_status_during_the_back_off_names_no_pid(tmp_path):
             proc.kill()
             proc.wait()
     assert json.loads((tmp_path / "exit.json").read_text())["exit_code"] == 3
+
+
+@built
+@pytest.mark.parametrize("request_type", ["stop", "kill"])
+def test_c_monitor_runs_pre_stop_on_stop_but_not_on_kill(tmp_path, request_type):
+    import http.server
+    import threading
+    seen: list = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hook = {"kind": "httpGet", "port": server.server_address[1], "host": "127.0.0.1", "path": "/prestop",
+            "headers": []}
+    try:
+        args = _sup_args({}, hooks={"pre_stop": hook})
+        _run_supervising(tmp_path, args, lambda d: True, end=request_type)
+    finally:
+        server.shutdown()
+    assert seen == (["/prestop"] if request_type == "stop" else [])
+    assert json.loads((tmp_path / "exit.json").read_text())["signal"] in ("SIGTERM", "SIGKILL")
