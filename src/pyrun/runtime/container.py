@@ -141,6 +141,9 @@ def supervised(cdir: Path) -> bool:
         return False
 
 
+STOP_REPLY_TIMEOUT = 35.0
+
+
 def request_stop(cdir: Path, grace: float, kill: bool = False) -> bool:
     """Ask a supervising monitor to stop its container: no more restarts; preStop, then SIGTERM, then
     SIGKILL at the end of `grace` (the monitor does it). kill: no preStop (a running one is cut short),
@@ -154,7 +157,9 @@ def request_stop(cdir: Path, grace: float, kill: bool = False) -> bool:
         if kill:
             request(cdir, "kill", timeout=5)
         else:
-            request(cdir, "stop", timeout=5, grace=max(0, int(grace)))
+            # while the monitor starts the next instance (its Python half, usually a second or two)
+            # nobody reads ctl.sock: the request waits in its backlog for the C monitor taking over
+            request(cdir, "stop", timeout=STOP_REPLY_TIMEOUT, grace=max(0, int(grace)))
     except (PyrunError, sync.SyncError, OSError):
         return False
     return True

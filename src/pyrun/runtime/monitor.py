@@ -354,6 +354,8 @@ class Monitor:
         if self.child is not None and self.child.alive():
             self.child.signal(signal.SIGKILL)
         else:
+            with contextlib.suppress(OSError):  # a PID namespace whose init is gone takes no fork
+                linux.setns("/proc/self/ns/pid", "pid")
             pid = os.fork()
             if pid == 0:
                 os._exit(1)
