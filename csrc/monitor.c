@@ -404,9 +404,10 @@ static void serve(void)
 
 static const char *arg(int argc, char **argv, const char *name, int required)
 {
-	for (int i = 1; i + 1 < argc; i += 2)
-		if (!strcmp(argv[i], name))
-			return argv[i + 1];
+	const char *value = sup_arg(argc, argv, name);
+
+	if (value)
+		return value;
 	if (required) {
 		fprintf(stderr, "pyrun monitor: missing %s\n", name);
 		exit(2);

@@ -129,7 +129,7 @@ static long long real_ns(void)
 	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static const char *arg(int argc, char **argv, const char *name)
+const char *sup_arg(int argc, char **argv, const char *name)
 {
 	for (int i = 1; i + 1 < argc; i += 2)
 		if (!strcmp(argv[i], name))
@@ -356,7 +356,7 @@ static void write_state(long long next_start_ns)
 
 int sup_init(int argc, char **argv, const char *dir, long long pid, long long started_ns, const int *logfd, int ctlfd)
 {
-	const char *p = arg(argc, argv, "--restart-policy"), *s;
+	const char *p = sup_arg(argc, argv, "--restart-policy"), *s;
 
 	if (!p)
 		return 0;
@@ -368,10 +368,10 @@ int sup_init(int argc, char **argv, const char *dir, long long pid, long long st
 	log_fd = logfd;
 	ctl_fd = ctlfd;
 	start_ms = mono_ms() - (real_ns() - started_ns) / 1000000;
-	if ((s = arg(argc, argv, "--grace")))
+	if ((s = sup_arg(argc, argv, "--grace")))
 		grace = atoi(s);
-	python = arg(argc, argv, "--python");
-	if ((s = arg(argc, argv, "--pod-ip")) && *s)
+	python = sup_arg(argc, argv, "--python");
+	if ((s = sup_arg(argc, argv, "--pod-ip")) && *s)
 		pod_ip = s;
 	monitor_pid = getpid();
 	/* the Python monitor and probe helper run from here: never from a directory someone could plant modules in */
@@ -379,7 +379,7 @@ int sup_init(int argc, char **argv, const char *dir, long long pid, long long st
 		warn("chdir /");
 	if (!(cap_last = read_cap_last_cap()))
 		exec_broken = "cannot read /proc/sys/kernel/cap_last_cap";
-	if ((s = arg(argc, argv, "--netns")) && *s) {
+	if ((s = sup_arg(argc, argv, "--netns")) && *s) {
 		netns_fd = open(s, O_RDONLY | O_CLOEXEC);
 		host_netns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 		if (netns_fd < 0 || host_netns_fd < 0) { /* both or neither: never probe from the host's */
@@ -392,15 +392,15 @@ int sup_init(int argc, char **argv, const char *dir, long long pid, long long st
 			netns_fd = host_netns_fd = -1;
 		}
 	}
-	if (!unhex_list(arg(argc, argv, "--cgroup-procs"), cgroup_words, sizeof(cgroup_words), cgroup_procs, 16)) {
+	if (!unhex_list(sup_arg(argc, argv, "--cgroup-procs"), cgroup_words, sizeof(cgroup_words), cgroup_procs, 16)) {
 		fprintf(stderr, "pyrun monitor: supervise: bad --cgroup-procs\n");
 		exec_broken = "bad --cgroup-procs";
 	}
-	if ((s = arg(argc, argv, "--workdir")) && !unhex(s, strlen(s), workdir, sizeof(workdir)))
+	if ((s = sup_arg(argc, argv, "--workdir")) && !unhex(s, strlen(s), workdir, sizeof(workdir)))
 		strcpy(workdir, "/");
-	if (!load_bpf(arg(argc, argv, "--seccomp-bpf")))
+	if (!load_bpf(sup_arg(argc, argv, "--seccomp-bpf")))
 		exec_broken = "cannot load the container's seccomp filter";
-	if ((s = arg(argc, argv, "--sup-state")))
+	if ((s = sup_arg(argc, argv, "--sup-state")))
 		sscanf(s, "%d %d %d %lld %lld %31s %31s %lld %lld", &restarts, &backoff_s, &last_code, &last_started_at,
 		       &last_finished_at, last_reason, last_signal, &prev_log_start, &log_start);
 	for (int i = 0; i < N_ACTIONS; i++) {
@@ -408,7 +408,7 @@ int sup_init(int argc, char **argv, const char *dir, long long pid, long long st
 
 		a->result = R_UNKNOWN;
 		a->pidfd = a->outfd = a->sock = -1;
-		if (!(s = arg(argc, argv, action_args[i])))
+		if (!(s = sup_arg(argc, argv, action_args[i])))
 			continue;
 		a->configured = 1;
 		if (!parse_action(a, s)) { /* fails closed: a failure that never runs, never ready */
