@@ -7,14 +7,15 @@
  *               restart at once, then 10 s doubling up to 5 min; reset after 10 min of running),
  *               waiting meanwhile (sup.json: state waiting, reason CrashLoopBackOff), then
  *               execve() of the Python monitor in this same process (pid and ctl.sock kept):
- *               `python -m pyrun.runtime.monitor --restart --cdir D --ctl FD --sup-state S`;
+ *               `python -I -m pyrun.runtime.monitor --restart --cdir D --ctl FD --sup-state S`;
  *               it forks a new init and execs this program again with --sup-state S.
  *   probes      liveness, readiness, startup on their timers (initialDelaySeconds, periodSeconds,
  *               timeoutSeconds, success/failureThreshold; startup holds the other two back):
  *                 exec  fork; join the workload's cgroups and namespaces (ipc uts net pid mnt);
  *                       fork again (the PID namespace); take the workload's credentials from
  *                       /proc/<pid>/status (uid, gid, groups, bounding/permitted/effective/
- *                       inheritable/ambient capabilities, no_new_privs) and the container's seccomp
+ *                       inheritable/ambient capabilities, no_new_privs; every field or none),
+ *                       its resource limits (/proc/<pid>/limits) and the container's seccomp
  *                       filter (--seccomp-bpf, exported by the Python monitor); exec the command
  *                       with the workload's environment. Exit 0 is success.
  *                 tcp   connect(2) from a socket made inside the pod's network namespace (setns
@@ -27,6 +28,13 @@
  *   hooks       postStart right after the start (probes wait for it; failure kills the workload);
  *               preStop on a "stop" request, then SIGTERM, SIGKILL at the end of the grace period;
  *               after a stop nothing restarts.
+ *   fail closed what cannot be run as the container would run it (no seccomp filter for a
+ *               confined workload, a pod network namespace that cannot be opened, credentials
+ *               that cannot be read, a spec this program cannot parse) fails with a message in
+ *               sup.json; it never runs with more privilege nor from the host's network
+ *               namespace, and the container is not ready.
+ *   stop, kill  ctl.sock requests: "stop" runs preStop, then SIGTERM, SIGKILL after the grace
+ *               period; "kill" (pod rm -f, gc) skips preStop and kills at once.
  *   status      sup.json, atomically (temp + rename): restart_count, last_state, ready, started,
  *               probes, log offsets; merged by pyrun.runtime.state.read_status.
  *
