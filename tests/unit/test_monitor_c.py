@@ -226,9 +226,10 @@ def test_c_monitor_probes_over_tcp_and_http_and_stops_on_request(tmp_path):
     assert json.loads((tmp_path / "sup.json").read_text())["ready"] is False
 
 
-def _run_supervising(tmp_path, args: list[str], until, timeout: float = 15, end: str = "kill"):
+def _run_supervising(tmp_path, args: list[str], until, timeout: float = 15, end: str = "kill", seen=None):
     """Run the C monitor (the DRIVER's shell as workload) with supervision `args` until `until(sup.json)`
-    holds; then send it `end` (kill or stop). Returns the last sup.json."""
+    holds; then send it `end` (kill or stop). Returns the last sup.json. seen: called with the monitor's
+    pid while it runs."""
     import socket
     import sys
 
@@ -246,6 +247,8 @@ def _run_supervising(tmp_path, args: list[str], until, timeout: float = 15, end:
             doc = json.loads((tmp_path / "sup.json").read_text()) if (tmp_path / "sup.json").exists() else {}
             if doc and until(doc):
                 break
+        if seen:
+            seen(proc.pid)
         assert monitor.request(tmp_path, end, grace=5).type == f"{end}-ok"
         assert proc.wait(timeout=10) == 0
     finally:
@@ -295,7 +298,10 @@ def test_c_monitor_never_probes_from_the_host_netns_when_the_pods_cannot_be_open
 def test_c_monitor_fails_exec_probes_when_the_seccomp_filter_cannot_be_loaded(tmp_path):
     (tmp_path / "bad.bpf").write_bytes(b"\0" * 13)  # not a whole number of BPF instructions
     args = _sup_args({"readiness": {"kind": "exec", "command": ["true"]}}, seccomp_bpf=str(tmp_path / "bad.bpf"))
-    doc = _run_supervising(tmp_path, args, lambda d: d["probes"]["readiness"]["result"] != "unknown")
+    cwd: list[str] = []
+    doc = _run_supervising(tmp_path, args, lambda d: d["probes"]["readiness"]["result"] != "unknown",
+                           seen=lambda pid: cwd.append(os.readlink(f"/proc/{pid}/cwd")))
+    assert cwd == ["/"]  # what it runs (python -I for a restart, the probe helper) never starts in the caller's
     assert doc["probes"]["readiness"]["result"] == "failure"
     assert doc["probes"]["readiness"]["message"] == "cannot load the container's seccomp filter"
     assert doc["ready"] is False
