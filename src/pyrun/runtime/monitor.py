@@ -229,7 +229,7 @@ class Monitor:
             return
         try:  # before the workload runs: a failure here must not leave it running without its monitor
             supervise = self._supervise_argv() if c_monitor_enabled() else []
-        except OSError as e:
+        except Exception as e:  # noqa: BLE001 - e.g. ENOSPC writing seccomp.bpf: report it, start nothing
             self.save(error=StepError("supervise", f"the probes' and hooks' set-up: {e}"))
             sync.send_error(conn, "supervise", f"the probes' and hooks' set-up: {e}")
             return
