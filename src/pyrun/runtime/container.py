@@ -89,6 +89,7 @@ def begin_monitor(cdir: Path) -> Launch:
     """Start the container's monitor and return without waiting for its init to be set up."""
     faults.check("spawn-monitor")
     from pyrun.runtime import spawn  # here, not at import: `pod ls` reads state and forks nothing
+    cdir = cdir.absolute()  # the monitor runs from / (spawn.become)
     job = spawn.Job("monitor", {"cdir": str(cdir)}, title=f"pyrun-monitor {cdir}", log=str(cdir / "monitor.log"),
                     detach=True)
     proc, parent = spawn.spawn_synced(job, wait_started=False)  # the zygote's fork: Launch.wait() reads it
@@ -131,7 +132,7 @@ def kill(store: StateStore, cid: str) -> None:
     monitor is told to stop first, so that it does not restart the workload it sees killed."""
     if not store.container_dir(cid).exists():
         return
-    request_stop(store.container_dir(cid), 0)
+    request_stop(store.container_dir(cid), 0, kill=True)
     kill_workload_then_monitor(*processes(store, cid))
 
 
@@ -143,16 +144,25 @@ def supervised(cdir: Path) -> bool:
         return False
 
 
-def request_stop(cdir: Path, grace: float) -> bool:
+STOP_REPLY_TIMEOUT = 35.0
+
+
+def request_stop(cdir: Path, grace: float, kill: bool = False) -> bool:
     """Ask a supervising monitor to stop its container: no more restarts; preStop, then SIGTERM, then
-    SIGKILL at the end of `grace` (the monitor does it). False if it is not supervising or not there."""
+    SIGKILL at the end of `grace` (the monitor does it). kill: no preStop (a running one is cut short),
+    SIGKILL at once. False if it is not supervising or not there."""
     if not supervised(cdir):
         return False
     from pyrun.errors import PyrunError
     from pyrun.runtime import sync
     from pyrun.runtime.monitor import request
     try:
-        request(cdir, "stop", timeout=5, grace=max(0, int(grace)))
+        if kill:
+            request(cdir, "kill", timeout=5)
+        else:
+            # while the monitor starts the next instance (its Python half, usually a second or two)
+            # nobody reads ctl.sock: the request waits in its backlog for the C monitor taking over
+            request(cdir, "stop", timeout=STOP_REPLY_TIMEOUT, grace=max(0, int(grace)))
     except (PyrunError, sync.SyncError, OSError):
         return False
     return True

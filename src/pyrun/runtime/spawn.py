@@ -176,8 +176,10 @@ def become(job: Job, sock_fd: int | None, stdio: tuple[int, int, int] | None, ke
             import termios
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         set_title(job.title)
-        if job.detach and os.fork() != 0:
-            os._exit(0)  # the caller reaps this one; the job goes on, re-parented to init
+        if job.detach:
+            os.chdir("/")  # outlives the caller: never in (nor holding) the directory it was started from
+            if os.fork() != 0:
+                os._exit(0)  # the caller reaps this one; the job goes on, re-parented to init
         sock = socket.socket(fileno=sock_fd) if sock_fd is not None else None
         code = entry_function(job.entry)(job.args, sock)
     except SystemExit as e:

@@ -5,8 +5,7 @@ parent and runs a poll loop; nothing here stays resident. This module holds the 
 
   plan()            the container's Supervision (config.json), or None when there is nothing to do:
                     restartPolicy Never without probes or hooks costs what a pod always cost;
-  supervise_argv()  the C monitor's extra arguments for it (one word per probe or hook, see below);
-  backoff_delays()  the kubelet's crash back-off, as the C monitor applies it (documentation and tests).
+  supervise_argv()  the C monitor's extra arguments for it (one word per probe or hook, see below).
 
 Never for a CRI container: the kubelet probes, restarts and runs hooks itself.
 
@@ -32,9 +31,6 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (`pod ls`
 if TYPE_CHECKING:
     from typing import Any, Mapping
 
-BACKOFF_INITIAL = 10     # seconds: the kubelet's initial crash back-off
-BACKOFF_MAX = 300        # ... doubling up to five minutes
-BACKOFF_RESET = 600      # an instance that ran this long resets the back-off
 PROBE_KINDS = ("liveness", "readiness", "startup")
 HOOK_KINDS = ("post_start", "pre_stop")
 
@@ -54,15 +50,6 @@ def plan(restart_policy: str, container: Any, grace_period: float, pod_ip: str |
 
 def _probe_dict(probe: Any) -> dict | None:
     return as_dict(probe) if probe is not None else None
-
-
-def backoff_delays(count: int) -> list[int]:
-    """The waits before restarts 1..count of a container that keeps crashing (pure): 0, 10, 20, 40, ..., 300."""
-    delays, backoff = [], 0
-    for _ in range(count):
-        delays.append(backoff)
-        backoff = BACKOFF_INITIAL if backoff == 0 else min(backoff * 2, BACKOFF_MAX)
-    return delays
 
 
 def _hex(text: str) -> str:
