@@ -10,9 +10,9 @@ pod-only) into one JSON document that goes into the container's config.json unde
 
 Kubernetes defaults: allowPrivilegeEscalation unset means escalation is allowed (no_new_privs off;
 the kubelet only sets it for an explicit false). privileged means every capability, no masked or
-read-only /proc paths, a writable /sys and no seccomp filter. procMount "Unmasked" means no masked
-or read-only paths either (the kubelet sends empty lists for it); a CRI request's lists are used as
-sent. The seccomp default when no profile is given is Config.seccomp_default (default
+read-only /proc paths, a writable /sys and no seccomp filter. A CRI request's masked and read-only
+lists are used as sent (the kubelet sends empty ones for procMount "Unmasked", which a manifest may
+not ask for: pyrun.spec.security). The seccomp default when no profile is given is Config.seccomp_default (default
 "RuntimeDefault", like kubelet --seccomp-default; a CRI request always names one, Unconfined if
 nothing else, see pyrun.cri.translate).
 
@@ -163,17 +163,17 @@ def effective_security(pod_ctx: dict, ctr_ctx: dict, *, host_network: bool = Fal
 
 def masked_paths(ctr_ctx: Mapping) -> list[str]:
     """What is masked in /proc and /sys: a CRI request's list as sent (maskedPaths, possibly empty, as
-    containerd applies it), none for procMount Unmasked, else pyrun's defaults."""
+    containerd applies it), else pyrun's defaults."""
     if ctr_ctx.get("maskedPaths") is not None:
         return list(ctr_ctx["maskedPaths"])
-    return [] if ctr_ctx.get("procMount") == "Unmasked" else list(MASKED_PATHS)
+    return list(MASKED_PATHS)
 
 
 def readonly_paths(ctr_ctx: Mapping) -> list[str]:
     """Likewise for the read-only paths (readonlyPaths)."""
     if ctr_ctx.get("readonlyPaths") is not None:
         return list(ctr_ctx["readonlyPaths"])
-    return [] if ctr_ctx.get("procMount") == "Unmasked" else list(READONLY_PATHS)
+    return list(READONLY_PATHS)
 
 
 def with_localhost_profile(sec: dict, read=None) -> dict:
