@@ -298,25 +298,27 @@ def apply_sysctls(sysctls: Mapping[str, str], joined: set[str], proc: str = "/pr
 
 def mask_paths(root: str, masked: Sequence[str], readonly: Sequence[str]) -> None:
     """runc's maskedPaths/readonlyPaths: /dev/null over files, an empty read-only tmpfs over
-    directories; read-only paths are bound onto themselves read-only. Missing paths are skipped."""
+    directories; read-only paths are bound onto themselves read-only. Missing paths are skipped.
+    Each mount acts on the path opened inside the rootfs (pyrun.runtime.rootfs.opened_in_root)."""
     import stat
     from pyrun.linux import syscalls as linux
-    from pyrun.runtime.rootfs import secure_join
+    from pyrun.runtime.rootfs import opened_in_root, secure_join
     flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
     for path in readonly:
-        target = secure_join(root, path)
-        if os.path.lexists(target):
-            linux.bind_mount(target, target, readonly=True, recursive=True, extra_flags=flags)
-    for path in masked:
-        target = secure_join(root, path)
-        try:
-            is_dir = stat.S_ISDIR(os.lstat(target).st_mode)
-        except FileNotFoundError:
+        if not os.path.lexists(secure_join(root, path)):
             continue
-        if is_dir:
-            linux.mount("tmpfs", target, "tmpfs", flags | linux.MS_RDONLY, "size=0,mode=555")
-        else:
-            linux.bind_mount(os.path.join(root, "dev", "null"), target, recursive=False)
+        with opened_in_root(root, path) as target:
+            linux.mount(target, target, None, linux.MS_BIND | linux.MS_REC)
+        with opened_in_root(root, path) as target:  # the new mount
+            linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | flags)
+    for path in masked:
+        if not os.path.lexists(secure_join(root, path)):
+            continue
+        with opened_in_root(root, path) as target:
+            if stat.S_ISDIR(os.stat(target).st_mode):
+                linux.mount("tmpfs", target, "tmpfs", flags | linux.MS_RDONLY, "size=0,mode=555")
+            else:
+                linux.mount(os.path.join(root, "dev", "null"), target, None, linux.MS_BIND)
 
 
 def make_sys_writable(root: str) -> None:
