@@ -3,7 +3,7 @@ import io
 import pytest
 
 from pyrun.errors import ImageError, NotFound
-from pyrun.images.blobs import BlobStore, Decompressor, DecompressingReader, atomic_write, sha256_digest
+from pyrun.images.blobs import BlobStore, Decompressor, DecompressingReader, PlainReader, atomic_write, sha256_digest
 from pyrun.images.build import gzip_bytes
 
 
@@ -95,3 +95,91 @@ def test_atomic_write_leaves_no_temp(tmp_path):
     atomic_write(tmp_path / "f", b"2")
     assert [p.name for p in tmp_path.iterdir()] == ["f"]
     assert (tmp_path / "f").read_bytes() == b"2"
+
+
+# --- PlainReader: the decompressing reader thread -------------------------------------------------
+
+def _read_all(r, n):
+    out = []
+    while chunk := r.read(n):
+        assert len(chunk) <= n
+        out.append(chunk)
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("n", [1, 7, 1 << 20])
+def test_plain_reader_gunzips_in_pieces_and_hashes(n):
+    plain = bytes(range(256)) * 400
+    r = PlainReader(Trickle(gzip_bytes(plain)) if n == 7 else io.BytesIO(gzip_bytes(plain)), "t", hash_plain=True,
+                    chunk=1000, piece=333, depth=2)
+    try:
+        assert _read_all(r, n) == plain
+        assert r.finish() == sha256_digest(plain) and r.size == len(plain)
+    finally:
+        r.close()
+
+
+def test_plain_reader_finish_hashes_what_was_not_read():
+    plain = b"tar data" + b"\0" * 5000
+    r = PlainReader(io.BytesIO(gzip_bytes(plain)), "t", hash_plain=True, piece=100)
+    assert r.read(8) == b"tar data"
+    assert r.finish() == sha256_digest(plain)
+    r.close()
+
+
+def test_plain_reader_bounds_what_a_bomb_decodes_to():
+    bomb = gzip_bytes(b"\0" * (64 << 20))  # 64 KiB that decode to 64 MiB
+    r = PlainReader(io.BytesIO(bomb), "t", chunk=1 << 20, piece=1 << 16, depth=2)
+    try:
+        assert len(r.read(1 << 30)) <= 1 << 16
+    finally:
+        r.close()  # stops the thread with most of the bomb undecoded
+
+
+def test_plain_reader_raises_the_threads_error():
+    gz = bytearray(gzip_bytes(b"z" * 100000))
+    gz[20:40] = b"\xff" * 20
+    r = PlainReader(io.BytesIO(bytes(gz)), "layer 3")
+    with pytest.raises(ImageError, match="layer 3: corrupt gzip data"):
+        _read_all(r, 4096)
+    r.close()
+    r = PlainReader(io.BytesIO(gzip_bytes(b"y" * 5000)[:-10]), "layer 4")
+    with pytest.raises(ImageError, match="layer 4: gzip stream is truncated"):
+        r.finish()
+    r.close()
+
+
+def test_plain_reader_plain_and_concatenated_and_trailing_garbage():
+    for raw, plain in [(b"not compressed" * 99, b"not compressed" * 99),
+                       (gzip_bytes(b"one ") + gzip_bytes(b"two"), b"one two"),
+                       (gzip_bytes(b"data") + b"\0" * 1024, b"data")]:  # gzip(1) ignores trailing zeros too
+        r = PlainReader(Trickle(raw), "t")
+        assert _read_all(r, 5) == plain
+        r.close()
+
+
+def test_plain_reader_tees_the_compressed_stream_into_a_blob(tmp_path):
+    plain = b"layer" * 10000
+    gz = gzip_bytes(plain)
+    store = BlobStore(tmp_path)
+    blob = store.writer(sha256_digest(gz), "layer 0", len(gz))
+    try:
+        r = PlainReader(io.BytesIO(gz), "t", tee=blob, chunk=100)
+        assert r.read(5) == b"layer"
+        r.finish()
+        r.close()
+        assert blob.commit().digest == sha256_digest(gz)
+    finally:
+        blob.abort()
+    assert store.read(sha256_digest(gz)) == gz
+    assert [p.name for p in store.dir.iterdir()] == [sha256_digest(gz).split(":")[1]]
+
+
+def test_blob_writer_abort_leaves_nothing(tmp_path):
+    store = BlobStore(tmp_path)
+    blob = store.writer(sha256_digest(b"x"), "blob", 1)
+    blob.write(b"y")
+    with pytest.raises(ImageError, match="digest mismatch"):
+        blob.commit()
+    blob.abort()
+    assert list(store.dir.iterdir()) == []

@@ -260,6 +260,7 @@ def test_bad_layer_leaves_no_layer_dir(tmp_path):
     with pytest.raises(ImageError, match=r"member '\.\./escape'"):
         store.import_path(tmp_path / "l")
     assert list((tmp_path / "s/layers").iterdir()) == []
+    assert list((tmp_path / "s/blobs/sha256").iterdir()) == []  # stored in the same pass: not kept either
     assert not (tmp_path / "s/escape").exists() and not (tmp_path / "escape").exists()
 
 

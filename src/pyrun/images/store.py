@@ -17,6 +17,7 @@ no new blob, no layer directory, no ref.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import AbstractSet, BinaryIO, Callable
 from pyrun import explain
 from pyrun.errors import ImageError, InvalidState, NotFound
 from pyrun.images import oci, reference
-from pyrun.images.blobs import BlobStore, DecompressingReader, hex_of
+from pyrun.images.blobs import BlobStore, BlobWriter, DecompressingReader, PlainReader, hex_of
 from pyrun.images.refs import RefsDb, StoreLock
 from pyrun.linux import tree
 
@@ -184,10 +185,15 @@ class ImageStore:
                 unverified: set[str] = set()
                 for i, (desc, diff_id) in enumerate(zip(manifest.layers, diff_ids)):
                     check_now = diff_id
+                    layer_what = f"{what}: layer {i} ({desc.digest})"
                     if unpack and diff_id not in unverified and not self._layer_path(diff_id).is_dir():
                         unverified.add(diff_id)
                         check_now = None
-                    self._put(open_blob, desc, f"{what}: layer {i} ({desc.digest})", check_now, added=added)
+                        if not self.blobs.exists(desc.digest):
+                            unpacked.append(self._store_and_unpack(open_blob, desc, diff_id, layer_what))
+                            added.append(desc.digest)
+                            continue
+                    self._put(open_blob, desc, layer_what, check_now, added=added)
                 if not self.blobs.exists(manifest_digest):
                     self.blobs.put_bytes(manifest_bytes, manifest_digest, f"{what}: manifest")
                     added.append(manifest_digest)
@@ -250,22 +256,21 @@ class ImageStore:
                 made.append(path)
         return made
 
-    def _unpack(self, desc: oci.Descriptor, diff_id: str, path: Path, verify: bool = False) -> None:
+    def _unpack(self, desc: oci.Descriptor, diff_id: str, path: Path, verify: bool = False,
+                source: BinaryIO | None = None, blob: BlobWriter | None = None) -> None:
+        """Unpack the layer into `path`: from the stored blob, or from `source` while it is written to
+        `blob` (whose digest is checked before the layer directory is renamed into place)."""
         self.layers_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.layers_dir / f".tmp-{path.name[:16]}-{os.getpid()}-{os.urandom(4).hex()}"
-        blob = self.blobs.path(desc.digest)
         limit = layer_limit(desc.size, self.layer_ratio, self.layer_floor)
-        explain.emit(explain.argv("tar", "-x", "--same-owner", "--xattrs", "-f", blob, "-C", tmp)
+        explain.emit(explain.argv("tar", "-x", "--same-owner", "--xattrs", "-f", self.blobs.path(desc.digest),
+                                  "-C", tmp)
                      + "  # checked member by member; whiteouts -> overlayfs; then: "
                      + explain.argv("mv", tmp, path))
         tmp.mkdir(mode=0o755)
         try:
-            with self.blobs.open(desc.digest) as raw, _decompressed(raw, f"layer {diff_id}") as plain:
-                from pyrun.images.unpack import unpack_layer  # not at import: pod create only reads the store
-                source = _HashingReader(plain) if verify else plain
-                unpack_layer(source, tmp, diff_id, max_bytes=limit)
-                if verify:
-                    source.check(diff_id, f"layer {desc.digest}")
+            with self.blobs.open(desc.digest) if source is None else contextlib.nullcontext(source) as raw:
+                _unpack_stream(raw, desc, diff_id, tmp, limit, verify, blob)
             os.rename(tmp, path)
         except BaseException as e:
             tree.remove_tree(tmp)
@@ -275,6 +280,23 @@ class ImageStore:
                                  f"{limit} is max({self.layer_floor}, {self.layer_ratio} x the compressed size): "
                                  "raise it with $PYRUN_LAYER_RATIO / $PYRUN_LAYER_FLOOR)") from None
             raise
+
+    def _store_and_unpack(self, open_blob: BlobOpener, desc: oci.Descriptor, diff_id: str, what: str) -> Path:
+        """A layer neither stored nor unpacked: both in one pass over its stream (read once, decompressed
+        once; digest, size and diff_id checked before either is kept). Returns the layer directory."""
+        path = self._layer_path(diff_id)
+        blob = self.blobs.writer(desc.digest, what, desc.size)
+        try:
+            with open_blob(desc.digest) as stream:
+                self._unpack(desc, diff_id, path, verify=True, source=stream, blob=blob)
+            try:
+                blob.commit()
+            except BaseException:
+                tree.remove_tree(path)
+                raise
+        finally:
+            blob.abort()
+        return path
 
     # --- removing --------------------------------------------------------------------------------
 
@@ -349,6 +371,32 @@ class ImageStore:
         return out
 
 
+def _unpack_stream(raw: BinaryIO, desc: oci.Descriptor, diff_id: str, dest: Path, limit: int, verify: bool,
+                   blob: BlobWriter | None) -> None:
+    """Decompress (in a thread), hash and unpack one layer stream into `dest`; with `blob`, the compressed
+    stream is written there too and its digest checked (a wrong digest is the error reported first:
+    it says more than the broken tar or gzip data it usually comes with)."""
+    from pyrun.images.unpack import unpack_layer  # not at import: pod create only reads the store
+    plain = PlainReader(raw, f"layer {diff_id}", hash_plain=verify, tee=blob)
+    try:
+        try:
+            unpack_layer(plain, dest, diff_id, max_bytes=limit)
+            got = plain.finish()
+        finally:
+            plain.close()
+    except ImageError:
+        if blob is not None and plain.in_step:
+            while chunk := raw.read(1 << 20):
+                blob.write(chunk)
+            blob.verify()
+        raise
+    if blob is not None:
+        blob.verify()
+    if verify and got != diff_id:
+        raise ImageError(f"layer {desc.digest}: uncompressed digest mismatch: config rootfs.diff_ids says {diff_id}, "
+                         f"layer content has {got}; not stored")
+
+
 def _usable_name(annotation: str | None) -> str | None:
     """An OCI ref.name annotation names the image only when it has a repository ('x/y' or 'x:tag');
     a bare word like "latest" is just a tag (image-spec annotations.md)."""
@@ -362,75 +410,3 @@ def _tree_size(path: Path) -> int:
     if path.is_symlink() or not path.is_dir():
         return path.lstat().st_size if path.exists() or path.is_symlink() else 0
     return sum(st.st_size for _, _, st in tree.walk(path) if stat.S_ISREG(st.st_mode))
-
-
-_GZIP_MAGIC = b"\x1f\x8b"
-
-
-class _HashingReader:
-    """read() of an uncompressed layer that hashes what passes, to check the config's diff_id in the
-    pass that unpacks it (not in a second decompression of the blob)."""
-
-    def __init__(self, plain):
-        import hashlib
-        self._read = plain.read
-        self._hash = hashlib.sha256()
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._read(n)
-        self._hash.update(data)
-        return data
-
-    def check(self, diff_id: str, what: str) -> None:
-        """Hash the rest of the stream (after the tar's end marker) and compare."""
-        while self.read(1 << 20):
-            pass
-        got = "sha256:" + self._hash.hexdigest()
-        if got != diff_id:
-            raise ImageError(f"{what}: uncompressed digest mismatch: config rootfs.diff_ids says {diff_id}, "
-                             f"layer content has {got}; not stored")
-
-
-class _PipeReader:
-    """The stdout of `pigz -dc` / `gzip -dc` reading a blob: decompression runs on another core."""
-
-    def __init__(self, tool: str, raw: BinaryIO, what: str):
-        self.what = what
-        import subprocess
-        self.proc = subprocess.Popen([tool, "-dc"], stdin=raw, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, bufsize=1 << 20)
-        self.read = self.proc.stdout.read
-
-    def close(self, failed: bool) -> None:
-        proc = self.proc
-        if failed:
-            proc.kill()
-        else:
-            while proc.stdout.read(1 << 20):  # tar stops at its end marker; the padding after it remains
-                pass
-        proc.stdout.close()
-        err = proc.stderr.read().decode(errors="replace").strip()
-        proc.stderr.close()
-        rc = proc.wait()
-        if not failed and rc not in (0, 2):  # 2: a warning (e.g. trailing zeros), the data is complete
-            raise ImageError(f"{self.what}: corrupt or truncated gzip data: {err or f'exit status {rc}'}")
-
-
-class _decompressed:
-    """A context manager giving an uncompressed reader of a stored layer blob."""
-
-    def __init__(self, raw: BinaryIO, what: str):
-        self.raw, self.what, self.pipe = raw, what, None
-
-    def __enter__(self):
-        head = os.pread(self.raw.fileno(), 2, 0)  # the child reads the fd from offset 0: no buffered read
-        import shutil
-        tool = shutil.which("pigz") or shutil.which("gzip")
-        if head == _GZIP_MAGIC and tool:
-            self.pipe = _PipeReader(tool, self.raw, self.what)
-            return self.pipe
-        return DecompressingReader(self.raw, self.what)
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if self.pipe is not None:
-            self.pipe.close(failed=exc_type is not None)
