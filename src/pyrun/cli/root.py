@@ -57,6 +57,20 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
+def _check_cidr(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--pod-cidr: an IPv4 network (host bits zero) with room for the gateway and a pod."""
+    if value is None:
+        return None
+    import ipaddress
+    try:
+        net = ipaddress.IPv4Network(value, strict=True)
+    except ValueError as e:
+        raise click.BadParameter(f"{value!r}: {e}") from None
+    if net.num_addresses < 4:
+        raise click.BadParameter(f"{value!r}: too small (needs room for a gateway and a pod)")
+    return str(net)
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--root", envvar="PYRUN_ROOT", type=click.Path(file_okay=False), default=None,
               help="State root (default /run/pyrun; env PYRUN_ROOT).")
@@ -73,13 +87,17 @@ class LazyGroup(click.Group):
               help="Where CNI plugin binaries are searched, ':'-separated, in order.")
 @click.option("--cgroup-parent", envvar="PYRUN_CGROUP_PARENT", default=None,
               help="Parent cgroup for pods (default pyrun).")
+@click.option("--pod-cidr", envvar="PYRUN_POD_CIDR", default=None, metavar="CIDR", callback=_check_cidr,
+              help="Pod addresses for --network bridge (default 10.88.0.0/16; the bridge takes the first). "
+                   "Each node of a multi-node cluster needs its own.")
 @click.version_option(package_name="pyrun")
 @click.pass_context
 def cli(ctx: click.Context, root: str | None, data_root: str | None, explain: bool, network: str,
-        cni_conf_dir: str, cni_bin_dir: str, cgroup_parent: str | None) -> None:
+        cni_conf_dir: str, cni_bin_dir: str, cgroup_parent: str | None, pod_cidr: str | None) -> None:
     """pyrun: Kubernetes Pods built from Linux primitives."""
     cfg = Config.from_env(root, data_root, cgroup_parent=cgroup_parent, explain=explain,
-                          network_mode=network, cni=cni_options(network, cni_conf_dir, cni_bin_dir))
+                          network_mode=network, cni=cni_options(network, cni_conf_dir, cni_bin_dir),
+                          network={"cidr": pod_cidr} if pod_cidr else {})
     if explain:
         from pyrun import explain as ex
         ex.enable(os.dup(2))
