@@ -192,9 +192,8 @@ class Runtime:
     def container(self, cid: str) -> ContainerRecord:
         """A container's record with its status (unknown when its monitor died); one created with
         wait=False is reported once its init is set up (created, or exited: StartError)."""
-        from pyrun.runtime.container import state_of
         self._pods.settle(cid)
-        return state_of(self._store, cid)
+        return self._pods.state_of(cid)
 
     def containers(self, pod: PodRecord) -> list[ContainerRecord]:
         return self._pods.containers(pod)

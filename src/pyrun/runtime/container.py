@@ -73,6 +73,10 @@ class Launch:
             raise self._outcome
         return self._outcome
 
+    def finished(self) -> bool:
+        """Whether a wait() has the outcome (the monitor has written monitor.json by then, or never will)."""
+        return self._outcome is not None
+
     def _ready(self, timeout: float) -> ProcessRef:
         from pyrun.runtime import sync
         try:
@@ -211,14 +215,15 @@ def record_lost_exit(store: StateStore, cid: str) -> bool:
     return True
 
 
-def state_of(store: StateStore, cid: str) -> ContainerRecord:
-    """The container status, corrected when the monitor died without recording an exit."""
+def state_of(store: StateStore, cid: str, launching: bool = False) -> ContainerRecord:
+    """The container status, corrected when the monitor died without recording an exit. launching: its
+    monitor is still being started (by the caller's process), so no monitor.json yet is no monitor yet."""
     from pyrun.runtime.status import container_status
     rec = store.read_container(cid)
     monitor_alive = True
     if rec.status.state != CONTAINER_EXITED:  # the status was read with the record: only the monitor's file
         monitor = state.read_monitor(store.container_dir(cid))
-        monitor_alive = monitor is not None and monitor.alive()
+        monitor_alive = launching if monitor is None else monitor.alive()
     status = container_status(rec.status, monitor_alive)
     return rec if status is rec.status else replace(rec, status=status)
 
