@@ -64,6 +64,7 @@ static const char *cdir, *log_path, *oom_events;
 static long long child_pid, start_time, started_at, oom_baseline, fixed_ns = -1;
 static int log_fd = -1, ctl_fd = -1;
 static int stdin_fd = -1, stdin_once, tty; /* the workload's input (attach_input) */
+static int reaped; /* the workload was reaped (ctl.sock is served during a back-off) */
 
 static void warn(const char *what)
 {
@@ -299,6 +300,8 @@ static void handle_ctl(void)
 		msg[n] = 0;
 		if (!json_type(msg, type, sizeof(type)))
 			; /* not a request: close without a reply, like sync.recv */
+		else if (!strcmp(type, "status") && reaped) /* a supervised one backing off: no process now */
+			reply(conn, "{\"type\": \"status-ok\", \"state\": \"waiting\", \"pid\": null}");
 		else if (!strcmp(type, "status"))
 			reply(conn, "{\"type\": \"status-ok\", \"state\": \"running\", \"pid\": %lld, "
 			      "\"start_time\": %lld, \"started_at\": %lld}", child_pid, start_time, started_at);
@@ -436,6 +439,7 @@ static void serve(void)
 	}
 	if (RETRY(waitpid((pid_t)child_pid, &wstatus, 0)) < 0)
 		die("waitpid");
+	reaped = 1;
 	drain();
 	sup_after_exit(wstatus, oom_count() > oom_baseline, handle_ctl); /* returns unless it restarts */
 	write_exit(wstatus);
@@ -446,9 +450,10 @@ static void serve(void)
 
 static const char *arg(int argc, char **argv, const char *name, int required)
 {
-	for (int i = 1; i + 1 < argc; i += 2)
-		if (!strcmp(argv[i], name))
-			return argv[i + 1];
+	const char *value = sup_arg(argc, argv, name);
+
+	if (value)
+		return value;
 	if (required) {
 		fprintf(stderr, "pyrun monitor: missing %s\n", name);
 		exit(2);

@@ -7,14 +7,15 @@
  *               restart at once, then 10 s doubling up to 5 min; reset after 10 min of running),
  *               waiting meanwhile (sup.json: state waiting, reason CrashLoopBackOff), then
  *               execve() of the Python monitor in this same process (pid and ctl.sock kept):
- *               `python -m pyrun.runtime.monitor --restart --cdir D --ctl FD --sup-state S`;
+ *               `python -I -m pyrun.runtime.monitor --restart --cdir D --ctl FD --sup-state S`;
  *               it forks a new init and execs this program again with --sup-state S.
  *   probes      liveness, readiness, startup on their timers (initialDelaySeconds, periodSeconds,
  *               timeoutSeconds, success/failureThreshold; startup holds the other two back):
  *                 exec  fork; join the workload's cgroups and namespaces (ipc uts net pid mnt);
  *                       fork again (the PID namespace); take the workload's credentials from
  *                       /proc/<pid>/status (uid, gid, groups, bounding/permitted/effective/
- *                       inheritable/ambient capabilities, no_new_privs) and the container's seccomp
+ *                       inheritable/ambient capabilities, no_new_privs; every field or none),
+ *                       its resource limits (/proc/<pid>/limits) and the container's seccomp
  *                       filter (--seccomp-bpf, exported by the Python monitor); exec the command
  *                       with the workload's environment. Exit 0 is success.
  *                 tcp   connect(2) from a socket made inside the pod's network namespace (setns
@@ -27,6 +28,13 @@
  *   hooks       postStart right after the start (probes wait for it; failure kills the workload);
  *               preStop on a "stop" request, then SIGTERM, SIGKILL at the end of the grace period;
  *               after a stop nothing restarts.
+ *   fail closed what cannot be run as the container would run it (no seccomp filter for a
+ *               confined workload, a pod network namespace that cannot be opened, credentials
+ *               that cannot be read, a spec this program cannot parse) fails with a message in
+ *               sup.json; it never runs with more privilege nor from the host's network
+ *               namespace, and the container is not ready.
+ *   stop, kill  ctl.sock requests: "stop" runs preStop, then SIGTERM, SIGKILL after the grace
+ *               period; "kill" (pod rm -f, gc) skips preStop and kills at once.
  *   status      sup.json, atomically (temp + rename): restart_count, last_state, ready, started,
  *               probes, log offsets; merged by pyrun.runtime.state.read_status.
  *
@@ -52,6 +60,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -70,7 +79,7 @@ static const char *const action_args[N_ACTIONS] = { "--probe-liveness", "--probe
 						     "--hook-poststart", "--hook-prestop" };
 
 struct action {
-	int configured, type, port;
+	int configured, bad, type, port; /* bad: a spec this program cannot run: fails, never ready */
 	int initial, period, timeout, success_thr, failure_thr;
 	char host[64], path[1024], headers[2048];
 	char words[4096];
@@ -95,6 +104,10 @@ static const char *cdir, *python, *pod_ip = "127.0.0.1";
 static char cgroup_words[4096], *cgroup_procs[16], workdir[1024] = "/";
 static struct sock_filter bpf[4096];
 static unsigned short bpf_len;
+/* set up problems that make actions fail closed (a message instead of a run with more privilege) */
+static const char *exec_broken, *net_broken;
+static int cap_last = -1;
+static pid_t monitor_pid;
 static long long child_pid, started_at, start_ms;
 static int started, ready, poststart_done, stopping;
 static long long term_at_ms = -1, kill_at_ms = -1;
@@ -124,7 +137,7 @@ static long long real_ns(void)
 	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static const char *arg(int argc, char **argv, const char *name)
+const char *sup_arg(int argc, char **argv, const char *name)
 {
 	for (int i = 1; i + 1 < argc; i += 2)
 		if (!strcmp(argv[i], name))
@@ -171,55 +184,112 @@ static int unhex_list(const char *list, char *buf, size_t size, char **vec, int 
 		list = comma ? comma + 1 : NULL;
 	}
 	vec[count] = NULL;
-	return 1;
+	return !(list && *list); /* words left over: too many */
 }
 
 /* "initial period timeout success failure TYPE ARGS..." (pyrun.runtime.supervise.supervise_argv). */
 static int parse_action(struct action *a, const char *spec)
 {
-	char type[16], w1[8200] = "", w2[4200] = "", w3[4200] = "", w4[4200] = "";
-	int n = sscanf(spec, "%d %d %d %d %d %15s %8199s %4199s %4199s %4199s", &a->initial, &a->period, &a->timeout,
-		       &a->success_thr, &a->failure_thr, type, w1, w2, w3, w4);
+	static char w1[8200], w2[4200], w3[4200], w4[4200];
+	char type[16];
+	int used = -1, n, words;
 
-	if (n < 7)
+	w1[0] = w2[0] = w3[0] = w4[0] = 0;
+	n = sscanf(spec, "%d %d %d %d %d %15s %8199s %4199s %4199s %4199s%n", &a->initial, &a->period, &a->timeout,
+		   &a->success_thr, &a->failure_thr, type, w1, w2, w3, w4, &used);
+	if (n < 7 || a->period < 1 || a->timeout < 1 || a->success_thr < 1 || a->failure_thr < 1 || a->initial < 0)
 		return 0;
-	a->result = R_UNKNOWN;
-	a->pidfd = a->outfd = a->sock = -1;
 	if (!strcmp(type, "exec")) {
 		a->type = A_EXEC;
+		words = 1;
+	} else if (!strcmp(type, "tcp") || !strcmp(type, "grpc")) {
+		a->type = strcmp(type, "tcp") ? A_GRPC : A_TCP;
+		words = 2;
+	} else if (!strcmp(type, "http") || !strcmp(type, "https")) {
+		a->type = strcmp(type, "https") ? A_HTTP : A_HTTPS;
+		words = 4;
+	} else {
+		return 0;
+	}
+	/* exactly the words of this type, nothing cut short or left over */
+	if (n != 6 + words || (n == 10 ? used < 0 || spec[used] : strlen(w1) >= 8199 || strlen(w2) >= 4199))
+		return 0;
+	if (a->type == A_EXEC)
 		return unhex_list(w1, a->words, sizeof(a->words), a->cmd, 64) && a->cmd[0];
-	}
-	a->port = atoi(w1);
-	if (!strcmp(type, "tcp")) {
-		a->type = A_TCP;
+	char *end;
+	long port = strtol(w1, &end, 10);
+	if (*end || port < 1 || port > 65535)
+		return 0;
+	a->port = (int)port;
+	if (a->type == A_TCP)
 		return unhex(w2, strlen(w2), a->host, sizeof(a->host));
-	}
-	if (!strcmp(type, "grpc")) {
-		a->type = A_GRPC;
+	if (a->type == A_GRPC)
 		return unhex(w2, strlen(w2), a->path, sizeof(a->path)); /* the service */
-	}
-	a->type = strcmp(type, "https") ? A_HTTP : A_HTTPS;
 	return unhex(w2, strlen(w2), a->host, sizeof(a->host)) && unhex(w3, strlen(w3), a->path, sizeof(a->path)) &&
 	       unhex(w4, strlen(w4), a->headers, sizeof(a->headers));
 }
 
-static void load_bpf(const char *path)
+/* The container's seccomp filter for exec actions; 0 if it cannot be had (they fail then). */
+static int load_bpf(const char *path)
 {
-	int fd;
+	char extra;
 	ssize_t n;
+	int fd;
 
 	if (!path || !*path)
-		return;
+		return 1;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		warn(path);
-		return;
+		return 0;
 	}
 	n = RETRY(read(fd, bpf, sizeof(bpf)));
+	if (n == (ssize_t)sizeof(bpf) && RETRY(read(fd, &extra, 1)) != 0)
+		n = -1; /* longer than BPF_MAXINSNS */
 	close(fd);
-	if (n > 0)
-		bpf_len = (unsigned short)(n / sizeof(struct sock_filter));
+	if (n <= 0 || n % sizeof(struct sock_filter)) {
+		fprintf(stderr, "pyrun monitor: supervise: %s: not a seccomp filter\n", path);
+		return 0;
+	}
+	bpf_len = (unsigned short)(n / sizeof(struct sock_filter));
+	return 1;
 }
+
+/* The whole of a small file (up to size - 1 bytes; -1 if it is longer or unreadable), NUL-terminated. */
+static int read_file(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	size_t len = 0;
+	ssize_t n = 1;
+	char extra;
+
+	if (fd < 0)
+		return -1;
+	while (n > 0 && len < size - 1)
+		if ((n = RETRY(read(fd, buf + len, size - 1 - len))) > 0)
+			len += n;
+	if (n > 0 && RETRY(read(fd, &extra, 1)) != 0)
+		n = -1; /* more than fits: refuse rather than cut it short */
+	close(fd);
+	if (n < 0)
+		return -1;
+	buf[len] = 0;
+	return (int)len;
+}
+
+/* The host's last capability, read by the monitor (an exec action reads nothing of the container's for it). */
+static int read_cap_last_cap(void)
+{
+	char text[16];
+	int last;
+
+	if (read_file("/proc/sys/kernel/cap_last_cap", text, sizeof(text)) <= 0 || sscanf(text, "%d", &last) != 1 ||
+	    last < 1 || last > 63)
+		return 0;
+	return last;
+}
+
+static void update_ready(void);
 
 /* --- status: sup.json ------------------------------------------------------------------------ */
 
@@ -294,7 +364,7 @@ static void write_state(long long next_start_ns)
 
 int sup_init(int argc, char **argv, const char *dir, long long pid, long long started_ns, const int *logfd, int ctlfd)
 {
-	const char *p = arg(argc, argv, "--restart-policy"), *s;
+	const char *p = sup_arg(argc, argv, "--restart-policy"), *s;
 
 	if (!p)
 		return 0;
@@ -306,100 +376,162 @@ int sup_init(int argc, char **argv, const char *dir, long long pid, long long st
 	log_fd = logfd;
 	ctl_fd = ctlfd;
 	start_ms = mono_ms() - (real_ns() - started_ns) / 1000000;
-	if ((s = arg(argc, argv, "--grace")))
+	if ((s = sup_arg(argc, argv, "--grace")))
 		grace = atoi(s);
-	python = arg(argc, argv, "--python");
-	if ((s = arg(argc, argv, "--pod-ip")) && *s)
+	python = sup_arg(argc, argv, "--python");
+	if ((s = sup_arg(argc, argv, "--pod-ip")) && *s)
 		pod_ip = s;
-	if ((s = arg(argc, argv, "--netns")) && *s) {
+	monitor_pid = getpid();
+	/* the Python monitor and probe helper run from here: never from a directory someone could plant modules in */
+	if (chdir("/") < 0)
+		warn("chdir /");
+	if (!(cap_last = read_cap_last_cap()))
+		exec_broken = "cannot read /proc/sys/kernel/cap_last_cap";
+	if ((s = sup_arg(argc, argv, "--netns")) && *s) {
 		netns_fd = open(s, O_RDONLY | O_CLOEXEC);
 		host_netns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-		if (netns_fd < 0 || host_netns_fd < 0)
+		if (netns_fd < 0 || host_netns_fd < 0) { /* both or neither: never probe from the host's */
 			warn("open network namespaces");
+			net_broken = "cannot open the pod's network namespace";
+			if (netns_fd >= 0)
+				close(netns_fd);
+			if (host_netns_fd >= 0)
+				close(host_netns_fd);
+			netns_fd = host_netns_fd = -1;
+		}
 	}
-	if (!unhex_list(arg(argc, argv, "--cgroup-procs"), cgroup_words, sizeof(cgroup_words), cgroup_procs, 16))
+	if (!unhex_list(sup_arg(argc, argv, "--cgroup-procs"), cgroup_words, sizeof(cgroup_words), cgroup_procs, 16)) {
 		fprintf(stderr, "pyrun monitor: supervise: bad --cgroup-procs\n");
-	if ((s = arg(argc, argv, "--workdir")) && !unhex(s, strlen(s), workdir, sizeof(workdir)))
+		exec_broken = "bad --cgroup-procs";
+	}
+	if ((s = sup_arg(argc, argv, "--workdir")) && !unhex(s, strlen(s), workdir, sizeof(workdir)))
 		strcpy(workdir, "/");
-	load_bpf(arg(argc, argv, "--seccomp-bpf"));
-	if ((s = arg(argc, argv, "--sup-state")))
+	if (!load_bpf(sup_arg(argc, argv, "--seccomp-bpf")))
+		exec_broken = "cannot load the container's seccomp filter";
+	if ((s = sup_arg(argc, argv, "--sup-state")))
 		sscanf(s, "%d %d %d %lld %lld %31s %31s %lld %lld", &restarts, &backoff_s, &last_code, &last_started_at,
 		       &last_finished_at, last_reason, last_signal, &prev_log_start, &log_start);
 	for (int i = 0; i < N_ACTIONS; i++) {
-		s = arg(argc, argv, action_args[i]);
-		if (s && !(actions[i].configured = parse_action(&actions[i], s)))
+		struct action *a = &actions[i];
+
+		a->result = R_UNKNOWN;
+		a->pidfd = a->outfd = a->sock = -1;
+		if (!(s = sup_arg(argc, argv, action_args[i])))
+			continue;
+		a->configured = 1;
+		if (!parse_action(a, s)) { /* fails closed: a failure that never runs, never ready */
 			fprintf(stderr, "pyrun monitor: supervise: bad %s: %s\n", action_args[i], s);
-		actions[i].due_ms = start_ms + actions[i].initial * 1000LL;
+			a->bad = 1;
+			a->result = R_FAILURE;
+			a->at_ns = real_ns();
+			snprintf(a->message, sizeof(a->message), "pyrun cannot run this %s (bad %s)",
+				 i < POSTSTART ? "probe" : "hook", action_args[i]);
+		}
+		a->due_ms = start_ms + a->initial * 1000LL;
 	}
 	started = !actions[STARTUP].configured;
 	poststart_done = !actions[POSTSTART].configured;
 	if (actions[POSTSTART].configured)
 		actions[POSTSTART].due_ms = mono_ms();
-	ready = started && poststart_done && !actions[READINESS].configured;
+	update_ready();
 	write_state(0);
 	return 1;
 }
 
 /* --- running an action ----------------------------------------------------------------------- */
 
+#define MAX_GROUPS 1024
+
 struct creds {
 	unsigned uid[3], gid[3];
-	gid_t groups[64];
-	int ngroups, nnp;
+	gid_t groups[MAX_GROUPS];
+	int ngroups, nnp, seccomp;
 	unsigned long long inh, prm, eff, bnd, amb;
+	struct rlimit limits[RLIM_NLIMITS];
 };
 
-static int read_file(const char *path, char *buf, size_t size)
+/* The hex number after "\nName:" in a /proc/<pid>/status text; 0 if missing. */
+static int status_hex(const char *buf, const char *name, unsigned long long *value)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
+	const char *p = strstr(buf, name);
+	char *end;
 
-	if (fd < 0)
-		return -1;
-	n = RETRY(read(fd, buf, size - 1));
-	close(fd);
-	if (n < 0)
-		return -1;
-	buf[n] = 0;
-	return (int)n;
+	if (!p)
+		return 0;
+	*value = strtoull(p + strlen(name), &end, 16);
+	return end != p + strlen(name);
 }
 
-/* The workload's credentials, capabilities and no_new_privs, as /proc/<pid>/status shows them. */
-static int workload_creds(struct creds *c)
+/* /proc/<pid>/limits: one line per resource in RLIMIT_* order, the soft and hard limits after column 26. */
+static int workload_limits(struct creds *c)
 {
-	char path[64], buf[4096], *p;
+	static char buf[8192];
+	char path[64], *line;
+	int i = 0;
 
-	snprintf(path, sizeof(path), "/proc/%lld/status", child_pid);
-	if (read_file(path, buf, sizeof(buf)) < 0)
+	snprintf(path, sizeof(path), "/proc/%lld/limits", child_pid);
+	if (read_file(path, buf, sizeof(buf)) < 0 || !(line = strchr(buf, '\n')))
 		return -1;
-	memset(c, 0, sizeof(*c));
-	if ((p = strstr(buf, "\nUid:")))
-		sscanf(p + 5, "%u %u %u", &c->uid[0], &c->uid[1], &c->uid[2]);
-	if ((p = strstr(buf, "\nGid:")))
-		sscanf(p + 5, "%u %u %u", &c->gid[0], &c->gid[1], &c->gid[2]);
-	if ((p = strstr(buf, "\nGroups:"))) {
-		char *end;
+	for (line++; i < RLIM_NLIMITS && line && strlen(line) > 26; i++) {
+		char soft[32], hard[32];
 
-		for (p += 8; c->ngroups < 64; p = end) {
+		if (sscanf(line + 26, "%31s %31s", soft, hard) != 2)
+			return -1;
+		c->limits[i].rlim_cur = strcmp(soft, "unlimited") ? strtoull(soft, NULL, 10) : RLIM_INFINITY;
+		c->limits[i].rlim_max = strcmp(hard, "unlimited") ? strtoull(hard, NULL, 10) : RLIM_INFINITY;
+		line = strchr(line, '\n');
+		line = line ? line + 1 : NULL;
+	}
+	return i == RLIM_NLIMITS ? 0 : -1;
+}
+
+/*
+ * The workload's credentials, capabilities, no_new_privs, seccomp mode (/proc/<pid>/status) and
+ * resource limits (/proc/<pid>/limits). Every field must be there: -1 (with a message) if not.
+ */
+static int workload_creds(struct creds *c, char *message, size_t size)
+{
+	static char buf[32768];
+	char path[64], *p, *end;
+	unsigned long long nnp = 0, mode = 0;
+	int ok = 1;
+
+	memset(c, 0, sizeof(*c));
+	snprintf(path, sizeof(path), "/proc/%lld/status", child_pid);
+	if (read_file(path, buf, sizeof(buf)) < 0) {
+		snprintf(message, size, "the container's process is gone");
+		return -1;
+	}
+	ok &= (p = strstr(buf, "\nUid:")) && sscanf(p + 5, "%u %u %u", &c->uid[0], &c->uid[1], &c->uid[2]) == 3;
+	ok &= (p = strstr(buf, "\nGid:")) && sscanf(p + 5, "%u %u %u", &c->gid[0], &c->gid[1], &c->gid[2]) == 3;
+	if ((p = strstr(buf, "\nGroups:"))) {
+		for (p += 8; ok; p = end) {
 			unsigned long g = strtoul(p, &end, 10);
 
 			if (end == p)
 				break;
-			c->groups[c->ngroups++] = (gid_t)g;
+			if (c->ngroups == MAX_GROUPS)
+				ok = 0;
+			else
+				c->groups[c->ngroups++] = (gid_t)g;
 		}
+	} else {
+		ok = 0;
 	}
-	if ((p = strstr(buf, "\nCapInh:")))
-		c->inh = strtoull(p + 8, NULL, 16);
-	if ((p = strstr(buf, "\nCapPrm:")))
-		c->prm = strtoull(p + 8, NULL, 16);
-	if ((p = strstr(buf, "\nCapEff:")))
-		c->eff = strtoull(p + 8, NULL, 16);
-	if ((p = strstr(buf, "\nCapBnd:")))
-		c->bnd = strtoull(p + 8, NULL, 16);
-	if ((p = strstr(buf, "\nCapAmb:")))
-		c->amb = strtoull(p + 8, NULL, 16);
-	if ((p = strstr(buf, "\nNoNewPrivs:")))
-		c->nnp = atoi(p + 12);
+	ok &= status_hex(buf, "\nCapInh:", &c->inh) && status_hex(buf, "\nCapPrm:", &c->prm) &&
+	      status_hex(buf, "\nCapEff:", &c->eff) && status_hex(buf, "\nCapBnd:", &c->bnd) &&
+	      status_hex(buf, "\nCapAmb:", &c->amb) && status_hex(buf, "\nNoNewPrivs:", &nnp) &&
+	      status_hex(buf, "\nSeccomp:", &mode);
+	c->nnp = (int)nnp;
+	c->seccomp = (int)mode;
+	if (!ok || workload_limits(c) < 0) {
+		snprintf(message, size, "cannot read the container's credentials from /proc/%lld", child_pid);
+		return -1;
+	}
+	if (c->seccomp && !bpf_len) { /* confined, but no filter here to confine the action with */
+		snprintf(message, size, "the container has a seccomp filter pyrun cannot give this action");
+		return -1;
+	}
 	return 0;
 }
 
@@ -410,20 +542,43 @@ static int load_seccomp(void)
 	return bpf_len ? prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) : 0;
 }
 
+/*
+ * Arm PR_SET_PDEATHSIG and make sure the parent did not die before: then getppid() names a reaper.
+ * (A parent outside the caller's PID namespace shows as 0.)
+ */
+static void die_with_parent(pid_t parent)
+{
+	pid_t now;
+
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || ((now = getppid()) != parent && now != 0))
+		_exit(126);
+}
+
 /* In the grandchild: become the container's process (pyrun.runtime.finalize's order) and exec. */
-static void become_and_exec(struct action *a, const struct creds *c, char **env)
+static void become_and_exec(struct action *a, const struct creds *c, char **env, pid_t parent)
 {
 	struct __user_cap_header_struct head = { _LINUX_CAPABILITY_VERSION_3, 0 };
 	struct __user_cap_data_struct data[2] = {
 		{ (unsigned)c->eff, (unsigned)c->prm, (unsigned)c->inh },
 		{ (unsigned)(c->eff >> 32), (unsigned)(c->prm >> 32), (unsigned)(c->inh >> 32) },
 	};
-	char last[16] = "40";
 
-	read_file("/proc/sys/kernel/cap_last_cap", last, sizeof(last));
+	for (int r = 0; r < RLIM_NLIMITS; r++) {
+		struct rlimit want = c->limits[r], have;
+
+		/* the container's limits, never more than this process may have (raising needs CAP_SYS_RESOURCE) */
+		if (getrlimit(r, &have) == 0 && want.rlim_max > have.rlim_max)
+			want.rlim_max = have.rlim_max;
+		if (want.rlim_cur > want.rlim_max)
+			want.rlim_cur = want.rlim_max;
+		if (setrlimit(r, &want) < 0) {
+			fprintf(stderr, "setrlimit %d: %s\n", r, strerror(errno));
+			_exit(126);
+		}
+	}
 	if (!c->nnp && load_seccomp() < 0)
 		_exit(126);
-	for (int cap = 0; cap <= atoi(last); cap++)
+	for (int cap = 0; cap <= cap_last; cap++)
 		if (!(c->bnd & (1ULL << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
 			_exit(126);
 	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 || setgroups(c->ngroups, c->groups) < 0 ||
@@ -435,7 +590,8 @@ static void become_and_exec(struct action *a, const struct creds *c, char **env)
 			prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0);
 	if (c->nnp && (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || load_seccomp() < 0))
 		_exit(126);
-	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0); /* after the credential change, which clears it */
+	/* again after the credential change, which clears it; the parent (outside this PID namespace) shows as 0 */
+	die_with_parent(parent);
 	if (chdir(workdir) < 0 && chdir("/") < 0)
 		_exit(126);
 	environ = env;
@@ -451,10 +607,12 @@ static void exec_child(struct action *a, const struct creds *c, int ns[5], int o
 	static char *env[512];
 	char path[64];
 	int n, count = 0, status;
-	pid_t pid;
+	pid_t pid, self = getpid();
 
+	die_with_parent(monitor_pid);
 	snprintf(path, sizeof(path), "/proc/%lld/environ", child_pid);
-	n = read_file(path, envbuf, sizeof(envbuf));
+	if ((n = read_file(path, envbuf, sizeof(envbuf))) < 0)
+		_exit(126);
 	for (int i = 0; n > 0 && i < n && count < 511; i += strlen(envbuf + i) + 1)
 		env[count++] = envbuf + i;
 	env[count] = NULL;
@@ -478,8 +636,10 @@ static void exec_child(struct action *a, const struct creds *c, int ns[5], int o
 	pid = fork();
 	if (pid < 0)
 		_exit(126);
-	if (pid == 0)
-		become_and_exec(a, c, env);
+	if (pid == 0) {
+		die_with_parent(self);
+		become_and_exec(a, c, env, self);
+	}
 	if (RETRY(waitpid(pid, &status, 0)) < 0)
 		_exit(126);
 	_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
@@ -492,10 +652,12 @@ static int start_exec(struct action *a)
 	struct creds c;
 	char path[64];
 
-	if (workload_creds(&c) < 0) {
-		snprintf(a->message, sizeof(a->message), "the container's process is gone");
+	if (exec_broken) {
+		snprintf(a->message, sizeof(a->message), "%s", exec_broken);
 		return -1;
 	}
+	if (workload_creds(&c, a->message, sizeof(a->message)) < 0)
+		return -1;
 	for (i = 0; i < 5; i++) {
 		snprintf(path, sizeof(path), "/proc/%lld/ns/%s", child_pid, kinds[i]);
 		ns[i] = open(path, O_RDONLY | O_CLOEXEC);
@@ -544,6 +706,10 @@ static int start_helper(struct action *a)
 	char port[16], timeout[16];
 	int pipefd[2];
 
+	if (net_broken) {
+		snprintf(a->message, sizeof(a->message), "%s", net_broken);
+		return -1;
+	}
 	if (!python || pipe2(pipefd, O_CLOEXEC) < 0) {
 		snprintf(a->message, sizeof(a->message), "cannot start the probe helper");
 		return -1;
@@ -554,16 +720,17 @@ static int start_helper(struct action *a)
 	snprintf(timeout, sizeof(timeout), "%d", a->timeout);
 	a->pid = fork();
 	if (a->pid == 0) {
-		char *https[] = { (char *)python, "-m", "pyrun.runtime.probehelper", "https",
+		/* -I: no cwd, PYTHON* variables nor user site on sys.path */
+		char *https[] = { (char *)python, "-I", "-m", "pyrun.runtime.probehelper", "https",
 				  a->host[0] ? a->host : (char *)pod_ip, port, path, headers, timeout, NULL };
-		char *grpc[] = { (char *)python, "-m", "pyrun.runtime.probehelper", "grpc",
+		char *grpc[] = { (char *)python, "-I", "-m", "pyrun.runtime.probehelper", "grpc",
 				 a->host[0] ? a->host : (char *)pod_ip, port, path, timeout, NULL };
 
 		if (dup2(pipefd[1], 1) < 0 || dup2(pipefd[1], 2) < 0 ||
 		    syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0 ||
 		    (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET) < 0))
 			_exit(126);
-		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+		die_with_parent(monitor_pid);
 		execv(python, a->type == A_HTTPS ? https : grpc);
 		_exit(127);
 	}
@@ -598,6 +765,10 @@ static int start_connect(struct action *a)
 	struct sockaddr_in in4 = { .sin_family = AF_INET, .sin_port = htons(a->port) };
 	int v6 = strchr(host, ':') != NULL;
 
+	if (net_broken) {
+		snprintf(a->message, sizeof(a->message), "%s", net_broken);
+		return -1;
+	}
 	if (v6 ? inet_pton(AF_INET6, host, &in6.sin6_addr) != 1 : inet_pton(AF_INET, host, &in4.sin_addr) != 1) {
 		snprintf(a->message, sizeof(a->message), "bad address %s", host);
 		return -1;
@@ -681,6 +852,8 @@ static void update_ready(void)
 	int now_ready = started && poststart_done && !stopping && term_at_ms < 0 &&
 			(!actions[READINESS].configured || actions[READINESS].result == R_SUCCESS);
 
+	for (int i = LIVENESS; i <= STARTUP; i++)
+		now_ready &= !actions[i].bad;
 	ready = now_ready;
 }
 
@@ -725,13 +898,29 @@ static void finish(struct action *a, int ok)
 		write_state(0);
 }
 
-/* The probe's output (the first bytes) as its message. */
+/* The probe's output: the first bytes kept as its message, the rest read and dropped; closed at EOF. */
 static void read_output(struct action *a)
 {
-	ssize_t n = read(a->outfd, a->rbuf + a->rlen, sizeof(a->rbuf) - 1 - a->rlen);
+	char sink[4096];
+	ssize_t n;
 
-	if (n > 0)
-		a->rlen += n;
+	for (int reads = 0; a->outfd >= 0 && reads < 64; reads++) { /* bounded: a fast writer cannot hold the loop */
+		if (a->rlen + 1 < sizeof(a->rbuf))
+			n = read(a->outfd, a->rbuf + a->rlen, sizeof(a->rbuf) - 1 - a->rlen);
+		else
+			n = read(a->outfd, sink, sizeof(sink));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n <= 0) {
+			close(a->outfd);
+			a->outfd = -1;
+			break;
+		}
+		if (a->rlen + 1 < sizeof(a->rbuf))
+			a->rlen += n;
+	}
 	a->rbuf[a->rlen] = 0;
 }
 
@@ -811,7 +1000,7 @@ static void socket_ready(struct action *a)
 
 static int wanted(int i)
 {
-	if (!actions[i].configured || actions[i].done)
+	if (!actions[i].configured || actions[i].done || actions[i].bad)
 		return 0;
 	if (i == PRESTOP)
 		return stopping;
@@ -833,9 +1022,10 @@ int sup_pollfds(struct pollfd *p)
 
 		if (!a->running)
 			continue;
-		if (a->pidfd >= 0)
+		if (a->pidfd >= 0) { /* the output too, or a chatty command blocks on a full pipe */
 			p[n++] = (struct pollfd){ a->pidfd, POLLIN, 0 };
-		else
+			p[n++] = (struct pollfd){ a->outfd, POLLIN, 0 }; /* -1 after EOF: poll ignores it */
+		} else
 			p[n++] = (struct pollfd){ a->sock, a->phase == 1 ? POLLOUT : POLLIN, 0 };
 	}
 	return n;
@@ -872,12 +1062,16 @@ void sup_after_poll(const struct pollfd *p, int n)
 
 		if (!a->running)
 			continue;
-		if (p[k].revents) {
-			if (a->pidfd >= 0)
+		if (a->pidfd >= 0) {
+			if (p[k + 1].revents)
+				read_output(a);
+			if (p[k].revents)
 				exec_done(a);
-			else
-				socket_ready(a);
+			k += 2;
+			continue;
 		}
+		if (p[k].revents)
+			socket_ready(a);
 		k++;
 	}
 	now = mono_ms();
@@ -893,7 +1087,7 @@ void sup_after_poll(const struct pollfd *p, int n)
 			start_action(a, now);
 		}
 	}
-	if (stopping && term_at_ms < 0 && (!actions[PRESTOP].configured || actions[PRESTOP].done)) {
+	if (stopping && term_at_ms < 0 && (!actions[PRESTOP].configured || actions[PRESTOP].done || actions[PRESTOP].bad)) {
 		term_at_ms = now;
 		kill(child_pid, SIGTERM);
 	}
@@ -915,13 +1109,22 @@ static int json_grace(const char *msg)
 	return *p >= '0' && *p <= '9' ? atoi(p) : -1;
 }
 
+/* "stop": no more restarts; preStop, SIGTERM, SIGKILL after the grace period. "kill": the same at
+ * once, without preStop (pod rm -f, gc), also cutting a preStop short that a stop started. */
 int sup_request(int conn, const char *type, const char *msg)
 {
 	char reply[64];
-	int g = json_grace(msg);
+	int g = json_grace(msg), kill_now = !strcmp(type, "kill");
 
-	if (!supervising || strcmp(type, "stop"))
+	if (!supervising || (strcmp(type, "stop") && !kill_now))
 		return 0;
+	if (kill_now) {
+		g = 0;
+		if (actions[PRESTOP].running)
+			stop_run(&actions[PRESTOP]);
+		actions[PRESTOP].done = 1;
+		kill_at_ms = mono_ms();
+	}
 	if (g >= 0)
 		grace = g;
 	if (!stopping) {
@@ -937,7 +1140,7 @@ int sup_request(int conn, const char *type, const char *msg)
 		actions[PRESTOP].timeout = grace > 0 ? grace : 1;
 		write_state(0);
 	}
-	snprintf(reply, sizeof(reply), "{\"type\": \"stop-ok\"}");
+	snprintf(reply, sizeof(reply), "{\"type\": \"%s-ok\"}", type);
 	if (RETRY(send(conn, reply, strlen(reply), MSG_NOSIGNAL)) < 0)
 		warn("send stop-ok");
 	return 1;
@@ -980,7 +1183,7 @@ static void exec_python(void)
 	close(*log_fd);
 	if (netns_fd >= 0)
 		close(netns_fd);
-	char *argv[] = { (char *)python, "-m", "pyrun.runtime.monitor", "--restart", "--cdir", (char *)cdir,
+	char *argv[] = { (char *)python, "-I", "-m", "pyrun.runtime.monitor", "--restart", "--cdir", (char *)cdir,
 			 "--ctl", ctl, "--sup-state", state, NULL };
 	fflush(stderr);
 	execv(python, argv);

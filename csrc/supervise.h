@@ -8,8 +8,10 @@
 
 #include <poll.h>
 
-#define SUP_MAX_FDS 8
+#define SUP_MAX_FDS 10 /* two per action: an exec's pidfd and output */
 
+/* The value after `name` in "--name value" pairs (argv[1..]), or NULL; the monitor's parser too. */
+const char *sup_arg(int argc, char **argv, const char *name);
 /* Read the --restart-policy, --probe-*, --hook-* ... arguments; returns 1 if supervising.
  * log_fd: the monitor's log descriptor (read when a restart hands over: reopen-log changes it). */
 int sup_init(int argc, char **argv, const char *cdir, long long pid, long long started_at, const int *log_fd,

@@ -19,6 +19,8 @@ t=$(nft list tables 2>/dev/null | grep pyrun)
 [ -n "$t" ] && leaks+=("nftables tables: $t")
 p=$(ps -eo pid,stat,args | awk '$2 !~ /Z/ && ($3 == "pause" || $0 ~ /pyrun\.runtime\.(monitor|sandbox|nsexec|probehelper)|pyrun\/bin\/monitor /)')
 [ -n "$p" ] && leaks+=("processes left by pyrun:"$'\n'"$p")
+k=$(ps -eo pid,stat,args | awk '$2 !~ /Z/ && $3 ~ /^\/var\/cache\/pyrun-tests\/kube-[^\/]+\/bin\//')
+[ -n "$k" ] && leaks+=("Kubernetes processes left by the kube stage:"$'\n'"$k")
 if [ ${#leaks[@]} -gt 0 ]; then
     echo "leak check: FAILED" >&2
     printf -- '- %s\n' "${leaks[@]}" >&2

@@ -17,9 +17,13 @@ removing the root removes everything it made. A data root serves exactly one sta
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+
+from pyrun.frozen import Frozen, field
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
+if TYPE_CHECKING:
+    from typing import Any, Mapping
 
 DEFAULT_ROOT = Path("/run/pyrun")
 DEFAULT_DATA_ROOT = Path("/var/lib/pyrun")
@@ -32,8 +36,7 @@ def default_data_root(root: Path) -> Path:
     return DEFAULT_DATA_ROOT if Path(root) == DEFAULT_ROOT else Path(root) / "data"
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(Frozen):
     root: Path = DEFAULT_ROOT
     cgroup_parent: str = DEFAULT_CGROUP_PARENT
     cgroup_root: Path = Path("/sys/fs/cgroup")

@@ -9,7 +9,10 @@ from __future__ import annotations
 import contextlib as _contextlib
 import errno as _errno
 import os
-from typing import Iterator as _Iterator
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
+if TYPE_CHECKING:
+    from typing import Iterator as _Iterator
 
 
 class PyrunError(Exception):

@@ -137,17 +137,28 @@ def lab_env(tmp_path_factory):
     shutil.rmtree(base, ignore_errors=True)
 
 
+KUBE_STAGE = "<!-- kube-stage -->"  # a lab that needs the Kubernetes binaries (tests/kube/build.sh)
+KUBE_LAB_TIMEOUT = 300  # per command: the control plane starts slowly on a loaded machine
+
+
 @root_only
 @pytest.mark.integration
 @pytest.mark.parametrize("lab_path", LABS, ids=[p.stem for p in LABS])
 def test_lab(lab_path: Path, lab_env):
     env, base = lab_env
-    lab = parse_lab(lab_path.read_text(), lab_path)
+    text = lab_path.read_text()
+    timeout = 60
+    if KUBE_STAGE in text:
+        if not os.environ.get("PYRUN_KUBE_BIN"):
+            pytest.skip("runs in ./test.sh's kube stage (PYRUN_KUBE_BIN: the tests/kube/build.sh binaries)")
+        env["PYRUN_KUBE_BIN"] = os.environ["PYRUN_KUBE_BIN"]
+        timeout = KUBE_LAB_TIMEOUT
+    lab = parse_lab(text, lab_path)
     hugepages_before = _nr_hugepages()
     node = NodeNamespace()
     problems: list[str] = []
     try:
-        failure, teardown_out = run_lab(lab, node, env, base / "work")
+        failure, teardown_out = run_lab(lab, node, env, base / "work", timeout)
         # What the teardown should have removed, checked inside the lab's namespaces.
         pods = node.run("pyrun pod ls -o json", env, base)
         left = json.loads(pods.stdout) if pods.returncode == 0 and pods.stdout.strip() else []

@@ -63,8 +63,8 @@ def test_shared_process_namespace(pyrun, write_pod):
     assert "pid" in pyrun.inspect("sharedpid")["namespaces"]
 
 
-def test_host_pid_host_ipc_proc_mount_and_mount_propagation_from_a_manifest(pyrun, write_pod, tmp_path):
-    """hostPID/hostIPC, procMount Unmasked and a HostToContainer hostPath (a shared tmpfs the test makes)."""
+def test_host_pid_host_ipc_and_mount_propagation_from_a_manifest(pyrun, write_pod, tmp_path):
+    """hostPID/hostIPC and a HostToContainer hostPath (a shared tmpfs the test makes); /proc/sys stays read-only."""
     import subprocess
     src = tmp_path / "shared-src"
     src.mkdir()
@@ -72,7 +72,6 @@ def test_host_pid_host_ipc_proc_mount_and_mount_propagation_from_a_manifest(pyru
     try:
         subprocess.run(["mount", "--make-shared", str(src)], check=True)
         spec = write_pod("hostns", [{"name": "c", "command": ["sleep", "1000"],
-                                     "securityContext": {"procMount": "Unmasked"},
                                      "volumeMounts": [{"name": "h", "mountPath": "/h",
                                                        "mountPropagation": "HostToContainer"}]}],
                          hostPID=True, hostIPC=True, volumes=[{"name": "h", "hostPath": {"path": str(src)}}])
@@ -80,7 +79,8 @@ def test_host_pid_host_ipc_proc_mount_and_mount_propagation_from_a_manifest(pyru
         for kind in ("pid", "ipc"):
             inside = pyrun("exec", "hostns", "c", "--", "readlink", f"/proc/self/ns/{kind}").stdout.strip()
             assert inside == os.readlink(f"/proc/self/ns/{kind}")
-        assert " /proc/sys " not in pyrun("exec", "hostns", "c", "--", "cat", "/proc/mounts").stdout  # Unmasked
+        assert any(line.split()[1] == "/proc/sys" and "ro" in line.split()[3].split(",")
+                   for line in pyrun("exec", "hostns", "c", "--", "cat", "/proc/mounts").stdout.splitlines())
         (src / "later").mkdir()
         subprocess.run(["mount", "-t", "tmpfs", "lifecycle-later", str(src / "later")], check=True)
         (src / "later" / "f").write_text("seen")
@@ -91,6 +91,17 @@ def test_host_pid_host_ipc_proc_mount_and_mount_propagation_from_a_manifest(pyru
     finally:
         subprocess.run(["umount", "-l", str(src / "later")], capture_output=True)
         subprocess.run(["umount", "-l", str(src)], capture_output=True)
+
+
+def test_proc_mount_unmasked_is_refused_without_a_user_namespace(pyrun, write_pod):
+    """Kubernetes allows procMount Unmasked only with hostUsers: false; pyrun has no user namespaces, so the
+    container's root would be the node's, with a writable /proc/sys (core_pattern): refused, nothing made."""
+    spec = write_pod("unmasked", [{"name": "c", "command": ["sleep", "1000"],
+                                   "securityContext": {"procMount": "Unmasked"}}])
+    p = pyrun("pod", "create", spec, check=False)
+    assert p.returncode == 2, p.stderr
+    assert "spec.containers[0].securityContext.procMount" in p.stderr and "hostUsers" in p.stderr
+    assert pyrun.pods() == []
 
 
 def test_exec_exit_code_and_stdin(pyrun, write_pod):

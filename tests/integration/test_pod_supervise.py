@@ -263,3 +263,42 @@ def test_grpc_health_probe(pyrun, write_pod):
     finally:
         _stop(server)
     pyrun("pod", "rm", "-f", "grpc")
+
+
+def test_exec_probe_runs_as_the_container_with_its_limits_and_any_output(pyrun, write_pod):
+    """The probe gets the workload's uid and resource limits (here lowered by the workload itself), and
+    an output far larger than a pipe holds does not hang it until its timeout."""
+    pyrun("pod", "create", write_pod("asctr", [{
+        "name": "c", "command": ["sh", "-c", "ulimit -n 123; exec sleep 1000"],
+        "securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
+        "readinessProbe": {"exec": {"command": [
+            "sh", "-c", 'head -c 200000 /dev/zero; [ "$(ulimit -n)" = 123 ] && [ "$(id -u)" = 1000 ]']},
+            "periodSeconds": 1, "timeoutSeconds": 5},
+    }], terminationGracePeriodSeconds=0))
+    _wait(lambda: _status(pyrun, "asctr")["ready"] == "1/1", 30, "READY 1/1")
+    assert "exit code 0" in _container(pyrun, "asctr")["probes"]["readiness"]["message"]
+    pyrun("pod", "rm", "-f", "asctr")
+
+
+
+def test_a_restart_whose_set_up_fails_records_it_and_backs_off(pyrun, write_pod):
+    """The monitor itself cannot set the next instance up (its log path is a directory now): the error
+    is recorded and the C monitor gets an instance that exited 1, so it backs off and tries again."""
+    import os
+    pyrun("pod", "create", write_pod("nosetup", [{"name": "c", "command": ["sh", "-c", "sleep 2; exit 0"]}],
+                                     restartPolicy="Always"))
+    c = pyrun.wait_for("nosetup", "c", "running")
+    log = c["log_path"]
+    os.rename(log, log + ".saved")
+    os.mkdir(log)
+    try:
+        c = _wait(lambda: (c := _container(pyrun, "nosetup")).get("restart_count", 0) >= 1
+                  and c.get("last_state", {}).get("exit_code") == 1 and c["state"] == "waiting" and c, 30,
+                  "a failed set-up, then the back-off")
+        assert c["error"]["step"] == "restart" and "directory" in c["error"]["message"]
+    finally:
+        os.rmdir(log)
+        os.rename(log + ".saved", log)
+    pyrun("pod", "stop", "nosetup")
+    assert _container(pyrun, "nosetup")["state"] == "exited"
+    pyrun("pod", "rm", "nosetup")

@@ -228,7 +228,7 @@ class FakePlatform:
     def begin_container(self, cdir: Path) -> Any:
         """As spawn_container; the handle's wait() returns the stand-in."""
         ref = self.spawn_container(cdir)
-        return SimpleNamespace(wait=lambda timeout=None: ref)
+        return SimpleNamespace(wait=lambda timeout=None: ref, finished=lambda: True)
 
     def start_container(self, cdir: Path, name: str) -> int:
         self._step("start_container", None, cdir.name)

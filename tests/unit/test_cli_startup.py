@@ -10,14 +10,17 @@ import sys
 from pyrun.cli import _roothelp, root
 
 # Run pyrun's entry point in a fresh interpreter and write the imported module names to argv[1]
-# (at exit, so commands that end with sys.exit count too; no import of its own).
+# (at exit, so commands that end with sys.exit count too, and those that end with os._exit; no import
+# of its own).
 _PROBE = """
-import sys, atexit
+import sys, atexit, os
 out = sys.argv[1]
 def dump():
     with open(out, "w") as f:
         f.write("\\n".join(sorted(sys.modules)))
 atexit.register(dump)
+_exit = os._exit
+os._exit = lambda code: (dump(), _exit(code))
 sys.argv = ["pyrun"] + sys.argv[2:]
 from pyrun.cli.main import main
 main()
@@ -67,6 +70,7 @@ def test_pod_ls_reads_state_without_fork_image_cgroup_or_network_code(tmp_path):
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout) == []
     assert _heavy(modules) == []
+    assert "click" not in modules  # pyrun.cli.fastargs read argv
 
 
 def test_a_json_manifest_loads_without_yaml(tmp_path):

@@ -112,7 +112,8 @@ listener.listen(4)
 log = os.open(cdir / "c.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT)
 for fd in (out_r, err_r, log, listener.fileno(), reply_fd):
     os.set_inheritable(fd, True)
-argv = monitor.handoff_argv(binary=monitor.C_MONITOR, cdir=cdir, pid=pid, start_time=11, started_at=22,
+argv = monitor.handoff_argv(binary=monitor.C_MONITOR, cdir=cdir, pid=pid, start_time=11,
+                            started_at=int(os.environ.get("STARTED_AT", 22)),
                             stdout_fd=out_r, stderr_fd=err_r, log_fd=log, log_path=cdir / "c.log",
                             ctl_fd=listener.fileno(), reply_fd=reply_fd, oom_events=str(cdir / "memory.events"),
                             oom_baseline=1, pending={"stdout": b"pend"}, supervise=supervise)
@@ -223,6 +224,167 @@ def test_c_monitor_probes_over_tcp_and_http_and_stops_on_request(tmp_path):
     exit_doc = json.loads((tmp_path / "exit.json").read_text())
     assert (exit_doc["exit_code"], exit_doc["signal"]) == (143, "SIGTERM")
     assert json.loads((tmp_path / "sup.json").read_text())["ready"] is False
+
+
+def _run_supervising(tmp_path, args: list[str], until, timeout: float = 15, end: str = "kill", seen=None):
+    """Run the C monitor (the DRIVER's shell as workload) with supervision `args` until `until(sup.json)`
+    holds; then send it `end` (kill or stop). Returns the last sup.json. seen: called with the monitor's
+    pid while it runs."""
+    import socket
+    import sys
+
+    from pyrun.runtime import sync
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path), str(theirs.fileno()), json.dumps(args)],
+                            pass_fds=[theirs.fileno()])
+    theirs.close()
+    doc: dict = {}
+    try:
+        sync.recv(mine, "start-ok", timeout=10)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            doc = json.loads((tmp_path / "sup.json").read_text()) if (tmp_path / "sup.json").exists() else {}
+            if doc and until(doc):
+                break
+        if seen:
+            seen(proc.pid)
+        assert monitor.request(tmp_path, end, grace=5).type == f"{end}-ok"
+        assert proc.wait(timeout=10) == 0
+    finally:
+        mine.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return doc
+
+
+def _sup_args(probes: dict, hooks: dict | None = None, **kw) -> list[str]:
+    import sys
+
+    from pyrun.runtime import supervise
+    from pyrun.runtime.records import Supervision
+    base = {"initial_delay": 0, "period": 1, "timeout": 1, "success_threshold": 1, "failure_threshold": 1}
+    sup = Supervision(restart_policy="Always", grace_period=5, pod_ip="127.0.0.1",
+                      probes={kind: {**base, "handler": h} for kind, h in probes.items()}, hooks=hooks or {})
+    opts = {"python": sys.executable, "netns": None, "cgroup_procs": (), "workdir": "/", "seccomp_bpf": None,
+            "state": None, **kw}
+    return supervise.supervise_argv(sup, **opts)
+
+
+def _listening():
+    import socket
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    return server
+
+
+@built
+def test_c_monitor_never_probes_from_the_host_netns_when_the_pods_cannot_be_opened(tmp_path):
+    """A TCP probe whose target listens in this (the "host's") netns: with --netns unopenable it fails."""
+    server = _listening()
+    with server:
+        port = server.getsockname()[1]
+        args = _sup_args({"readiness": {"kind": "tcpSocket", "port": port, "host": "127.0.0.1"}},
+                         netns=str(tmp_path / "no-such-netns"))
+        doc = _run_supervising(tmp_path, args, lambda d: d["probes"]["readiness"]["result"] != "unknown")
+    assert doc["probes"]["readiness"] == {**doc["probes"]["readiness"], "result": "failure",
+                                          "message": "cannot open the pod's network namespace"}
+    assert doc["ready"] is False
+
+
+@built
+def test_c_monitor_fails_exec_probes_when_the_seccomp_filter_cannot_be_loaded(tmp_path):
+    (tmp_path / "bad.bpf").write_bytes(b"\0" * 13)  # not a whole number of BPF instructions
+    args = _sup_args({"readiness": {"kind": "exec", "command": ["true"]}}, seccomp_bpf=str(tmp_path / "bad.bpf"))
+    cwd: list[str] = []
+    doc = _run_supervising(tmp_path, args, lambda d: d["probes"]["readiness"]["result"] != "unknown",
+                           seen=lambda pid: cwd.append(os.readlink(f"/proc/{pid}/cwd")))
+    assert cwd == ["/"]  # what it runs (python -I for a restart, the probe helper) never starts in the caller's
+    assert doc["probes"]["readiness"]["result"] == "failure"
+    assert doc["probes"]["readiness"]["message"] == "cannot load the container's seccomp filter"
+    assert doc["ready"] is False
+
+
+@built
+@pytest.mark.parametrize("spec", [
+    "0 1 1 1 1 exec " + ",".join(["78"] * 64),    # 64 words: more than the C side takes
+    "0 1 1 1 1 tcp 80 " + "31" * 64,              # a host longer than 63 bytes
+    "0 1 1 1 1 http 80 - 2f",                      # a word (the headers) missing
+    "0 1 1 1 1 tcp 80 - extra",                    # a word left over
+    "0 1 1 1 1 carrier-pigeon 80",
+    "0 0 1 1 1 exec 74727565",                     # period 0
+])
+def test_c_monitor_treats_a_probe_it_cannot_parse_as_failing_never_ready(tmp_path, spec):
+    args = _sup_args({}) + ["--probe-readiness", spec]
+    doc = _run_supervising(tmp_path, args, lambda d: "readiness" in d["probes"], timeout=5)
+    assert doc["probes"]["readiness"]["result"] == "failure"
+    assert "pyrun cannot run this probe" in doc["probes"]["readiness"]["message"]
+    assert doc["ready"] is False
+
+
+@built
+def test_c_monitor_status_during_the_back_off_names_no_pid(tmp_path):
+    """A supervised container that exited and waits out its back-off has no process to report."""
+    import socket
+    import sys
+
+    from pyrun.runtime import sync
+    args = _sup_args({}, state="0 10 -1 0 0 - - 0 0")  # the next back-off: 10 s
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path), str(theirs.fileno()), json.dumps(args)],
+                            pass_fds=[theirs.fileno()], env={**os.environ, "STARTED_AT": str(time.time_ns())})
+    theirs.close()
+    try:
+        sync.recv(mine, "start-ok", timeout=10)
+        assert monitor.request(tmp_path, "status")["state"] == "running"
+        (tmp_path / "go").touch()  # the workload exits 3
+        deadline = time.monotonic() + 10
+        doc: dict = {}
+        while time.monotonic() < deadline and doc.get("state") != "waiting":
+            time.sleep(0.05)
+            doc = json.loads((tmp_path / "sup.json").read_text())
+        assert doc["reason"] == "CrashLoopBackOff"
+        status = monitor.request(tmp_path, "status")
+        assert (status["state"], status["pid"]) == ("waiting", None)
+        assert monitor.request(tmp_path, "stop", grace=0).type == "stop-ok"
+        assert proc.wait(timeout=10) == 0
+    finally:
+        mine.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert json.loads((tmp_path / "exit.json").read_text())["exit_code"] == 3
+
+
+@built
+@pytest.mark.parametrize("request_type", ["stop", "kill"])
+def test_c_monitor_runs_pre_stop_on_stop_but_not_on_kill(tmp_path, request_type):
+    import http.server
+    import threading
+    seen: list = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hook = {"kind": "httpGet", "port": server.server_address[1], "host": "127.0.0.1", "path": "/prestop",
+            "headers": []}
+    try:
+        args = _sup_args({}, hooks={"pre_stop": hook})
+        _run_supervising(tmp_path, args, lambda d: True, end=request_type)
+    finally:
+        server.shutdown()
+    assert seen == (["/prestop"] if request_type == "stop" else [])
+    assert json.loads((tmp_path / "exit.json").read_text())["signal"] in ("SIGTERM", "SIGKILL")
 
 
 def test_handoff_argv_passes_the_workloads_input_only_when_there_is_one(tmp_path):

@@ -158,3 +158,48 @@ def test_exec_env_overrides_the_containers_env_by_key():
     assert merge_env(["PATH=/bin", "A=1", "HOME=/root"], ["A=2", "B=x=y"]) == ["PATH=/bin", "A=2", "HOME=/root",
                                                                                "B=x=y"]
     assert merge_env(["A=1"], []) == ["A=1"]
+
+
+# --- mounting on what secure_join resolved (runc's WithProcfd, CVE-2021-30465) -----------------------
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def test_opened_in_root_names_the_resolved_path_as_a_descriptor(tmp_path):
+    from pyrun.runtime.rootfs import opened_in_root
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "link").symlink_to("/etc")  # absolute: inside the root
+    with opened_in_root(str(root), "/link") as target:
+        assert target.startswith("/proc/self/fd/") and os.readlink(target) == str(root / "etc")
+
+
+def test_opened_in_root_refuses_a_path_swapped_for_a_symlink_after_it_was_resolved(tmp_path, monkeypatch):
+    """Another container replaces a directory of a shared volume with a symlink to the host between the
+    resolution and the mount: the descriptor names the host's directory, and nothing is mounted."""
+    from pyrun.runtime import rootfs
+    root, outside = tmp_path / "root", tmp_path / "host"
+    (root / "vol" / "sub").mkdir(parents=True)
+    outside.mkdir()
+    real = rootfs.secure_join
+
+    def resolve_then_swap(base, path):
+        resolved = real(base, path)
+        (root / "vol" / "sub").rmdir()
+        (root / "vol" / "sub").symlink_to(outside)
+        return resolved
+    monkeypatch.setattr(rootfs, "secure_join", resolve_then_swap)
+    before = _open_fds()
+    with pytest.raises(PyrunError, match="changed while it was being mounted on"):
+        with rootfs.opened_in_root(str(root), "/vol/sub"):
+            pytest.fail("the body must not run")
+    assert _open_fds() == before
+
+
+def test_opened_in_root_of_a_missing_path_is_a_syscall_error_naming_it(tmp_path):
+    from pyrun.errors import SyscallError
+    from pyrun.runtime.rootfs import opened_in_root
+    with pytest.raises(SyscallError, match="missing"):
+        with opened_in_root(str(tmp_path), "/missing"):
+            pass

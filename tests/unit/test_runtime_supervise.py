@@ -26,10 +26,6 @@ def test_plan_carries_policy_probes_and_hooks():
     assert supervise.plan("Always", container(), 30, None) == Supervision(restart_policy="Always", grace_period=30)
 
 
-def test_backoff_is_the_kubelets():
-    assert supervise.backoff_delays(8) == [0, 10, 20, 40, 80, 160, 300, 300]
-
-
 def test_argv_encodes_every_string_in_hex():
     sup = supervise.plan("OnFailure", container(
         readinessProbe={"httpGet": {"port": 80, "path": "/a b".replace(" ", "%20"),

@@ -74,10 +74,11 @@ def test_a_capability_pyrun_lacks_is_left_out_with_a_warning_as_runc_does():
         eff(held=held)["capabilities"]
 
 
-def test_proc_mount_unmasked_masks_nothing():
-    sec = eff(ctr={"procMount": "Unmasked"})
-    assert sec["masked_paths"] == [] and sec["readonly_paths"] == []
+def test_masked_paths_are_a_cri_request_s_as_sent_else_the_defaults():
     assert eff(ctr={"procMount": "Default"})["masked_paths"] == list(security.MASKED_PATHS)
+    assert eff(ctr={"procMount": "Default"})["readonly_paths"] == list(security.READONLY_PATHS)
+    sec = eff(ctr={"maskedPaths": [], "readonlyPaths": ["/proc/bus"]})  # the kubelet's lists for Unmasked: empty
+    assert sec["masked_paths"] == [] and sec["readonly_paths"] == ["/proc/bus"]
 
 
 def test_seccomp_default_and_localhost_path(monkeypatch):

@@ -46,6 +46,8 @@ def test_a_full_valid_context_is_kept_as_given():
     ({"seccompProfile": {"type": "RuntimeDefault", "localhostProfile": "x"}},
      f"{C0}.seccompProfile.localhostProfile", "only"),
     ({"procMount": "Masked"}, f"{C0}.procMount", "must be one of Default, Unmasked"),
+    ({"procMount": "Unmasked"}, f"{C0}.procMount", "needs spec.hostUsers: false"),  # no user namespace
+    ({"procMount": "Unmasked", "privileged": True}, f"{C0}.procMount", "needs spec.hostUsers: false"),
     ({"runAsUser": -1}, f"{C0}.runAsUser", "out of range"),
     ({"readOnlyRootFilesytem": True}, f"{C0}.readOnlyRootFilesytem", 'did you mean "readOnlyRootFilesystem"'),
     ({"fsGroup": 1}, f"{C0}.fsGroup", "unknown field"),  # pod-level only

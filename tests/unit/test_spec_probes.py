@@ -60,6 +60,13 @@ def test_tcp_and_grpc_probes():
     ({"httpGet": {"port": 80, "scheme": "FTP"}}, "livenessProbe.httpGet.scheme", "one of"),
     ({"httpGet": {"port": 80, "host": "example.com"}}, "livenessProbe.httpGet.host", "address"),
     ({"exec": {"command": ["true"]}, "periodSecond": 1}, "livenessProbe.periodSecond", "did you mean"),
+    # what the C monitor's fixed buffers take (a probe it cannot parse must never pass silently)
+    ({"exec": {"command": ["x"] * 64}}, "livenessProbe.exec.command", "at most 63"),
+    ({"exec": {"command": ["x" * 4000, "y" * 100]}}, "livenessProbe.exec.command", "at most 4095"),
+    ({"httpGet": {"port": 80, "path": "/" + "p" * 1023}}, "livenessProbe.httpGet.path", "at most 1023"),
+    ({"httpGet": {"port": 80, "httpHeaders": [{"name": "X", "value": "v" * 2048}]}},
+     "livenessProbe.httpGet.httpHeaders", "at most 2047"),
+    ({"grpc": {"port": 80, "service": "s" * 1024}}, "livenessProbe.grpc.service", "at most 1023"),
 ])
 def test_bad_probes_name_the_field(probe, path, words):
     found = problems(pod(livenessProbe=probe))
@@ -74,3 +81,9 @@ def test_hooks_exec_and_http_only():
     assert c.lifecycle.pre_stop == Handler("httpGet", port=8080, path="/quit")
     found = problems(pod(lifecycle={"preStop": {"sleep": {"seconds": 1}}}))
     assert f"{C0}.lifecycle.preStop.sleep" in found
+
+
+def test_the_largest_probes_pyrun_takes_are_accepted():
+    parse_pod(pod(livenessProbe={"exec": {"command": ["x" * 62] * 63}},
+                  readinessProbe={"httpGet": {"port": 80, "path": "/" + "p" * 1022,
+                                              "httpHeaders": [{"name": "X", "value": "v" * 2042}]}}))

@@ -18,7 +18,7 @@ scheduler/sched-bwc.rst (CFS bandwidth).
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable  # (not typing's: a pod create imports no typing)
 
 from pyrun.cgroups.limits import Limits
 

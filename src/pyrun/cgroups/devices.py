@@ -26,9 +26,9 @@ Two renderings of the same rules:
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from pyrun.errors import CgroupError
+from pyrun.frozen import Frozen
 
 CONTROLLER = "devices"
 WILDCARD = -1
@@ -40,8 +40,7 @@ _TYPE_BITS = {"b": DEV_BLOCK, "c": DEV_CHAR}
 _ACCESS_BITS = {"m": ACC_MKNOD, "r": ACC_READ, "w": ACC_WRITE}
 
 
-@dataclass(frozen=True)
-class DeviceRule:
+class DeviceRule(Frozen):
     """One allow rule: type "a" (all), "c" or "b"; major/minor WILDCARD (-1) for `*`; access from "rwm"."""
 
     type: str
@@ -80,8 +79,7 @@ DEFAULT_RULES = (
 ALLOW_ALL = (DeviceRule("a"),)
 
 
-@dataclass(frozen=True)
-class DeviceRules:
+class DeviceRules(Frozen):
     """What a cgroup may access: `rules` are the allow list; everything else is denied."""
 
     rules: tuple[DeviceRule, ...]
@@ -130,8 +128,7 @@ JMP_EXIT = 0x95  # BPF_JMP | BPF_EXIT             return r0
 R0, R1, R2, R3, R4, R5 = range(6)  # r1 = ctx on entry; r2 type, r3 access, r4 major, r5 minor
 
 
-@dataclass(frozen=True)
-class Insn:
+class Insn(Frozen):
     code: int
     dst: int = 0
     src: int = 0

@@ -30,24 +30,26 @@ import errno
 import os
 import signal
 import time
-from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator
 
 from pyrun.cgroups import cpu, devices, fs, hugetlb, memory, pids
 from pyrun.cgroups.layout import CONTROLLERS, Hierarchy, Layout, read_host_layout
 from pyrun.cgroups.limits import Limits
 from pyrun.cgroups.names import CgroupPath, container_path, pod_path
 from pyrun.errors import CgroupError
+from pyrun.frozen import Frozen, field, replace
 from pyrun.linux import syscalls as linux
 from pyrun.linux import tree
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a pod create's start-up)
+if TYPE_CHECKING:
+    from typing import Callable, Iterator
 
 LIMIT_CONTROLLERS = (cpu, memory, pids, hugetlb)
 V2_CONTROLLERS = ("cpu", "memory", "pids", "hugetlb")  # what pyrun enables in cgroup.subtree_control
 MAX_SUBTREE = 100_000  # cgroups below one of ours that kill/remove walk before giving up (a later call retries)
 
 
-@dataclass(frozen=True)
-class Stats:
+class Stats(Frozen):
     """One cgroup's usage; None where the controller is not available."""
 
     cpu_usage_ns: int | None = None
@@ -60,8 +62,7 @@ class Stats:
     hugetlb_usage: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Sample:
+class Sample(Frozen):
     """What the metrics export of one cgroup: usage, counters and what is set (None: not available).
 
     cpu_quota/cpu_period in µs (quota None: unlimited), cpu_shares as v1 counts them, memory_limit

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Callable
 
 from pyrun import explain
 from pyrun.errors import CgroupError, SyscallError
 from pyrun.linux import syscalls as linux
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a pod create's start-up)
+if TYPE_CHECKING:
+    from typing import Callable
 
 READ_SIZE = 65536
 

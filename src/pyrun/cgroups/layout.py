@@ -20,34 +20,34 @@ CgroupError only when a limit needs it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
-from typing import Callable, Literal
 
 from pyrun.errors import CgroupError
+from pyrun.frozen import Frozen, replace
 from pyrun.linux.mounts import unescape as _unescape
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a pod create's start-up)
+if TYPE_CHECKING:
+    from typing import Callable, Literal
 
 CONTROLLERS = ("cpu", "cpuacct", "memory", "pids", "hugetlb", "freezer", "devices")
 # v1 controllers that are core in v2 (devices: a BPF_PROG_TYPE_CGROUP_DEVICE program, no files)
 _V2_CORE = {"cpuacct": "cpu.stat", "freezer": "cgroup.freeze", "devices": "BPF_CGROUP_DEVICE"}
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(Frozen):
     root: str
     mount_point: str
     fstype: str
     super_options: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Hierarchy:
+class Hierarchy(Frozen):
     version: Literal[1, 2]
     mount_point: str
     controllers: frozenset[str]
 
 
-@dataclass(frozen=True)
-class Layout:
+class Layout(Frozen):
     hierarchies: tuple[Hierarchy, ...]
     disabled: frozenset[str] = frozenset()
 

@@ -20,12 +20,14 @@ group pods (the kubelet sizes them from node allocatable, which pyrun does not m
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Protocol
-
 from pyrun.cgroups.devices import DeviceRules
 from pyrun.cgroups.names import QOS_CLASSES
 from pyrun.errors import CgroupError
+from pyrun.frozen import Frozen, field
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a pod create's start-up)
+if TYPE_CHECKING:
+    from typing import Iterable, Mapping, Protocol
 
 MIN_SHARES = 2
 MAX_SHARES = 262144
@@ -38,15 +40,15 @@ DEFAULT_PIDS_MAX = 4096
 HUGEPAGE_RESOURCES = {"hugepages-2Mi": "2MB", "hugepages-1Gi": "1GB"}  # resource name -> kernel size name
 
 
-class ResourcesLike(Protocol):
-    """The spec layer's Resources: requests/limits keyed "cpu" (millicores), "memory", "hugepages-*" (bytes)."""
+if TYPE_CHECKING:
+    class ResourcesLike(Protocol):
+        """The spec layer's Resources: requests/limits keyed "cpu" (millicores), "memory", "hugepages-*" (bytes)."""
 
-    requests: Mapping[str, int]
-    limits: Mapping[str, int]
+        requests: Mapping[str, int]
+        limits: Mapping[str, int]
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(Frozen):
     """Values for one cgroup. None means "leave the kernel's default (unlimited)"."""
 
     cpu_shares: int | None = None

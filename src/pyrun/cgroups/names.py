@@ -14,9 +14,9 @@ the directory below a hierarchy's mount point; the systemd rendering
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from pyrun.errors import CgroupError
+from pyrun.frozen import Frozen
 
 QOS_CLASSES = ("Guaranteed", "Burstable", "BestEffort")
 KUBEPODS = "kubepods"
@@ -30,8 +30,7 @@ def check_component(name: str, what: str = "cgroup name component") -> str:
     return name
 
 
-@dataclass(frozen=True)
-class CgroupPath:
+class CgroupPath(Frozen):
     """A cgroup name: components below each hierarchy's root, e.g. ("pyrun", "kubepods", "pod1")."""
 
     components: tuple[str, ...]

@@ -26,6 +26,9 @@ Options:
                                ':'-separated, in order.  [default:
                                /opt/cni/bin:/usr/lib/cni]
   --cgroup-parent TEXT         Parent cgroup for pods (default pyrun).
+  --pod-cidr CIDR              Pod addresses for --network bridge (default
+                               10.88.0.0/16; the bridge takes the first). Each
+                               node of a multi-node cluster needs its own.
   --version                    Show the version and exit.
   -h, --help                   Show this message and exit.
 

@@ -23,3 +23,15 @@ def age(created_ns: int, now_ns: int | None = None) -> str:
 def print_json(data: object) -> None:
     json.dump(data, sys.stdout, indent=2, sort_keys=True, default=str)
     sys.stdout.write("\n")
+
+
+def echo(message: str, err: bool = False) -> None:
+    """A line to stdout (stderr with err) as click.echo writes it: flushed, and without ANSI escape
+    sequences unless the stream is a terminal."""
+    stream = sys.stderr if err else sys.stdout
+    out = message + "\n"
+    if "\x1b" in out and not stream.isatty():
+        import re
+        out = re.sub(r"\033\[[0-?]*[ -/]*[@-~]", "", out)  # click._compat._ansi_re
+    stream.write(out)
+    stream.flush()

@@ -1,12 +1,12 @@
 """`pyrun pod ...`, `pyrun logs`, `pyrun exec`, `pyrun gc`."""
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
-from pyrun.cli.output import age, print_json, table
+from pyrun.cli import commands
+from pyrun.cli.output import print_json
 
 
 def _runtime(ctx: click.Context):
@@ -28,21 +28,7 @@ def pod() -> None:
 @click.pass_context
 def pod_create(ctx: click.Context, spec: str, strict: bool, output: str, network: str | None) -> None:
     """Create a pod from a Kubernetes Pod manifest (JSON or YAML) and start its containers."""
-    from pyrun.errors import SpecError
-    if network:
-        import dataclasses
-        ctx.obj = dataclasses.replace(ctx.obj, network_mode=network)
-    from pyrun.spec import load_pod_file
-    loaded = load_pod_file(spec)
-    for w in loaded.warnings:
-        click.echo(f"pyrun: warning: {w}", err=True)
-    if strict and loaded.warnings:
-        raise SpecError([("", "warnings are errors with --strict")], source=spec)
-    created = _runtime(ctx).create(loaded)
-    if output == "json":
-        print_json(created.to_dict())
-    else:
-        click.echo(created.id)
+    commands.pod_create(ctx.obj, spec, strict, output, network)
 
 
 @pod.command("ls")
@@ -50,28 +36,7 @@ def pod_create(ctx: click.Context, spec: str, strict: bool, output: str, network
 @click.pass_context
 def pod_ls(ctx: click.Context, output: str) -> None:
     """List pods."""
-    rt = _runtime(ctx)
-    summaries = [_summary(rt, p) for p in rt.list_pods()]
-    if output == "json":
-        print_json(summaries)
-        return
-    rows = [[s["name"], s["namespace"], s["id"][:12], s["status"], s["ip"] or "-", s.get("qos") or "-", s["ready"],
-             str(s["restarts"]), age(s["created_at"])] for s in summaries]
-    click.echo(table(["NAME", "NAMESPACE", "ID", "STATUS", "IP", "QOS", "READY", "RESTARTS", "AGE"], rows))
-
-
-def _summary(rt, p) -> dict:
-    """One pod as `pod ls` shows it: STATUS, READY and IP from pyrun.runtime.status (shared with the CRI)."""
-    containers, status = rt.observe(p)
-    return {"id": p.id, "name": p.name, "namespace": p.namespace, "state": p.state,
-            "status": status.status, "ready": f"{status.ready}/{status.total}", "ip": status.ip,
-            "qos": p.qos, "created_at": p.created_at,
-            "restarts": sum(c.status.restart_count or 0 for c in containers),
-            "containers": [{"name": c.name, "id": c.id, "state": c.status.state,
-                            "exit_code": c.status.exit_code, "reason": c.status.reason,
-                            "restart_count": c.status.restart_count or 0,
-                            "ready": c.status.state == "running" and c.status.ready is not False}
-                           for c in containers]}
+    commands.pod_ls(ctx.obj, output)
 
 
 @pod.command("inspect")
@@ -90,8 +55,7 @@ def pod_inspect(ctx: click.Context, pod_ref: str) -> None:
 @click.pass_context
 def pod_stop(ctx: click.Context, pod_refs: tuple[str, ...], timeout: float | None) -> None:
     """Stop pods: SIGTERM, the grace period, then SIGKILL."""
-    rt = _runtime(ctx)
-    _each(pod_refs, lambda ref: click.echo(rt.stop(ref, timeout).id))
+    ctx.exit(commands.pod_stop(ctx.obj, pod_refs, timeout))
 
 
 @pod.command("rm")
@@ -100,13 +64,7 @@ def pod_stop(ctx: click.Context, pod_refs: tuple[str, ...], timeout: float | Non
 @click.pass_context
 def pod_rm(ctx: click.Context, pod_refs: tuple[str, ...], force: bool) -> None:
     """Remove pods and everything they made."""
-    rt = _runtime(ctx)
-
-    def remove(ref: str) -> None:
-        pod_id = rt.get(ref).id
-        rt.remove(ref, force=force)
-        click.echo(pod_id)
-    _each(pod_refs, remove)
+    ctx.exit(commands.pod_rm(ctx.obj, pod_refs, force))
 
 
 @pod.command("check-network")
@@ -116,24 +74,6 @@ def pod_check_network(ctx: click.Context, pod_ref: str) -> None:
     """Ask a --network cni pod's plugins whether its network is still as they made it (CNI CHECK)."""
     checked = _runtime(ctx).check_network(pod_ref)
     click.echo(f"ok: {', '.join(checked)}" if checked else "ok (the network's cniVersion has no CHECK)")
-
-
-def _each(refs: tuple[str, ...], action) -> None:
-    """Apply `action` to every ref (like kubectl delete a b): report each failure, go on,
-    and exit with the first failure's code once all were tried."""
-    from pyrun.errors import PyrunError
-    if len(refs) == 1:
-        action(refs[0])
-        return
-    first: PyrunError | None = None
-    for ref in refs:
-        try:
-            action(ref)
-        except PyrunError as e:
-            click.echo(f"pyrun: error: {e}", err=True)
-            first = first or e
-    if first is not None:
-        click.get_current_context().exit(first.exit_code)
 
 
 @click.command("logs")
@@ -163,13 +103,7 @@ def logs(ctx: click.Context, pod_ref: str, container: str | None, follow: bool, 
 def exec_cmd(ctx: click.Context, pod_ref: str, container: str, command: tuple[str, ...], env: tuple[str, ...],
              workdir: str | None) -> None:
     """Run COMMAND in a running container: pyrun exec POD CONTAINER -- CMD [ARGS...]."""
-    sys.stdout.flush()
-    # in this process, no new interpreter: it joins the container's namespaces and cgroups, forks the
-    # command and waits; having joined them, it must not go on with anything but exiting
-    code = _runtime(ctx).exec_here(pod_ref, container, list(command), list(env), workdir)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)  # the exit code of the command becomes ours
+    commands.exec_cmd(ctx.obj, pod_ref, container, command, env, workdir)
 
 
 @click.command("gc")

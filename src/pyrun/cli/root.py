@@ -5,11 +5,9 @@ plain `pyrun --help`, which it answers from pyrun.cli._roothelp without importin
 """
 from __future__ import annotations
 
-import os
-
 import click
 
-from pyrun.config import Config
+from pyrun.cli import commands
 
 
 # Subcommands are imported only when used: `pod create` must not pay for the image store,
@@ -57,6 +55,20 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
+def _check_cidr(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--pod-cidr: an IPv4 network (host bits zero) with room for the gateway and a pod."""
+    if value is None:
+        return None
+    import ipaddress
+    try:
+        net = ipaddress.IPv4Network(value, strict=True)
+    except ValueError as e:
+        raise click.BadParameter(f"{value!r}: {e}") from None
+    if net.num_addresses < 4:
+        raise click.BadParameter(f"{value!r}: too small (needs room for a gateway and a pod)")
+    return str(net)
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--root", envvar="PYRUN_ROOT", type=click.Path(file_okay=False), default=None,
               help="State root (default /run/pyrun; env PYRUN_ROOT).")
@@ -73,25 +85,24 @@ class LazyGroup(click.Group):
               help="Where CNI plugin binaries are searched, ':'-separated, in order.")
 @click.option("--cgroup-parent", envvar="PYRUN_CGROUP_PARENT", default=None,
               help="Parent cgroup for pods (default pyrun).")
+@click.option("--pod-cidr", envvar="PYRUN_POD_CIDR", default=None, metavar="CIDR", callback=_check_cidr,
+              help="Pod addresses for --network bridge (default 10.88.0.0/16; the bridge takes the first). "
+                   "Each node of a multi-node cluster needs its own.")
 @click.version_option(package_name="pyrun")
 @click.pass_context
 def cli(ctx: click.Context, root: str | None, data_root: str | None, explain: bool, network: str,
-        cni_conf_dir: str, cni_bin_dir: str, cgroup_parent: str | None) -> None:
+        cni_conf_dir: str, cni_bin_dir: str, cgroup_parent: str | None, pod_cidr: str | None) -> None:
     """pyrun: Kubernetes Pods built from Linux primitives."""
-    cfg = Config.from_env(root, data_root, cgroup_parent=cgroup_parent, explain=explain,
-                          network_mode=network, cni=cni_options(network, cni_conf_dir, cni_bin_dir))
-    if explain:
-        from pyrun import explain as ex
-        ex.enable(os.dup(2))
-    ctx.obj = cfg
+    ctx.obj = commands.make_config(root, data_root, explain, network, cni_options(network, cni_conf_dir, cni_bin_dir),
+                                   cgroup_parent, pod_cidr)
 
 
 def cni_options(network: str, conf_dir: str, bin_dir: str) -> dict:
-    """Config.cni: absolute dirs (pyrun may run plugins from another working directory)."""
-    bin_dirs = [os.path.abspath(d) for d in bin_dir.split(":") if d]
-    if not bin_dirs and network == "cni":
+    """Config.cni from --cni-conf-dir and --cni-bin-dir."""
+    cni = commands.cni_dirs(conf_dir, bin_dir)
+    if not cni["bin_dirs"] and network == "cni":
         raise click.BadParameter("needs at least one directory", param_hint="--cni-bin-dir")
-    return {"conf_dir": os.path.abspath(conf_dir), "bin_dirs": bin_dirs}
+    return cni
 
 
 def render_help(width: int = 78) -> str:
@@ -99,3 +110,76 @@ def render_help(width: int = 78) -> str:
     ctx = click.Context(cli, info_name="pyrun", terminal_width=width, **cli.context_settings)
     with ctx:
         return cli.get_help(ctx) + "\n"
+
+
+# The commands pyrun.cli.main runs without click (pyrun.cli.fastargs reads their argv from pyrun.cli._fasttable).
+FAST_COMMANDS = ("pod create", "pod ls", "pod rm", "exec")
+
+
+def fast_table() -> dict:
+    """The parameters of the root group and of FAST_COMMANDS as click defines them (what
+    pyrun.cli._fasttable caches for pyrun.cli.fastargs)."""
+    ctx = click.Context(cli, info_name="pyrun")
+    table: dict = {"": _fast_params(cli, ctx)}
+    for path in FAST_COMMANDS:
+        words = path.split()
+        cmd: click.Command | None = cli
+        for word in words:
+            assert isinstance(cmd, click.Group)
+            cmd = cmd.get_command(ctx, word)
+        assert cmd is not None
+        if len(words) == 2:
+            group = cli.get_command(ctx, words[0])
+            assert group is not None
+            # fastargs goes through a group only when it has no parameters of its own
+            table[words[0]] = "group" if not group.params else None
+        table[path] = _fast_params(cmd, ctx)
+    return {k: v for k, v in table.items() if v is not None}
+
+
+def _fast_params(cmd: click.Command, ctx: click.Context) -> dict:
+    options, arguments = [], []
+    for p in cmd.params:
+        param: dict = {"dest": p.name, "type": _fast_type(p, ctx)}
+        if isinstance(p.type, click.Choice):
+            param["choices"] = list(p.type.choices)
+        if isinstance(p.type, click.Path):
+            param.update(file_okay=p.type.file_okay, dir_okay=p.type.dir_okay, allow_dash=p.type.allow_dash)
+        if isinstance(p, click.Option):
+            kind = "flag" if p.is_flag else "multiple" if p.multiple else "value"
+            default = p.get_default(ctx)
+            param.update(names=list(p.opts + p.secondary_opts), kind=kind, envvar=p.envvar,
+                         default=default if isinstance(default, (str, bool, int, float)) else None)
+            options.append(param)
+        else:
+            param.update(nargs=p.nargs, required=p.required)
+            arguments.append(param)
+    return {"options": options, "arguments": arguments}
+
+
+def _fast_type(p: click.Parameter, ctx: click.Context) -> str:
+    """How fastargs checks a value (see there); "click" for what only click may handle."""
+    plain = (p.callback is None and not p.is_eager and p.nargs in (1, -1) and not getattr(p, "count", False)
+             and not getattr(p, "secondary_opts", []) and not getattr(p, "prompt", None))
+    if not plain:
+        return "click"
+    if isinstance(p, click.Option) and p.is_flag:  # a plain on/off flag: False unless given
+        return "str" if isinstance(p.type, click.types.BoolParamType) and p.get_default(ctx) is False else "click"
+    if isinstance(p.type, click.Choice) and p.type.case_sensitive and all(isinstance(c, str) for c in p.type.choices):
+        return "choice"
+    if isinstance(p.type, click.Path) and p.type.readable and p.type.type in (None, str) and not (
+            p.type.exists or p.type.writable or p.type.executable or p.type.resolve_path):
+        return "path"
+    if p.type in (click.STRING, click.UNPROCESSED):
+        return "str"
+    return "click"
+
+
+def render_fast_table() -> str:
+    """The source of pyrun.cli._fasttable."""
+    import pprint
+    return ('"""The parameters of the commands pyrun.cli.fastargs parses without click.\n\n'
+            "Generated by pyrun.cli.root.render_fast_table(); tests/unit/test_cli_fastargs.py checks it is current\n"
+            '(regenerate: python -c "from pyrun.cli import root; print(root.render_fast_table(), end=\'\')" '
+            '> src/pyrun/cli/_fasttable.py).\n"""\n'
+            f"TABLE = {pprint.pformat(fast_table(), width=110, sort_dicts=True)}\n")

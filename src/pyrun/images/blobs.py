@@ -8,20 +8,29 @@ the same pass.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
 
 from pyrun.linux.tree import fsync_dir
 from pyrun.errors import ImageError, NotFound
+from pyrun.frozen import Frozen
 from pyrun.images.reference import validate_digest
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a pod create reads the store)
+if TYPE_CHECKING:
+    from typing import BinaryIO, Iterator
 
 CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def _sha256(data: bytes = b""):
+    """hashlib.sha256, imported when a digest is computed: hashlib loads OpenSSL, and a pod create
+    only reads the store."""
+    import hashlib
+    return hashlib.sha256(data)
 
 
 def hex_of(digest: str) -> str:
@@ -34,7 +43,7 @@ def hex_of(digest: str) -> str:
 
 
 def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return "sha256:" + _sha256(data).hexdigest()
 
 
 # --- streaming decompression (pure: bytes in, bytes out) ----------------------------------------
@@ -174,7 +183,7 @@ class PlainReader:
         self.what = what
         self.size = 0  # uncompressed bytes decoded so far (final after finish())
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._hash = hashlib.sha256() if hash_plain else None
+        self._hash = _sha256() if hash_plain else None
         self._buf = b""
         self._done = False
         self._stop = False
@@ -246,8 +255,7 @@ class PlainReader:
 
 # --- the blob directory -------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Written:
+class Written(Frozen):
     digest: str
     size: int
     diff_id: str | None = None
@@ -297,7 +305,7 @@ class BlobStore:
         """
         blob = self.writer(digest, what, size)
         try:
-            uh = hashlib.sha256() if diff_id else None
+            uh = _sha256() if diff_id else None
             dec = Decompressor(what) if diff_id else None
             un = 0
             decode_error: ImageError | None = None
@@ -351,7 +359,7 @@ class BlobWriter:
         self._path = store.path(digest)
         self._tmp = store.dir / f".tmp-{hex_of(digest)[:16]}-{os.getpid()}-{os.urandom(4).hex()}"
         self._file: BinaryIO | None = open(self._tmp, "xb")
-        self._hash = hashlib.sha256()
+        self._hash = _sha256()
         self.written = 0
 
     def write(self, chunk: bytes) -> None:

@@ -2,7 +2,6 @@
 its own so reading an image (pod create) does not import the tar and gzip code of pyrun.images.build."""
 from __future__ import annotations
 
-import hashlib
 import json
 
 OCI_LAYOUT_VERSION = "1.0.0"
@@ -15,6 +14,7 @@ REF_NAME = "org.opencontainers.image.ref.name"
 
 
 def digest_of(data: bytes) -> str:
+    import hashlib  # not at import: it loads OpenSSL, and a pod create only resolves references
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 

@@ -6,13 +6,16 @@ Pure except for the two Source classes, which only read. The registry client
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
 
 from pyrun.errors import ImageError, NotFound
+from pyrun.frozen import Frozen
 from pyrun.images import reference
 from pyrun.images.mediatypes import MT_CONFIG, MT_INDEX, MT_LAYER, MT_MANIFEST, REF_NAME, canonical_json, digest_of
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a pod create's start-up)
+if TYPE_CHECKING:
+    from typing import BinaryIO, Protocol
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -38,8 +41,7 @@ def load_json(data: bytes, what: str) -> dict:
     return doc
 
 
-@dataclass(frozen=True)
-class Descriptor:
+class Descriptor(Frozen):
     media_type: str
     digest: str
     size: int
@@ -64,8 +66,7 @@ class Descriptor:
                    dict(doc.get("platform") or {}))
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(Frozen):
     """An image manifest: config descriptor and layer descriptors (bottom first)."""
 
     config: Descriptor
@@ -108,14 +109,15 @@ def pick_platform(descs: list[Descriptor], what: str, want: tuple[str, str] | No
 
 # --- sources ------------------------------------------------------------------------------------
 
-class Source(Protocol):
-    """Read-only access to files of an image layout or archive, by relative path."""
+if TYPE_CHECKING:
+    class Source(Protocol):
+        """Read-only access to files of an image layout or archive, by relative path."""
 
-    label: str
+        label: str
 
-    def read(self, rel: str) -> bytes: ...
-    def open(self, rel: str) -> BinaryIO: ...
-    def exists(self, rel: str) -> bool: ...
+        def read(self, rel: str) -> bytes: ...
+        def open(self, rel: str) -> BinaryIO: ...
+        def exists(self, rel: str) -> bool: ...
 
 
 def blob_path(digest: str) -> str:
@@ -196,8 +198,7 @@ def open_source(path: Path) -> DirSource | TarSource:
 
 # --- choosing what to import --------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Selected:
+class Selected(Frozen):
     """The manifest chosen from a source, and the name it carries (if any)."""
 
     manifest_digest: str

@@ -17,9 +17,9 @@ The first component is a registry domain only if it contains "." or ":", is
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from pyrun.errors import ImageError
+from pyrun.frozen import Frozen
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DOMAINS = ("index.docker.io", "registry-1.docker.io")
@@ -38,8 +38,7 @@ _SHA256_RE = re.compile(r"sha256:[a-f0-9]{64}")
 HEX64_RE = re.compile(r"[a-f0-9]{64}")
 
 
-@dataclass(frozen=True)
-class Reference:
+class Reference(Frozen):
     """A parsed, normalised image reference."""
 
     domain: str

@@ -12,10 +12,13 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from pyrun.errors import ImageError
 from pyrun.images.blobs import atomic_write
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a pod create's start-up)
+if TYPE_CHECKING:
+    from typing import Iterator
 
 FORMAT_VERSION = 1
 

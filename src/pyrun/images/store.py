@@ -20,18 +20,22 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
-from typing import AbstractSet, BinaryIO, Callable
 
 from pyrun import explain
 from pyrun.errors import ImageError, InvalidState, NotFound
+from pyrun.frozen import Frozen
 from pyrun.images import oci, reference
 from pyrun.images.blobs import BlobStore, BlobWriter, DecompressingReader, PlainReader, hex_of
 from pyrun.images.refs import RefsDb, StoreLock
 from pyrun.linux import tree
 
-BlobOpener = Callable[[str], BinaryIO]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a pod create reads the store)
+if TYPE_CHECKING:
+    from typing import AbstractSet, BinaryIO, Callable
+
+    BlobOpener = Callable[[str], BinaryIO]
+
 
 LAYER_RATIO = 100            # unpacked file data per byte of the compressed layer blob
 LAYER_FLOOR = 512 << 20      # but always at least this much, so tiny layers still work
@@ -57,8 +61,7 @@ def _env_int(name: str, default: int) -> int:
     return n
 
 
-@dataclass(frozen=True)
-class Image:
+class Image(Frozen):
     name: str                      # normalised, e.g. docker.io/library/busybox:latest
     id: str                        # config digest, "sha256:..."
     manifest_digest: str

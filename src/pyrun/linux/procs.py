@@ -10,7 +10,8 @@ import os
 import select
 import signal
 import time
-from dataclasses import dataclass
+
+from pyrun.frozen import Frozen
 
 
 def _stat_fields(pid: int, proc: str = "/proc") -> list[bytes] | None:
@@ -36,8 +37,7 @@ def is_zombie(pid: int) -> bool:
     return fields is None or fields[0] in (b"Z", b"X")
 
 
-@dataclass(frozen=True)
-class ProcessRef:
+class ProcessRef(Frozen):
     pid: int
     start_time: int
 

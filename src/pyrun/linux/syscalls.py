@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Iterable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
+if TYPE_CHECKING:
+    from typing import Iterable
 
 from pyrun import explain
 from pyrun.errors import SyscallError

@@ -18,17 +18,19 @@ import errno
 import operator
 import os
 import stat
-from dataclasses import dataclass, field
-from typing import Callable, Iterator
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
+if TYPE_CHECKING:
+    from typing import Callable, Iterator
 
 from pyrun.errors import SyscallError
+from pyrun.frozen import Record, field
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NAME = operator.attrgetter("name")
 
 
-@dataclass
-class _Level:
+class _Level(Record):
     name: str                                # this directory's name in its parent ("" for the root)
     dev: int
     ino: int

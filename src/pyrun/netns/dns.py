@@ -25,10 +25,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 
 from pyrun.errors import SpecError
+from pyrun.frozen import Frozen
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a pod create's start-up)
+if TYPE_CHECKING:
+    from typing import Iterable, Sequence
 
 POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
 MAX_NAMESERVERS = 3
@@ -36,8 +40,7 @@ MAX_SEARCHES = 32
 SYSTEMD_RESOLV_CONF = "/run/systemd/resolve/resolv.conf"
 
 
-@dataclass(frozen=True)
-class ResolvConf:
+class ResolvConf(Frozen):
     nameservers: tuple[str, ...] = ()
     searches: tuple[str, ...] = ()
     options: tuple[str, ...] = ()

@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
+import _thread  # threading.Lock is _thread.allocate_lock; importing threading costs the CLI
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterator
 
 from pyrun.config import Config
 from pyrun.errors import CgroupError, InvalidState, NotFound, RecordError, UsageError
+from pyrun.frozen import Frozen, replace
 from pyrun.runtime.exec import MAX_EXEC_SYNC_OUTPUT, ExecHandle, ExecResult, require_command
 from pyrun.runtime.pod import PodRuntime
 from pyrun.runtime.records import (ContainerCgroup, ContainerCri, ContainerRecord, MountSpec, PodCgroup, PodCri,
@@ -39,8 +42,7 @@ __all__ = ["Runtime", "AttachTarget", "ExecHandle", "ExecResult", "PortTarget", 
            "MAX_EXEC_SYNC_OUTPUT", "helpers", "PodRecord", "ContainerRecord", "PodCri", "ContainerCri", "MountSpec"]
 
 
-@dataclass(frozen=True)
-class AttachTarget:
+class AttachTarget(Frozen):
     """A running container's output (its CRI log, and whether it may still write to it) and input.
 
     tty: the container runs on a terminal (its output is one stream); open_input(): the workload's
@@ -51,11 +53,10 @@ class AttachTarget:
     log_path: str
     running: Callable[[], bool]
     tty: bool = False
-    open_input: Callable[[], int | None] = lambda: None
+    open_input: Callable[[], int | None] | None = None
 
 
-@dataclass(frozen=True)
-class PortTarget:
+class PortTarget(Frozen):
     """A pod whose ports can be reached: dial(port) is a connected socket (NetworkError if refused)."""
 
     pod: str
@@ -69,7 +70,7 @@ class Runtime:
         self._store = self._pods.store
         self._rates = CpuRates()
         self._cg: Any = None  # a pyrun.cgroups driver, once opened
-        self._cg_lock = threading.Lock()
+        self._cg_lock = _thread.allocate_lock()
         self._metrics: Any = None  # a pyrun.runtime.metrics_source.MetricsSource, once asked for
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -197,9 +198,8 @@ class Runtime:
     def container(self, cid: str) -> ContainerRecord:
         """A container's record with its status (unknown when its monitor died); one created with
         wait=False is reported once its init is set up (created, or exited: StartError)."""
-        from pyrun.runtime.container import state_of
         self._pods.settle(cid)
-        return state_of(self._store, cid)
+        return self._pods.state_of(cid)
 
     def containers(self, pod: PodRecord) -> list[ContainerRecord]:
         return self._pods.containers(pod)
@@ -271,7 +271,7 @@ class Runtime:
         except (OSError, ValueError, RecordError):  # its output can still be followed
             tty = has_input = False
         return AttachTarget(rec.name, rec.log_path, lambda: self._may_still_write(rec.id), tty=tty,
-                            open_input=(lambda: attach_input(cdir)) if has_input else lambda: None)
+                            open_input=(lambda: attach_input(cdir)) if has_input else None)
 
     def logs(self, pod_ref: str, container: str | None = None, *, follow: bool = False,
              timestamps: bool = False, previous: bool = False) -> Iterator[bytes]:
@@ -319,14 +319,12 @@ class Runtime:
 
     def container_usage(self, rec: ContainerRecord, writable: bool = True) -> Usage:
         """One sample of a container's cgroup (and the size of its writable layer)."""
-        import dataclasses
-
         from pyrun.runtime.storage import writable_layer
         usage = self._usage(rec.id, rec.name, rec.cgroup)
         if not writable:
             return usage
-        return dataclasses.replace(usage, writable=tree_usage(writable_layer(self.cfg, rec.id) / "upper"),
-                                   writable_dir=str(self.cfg.writable_dir))
+        return replace(usage, writable=tree_usage(writable_layer(self.cfg, rec.id) / "upper"),
+                       writable_dir=str(self.cfg.writable_dir))
 
     def pod_usage(self, pod: PodRecord) -> Usage:
         """One sample of a pod's cgroup."""

@@ -8,12 +8,15 @@
 """
 from __future__ import annotations
 
-import threading
-from dataclasses import replace
+import _thread  # threading.Lock is _thread.allocate_lock; importing threading costs the CLI
 from pathlib import Path
-from typing import Mapping, Sequence
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
+if TYPE_CHECKING:
+    from typing import Mapping, Sequence
 
 from pyrun.errors import ContainerStartError, InvalidState
+from pyrun.frozen import replace
 from pyrun.runtime import faults, state
 from pyrun.linux.procs import ProcessRef, kill_now, wait_reaped
 from pyrun.runtime.records import (ContainerRecord, ContainerStatus, DeviceNode, InitConfig, MountSpec, ProcessSpec,
@@ -58,7 +61,7 @@ class Launch:
         self.cdir = cdir
         self._proc = proc
         self._sock = sock
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self._outcome: ProcessRef | Exception | None = None
 
     def wait(self, timeout: float = 180.0) -> ProcessRef:
@@ -71,6 +74,10 @@ class Launch:
         if isinstance(self._outcome, Exception):
             raise self._outcome
         return self._outcome
+
+    def finished(self) -> bool:
+        """Whether a wait() has the outcome (the monitor has written monitor.json by then, or never will)."""
+        return self._outcome is not None
 
     def _ready(self, timeout: float) -> ProcessRef:
         from pyrun.runtime import sync
@@ -88,6 +95,7 @@ def begin_monitor(cdir: Path) -> Launch:
     """Start the container's monitor and return without waiting for its init to be set up."""
     faults.check("spawn-monitor")
     from pyrun.runtime import spawn  # here, not at import: `pod ls` reads state and forks nothing
+    cdir = cdir.absolute()  # the monitor runs from / (spawn.become)
     job = spawn.Job("monitor", {"cdir": str(cdir)}, title=f"pyrun-monitor {cdir}", log=str(cdir / "monitor.log"),
                     detach=True)
     proc, parent = spawn.spawn_synced(job, wait_started=False)  # the zygote's fork: Launch.wait() reads it
@@ -130,7 +138,7 @@ def kill(store: StateStore, cid: str) -> None:
     monitor is told to stop first, so that it does not restart the workload it sees killed."""
     if not store.container_dir(cid).exists():
         return
-    request_stop(store.container_dir(cid), 0)
+    request_stop(store.container_dir(cid), 0, kill=True)
     kill_workload_then_monitor(*processes(store, cid))
 
 
@@ -142,16 +150,25 @@ def supervised(cdir: Path) -> bool:
         return False
 
 
-def request_stop(cdir: Path, grace: float) -> bool:
+STOP_REPLY_TIMEOUT = 35.0
+
+
+def request_stop(cdir: Path, grace: float, kill: bool = False) -> bool:
     """Ask a supervising monitor to stop its container: no more restarts; preStop, then SIGTERM, then
-    SIGKILL at the end of `grace` (the monitor does it). False if it is not supervising or not there."""
+    SIGKILL at the end of `grace` (the monitor does it). kill: no preStop (a running one is cut short),
+    SIGKILL at once. False if it is not supervising or not there."""
     if not supervised(cdir):
         return False
     from pyrun.errors import PyrunError
     from pyrun.runtime import sync
     from pyrun.runtime.monitor import request
     try:
-        request(cdir, "stop", timeout=5, grace=max(0, int(grace)))
+        if kill:
+            request(cdir, "kill", timeout=5)
+        else:
+            # while the monitor starts the next instance (its Python half, usually a second or two)
+            # nobody reads ctl.sock: the request waits in its backlog for the C monitor taking over
+            request(cdir, "stop", timeout=STOP_REPLY_TIMEOUT, grace=max(0, int(grace)))
     except (PyrunError, sync.SyncError, OSError):
         return False
     return True
@@ -200,14 +217,15 @@ def record_lost_exit(store: StateStore, cid: str) -> bool:
     return True
 
 
-def state_of(store: StateStore, cid: str) -> ContainerRecord:
-    """The container status, corrected when the monitor died without recording an exit."""
+def state_of(store: StateStore, cid: str, launching: bool = False) -> ContainerRecord:
+    """The container status, corrected when the monitor died without recording an exit. launching: its
+    monitor is still being started (by the caller's process), so no monitor.json yet is no monitor yet."""
     from pyrun.runtime.status import container_status
     rec = store.read_container(cid)
     monitor_alive = True
     if rec.status.state != CONTAINER_EXITED:  # the status was read with the record: only the monitor's file
         monitor = state.read_monitor(store.container_dir(cid))
-        monitor_alive = monitor is not None and monitor.alive()
+        monitor_alive = launching if monitor is None else monitor.alive()
     status = container_status(rec.status, monitor_alive)
     return rec if status is rec.status else replace(rec, status=status)
 

@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 from pyrun.errors import DeadlineExceeded, PyrunError, SpecError
+from pyrun.frozen import Frozen, Record, field
 
 MAX_EXEC_SYNC_OUTPUT = 16 << 20  # bytes per stream, as containerd
 TERM_XTERM = "TERM=xterm"  # what containerd sets for a process on a terminal
 
 
-@dataclass
-class CappedBuffer:
+class CappedBuffer(Record):
     """Keeps the first `cap` bytes written to it and counts the rest (pure)."""
     cap: int
     data: bytearray = field(default_factory=bytearray)
@@ -56,15 +57,13 @@ def require_command(argv) -> list[str]:
     return list(argv)
 
 
-@dataclass(frozen=True)
-class ExecResult:
+class ExecResult(Frozen):
     stdout: bytes
     stderr: bytes  # with a note at its end when a stream was truncated
     exit_code: int
 
 
-@dataclass(frozen=True)
-class ExecHandle:
+class ExecHandle(Frozen):
     """A command to run in a running container; `start` forks it with the given stdio."""
 
     cdir: Path

@@ -25,18 +25,20 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
-from typing import Callable, Sequence
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
+if TYPE_CHECKING:
+    from typing import Callable, Sequence
 
 from pyrun import explain
+from pyrun.frozen import Record
 from pyrun.linux import caps
 from pyrun.runtime import seccomp, security
 from pyrun.runtime.records import ProcessSpec, SeccompPlan, SecurityPlan
 from pyrun.runtime.users import resolve_in_root
 
 
-@dataclass
-class Finalized:
+class Finalized(Record):
     """What is left after `become_container_process`: the command, its environment and the late seccomp."""
     args: list[str]
     env: list[str]

@@ -16,7 +16,10 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Callable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
+if TYPE_CHECKING:
+    from typing import Callable
 
 from pyrun.config import Config
 from pyrun.errors import NotFound, RecordError

@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
 
 from pyrun.config import Config
 from pyrun.linux.procs import ProcessRef
@@ -18,6 +19,7 @@ from pyrun.runtime.records import ContainerCgroup, DeviceNode, PodCgroup, PodNet
 from pyrun.runtime.state import StateStore
 
 if TYPE_CHECKING:
+    from typing import Any
     from pyrun.runtime.steps import CgroupRecord, ImageSource
 
 

@@ -13,8 +13,13 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import time
-from dataclasses import dataclass
-from typing import Callable, Iterator
+
+from pyrun.frozen import Frozen
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a pod create's start-up)
+if TYPE_CHECKING:
+    from typing import Callable, Iterator
+
 
 MAX_LINE = 16 * 1024
 
@@ -60,8 +65,7 @@ class LineSplitter:
         return out
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(Frozen):
     timestamp: str
     stream: str
     partial: bool

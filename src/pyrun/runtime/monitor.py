@@ -57,10 +57,10 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from pyrun import explain
+from pyrun.frozen import replace
 from pyrun.runtime import sync
 from pyrun.linux import syscalls as linux
 from pyrun.runtime.logs import LineSplitter
@@ -284,6 +284,12 @@ class Monitor:
         if self.status.state != CONTAINER_CREATED or self.init_sock is None:
             sync.send_error(conn, "start", f"container is {self.status.state}, not created")
             return
+        try:  # before the workload runs: a failure here must not leave it running without its monitor
+            supervise = self._supervise_argv() if c_monitor_enabled() else []
+        except Exception as e:  # noqa: BLE001 - e.g. ENOSPC writing seccomp.bpf: report it, start nothing
+            self.save(error=StepError("supervise", f"the probes' and hooks' set-up: {e}"))
+            sync.send_error(conn, "supervise", f"the probes' and hooks' set-up: {e}")
+            return
         sync.send(self.init_sock, "start")
         try:
             reply = sync.wait_eof_or_message(self.init_sock, timeout=30)
@@ -294,7 +300,7 @@ class Monitor:
         if reply is None:
             self.save(state=CONTAINER_RUNNING, started_at=now_ns())
             if c_monitor_enabled():
-                self.exec_c_monitor(conn)  # returns only if the exec failed
+                self.exec_c_monitor(conn, supervise)  # returns only if the exec failed
             if self.config.supervision is not None:
                 print("pyrun monitor: restartPolicy, probes and hooks need the C monitor; this container gets none",
                       file=sys.stderr, flush=True)
@@ -303,8 +309,9 @@ class Monitor:
             self.save(error=StepError(str(reply.get("step") or "exec"), str(reply.get("message") or "")))
             sync.send_error(conn, reply.get("step", "exec"), reply.get("message", ""))
 
-    def exec_c_monitor(self, conn: socket.socket | None) -> None:
-        """Become pyrun/bin/monitor (same pid, same fds); it replies start-ok on `conn` (if any)."""
+    def exec_c_monitor(self, conn: socket.socket | None, supervise: list[str]) -> None:
+        """Become pyrun/bin/monitor (same pid, same fds); it replies start-ok on `conn` (if any).
+        supervise: _supervise_argv(), made before the workload started."""
         pipes = {"stdout": self.out_r, "stderr": self.err_r}
         fds = {name: fd if fd in self.splitters else -1 for name, fd in pipes.items()}
         reply_fd = conn.fileno() if conn is not None else -1
@@ -318,7 +325,7 @@ class Monitor:
                             reply_fd=reply_fd, oom_events=self.config.oom_events,
                             oom_baseline=self.oom_baseline,
                             pending={name: self.splitters[fd].buf for name, fd in pipes.items() if fd in self.splitters},
-                            supervise=self._supervise_argv(),
+                            supervise=supervise,
                             stdin_fd=-1 if stdin_fd is None else stdin_fd, stdin_once=self.config.stdin_once,
                             tty=self.terminal is not None)
         for fd in keep:
@@ -369,23 +376,53 @@ class Monitor:
         off before the next try, as the kubelet does with a container that cannot start."""
         self.listener = listener
         self.splitters = {}
-        self._kill_leftovers()
-        self.start_init()
-        self.splitters = {self.out_r: LineSplitter("stdout"), self.err_r: LineSplitter("stderr")}
-        sync.send(self.init_sock, "start")
+        self.out_r = self.err_r = -1
+        supervise: list[str] = []
         try:
-            reply = sync.wait_eof_or_message(self.init_sock, timeout=30)
-        except sync.SyncError as e:
-            reply = sync.Message("error", {"step": "exec", "message": str(e)})
-        self.init_sock.close()
-        self.init_sock = None
-        if reply is not None:  # the init is a zombie until the C monitor reaps it
-            self.save(started_at=now_ns(),
-                      error=StepError(str(reply.get("step") or "exec"), str(reply.get("message") or "")))
+            supervise = self._supervise_argv()
+            self._kill_leftovers()
+            self.start_init()
+        except Exception as e:  # noqa: BLE001 - the C monitor must get an instance back, or nobody restarts
+            self._failed_instance(e)
         else:
-            self.save(state=CONTAINER_RUNNING, started_at=now_ns())
-        self.exec_c_monitor(None)  # returns only if the exec failed
+            self.splitters = {self.out_r: LineSplitter("stdout"), self.err_r: LineSplitter("stderr")}
+            sync.send(self.init_sock, "start")
+            try:
+                reply = sync.wait_eof_or_message(self.init_sock, timeout=30)
+            except sync.SyncError as e:
+                reply = sync.Message("error", {"step": "exec", "message": str(e)})
+            self.init_sock.close()
+            self.init_sock = None
+            if reply is not None:  # the init is a zombie until the C monitor reaps it
+                self.save(started_at=now_ns(),
+                          error=StepError(str(reply.get("step") or "exec"), str(reply.get("message") or "")))
+            else:
+                self.save(state=CONTAINER_RUNNING, started_at=now_ns())
+        self.exec_c_monitor(None, supervise)  # returns only if the exec failed
         self.serve(listener)
+
+    def _failed_instance(self, error: Exception) -> None:
+        """An instance that could not be set up: its error recorded and, as its process, one that exits 1
+        at once (the init, killed, if it was forked), so the C monitor records an exit and backs off."""
+        step, message = (error.step, error.message) if isinstance(error, sync.StepFailed) else (
+            "restart", str(error) or type(error).__name__)
+        print(f"pyrun monitor: restart: {step}: {message}", file=sys.stderr, flush=True)
+        if self.init_sock is not None:
+            self.init_sock.close()
+            self.init_sock = None
+        if self.log is None:
+            self.log = open(os.devnull, "ab", buffering=0)
+        if self.child is not None and self.child.alive():
+            self.child.signal(signal.SIGKILL)
+        else:
+            with contextlib.suppress(OSError):  # a PID namespace whose init is gone takes no fork
+                linux.setns("/proc/self/ns/pid", "pid")
+            pid = os.fork()
+            if pid == 0:
+                os._exit(1)
+            self.child = ProcessRef.of(pid)
+        self.save(pid=self.child.pid, start_time=self.child.start_time, started_at=now_ns(),
+                  error=StepError(step, message))
 
     def _kill_leftovers(self) -> None:
         """What the previous instance left in the container's cgroups (in a shared PID namespace its

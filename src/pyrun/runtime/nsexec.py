@@ -16,7 +16,6 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Callable
 
 from pyrun import explain
 from pyrun.errors import InvalidState
@@ -26,6 +25,10 @@ from pyrun.linux.procs import ProcessRef
 from pyrun.runtime import finalize, security
 from pyrun.runtime.records import ContainerStatus, InitConfig
 from pyrun.runtime.status import require_running
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (`pyrun exec`'s start-up)
+if TYPE_CHECKING:
+    from typing import Callable
 
 NS_ORDER = ("ipc", "uts", "net", "pid", "cgroup", "mnt")
 

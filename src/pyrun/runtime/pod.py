@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
-from dataclasses import replace
+import _thread  # threading.Lock is _thread.allocate_lock; importing threading costs the CLI
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from pyrun.config import Config
 from pyrun.errors import InvalidState, NotFound
+from pyrun.frozen import replace
 from pyrun.runtime import container as ctr
 from pyrun.runtime import faults, resources, supervise
 from pyrun.linux.procs import ProcessRef
@@ -33,7 +32,10 @@ from pyrun.runtime.state import (CONTAINER_RUNNING, POD_CREATING,
                                  POD_REMOVING, POD_RUNNING, POD_STOPPED, POD_TRANSITIONS, StateStore,
                                  check_transition, new_id, now_ns)
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
 if TYPE_CHECKING:
+    from typing import Any
+
     from pyrun.runtime.steps import PodSteps
 
 
@@ -43,10 +45,11 @@ class PodRuntime:
         self.cfg = cfg
         self.store = StateStore(cfg.root)
         self.platform = platform if platform is not None else HostSteps(cfg, self.store)
-        # containers created with wait=False whose init may still be setting up: id -> (pod id, the
-        # handle, a pyrun.runtime.container.Launch, whose wait() ends when it is ready or failed)
+        # containers this process is creating, and those created with wait=False until their start or
+        # removal: id -> (pod id, a pyrun.runtime.container.Launch, whose wait() ends when the init is
+        # ready or failed; None while the create runs, or after a create that waited)
         self._launching: dict[str, tuple[str, Any]] = {}
-        self._launching_lock = threading.Lock()
+        self._launching_lock = _thread.allocate_lock()
         self.reaper = Reaper()  # what remove_container(background=True) leaves to finish
 
     # --- create ---------------------------------------------------------------------------------
@@ -159,10 +162,23 @@ class PodRuntime:
         A user given by name is looked up in the image's /etc/passwd by the init: that create waits,
         so an unknown name stays an error of the create.
         """
-        from pyrun.errors import AlreadyExists
         images = self.platform.open_images()
         image = images.resolve(c.image)
         cid = new_id()
+        with self._launching_lock:  # listed from here on: created (not unknown) until its monitor says otherwise
+            self._launching[cid] = (pod_id, None)
+        try:
+            return self._create_container_entry(pod_id, c, cid, image, images, log_path, extra_mounts, cri,
+                                                pod_spec, commit, wait)
+        finally:
+            with self._launching_lock:
+                if self._launching.get(cid, (None, None))[1] is None:  # done with; a Launch stays till start
+                    self._launching.pop(cid, None)
+
+    def _create_container_entry(self, pod_id: str, c, cid: str, image, images, log_path: str | None,
+                                extra_mounts, cri: ContainerCri | None, pod_spec, commit: bool,
+                                wait: bool) -> ContainerRecord:
+        from pyrun.errors import AlreadyExists
         with self.store.pod_lock(pod_id):
             pod = self.store.read_pod(pod_id)
             if pod.state not in (POD_CREATING, POD_RUNNING):
@@ -225,29 +241,41 @@ class PodRuntime:
 
     def settle(self, cid: str, strict: bool = False) -> None:
         """Wait until a container created with wait=False is set up (at once for any other). A set-up
-        that failed raises with strict (start_container), and is otherwise left to the container's
-        status (exited, StartError)."""
+        that failed raises with strict (start_container: as often as it is asked, until the container is
+        removed), and is otherwise left to the container's status (exited, StartError)."""
         with self._launching_lock:
-            entry = self._launching.get(cid)
-        if entry is None:
+            launch = self._launching.get(cid, (None, None))[1]
+        if launch is None:
             return
         try:
-            entry[1].wait()
+            launch.wait()
         except Exception:
             if strict:
                 raise
-        finally:
-            with self._launching_lock:
-                self._launching.pop(cid, None)
+
+    def _launched(self, cid: str) -> None:
+        """The container's start or removal consumed what its set-up left."""
+        with self._launching_lock:
+            self._launching.pop(cid, None)
+
+    def _in_flight(self, cid: str) -> bool:
+        """Whether this process is still creating the container, or has not yet heard from its set-up: its
+        monitor may not have written monitor.json yet, which does not make it unknown."""
+        with self._launching_lock:
+            entry = self._launching.get(cid)
+        return entry is not None and (entry[1] is None or not entry[1].finished())
+
+    def state_of(self, cid: str) -> ContainerRecord:
+        """The container's record with its status (pyrun.runtime.container.state_of): created while its
+        monitor is still being started by this process."""
+        return ctr.state_of(self.store, cid, launching=self._in_flight(cid))
 
     def settle_pod(self, pod_id: str) -> None:
-        """settle() every container of a pod still setting up, and finish the cgroup removals of its
-        containers left to the reaper (before the pod is stopped or removed: that may remove the pod's)."""
+        """settle() every container of a pod still setting up (before the pod is stopped or removed)."""
         with self._launching_lock:
             cids = [cid for cid, (pod, _) in self._launching.items() if pod == pod_id]
         for cid in cids:
             self.settle(cid)
-        self.reaper.wait_cgroups(pod_id)
 
     def start_container(self, cid: str) -> int:
         """Release a created container: its init execs the workload. Returns the workload's pid.
@@ -255,7 +283,9 @@ class PodRuntime:
         self.settle(cid, strict=True)
         rec = ctr.state_of(self.store, cid)
         ctr.require_created(rec)
-        return self.platform.start_container(self.store.container_dir(cid), rec.name)
+        pid = self.platform.start_container(self.store.container_dir(cid), rec.name)
+        self._launched(cid)
+        return pid
 
     def stop_container(self, cid: str, grace: float) -> None:
         self.settle(cid)
@@ -267,26 +297,29 @@ class PodRuntime:
     def remove_container(self, cid: str, force: bool = False, background: bool = False) -> None:
         """Remove a container (kill it first with force) and drop it from its pod (idempotent).
 
-        background (a long-running caller: the CRI server): once its processes are killed, drop it
-        from its pod and remove its record, so it is gone for every caller; its cgroup, writable
-        layer and directory are removed by self.reaper (pyrun.runtime.reaper)."""
+        background (a long-running caller: the CRI server): once its processes are killed and its cgroup
+        removed (quick then; and a cgroup under the kubelet's parent would be found by nobody if this
+        process died), drop it from its pod and remove its record, so it is gone for every caller; its
+        writable layer and directory are removed by self.reaper (pyrun.runtime.reaper)."""
         self.settle(cid)
         try:
             rec = ctr.state_of(self.store, cid)
         except NotFound:
+            self._launched(cid)
             return
         if not force and rec.status.state == CONTAINER_RUNNING:
             raise InvalidState(f"container {rec.name} is running: stop it first")
         if background:
             self.platform.kill_container(cid)
+            self.platform.remove_cgroup(rec.cgroup)
             self._forget_entry(rec.pod_id, cid)
             self.store.forget_container(cid)
-            what = f"container {rec.name} ({cid[:12]})"
-            self.reaper.submit(rec.pod_id, what, lambda: self.platform.remove_cgroup(rec.cgroup), cgroups=True)
-            self.reaper.submit(rec.pod_id, what, lambda: self._undo_container(cid, None))
+            self._launched(cid)
+            self.reaper.submit(f"container {rec.name} ({cid[:12]})", lambda: self._undo_container(cid, None))
             return
         self._undo_container(cid, rec.cgroup)
         self._forget_container(rec.pod_id, cid)
+        self._launched(cid)
 
     def _undo_container(self, cid: str, cgroup: ContainerCgroup | None) -> None:
         """Undo a container's create steps in reverse: its processes, cgroup, writable layer, directory
@@ -317,13 +350,13 @@ class PodRuntime:
         out = []
         for entry in pod.containers:
             with contextlib.suppress(NotFound):
-                out.append(ctr.state_of(self.store, entry.id))
+                out.append(self.state_of(entry.id))
         return out
 
     def find_container(self, pod: PodRecord, name: str) -> ContainerRecord:
         entry = pod.entry(name)
         if entry is not None:
-            return ctr.state_of(self.store, entry.id)
+            return self.state_of(entry.id)
         names = ", ".join(e.name for e in pod.containers)
         raise NotFound(f"pod {pod.name} has no container {name!r} (containers: {names})")
 
@@ -420,6 +453,7 @@ class PodRuntime:
                     self._undo_container(cid, self._container_cgroup(cid))
                 except OSError as e:
                     failed.append(e)
+                self._launched(cid)
             if pod is not None:
                 self.platform.detach_network(pod)
             self.platform.kill_sandbox(pod_id)
@@ -443,6 +477,10 @@ def pause_alive(pod: PodRecord) -> bool:
 
 
 def _uuid() -> str:
-    import uuid
-    return str(uuid.uuid4())
+    """A random (version 4) UUID, as str(uuid.uuid4()), without importing uuid (and platform)."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 

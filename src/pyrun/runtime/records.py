@@ -9,7 +9,8 @@ Each file under the state root has one record type:
   containers/<id>/status.json     ContainerStatus  (the Python monitor)
   containers/<id>/exit.json       ContainerStatus  (the C monitor: csrc/monitor.c; its fields win)
 
-Records are frozen dataclasses: a change is `dataclasses.replace(record, field=value)`, and
+Records are frozen (pyrun.frozen.Frozen: dataclasses without their import-time cost): a change is
+`pyrun.frozen.replace(record, field=value)` (dataclasses.replace works too), and
 only pyrun.runtime.state turns them into files. `to_dict()` gives the JSON document without
 its version (the shape `pod inspect` and the CRI's verbose info always showed); the store adds
 `"version": RECORD_VERSION` when it writes and hands the document to `decode()` when it reads:
@@ -25,24 +26,27 @@ field added later is still read by this one (fields are only ever added within a
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
-from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Mapping, TypeVar
+from collections.abc import Mapping
 
 from pyrun.errors import RecordError
+from pyrun.frozen import Frozen, Record, field, field_names
 from pyrun.linux.procs import ProcessRef
 
-RECORD_VERSION = 1
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
+if TYPE_CHECKING:
+    from typing import Any, Callable, TypeVar
 
-T = TypeVar("T")
+    T = TypeVar("T")
+
+RECORD_VERSION = 1
 
 
 # --- helpers -------------------------------------------------------------------------------------
 
 @functools.cache
 def _field_names(cls: type) -> frozenset[str]:
-    return frozenset(f.name for f in fields(cls))
+    return frozenset(field_names(cls))
 
 
 def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -67,7 +71,7 @@ def _plain(value: Any) -> Any:
     never walked, so a deeply nested manifest costs no recursion here."""
     if isinstance(value, ProcessRef):
         return value.to_dict()
-    if dataclasses.is_dataclass(value) and hasattr(value, "to_dict"):
+    if isinstance(value, Record) and hasattr(value, "to_dict"):
         return value.to_dict()
     if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
@@ -82,8 +86,8 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
 
 # --- parts ---------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class ContainerEntry:
+
+class ContainerEntry(Frozen):
     """A pod's entry for one of its containers (the pod record's "containers" list)."""
     name: str
     id: str
@@ -96,8 +100,7 @@ class ContainerEntry:
         return {"name": self.name, "id": self.id}
 
 
-@dataclass(frozen=True)
-class PodCgroup:
+class PodCgroup(Frozen):
     """The pod's cgroup (rendered below each hierarchy's root) and the pause process's leaf.
     owned: False for a CRI cgroup_parent, which belongs to the kubelet (only leaves are pyrun's)."""
     path: str
@@ -112,8 +115,7 @@ class PodCgroup:
         return _drop_none({"path": self.path, "owned": self.owned, "sandbox": self.sandbox})
 
 
-@dataclass(frozen=True)
-class ContainerCgroup:
+class ContainerCgroup(Frozen):
     """A container's cgroup; prune: remove empty parent levels after it (not below a CRI cgroup_parent)."""
     path: str
     prune: bool = True
@@ -126,8 +128,7 @@ class ContainerCgroup:
         return {"path": self.path, "prune": self.prune}
 
 
-@dataclass(frozen=True)
-class PodNetwork:
+class PodNetwork(Frozen):
     """The pod's network attachment: the bridge's (pyrun.netns.pod.Attachment) or, with mode "cni",
     what the CNI result said (pyrun.netns.cni.protocol.summary: ip, prefix_len, gateway, mac,
     interfaces). `pending` while it is being made (so that gc detaches a pod whose creator died
@@ -153,14 +154,13 @@ class PodNetwork:
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
-        d = _drop_none({f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "pending"})
+        d = _drop_none({name: _plain(getattr(self, name)) for name in field_names(self) if name != "pending"})
         if self.pending:
             d["pending"] = True
         return d
 
 
-@dataclass(frozen=True)
-class ProcessSpec:
+class ProcessSpec(Frozen):
     """What a container runs: resolved args, env, working directory and user."""
     args: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
@@ -177,8 +177,7 @@ class ProcessSpec:
         return {"args": list(self.args), "env": list(self.env), "cwd": self.cwd, "user": self.user}
 
 
-@dataclass(frozen=True)
-class Resources:
+class Resources(Frozen):
     """A container's resource requests and limits as written in its spec (resource name -> quantity)."""
     requests: Mapping[str, Any] = field(default_factory=dict)
     limits: Mapping[str, Any] = field(default_factory=dict)
@@ -192,8 +191,7 @@ class Resources:
         return {"requests": dict(self.requests), "limits": dict(self.limits)}
 
 
-@dataclass(frozen=True)
-class StepError:
+class StepError(Frozen):
     """A failed step: which one, and what it said."""
     step: str
     message: str
@@ -210,8 +208,8 @@ class StepError:
 
 # --- what a CRI caller sent (kept as sent: the kubelet rebuilds its pods from it) -----------------
 
-@dataclass(frozen=True)
-class CriPortMapping:
+
+class CriPortMapping(Frozen):
     protocol: int = 0
     container_port: int = 0
     host_port: int = 0
@@ -222,11 +220,10 @@ class CriPortMapping:
         return cls(**_known(cls, d))
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in field_names(self)}
 
 
-@dataclass(frozen=True)
-class CriMount:
+class CriMount(Frozen):
     container_path: str
     host_path: str
     readonly: bool = False
@@ -238,11 +235,10 @@ class CriMount:
         return cls(**_known(cls, d))
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in field_names(self)}
 
 
-@dataclass(frozen=True)
-class PodCri:
+class PodCri(Frozen):
     """RunPodSandbox's config as sent. metadata: pb.PodSandboxMetadata's fields (name, uid, namespace,
     attempt); namespace_options: pb.NamespaceOption's (network, pid, ipc)."""
     metadata: Mapping[str, Any]
@@ -268,11 +264,10 @@ class PodCri:
                       "security_context": dict(d.get("security_context") or {})})
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        return {name: _plain(getattr(self, name)) for name in field_names(self)}
 
 
-@dataclass(frozen=True)
-class ContainerCri:
+class ContainerCri(Frozen):
     """CreateContainer's config as sent. metadata: pb.ContainerMetadata's fields (name, attempt)."""
     metadata: Mapping[str, Any]
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -291,15 +286,15 @@ class ContainerCri:
                       "mounts": tuple(CriMount.from_dict(m) for m in d.get("mounts") or ())})
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        return {name: _plain(getattr(self, name)) for name in field_names(self)}
 
 
 # --- pod -----------------------------------------------------------------------------------------
 
 _OFF_BY_DEFAULT = frozenset({"host_pid", "host_ipc"})  # written only when true (added later: older pods lack them)
 
-@dataclass(frozen=True)
-class PodRecord:
+
+class PodRecord(Frozen):
     """pods/<id>/pod.json. `spec` is the manifest as given (re-validated when containers are made);
     `cri` what a CRI caller sent to RunPodSandbox (None for `pyrun pod create`)."""
     id: str
@@ -346,8 +341,8 @@ class PodRecord:
         })
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: _plain(getattr(self, f.name)) for f in fields(self)
-             if f.name not in _OFF_BY_DEFAULT or getattr(self, f.name)}
+        d = {name: _plain(getattr(self, name)) for name in field_names(self)
+             if name not in _OFF_BY_DEFAULT or getattr(self, name)}
         return _drop_none(d)
 
     # small questions asked in many places
@@ -370,8 +365,7 @@ class PodRecord:
         return self.namespaces.get("net")
 
 
-@dataclass(frozen=True)
-class SandboxInfo:
+class SandboxInfo(Frozen):
     """pods/<id>/sandbox.json: the pause process the sandbox launcher started, and the namespace kinds."""
     pause: ProcessRef | None = None
     namespaces: tuple[str, ...] = ()
@@ -386,8 +380,8 @@ class SandboxInfo:
 
 # --- container -----------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class ContainerStatus:
+
+class ContainerStatus(Frozen):
     """status.json (the Python monitor) with exit.json (the C monitor's exit record) merged over it.
 
     state: created, running, exited, waiting (a supervised container in its restart back-off) or
@@ -425,7 +419,7 @@ class ContainerStatus:
         return cls(**{**d, "state": d.get("state") or "created", "error": StepError.from_dict(d.get("error"))})
 
     def to_dict(self) -> dict[str, Any]:
-        return _drop_none({f.name: _plain(getattr(self, f.name)) for f in fields(self)})
+        return _drop_none({name: _plain(getattr(self, name)) for name in field_names(self)})
 
     def merged(self, exit_doc: Mapping[str, Any]) -> "ContainerStatus":
         """This status with the fields of an exit record (exit.json) over it."""
@@ -437,8 +431,7 @@ class ContainerStatus:
         return ProcessRef(self.pid, self.start_time or 0) if self.pid and self.state != "exited" else None
 
 
-@dataclass(frozen=True)
-class ContainerRecord:
+class ContainerRecord(Frozen):
     """containers/<id>/container.json; `status` is not in that file: the store reads it from the
     monitor's files (ContainerStatus) and `to_dict` includes it as "status", as the CRI's verbose info shows."""
     id: str
@@ -465,7 +458,7 @@ class ContainerRecord:
         })
 
     def to_dict(self) -> dict[str, Any]:
-        return _drop_none({f.name: _plain(getattr(self, f.name)) for f in fields(self)})
+        return _drop_none({name: _plain(getattr(self, name)) for name in field_names(self)})
 
     def file_dict(self) -> dict[str, Any]:
         """container.json's document: the record without the monitor's status."""
@@ -474,8 +467,7 @@ class ContainerRecord:
         return d
 
 
-@dataclass(frozen=True)
-class RootfsSpec:
+class RootfsSpec(Frozen):
     """The overlay: image layer dirs (lower), the writable layer (upper, work), the mount point (target)."""
     lower: tuple[str, ...]
     upper: str
@@ -493,8 +485,7 @@ class RootfsSpec:
 PROPAGATIONS = ("", "rslave", "rshared")  # MountSpec.propagation: "" is rprivate
 
 
-@dataclass(frozen=True)
-class MountSpec:
+class MountSpec(Frozen):
     """A bind mount into the container: host `source` at `destination`. propagation: "" (rprivate),
     "rslave" (mounts made on the host under source show up inside: HostToContainer) or "rshared"
     (both ways: Bidirectional)."""
@@ -518,8 +509,7 @@ class MountSpec:
         return d
 
 
-@dataclass(frozen=True)
-class DeviceNode:
+class DeviceNode(Frozen):
     """A host device made in the container's /dev (pyrun.runtime.resources.requested_devices)."""
     path: str
     type: str  # "c" or "b"
@@ -535,7 +525,7 @@ class DeviceNode:
         return cls(**_known(cls, d))
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in field_names(self)}
 
 
 # --- the security plan (config.json's "security") ------------------------------------------------
@@ -599,8 +589,7 @@ def _rlimits(d: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
     return out
 
 
-@dataclass(frozen=True)
-class SeccompPlan:
+class SeccompPlan(Frozen):
     """The seccomp part of a security plan: the profile's type ("RuntimeDefault", "Localhost",
     "Unconfined"), the Localhost profile's name and path, and `plan`, the rendered load plan
     (pyrun.runtime.seccomp.render; JSON data, kept as is). No plan: no filter is loaded."""
@@ -630,8 +619,7 @@ class SeccompPlan:
         return d
 
 
-@dataclass(frozen=True)
-class SecurityPlan:
+class SecurityPlan(Frozen):
     """config.json's "security": a container's merged, defaulted security settings
     (pyrun.runtime.security.effective_security describes each field).
 
@@ -693,8 +681,7 @@ class SecurityPlan:
 HOST_PID = "host"  # InitConfig.namespaces["pid"] of a hostPID pod's container
 
 
-@dataclass(frozen=True)
-class Supervision:
+class Supervision(Frozen):
     """config.json's "supervision": what the container's monitor looks after for a `pyrun pod create`
     pod (never for a CRI container: the kubelet does that itself). restart_policy: Always, OnFailure or
     Never; probes: liveness/readiness/startup -> pyrun.spec.model.Probe as a dict; hooks: post_start/
@@ -718,8 +705,7 @@ class Supervision:
                 "probes": dict(self.probes), "hooks": dict(self.hooks)}
 
 
-@dataclass(frozen=True)
-class InitConfig:
+class InitConfig(Frozen):
     """containers/<id>/config.json: what the monitor, the init and an exec need.
 
     namespaces: kind -> pinned nsfs file of the pod (pid: None for a PID namespace of its own, HOST_PID
@@ -764,7 +750,7 @@ class InitConfig:
         })
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "security_problem"}
+        d = {name: _plain(getattr(self, name)) for name in field_names(self) if name != "security_problem"}
         for optional in ("security", "supervision"):
             if d[optional] is None:
                 del d[optional]

@@ -8,10 +8,12 @@ that hands controllers down to children.
 """
 from __future__ import annotations
 
-from typing import Any
-
 from pyrun.config import Config
 from pyrun.runtime.records import ContainerCgroup, DeviceNode, PodCgroup, PodRecord
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 SANDBOX_LEAF = "pause"
 

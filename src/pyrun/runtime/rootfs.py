@@ -12,10 +12,13 @@ host. Every bind mount then gets its own propagation (rprivate unless asked for)
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+from typing import Iterator
 
-from pyrun.errors import PyrunError
+from pyrun import explain
+from pyrun.errors import PyrunError, SyscallError
 from pyrun.linux import syscalls as linux
 from pyrun.linux.syscalls import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_RELATIME, MS_REMOUNT, MS_STRICTATIME
 
@@ -58,6 +61,33 @@ def secure_join(root: str, path: str) -> str:
             continue
         resolved.append(part)
     return os.path.join(root, *resolved)
+
+
+@contextlib.contextmanager
+def opened_in_root(root: str, path: str) -> Iterator[str]:
+    """`path` inside `root`, opened O_PATH, as /proc/self/fd/N for mount(2) to act on (runc's WithProcfd,
+    CVE-2021-30465).
+
+    secure_join resolves the path, but mount(2) on that path would resolve it again: a directory another
+    container swapped for a symlink in between (in a volume they share) would take the mount out of the
+    rootfs, onto the host (and, with Bidirectional propagation, to the host's mounts). The descriptor
+    pins what was resolved; the kernel's name for it must be the path resolved, or this refuses."""
+    root = os.path.realpath(root)
+    target = secure_join(root, path)
+    try:
+        fd = os.open(target, os.O_PATH | os.O_CLOEXEC)
+    except OSError as e:
+        raise SyscallError.from_errno(e.errno, "open", target) from None
+    try:
+        procfd = f"/proc/self/fd/{fd}"
+        seen = os.readlink(procfd)
+        if seen != target:
+            raise PyrunError(f"{path} in the container changed while it was being mounted on (it resolved to "
+                             f"{target}, then to {seen}): refusing to mount outside the container's root")
+        explain.emit(f"# {target}: opened O_PATH as {procfd} (the mounts below act on what was resolved)")
+        yield procfd
+    finally:
+        os.close(fd)
 
 
 def ensure_mount_point(root: str, dest: str, is_file: bool) -> str:
@@ -166,12 +196,17 @@ def bind_into(root: str, source: str, dest: str, readonly: bool, propagation: st
         is_file = not stat.S_ISDIR(os.stat(source).st_mode)
     except FileNotFoundError:
         raise PyrunError(f"mount source {source} does not exist") from None
-    target = ensure_mount_point(root, dest, is_file)
-    linux.bind_mount(source, target, readonly=readonly, recursive=True,
-                     extra_flags=MS_NOSUID | MS_NODEV if readonly else 0)
+    ensure_mount_point(root, dest, is_file)
+    with opened_in_root(root, dest) as target:
+        linux.mount(source, target, None, linux.MS_BIND | linux.MS_REC)
+    if readonly:  # on the new mount: opened again, as runc does
+        with opened_in_root(root, dest) as target:
+            linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_RDONLY)
     if propagation:
-        linux.set_propagation(target, propagation)
+        with opened_in_root(root, dest) as target:
+            linux.set_propagation(target, propagation)
 
 
-__all__ = ["secure_join", "ensure_mount_point", "mount_overlay", "mount_proc", "mount_sys", "mount_cgroup_view",
-           "mount_dev", "make_device_nodes", "bind_into", "make_rootfs_parent_private", "MS_RELATIME"]
+__all__ = ["secure_join", "opened_in_root", "ensure_mount_point", "mount_overlay", "mount_proc", "mount_sys",
+           "mount_cgroup_view", "mount_dev", "make_device_nodes", "bind_into", "make_rootfs_parent_private",
+           "MS_RELATIME"]

@@ -169,7 +169,7 @@ def read_localhost_profile(root: Path, relative: str) -> dict:
 _LIB = None
 
 
-class _ArgCmp:  # built lazily: ctypes stays out of the import path of `pyrun pod create`
+class _CTypes:  # ctypes types and libc, built lazily: ctypes stays out of the import path of `pod create`
     type = None
     fprog = None  # struct sock_fprog, for a program compiled ahead
     libc = None
@@ -192,9 +192,9 @@ def preload() -> None:
                     ("datum_b", ctypes.c_uint64)]
     class SockFprog(ctypes.Structure):
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-    _ArgCmp.type = ArgCmp
-    _ArgCmp.fprog = SockFprog
-    _ArgCmp.libc = ctypes.CDLL(None, use_errno=True)
+    _CTypes.type = ArgCmp
+    _CTypes.fprog = SockFprog
+    _CTypes.libc = ctypes.CDLL(None, use_errno=True)
     lib.seccomp_init.restype = ctypes.c_void_p
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
@@ -287,7 +287,7 @@ def _build(plan: dict):
             nr = lib.seccomp_syscall_resolve_name(syscall.encode())
             if nr == -1:  # __NR_SCMP_ERROR: unknown here
                 continue
-            array = (_ArgCmp.type * max(len(conditions), 1))(*[_ArgCmp.type(*c) for c in conditions])
+            array = (_CTypes.type * max(len(conditions), 1))(*[_CTypes.type(*c) for c in conditions])
             _check(lib.seccomp_rule_add_array(ctx, act, nr, len(conditions), array),
                    f"seccomp_rule_add({syscall})")
             added += 1
@@ -301,9 +301,9 @@ def _load_program(program: bytes) -> None:
     """Load a BPF program libseccomp exported, as its seccomp_load does (no flags: this thread only)."""
     import ctypes
     buf = ctypes.create_string_buffer(program, len(program))
-    prog = _ArgCmp.fprog(len(program) // 8, ctypes.addressof(buf))
+    prog = _CTypes.fprog(len(program) // 8, ctypes.addressof(buf))
     ulong = ctypes.c_ulong
-    if _ArgCmp.libc.prctl(ulong(PR_SET_SECCOMP), ulong(SECCOMP_MODE_FILTER), ctypes.byref(prog), ulong(0),
+    if _CTypes.libc.prctl(ulong(PR_SET_SECCOMP), ulong(SECCOMP_MODE_FILTER), ctypes.byref(prog), ulong(0),
                           ulong(0)) != 0:
         raise SyscallError.from_errno(ctypes.get_errno(), "seccomp load (prctl PR_SET_SECCOMP)")
 

@@ -10,9 +10,9 @@ pod-only) into one JSON document that goes into the container's config.json unde
 
 Kubernetes defaults: allowPrivilegeEscalation unset means escalation is allowed (no_new_privs off;
 the kubelet only sets it for an explicit false). privileged means every capability, no masked or
-read-only /proc paths, a writable /sys and no seccomp filter. procMount "Unmasked" means no masked
-or read-only paths either (the kubelet sends empty lists for it); a CRI request's lists are used as
-sent. The seccomp default when no profile is given is Config.seccomp_default (default
+read-only /proc paths, a writable /sys and no seccomp filter. A CRI request's masked and read-only
+lists are used as sent (the kubelet sends empty ones for procMount "Unmasked", which a manifest may
+not ask for: pyrun.spec.security). The seccomp default when no profile is given is Config.seccomp_default (default
 "RuntimeDefault", like kubelet --seccomp-default; a CRI request always names one, Unconfined if
 nothing else, see pyrun.cri.translate).
 
@@ -26,7 +26,10 @@ Config fields read here:
 from __future__ import annotations
 
 import os
-from typing import Mapping, Sequence
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
+if TYPE_CHECKING:
+    from typing import Mapping, Sequence
 
 from pyrun import explain
 from pyrun.errors import PyrunError
@@ -163,17 +166,17 @@ def effective_security(pod_ctx: dict, ctr_ctx: dict, *, host_network: bool = Fal
 
 def masked_paths(ctr_ctx: Mapping) -> list[str]:
     """What is masked in /proc and /sys: a CRI request's list as sent (maskedPaths, possibly empty, as
-    containerd applies it), none for procMount Unmasked, else pyrun's defaults."""
+    containerd applies it), else pyrun's defaults."""
     if ctr_ctx.get("maskedPaths") is not None:
         return list(ctr_ctx["maskedPaths"])
-    return [] if ctr_ctx.get("procMount") == "Unmasked" else list(MASKED_PATHS)
+    return list(MASKED_PATHS)
 
 
 def readonly_paths(ctr_ctx: Mapping) -> list[str]:
     """Likewise for the read-only paths (readonlyPaths)."""
     if ctr_ctx.get("readonlyPaths") is not None:
         return list(ctr_ctx["readonlyPaths"])
-    return [] if ctr_ctx.get("procMount") == "Unmasked" else list(READONLY_PATHS)
+    return list(READONLY_PATHS)
 
 
 def with_localhost_profile(sec: dict, read=None) -> dict:
@@ -298,25 +301,27 @@ def apply_sysctls(sysctls: Mapping[str, str], joined: set[str], proc: str = "/pr
 
 def mask_paths(root: str, masked: Sequence[str], readonly: Sequence[str]) -> None:
     """runc's maskedPaths/readonlyPaths: /dev/null over files, an empty read-only tmpfs over
-    directories; read-only paths are bound onto themselves read-only. Missing paths are skipped."""
+    directories; read-only paths are bound onto themselves read-only. Missing paths are skipped.
+    Each mount acts on the path opened inside the rootfs (pyrun.runtime.rootfs.opened_in_root)."""
     import stat
     from pyrun.linux import syscalls as linux
-    from pyrun.runtime.rootfs import secure_join
+    from pyrun.runtime.rootfs import opened_in_root, secure_join
     flags = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
     for path in readonly:
-        target = secure_join(root, path)
-        if os.path.lexists(target):
-            linux.bind_mount(target, target, readonly=True, recursive=True, extra_flags=flags)
-    for path in masked:
-        target = secure_join(root, path)
-        try:
-            is_dir = stat.S_ISDIR(os.lstat(target).st_mode)
-        except FileNotFoundError:
+        if not os.path.lexists(secure_join(root, path)):
             continue
-        if is_dir:
-            linux.mount("tmpfs", target, "tmpfs", flags | linux.MS_RDONLY, "size=0,mode=555")
-        else:
-            linux.bind_mount(os.path.join(root, "dev", "null"), target, recursive=False)
+        with opened_in_root(root, path) as target:
+            linux.mount(target, target, None, linux.MS_BIND | linux.MS_REC)
+        with opened_in_root(root, path) as target:  # the new mount
+            linux.mount(None, target, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | flags)
+    for path in masked:
+        if not os.path.lexists(secure_join(root, path)):
+            continue
+        with opened_in_root(root, path) as target:
+            if stat.S_ISDIR(os.stat(target).st_mode):
+                linux.mount("tmpfs", target, "tmpfs", flags | linux.MS_RDONLY, "size=0,mode=555")
+            else:
+                linux.mount(os.path.join(root, "dev", "null"), target, None, linux.MS_BIND)
 
 
 def make_sys_writable(root: str) -> None:

@@ -32,9 +32,9 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
 
 from pyrun.errors import PyrunError
+from pyrun.frozen import Frozen
 
 ENTRIES = {
     "sandbox": ("pyrun.runtime.sandbox", "child_main"),
@@ -59,8 +59,7 @@ class SpawnError(PyrunError):
     """A helper process could not be started."""
 
 
-@dataclass(frozen=True)
-class Job:
+class Job(Frozen):
     """What a child runs (JSON-able, so it can travel to the zygote).
 
     entry: a key of ENTRIES; args: its arguments; title: the process title;
@@ -75,7 +74,8 @@ class Job:
     detach: bool = False
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"entry": self.entry, "args": self.args, "title": self.title, "log": self.log, "detach": self.detach,
+                "ctty": self.ctty}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Job":
@@ -170,8 +170,10 @@ def become(job: Job, sock_fd: int | None, stdio: tuple[int, int, int] | None, ke
         _set_stdio(job.log, stdio)
         close_fds_except({fd for fd in (sock_fd, *keep) if fd is not None})
         set_title(job.title)
-        if job.detach and os.fork() != 0:
-            os._exit(0)  # the caller reaps this one; the job goes on, re-parented to init
+        if job.detach:
+            os.chdir("/")  # outlives the caller: never in (nor holding) the directory it was started from
+            if os.fork() != 0:
+                os._exit(0)  # the caller reaps this one; the job goes on, re-parented to init
         sock = socket.socket(fileno=sock_fd) if sock_fd is not None else None
         code = entry_function(job.entry)(job.args, sock)
     except SystemExit as e:

@@ -28,14 +28,17 @@ from __future__ import annotations
 
 import _thread
 import contextlib
-import dataclasses
 import fcntl
 import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterator
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
+if TYPE_CHECKING:
+    from typing import Any, Iterator
+
+from pyrun.frozen import replace
 from pyrun.linux.procs import ProcessRef
 from pyrun.linux.tree import fsync_dir
 from pyrun.errors import AlreadyExists, InvalidState, NotFound, naming
@@ -105,12 +108,12 @@ def write_json(path: Path, data: Any, *, sync: bool = False) -> None:
         fsync_dir(path.parent)
 
 
-def read_json(path: Path) -> Any:
-    with open(path) as f:
-        return json.load(f)
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path, "rb") as f:
+        return json.loads(f.read())
 
 
-def read_json_or(path: Path, default: Any) -> Any:
+def read_json_or(path: str | os.PathLike, default: Any) -> Any:
     try:
         return read_json(path)
     except FileNotFoundError:
@@ -136,7 +139,7 @@ MONITOR_FILE = "monitor.json"
 SANDBOX_FILE = "sandbox.json"
 
 
-def _read_record(cls, path: Path):
+def _read_record(cls, path: str | os.PathLike):
     """The record in `path` (FileNotFoundError if there is none; RecordError names the file)."""
     return decode(cls, read_json(path), str(path))
 
@@ -145,11 +148,11 @@ def read_status(cdir: Path) -> ContainerStatus:
     """A container's status: status.json, with sup.json (a supervising C monitor's restarts, back-off and
     probes) and exit.json (the C monitor's exit record) merged over it, in that order."""
     try:
-        status = _read_record(ContainerStatus, cdir / STATUS_FILE)
+        status = _read_record(ContainerStatus, os.path.join(cdir, STATUS_FILE))  # not Path's /: pod ls reads many
     except FileNotFoundError:
         status = ContainerStatus()
     for name in (SUPERVISION_FILE, EXIT_FILE):
-        doc = read_json_or(cdir / name, None)
+        doc = read_json_or(os.path.join(cdir, name), None)  # not Path's /: pod ls reads many
         if isinstance(doc, dict):
             status = status.merged(doc)
     return status
@@ -176,7 +179,7 @@ def write_config(cdir: Path, config: InitConfig) -> None:
 
 def read_monitor(cdir: Path) -> ProcessRef | None:
     """The container's monitor process (monitor.json: {pid, start_time}), if it wrote one."""
-    return ProcessRef.from_dict(read_json_or(cdir / MONITOR_FILE, None))
+    return ProcessRef.from_dict(read_json_or(os.path.join(cdir, MONITOR_FILE), None))
 
 
 def write_monitor(cdir: Path, ref: ProcessRef) -> None:
@@ -227,7 +230,7 @@ class StateStore:
 
     def read_pod(self, pod_id: str) -> PodRecord:
         try:
-            return _read_record(PodRecord, self.pod_dir(pod_id) / "pod.json")
+            return _read_record(PodRecord, os.path.join(self.pods_dir, pod_id, "pod.json"))
         except FileNotFoundError:
             raise NotFound(f"pod {pod_id[:12]} not found") from None
 
@@ -308,10 +311,10 @@ class StateStore:
         """The container record with the monitor's status (ContainerRecord.status)."""
         d = self.container_dir(cid)
         try:
-            rec = _read_record(ContainerRecord, d / "container.json")
+            rec = _read_record(ContainerRecord, os.path.join(d, "container.json"))
         except FileNotFoundError:
             raise NotFound(f"container {cid[:12]} not found") from None
-        return dataclasses.replace(rec, status=read_status(d))
+        return replace(rec, status=read_status(d))
 
     def write_container(self, rec: ContainerRecord, *, sync: bool = False) -> None:
         """container.json (the status is the monitor's: it is not written here)."""

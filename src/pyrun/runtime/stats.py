@@ -8,8 +8,10 @@ is as big as what exists, not as everything that ever existed.
 """
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass
+import _thread  # threading.Lock is _thread.allocate_lock; importing threading costs the CLI
+
+from pyrun.frozen import Frozen
+
 
 
 def cpu_rate(prev: tuple[int, int] | None, now_ns: int, usage_ns: int) -> int | None:
@@ -32,7 +34,7 @@ class CpuRates:
 
     def __init__(self) -> None:
         self._last: dict[str, tuple[int, int]] = {}
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
 
     def sample(self, key: str, now_ns: int, usage_ns: int | None) -> int | None:
         if usage_ns is None:
@@ -59,8 +61,7 @@ def pod_key(pod_id: str) -> str:
     return "pod:" + pod_id
 
 
-@dataclass(frozen=True)
-class Usage:
+class Usage(Frozen):
     """One sample of a pod's or a container's cgroup.
 
     stats: a pyrun.cgroups.Stats (None if the cgroup could not be read); cpu_nanocores: the rate since

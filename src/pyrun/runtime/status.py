@@ -16,9 +16,11 @@ The STATUS column follows kubectl's rules (printPod in kubectl's printers):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Sequence
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
+if TYPE_CHECKING:
+    from typing import Sequence
 
+from pyrun.frozen import Frozen, replace
 from pyrun.runtime.records import ContainerRecord, ContainerStatus, PodRecord
 
 from pyrun.runtime.state import (CONTAINER_CREATED, CONTAINER_EXITED, CONTAINER_RUNNING, CONTAINER_UNKNOWN,
@@ -30,8 +32,7 @@ MONITOR_GONE = "MonitorGone"
 _POD_STATES = {POD_CREATING: "Creating", POD_REMOVING: "Removing", POD_STOPPED: "Stopped"}
 
 
-@dataclass(frozen=True)
-class PodStatus:
+class PodStatus(Frozen):
     status: str              # kubectl-style STATUS: Running, NotReady, Completed, Error, OOMKilled, Stopped, ...
     sandbox_ready: bool      # the CRI's SANDBOX_READY: the pod runs and its pause process is alive
     ready: int               # containers running and ready (a readiness probe passing, if they have one)

@@ -23,7 +23,8 @@ import os
 import re
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a CLI command's start-up)
 
 from pyrun.config import Config
 from pyrun.errors import ImageError, InvalidState, NotFound, UsageError, naming

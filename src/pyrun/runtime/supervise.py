@@ -5,8 +5,7 @@ parent and runs a poll loop; nothing here stays resident. This module holds the 
 
   plan()            the container's Supervision (config.json), or None when there is nothing to do:
                     restartPolicy Never without probes or hooks costs what a pod always cost;
-  supervise_argv()  the C monitor's extra arguments for it (one word per probe or hook, see below);
-  backoff_delays()  the kubelet's crash back-off, as the C monitor applies it (documentation and tests).
+  supervise_argv()  the C monitor's extra arguments for it (one word per probe or hook, see below).
 
 Never for a CRI container: the kubelet probes, restarts and runs hooks itself.
 
@@ -25,14 +24,13 @@ The C monitor, per container (see csrc/supervise.c for the details):
 """
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any, Mapping
-
+from pyrun.frozen import as_dict
 from pyrun.runtime.records import Supervision
 
-BACKOFF_INITIAL = 10     # seconds: the kubelet's initial crash back-off
-BACKOFF_MAX = 300        # ... doubling up to five minutes
-BACKOFF_RESET = 600      # an instance that ran this long resets the back-off
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (`pod ls` imports this module)
+if TYPE_CHECKING:
+    from typing import Any, Mapping
+
 PROBE_KINDS = ("liveness", "readiness", "startup")
 HOOK_KINDS = ("post_start", "pre_stop")
 
@@ -42,7 +40,7 @@ def plan(restart_policy: str, container: Any, grace_period: float, pod_ip: str |
     probes = {kind: _probe_dict(getattr(container, f"{kind}_probe", None)) for kind in PROBE_KINDS}
     probes = {k: v for k, v in probes.items() if v}
     lifecycle = getattr(container, "lifecycle", None)
-    hooks = {kind: asdict(getattr(lifecycle, kind)) for kind in HOOK_KINDS
+    hooks = {kind: as_dict(getattr(lifecycle, kind)) for kind in HOOK_KINDS
              if lifecycle is not None and getattr(lifecycle, kind) is not None}
     if restart_policy == "Never" and not probes and not hooks:
         return None
@@ -51,16 +49,7 @@ def plan(restart_policy: str, container: Any, grace_period: float, pod_ip: str |
 
 
 def _probe_dict(probe: Any) -> dict | None:
-    return asdict(probe) if probe is not None else None
-
-
-def backoff_delays(count: int) -> list[int]:
-    """The waits before restarts 1..count of a container that keeps crashing (pure): 0, 10, 20, 40, ..., 300."""
-    delays, backoff = [], 0
-    for _ in range(count):
-        delays.append(backoff)
-        backoff = BACKOFF_INITIAL if backoff == 0 else min(backoff * 2, BACKOFF_MAX)
-    return delays
+    return as_dict(probe) if probe is not None else None
 
 
 def _hex(text: str) -> str:

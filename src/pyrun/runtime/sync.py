@@ -27,10 +27,13 @@ import os
 import select
 import socket
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 from pyrun.errors import PyrunError
+from pyrun.frozen import Record, field
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a pod create's start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_MESSAGE = 1 << 16
 
@@ -39,8 +42,7 @@ class SyncError(PyrunError):
     """The other side broke the protocol or went away."""
 
 
-@dataclass
-class Message:
+class Message(Record):
     type: str
     fields: dict[str, Any] = field(default_factory=dict)
 

@@ -2,13 +2,12 @@
 container's own /etc/passwd and /etc/group (pure parsing; the init reads the files)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from pyrun.errors import PyrunError
+from pyrun.frozen import Frozen
 
 
-@dataclass(frozen=True)
-class User:
+class User(Frozen):
     uid: int
     gid: int
     groups: tuple[int, ...]

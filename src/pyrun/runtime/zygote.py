@@ -57,6 +57,7 @@ class ZygoteChild(spawn.Child):
         self._started = started
         self._entry = entry
         self._lock = threading.Lock()  # one reader of the reply socket at a time
+        self._let_go = False  # let_go() was called: whoever holds the lock last closes the reply socket
 
     def _take(self, timeout: float | None) -> int | None:
         """Read the exit status (lock held); None if it did not come within `timeout`."""
@@ -93,11 +94,16 @@ class ZygoteChild(spawn.Child):
             try:
                 self._take(0)
             finally:
-                self._lock.release()
+                self._unlock()
         return self.returncode
 
     def let_go(self, timeout: float | None = None) -> None:
-        """Stop listening for its exit (the zygote reaps it; its answer then goes nowhere)."""
+        """Stop listening for its exit (the zygote reaps it; its answer then goes nowhere). With another
+        thread reading the reply socket now, that thread closes it when it is done."""
+        self._let_go = True
+        self._close_if_let_go()
+
+    def _close_if_let_go(self) -> None:
         if self._lock.acquire(blocking=False):
             try:
                 if self.returncode is None:
@@ -106,10 +112,20 @@ class ZygoteChild(spawn.Child):
             finally:
                 self._lock.release()
 
+    def _unlock(self) -> None:
+        """Release the reader's lock; a let_go() that came meanwhile could not close: close now. (The flag
+        is set before let_go tries the lock and read here after the release, so one of the two closes.)"""
+        self._lock.release()
+        if self._let_go:
+            self._close_if_let_go()
+
     def wait(self, timeout: float | None = None) -> int:
-        with self._lock:
+        self._lock.acquire()
+        try:
             if self._take(timeout) is None:
                 raise TimeoutError(f"helper {self.pid} still runs after {timeout:g}s")
+        finally:
+            self._unlock()
         return self.returncode
 
 

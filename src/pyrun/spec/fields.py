@@ -8,7 +8,7 @@ Anything else is unknown (a typo) → error, with a "did you mean" suggestion.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pyrun.frozen import Frozen
 
 # Pod-level fields a cluster would set or that only matter there: warn, ignore.
 _POD_IGNORED = frozenset({
@@ -28,8 +28,7 @@ _VOLUME_TYPES_REFUSED = frozenset({
 })
 
 
-@dataclass(frozen=True)
-class Fields:
+class Fields(Frozen):
     supported: frozenset[str]
     ignored: frozenset[str] = frozenset()
     refused: frozenset[str] = frozenset()

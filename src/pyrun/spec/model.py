@@ -1,7 +1,7 @@
 """The Pod model pyrun runs: frozen dataclasses built by pyrun.spec.parse."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from pyrun.frozen import Frozen, field
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
@@ -10,8 +10,7 @@ if TYPE_CHECKING:  # typing costs import time; annotations are strings anyway
 RESOURCE_NAMES = ("cpu", "memory", "hugepages-2Mi", "hugepages-1Gi")
 
 
-@dataclass(frozen=True)
-class Resources:
+class Resources(Frozen):
     """Normalised resources: "cpu" in millicores, "memory"/"hugepages-*" in bytes.
 
     Kubernetes defaulting is applied: a limit without a request makes the request equal the limit.
@@ -21,22 +20,19 @@ class Resources:
     limits: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class FieldRef:
+class FieldRef(Frozen):
     """valueFrom.fieldRef: field_path is e.g. "metadata.name" or "metadata.labels['app']"."""
 
     field_path: str
 
 
-@dataclass(frozen=True)
-class EnvVar:
+class EnvVar(Frozen):
     name: str
     value: str | None = None
     field_ref: FieldRef | None = None
 
 
-@dataclass(frozen=True)
-class PortSpec:
+class PortSpec(Frozen):
     name: str | None
     container_port: int
     host_port: int | None = None
@@ -44,8 +40,7 @@ class PortSpec:
     protocol: str = "TCP"
 
 
-@dataclass(frozen=True)
-class DeviceSpec:
+class DeviceSpec(Frozen):
     """A host device the container asks for (CRI ContainerConfig.devices): made at container_path
     inside the container and allowed in its device cgroup with `permissions` (letters of "rwm")."""
 
@@ -58,8 +53,7 @@ class DeviceSpec:
 MOUNT_PROPAGATIONS = ("None", "HostToContainer", "Bidirectional")
 
 
-@dataclass(frozen=True)
-class VolumeMount:
+class VolumeMount(Frozen):
     """mount_propagation: "None" (rprivate), "HostToContainer" (rslave) or "Bidirectional" (rshared)."""
 
     name: str
@@ -69,8 +63,7 @@ class VolumeMount:
     mount_propagation: str = "None"
 
 
-@dataclass(frozen=True)
-class Handler:
+class Handler(Frozen):
     """What a probe or a lifecycle hook does (pyrun.spec.probes).
 
     kind "exec" (command), "httpGet" (port, path, host, scheme HTTP/HTTPS, headers), "tcpSocket"
@@ -87,8 +80,7 @@ class Handler:
     service: str = ""
 
 
-@dataclass(frozen=True)
-class Probe:
+class Probe(Frozen):
     """A liveness, readiness or startup probe, with the Kubernetes defaults (seconds)."""
 
     handler: Handler
@@ -99,16 +91,14 @@ class Probe:
     failure_threshold: int = 3
 
 
-@dataclass(frozen=True)
-class Lifecycle:
+class Lifecycle(Frozen):
     """A container's lifecycle hooks."""
 
     post_start: Handler | None = None
     pre_stop: Handler | None = None
 
 
-@dataclass(frozen=True)
-class ContainerSpec:
+class ContainerSpec(Frozen):
     """security_context is in the manifest's shape; one made from a CRI request may also carry
     runAsUsername, maskedPaths and readonlyPaths (pyrun.cri.translate.CRI_ONLY_KEYS)."""
 
@@ -133,8 +123,7 @@ class ContainerSpec:
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
 
 
-@dataclass(frozen=True)
-class VolumeSpec:
+class VolumeSpec(Frozen):
     """A pod volume. kind "emptyDir" (medium "" or "Memory", size_limit bytes) or "hostPath"."""
 
     name: str
@@ -145,8 +134,7 @@ class VolumeSpec:
     host_path_type: str = ""
 
 
-@dataclass(frozen=True)
-class PodSpec:
+class PodSpec(Frozen):
     name: str
     namespace: str = "default"
     uid: str | None = None
@@ -177,16 +165,14 @@ class PodSpec:
         raise KeyError(name)
 
 
-@dataclass(frozen=True)
-class LoadedPod:
+class LoadedPod(Frozen):
     """A parsed, validated pod and the warnings found on the way (never printed here)."""
 
     pod: PodSpec
     warnings: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class ProcessSpec:
+class ProcessSpec(Frozen):
     """What a container's init execs: argv, environment ("K=V"), working directory, OCI user string."""
 
     args: tuple[str, ...]

@@ -1,13 +1,13 @@
 """parse_pod: a manifest dict → validated, defaulted PodSpec (every problem reported at once)."""
 from __future__ import annotations
 
-import dataclasses
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
 from pyrun.errors import SpecError
+from pyrun.frozen import replace
 from pyrun.spec import names
 from pyrun.spec.container import parse_container
 from pyrun.spec.model import LoadedPod, PodSpec
@@ -163,7 +163,7 @@ def _build(report: Report, data: Any) -> PodSpec | None:
         report.error("kind", "required: must be \"Pod\"" if kind is None else f'"{kind}" must be "Pod"')
     meta = _metadata(report, data.get("metadata"))
     pod = _spec(report, data.get("spec"), meta)
-    return dataclasses.replace(pod, raw=_jsonable(data))
+    return replace(pod, raw=_jsonable(data))
 
 
 def parse_pod(data: Any, source: str = "") -> LoadedPod:

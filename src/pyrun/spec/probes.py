@@ -6,6 +6,10 @@ at least 1; initialDelaySeconds at least 0; successThreshold exactly 1 for liven
 A port is a number (1-65535) or the name of one of the container's ports (resolved here; a gRPC
 probe takes a number only, as in Kubernetes). Hooks are exec or httpGet (tcpSocket and sleep hooks are
 refused: the kubelet ignores the first, pyrun does not implement the second).
+
+The C monitor runs them from fixed buffers (csrc/supervise.c), so their sizes are bounded here, in
+UTF-8 bytes: an exec command of at most 63 words and 4095 bytes (each word with its NUL), a path or
+gRPC service of 1023, the httpHeaders (as "name: value\r\n" lines) of 2047 and a host of 63.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ HOOK_HANDLERS = ("exec", "httpGet")
 SCHEMES = ("HTTP", "HTTPS")
 _DEFAULTS = {"initialDelaySeconds": 0, "periodSeconds": 10, "timeoutSeconds": 1, "successThreshold": 1,
              "failureThreshold": 3}
+MAX_WORDS, MAX_COMMAND, MAX_PATH, MAX_HEADERS, MAX_HOST = 63, 4095, 1023, 2047, 63
 _MINIMUM = {"initialDelaySeconds": 0, "periodSeconds": 1, "timeoutSeconds": 1, "successThreshold": 1,
             "failureThreshold": 1}
 
@@ -52,10 +57,20 @@ def _port(report: Report, data: dict[str, Any], path: str, ports: tuple[PortSpec
     return value
 
 
+def _size(text: str) -> int:
+    return len(text.encode(errors="surrogatepass"))
+
+
+def _at_most(report: Report, here: str, text: str, limit: int) -> None:
+    if _size(text) > limit:
+        report.error(here, f"is {_size(text)} bytes long; pyrun's probes take at most {limit}")
+
+
 def _host(report: Report, data: dict[str, Any], path: str) -> str:
     host = report.string(data, "host", path) or ""
     if host and (problem := names.ip_address(host)):
         report.error(join(path, "host"), problem + " (pyrun probes an address, not a name)")
+    _at_most(report, join(path, "host"), host, MAX_HOST)
     return host
 
 
@@ -64,6 +79,10 @@ def _exec(report: Report, value: Any, path: str) -> Handler:
     command = report.strings(data, "command", path) or ()
     if not command:
         report.error(join(path, "command"), "required: at least one word")
+    elif len(command) > MAX_WORDS:
+        report.error(join(path, "command"), f"has {len(command)} words; pyrun's exec actions take at most {MAX_WORDS}")
+    else:
+        _at_most(report, join(path, "command"), "\0".join(command) + "\0", MAX_COMMAND)
     return Handler("exec", command=command)
 
 
@@ -73,6 +92,7 @@ def _http_get(report: Report, value: Any, path: str, ports: tuple[PortSpec, ...]
     target = report.string(data, "path", path) or "/"
     if not target.startswith("/") or any(c in target for c in " \r\n\0"):
         report.error(join(path, "path"), f'"{target}" must be an absolute path without spaces')
+    _at_most(report, join(path, "path"), target, MAX_PATH)
     scheme = (report.string(data, "scheme", path) or "HTTP").upper()
     if scheme not in SCHEMES:
         report.error(join(path, "scheme"), f'"{scheme}" must be one of {", ".join(SCHEMES)}')
@@ -86,6 +106,7 @@ def _http_get(report: Report, value: Any, path: str, ports: tuple[PortSpec, ...]
         if any(c in text for c in "\r\n\0"):
             report.error(join(here, "value"), "must not contain a line break or NUL byte")
         headers.append((name, text))
+    _at_most(report, join(path, "httpHeaders"), "".join(f"{n}: {v}\r\n" for n, v in headers), MAX_HEADERS)
     return Handler("httpGet", port=port, host=_host(report, data, path), path=target, scheme=scheme,
                    headers=tuple(headers))
 
@@ -97,8 +118,9 @@ def _tcp_socket(report: Report, value: Any, path: str, ports: tuple[PortSpec, ..
 
 def _grpc(report: Report, value: Any, path: str) -> Handler:
     data = report.obj(value, path, "GRPCAction")
-    return Handler("grpc", port=_port(report, data, path, (), named=False),
-                   service=report.string(data, "service", path) or "")
+    service = report.string(data, "service", path) or ""
+    _at_most(report, join(path, "service"), service, MAX_PATH)
+    return Handler("grpc", port=_port(report, data, path, (), named=False), service=service)
 
 
 def _handler(report: Report, data: dict[str, Any], path: str, ports: tuple[PortSpec, ...],

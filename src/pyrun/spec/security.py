@@ -146,6 +146,11 @@ def container_security_context(report: Report, value: Any, path: str) -> dict[st
     proc_mount = report.string(data, "procMount", path)
     if proc_mount not in (None, *PROC_MOUNTS):
         report.error(join(path, "procMount"), f'"{proc_mount}" must be one of {", ".join(PROC_MOUNTS)}')
+    elif proc_mount == "Unmasked":  # Kubernetes allows it only with hostUsers: false
+        report.error(join(path, "procMount"),
+                     '"Unmasked" needs spec.hostUsers: false (a user namespace), which pyrun does not support: '
+                     "without one the container's root is the node's root, and a writable /proc/sys would let it "
+                     "change the node")
     if escalation is False and privileged:
         report.error(join(path, "allowPrivilegeEscalation"), "cannot be false when privileged is true")
     if escalation is False and "SYS_ADMIN" in caps.get("add", ()):
