@@ -74,8 +74,7 @@ class Job(Frozen):
     detach: bool = False
 
     def to_dict(self) -> dict:
-        return {"entry": self.entry, "args": self.args, "title": self.title, "log": self.log, "detach": self.detach,
-                "ctty": self.ctty}
+        return {"entry": self.entry, "args": self.args, "title": self.title, "log": self.log, "detach": self.detach}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Job":
