@@ -295,3 +295,30 @@ def test_check_usable_names_a_missing_controller(tmp_path):
         tree.cgroups.check_usable()
     fake_tree(tmp_path / "ok", "v2").cgroups.check_usable()  # nothing made
     assert not (tmp_path / "ok" / "pyrun").exists()
+
+
+def test_a_parent_the_kubelet_leaves_out_of_v2_is_removed_there_with_its_pods(tmp_path):
+    """kubelet 1.20 on a hybrid host makes the pod cgroup in the v1 hierarchies only: pyrun makes
+    it in the v2 tree (hugetlb) and must take it out again, levels included once unused."""
+    tree = fake_tree(tmp_path, "hybrid", parent="/kubepods", own_parent=False)
+    cg = tree.cgroups
+    pods = [CgroupPath.parse(f"/kubepods/burstable/pod{i}") for i in (1, 2)]
+    v1 = [m for c, m in tree.mounts.items() if c != "unified" and c != "hugetlb"]
+    for pod in pods:
+        for mount in v1:  # what the kubelet made
+            (mount / "kubepods" / "burstable" / pod.components[-1]).mkdir(parents=True, exist_ok=True)
+    made = [cg.unmanaged_hierarchies(pod) for pod in pods]
+    assert made[0] == made[1] == (str(tree.mounts["unified"]),)
+    for pod in pods:
+        cg.create(pod)
+        cg.create(cg.container_path(pod, "pause"))
+    unified = tree.mounts["unified"]
+    cg.remove(cg.container_path(pods[0], "pause"), prune_parents=False)
+    cg.remove_made(pods[0], made[0])
+    assert not (unified / "kubepods" / "burstable" / "pod1").exists()
+    assert (unified / "kubepods" / "burstable" / "pod2").is_dir()  # in use: its levels stay
+    assert all((m / "kubepods" / "burstable" / "pod1").is_dir() for m in v1)  # the kubelet's
+    cg.remove(cg.container_path(pods[1], "pause"), prune_parents=False)
+    cg.remove_made(pods[1], made[1])
+    assert not (unified / "kubepods").exists()
+    cg.remove_made(pods[1], made[1])  # idempotent

@@ -346,6 +346,37 @@ class Cgroups:
                 except OSError:
                     break  # not empty (EBUSY / ENOTEMPTY): other pods live there
 
+    def unmanaged_hierarchies(self, path: CgroupPath) -> tuple[str, ...]:
+        """Mount points of the hierarchies where nobody else keeps `path`, so that pyrun, which makes
+        it there (create() is mkdir -p), must remove it again (remove_made).
+
+        A CRI cgroup_parent exists wherever the kubelet manages cgroups. It does not where it is
+        missing, nor, ever, in a hybrid host's v2 tree: a kubelet (runc's libcontainer) uses cgroup
+        v2 only when /sys/fs/cgroup itself is cgroup2. The hybrid rule matters when a pod's
+        sandbox is made again: the first one made the v2 directory the second one finds."""
+        self._check(path)
+        hybrid = any(h.version == 1 for h in self._hierarchies)
+        return tuple(h.mount_point for h in self._hierarchies
+                     if (hybrid and h.version == 2) or not os.path.isdir(self._dir(h, path)))
+
+    def remove_made(self, path: CgroupPath, mount_points: tuple[str, ...]) -> None:
+        """Remove `path` and its empty ancestors (up to the hierarchy's root) in the hierarchies named by
+        unmanaged_hierarchies(): nothing else makes cgroups there. A level still in use
+        (another pod, a process) stops the pruning in that hierarchy."""
+        self._check(path)
+        for h in self._hierarchies:
+            if h.mount_point not in mount_points:
+                continue
+            for depth in range(len(path.components), 0, -1):
+                try:
+                    self._rmdir(os.path.join(h.mount_point, *path.components[:depth]))
+                except FileNotFoundError:
+                    continue
+                except OSError as e:
+                    if e.errno not in (errno.EBUSY, errno.ENOTEMPTY):
+                        raise CgroupError(f"cannot remove cgroup {path} in {h.mount_point}: {e.strerror}") from None
+                    break
+
     # --- observe ---------------------------------------------------------------------------------
 
     def _reader(self, controller: str, path: CgroupPath) -> tuple[Hierarchy | None, Callable[[str], str | None]]:

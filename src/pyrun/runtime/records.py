@@ -102,17 +102,24 @@ class ContainerEntry(Frozen):
 
 class PodCgroup(Frozen):
     """The pod's cgroup (rendered below each hierarchy's root) and the pause process's leaf.
-    owned: False for a CRI cgroup_parent, which belongs to the kubelet (only leaves are pyrun's)."""
+    owned: False for a CRI cgroup_parent, which belongs to the kubelet (only leaves are pyrun's).
+    made_in: for a cgroup that is not owned, the hierarchies (mount points) where pyrun had to make
+    it because the kubelet does not manage them; removed there with the pod."""
     path: str
     owned: bool = True
     sandbox: str | None = None
+    made_in: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "PodCgroup":
-        return cls(**_known(cls, d))
+        known = _known(cls, d)
+        if "made_in" in known:
+            known["made_in"] = tuple(known["made_in"])
+        return cls(**known)
 
     def to_dict(self) -> dict[str, Any]:
-        return _drop_none({"path": self.path, "owned": self.owned, "sandbox": self.sandbox})
+        return _drop_none({"path": self.path, "owned": self.owned, "sandbox": self.sandbox,
+                           "made_in": list(self.made_in) or None})
 
 
 class ContainerCgroup(Frozen):

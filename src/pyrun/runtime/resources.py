@@ -45,8 +45,10 @@ def plan_pod_cgroup(cfg: Config, pod: PodRecord) -> PodCgroup:
     cg = _cgroups(cfg)
     override = pod.cgroup_parent_override  # the CRI's cgroup_parent: exactly this path, sized by the kubelet
     path = CgroupPath.parse(override) if override else cg.pod_path(pod.qos, pod.uid)
-    # A CRI caller's cgroup_parent belongs to the kubelet: pyrun only adds (and removes) leaves below it.
-    return PodCgroup(path=path.cgroupfs, owned=not override, sandbox=cg.container_path(path, SANDBOX_LEAF).cgroupfs)
+    # A CRI caller's cgroup_parent belongs to the kubelet: pyrun only adds (and removes) leaves below it,
+    # and the levels it has to make where the kubelet does not manage cgroups.
+    return PodCgroup(path=path.cgroupfs, owned=not override, sandbox=cg.container_path(path, SANDBOX_LEAF).cgroupfs,
+                     made_in=cg.unmanaged_hierarchies(path) if override else ())
 
 
 def create_pod_cgroup(cfg: Config, record: PodCgroup, qos: str, spec) -> PodCgroup:
@@ -144,6 +146,8 @@ def remove_cgroup(cfg: Config, record: CgroupRecord | None) -> None:
         _cgroups(cfg).remove(CgroupPath.parse(record.path))
     elif record.sandbox:
         _cgroups(cfg).remove(CgroupPath.parse(record.sandbox), prune_parents=False)
+        if record.made_in:
+            _cgroups(cfg).remove_made(CgroupPath.parse(record.path), record.made_in)
 
 
 def describe(cfg: Config, record: CgroupRecord | None) -> dict | None:
