@@ -23,8 +23,6 @@ from _kube_nodes import (
 )
 
 NODE_IP = "10.99.2.1"
-ATTACH_STDIN = "CRI Attach with stdin (issue #16 item 7: the monitor keeps no stdin for the workload)"
-EXEC_TTY = "a real terminal for exec -it (issue #16 item 9: /dev/pts and TERM=xterm)"
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +52,6 @@ def running(cluster, name: str, command: list[str], **container) -> dict:
     return cluster.wait_pod_phase(name)
 
 
-@pytest.mark.xfail(reason=ATTACH_STDIN, strict=False)
 def test_kubectl_run_interactive(cluster):
     p = cluster.kubectl("run", "run-i", "-i", "--rm", "--restart=Never", f"--image={DEMO_IMAGE}",
                         "--image-pull-policy=IfNotPresent", "--", "sh", "-c", "read line; echo got:$line",
@@ -117,7 +114,6 @@ def _drive_tty(argv: list[str], env: dict, script: bytes, until: bytes, timeout:
     return out
 
 
-@pytest.mark.xfail(reason=EXEC_TTY, strict=False)
 def test_exec_interactive_tty(cluster):
     running(cluster, "tty", ["sleep", "100000"])
     argv = cluster.node.enter(*cluster.kubectl_argv("exec", "-it", "tty", "--", "sh"))
@@ -128,13 +124,23 @@ def test_exec_interactive_tty(cluster):
     assert re.search(r"/dev/pts/\d+", text) and "TERM=xterm" in text, text
 
 
-@pytest.mark.xfail(reason=ATTACH_STDIN + "; without it the container reads EOF and exits at once", strict=False)
 def test_attach_with_stdin(cluster):
+    """kubectl attach -i: its input reaches the workload's stdin. Without stdinOnce the container's
+    stdin stays open after kubectl's input ends, so kubectl keeps streaming (as with containerd)
+    until it is stopped."""
     cluster.apply(pod_doc("attach", ["sh", "-c", "while read line; do echo echo:$line; done"], stdin=True))
     cluster.wait_pod_phase("attach", timeout=120)
-    cluster.kubectl("attach", "-i", "attach", "-c", "main", input="ping\n", timeout=60)
-    wait_until("the attached input echoed in the log", lambda: "echo:ping" in cluster.kubectl(
-        "logs", "attach", check=False).stdout, 30, interval=1)
+    argv = cluster.node.enter(*cluster.kubectl_argv("attach", "-i", "attach", "-c", "main"))
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, **cluster.kubectl_env))
+    try:
+        proc.stdin.write(b"ping\n")
+        proc.stdin.flush()
+        wait_until("the attached input echoed in the log", lambda: "echo:ping" in cluster.kubectl(
+            "logs", "attach", check=False).stdout, 60, interval=1)
+    finally:
+        proc.terminate()
+        proc.wait(15)
 
 
 def test_port_forward(cluster):
