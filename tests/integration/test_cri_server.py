@@ -236,14 +236,15 @@ def test_cgroup_parent_is_the_pod_cgroup(env):
     rt, _, pb, ch = env["server"].stubs("v1")
     uid = "cg-" + secrets.token_hex(3)
     parent = f"/{env['parent']}/kubepods/burstable/pod{uid}"
+    from pyrun.cgroups import CgroupPath, open_cgroups
+    from pyrun.config import Config
+    cg = open_cgroups(Config(cgroup_parent=env["parent"]))
+    cg.create(CgroupPath.parse(parent))  # the kubelet makes the pod cgroup before RunPodSandbox
     cfg = sandbox_config(pb, "cgp", env["tmp"], uid=uid, linux=pb.LinuxPodSandboxConfig(cgroup_parent=parent))
     sid = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id
     cid = rt.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sid, config=container_config(
         pb, "c", ["sleep", "1000"]))).container_id
     rt.StartContainer(pb.StartContainerRequest(container_id=cid))
-    from pyrun.cgroups import CgroupPath, open_cgroups
-    from pyrun.config import Config
-    cg = open_cgroups(Config(cgroup_parent=env["parent"]))
     pids = Path(cg.paths(CgroupPath.parse(parent))["pids"])  # v1: /sys/fs/cgroup/pids/..., v2: /sys/fs/cgroup/...
     assert pids.is_dir() and (pids / cid).is_dir() and (pids / "pause").is_dir()
     record = json.loads((env["root"] / "pods" / sid / "pod.json").read_text())
@@ -253,6 +254,13 @@ def test_cgroup_parent_is_the_pod_cgroup(env):
     assert pids.is_dir() and not (pids / cid).exists() and not (pids / "pause").exists()
     cg.remove(CgroupPath.parse(parent))  # as the kubelet would
     assert not pids.exists()
+    # a cgroup_parent nobody made: pyrun made it (mkdir -p), so it goes with the pod
+    cfg = sandbox_config(pb, "cgp2", env["tmp"], uid=uid + "b",
+                         linux=pb.LinuxPodSandboxConfig(cgroup_parent=parent + "b"))
+    sid = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=cfg)).pod_sandbox_id
+    assert Path(str(pids) + "b").is_dir()
+    remove_pod(rt, pb, sid)
+    assert not any(os.path.exists(d) for d in cg.paths(CgroupPath.parse(parent + "b")).values())
     ch.close()
 
 

@@ -320,5 +320,6 @@ def test_a_parent_the_kubelet_leaves_out_of_v2_is_removed_there_with_its_pods(tm
     assert all((m / "kubepods" / "burstable" / "pod1").is_dir() for m in v1)  # the kubelet's
     cg.remove(cg.container_path(pods[1], "pause"), prune_parents=False)
     cg.remove_made(pods[1], made[1])
-    assert not (unified / "kubepods").exists()
+    assert not (unified / "kubepods" / "burstable").exists()
+    assert (unified / "kubepods").is_dir()  # the driver's parent stays
     cg.remove_made(pods[1], made[1])  # idempotent

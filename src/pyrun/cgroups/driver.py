@@ -360,14 +360,15 @@ class Cgroups:
                      if (hybrid and h.version == 2) or not os.path.isdir(self._dir(h, path)))
 
     def remove_made(self, path: CgroupPath, mount_points: tuple[str, ...]) -> None:
-        """Remove `path` and its empty ancestors (up to the hierarchy's root) in the hierarchies named by
+        """Remove `path` and its empty ancestors below pyrun's parent in the hierarchies named by
         unmanaged_hierarchies(): nothing else makes cgroups there. A level still in use
         (another pod, a process) stops the pruning in that hierarchy."""
         self._check(path)
+        top = len(self.parent.components)  # the parent itself stays (it is pyrun's, or the caller's)
         for h in self._hierarchies:
             if h.mount_point not in mount_points:
                 continue
-            for depth in range(len(path.components), 0, -1):
+            for depth in range(len(path.components), top, -1):
                 try:
                     self._rmdir(os.path.join(h.mount_point, *path.components[:depth]))
                 except FileNotFoundError:
