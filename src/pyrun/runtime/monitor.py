@@ -290,13 +290,7 @@ class Monitor:
             self.save(error=StepError("supervise", f"the probes' and hooks' set-up: {e}"))
             sync.send_error(conn, "supervise", f"the probes' and hooks' set-up: {e}")
             return
-        sync.send(self.init_sock, "start")
-        try:
-            reply = sync.wait_eof_or_message(self.init_sock, timeout=30)
-        except sync.SyncError as e:
-            reply = sync.Message("error", {"step": "exec", "message": str(e)})
-        self.init_sock.close()
-        self.init_sock = None
+        reply = self._release_init()
         if reply is None:
             self.save(state=CONTAINER_RUNNING, started_at=now_ns())
             if c_monitor_enabled():
@@ -386,13 +380,7 @@ class Monitor:
             self._failed_instance(e)
         else:
             self.splitters = {self.out_r: LineSplitter("stdout"), self.err_r: LineSplitter("stderr")}
-            sync.send(self.init_sock, "start")
-            try:
-                reply = sync.wait_eof_or_message(self.init_sock, timeout=30)
-            except sync.SyncError as e:
-                reply = sync.Message("error", {"step": "exec", "message": str(e)})
-            self.init_sock.close()
-            self.init_sock = None
+            reply = self._release_init()
             if reply is not None:  # the init is a zombie until the C monitor reaps it
                 self.save(started_at=now_ns(),
                           error=StepError(str(reply.get("step") or "exec"), str(reply.get("message") or "")))
@@ -423,6 +411,18 @@ class Monitor:
             self.child = ProcessRef.of(pid)
         self.save(pid=self.child.pid, start_time=self.child.start_time, started_at=now_ns(),
                   error=StepError(step, message))
+
+    def _release_init(self) -> "sync.Message | None":
+        """Tell the waiting init to exec the workload; None once it has (its socket closed on exec),
+        else its error."""
+        sync.send(self.init_sock, "start")
+        try:
+            reply = sync.wait_eof_or_message(self.init_sock, timeout=30)
+        except sync.SyncError as e:
+            reply = sync.Message("error", {"step": "exec", "message": str(e)})
+        self.init_sock.close()
+        self.init_sock = None
+        return reply
 
     def _kill_leftovers(self) -> None:
         """What the previous instance left in the container's cgroups (in a shared PID namespace its
