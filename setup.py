@@ -7,7 +7,7 @@ from setuptools.command.build_ext import build_ext
 
 
 class BuildExtAndPause(build_ext):
-    """Compile csrc/pause.c and csrc/monitor.c (with csrc/supervise.c) into pyrun/bin/ next to the extension modules."""
+    """Compile csrc/pause.c, csrc/monitor.c (with csrc/supervise.c) and csrc/nsexec.c into pyrun/bin/ next to the extension modules."""
 
     def run(self):
         super().run()
@@ -23,7 +23,12 @@ class BuildExtAndPause(build_ext):
         # the small per-container monitor the Python monitor execs into (pyrun.runtime.monitor)
         target = os.path.join(out_dir, "monitor")
         cmd = [cc, "-Os", "-static", "-s", "-Wall", "-Wextra", "-Werror", "-o", target,
-               os.path.join("csrc", "monitor.c"), os.path.join("csrc", "supervise.c")]
+               os.path.join("csrc", "monitor.c"), os.path.join("csrc", "supervise.c"), os.path.join("csrc", "become.c")]
+        subprocess.run(cmd, check=True)
+        # `pyrun exec`'s helper: joins a running container and execs the command (pyrun.runtime.execprofile)
+        target = os.path.join(out_dir, "nsexec")
+        cmd = [cc, "-Os", "-static", "-s", "-Wall", "-Wextra", "-Werror", "-o", target,
+               os.path.join("csrc", "nsexec.c"), os.path.join("csrc", "become.c")]
         subprocess.run(cmd, check=True)
 
 

@@ -42,6 +42,7 @@
  */
 #define _GNU_SOURCE
 #include "supervise.h"
+#include "become.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -102,8 +103,7 @@ static int grace = 30, ctl_fd = -1, netns_fd = -1, host_netns_fd = -1;
 static const int *log_fd; /* the monitor's: reopen-log replaces it */
 static const char *cdir, *python, *pod_ip = "127.0.0.1";
 static char cgroup_words[4096], *cgroup_procs[16], workdir[1024] = "/";
-static struct sock_filter bpf[4096];
-static unsigned short bpf_len;
+static struct bpf_prog bpf; /* the container's seccomp filter (--seccomp-bpf) */
 /* set up problems that make actions fail closed (a message instead of a run with more privilege) */
 static const char *exec_broken, *net_broken;
 static int cap_last = -1;
@@ -229,66 +229,6 @@ static int parse_action(struct action *a, const char *spec)
 	       unhex(w4, strlen(w4), a->headers, sizeof(a->headers));
 }
 
-/* The container's seccomp filter for exec actions; 0 if it cannot be had (they fail then). */
-static int load_bpf(const char *path)
-{
-	char extra;
-	ssize_t n;
-	int fd;
-
-	if (!path || !*path)
-		return 1;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		warn(path);
-		return 0;
-	}
-	n = RETRY(read(fd, bpf, sizeof(bpf)));
-	if (n == (ssize_t)sizeof(bpf) && RETRY(read(fd, &extra, 1)) != 0)
-		n = -1; /* longer than BPF_MAXINSNS */
-	close(fd);
-	if (n <= 0 || n % sizeof(struct sock_filter)) {
-		fprintf(stderr, "pyrun monitor: supervise: %s: not a seccomp filter\n", path);
-		return 0;
-	}
-	bpf_len = (unsigned short)(n / sizeof(struct sock_filter));
-	return 1;
-}
-
-/* The whole of a small file (up to size - 1 bytes; -1 if it is longer or unreadable), NUL-terminated. */
-static int read_file(const char *path, char *buf, size_t size)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	size_t len = 0;
-	ssize_t n = 1;
-	char extra;
-
-	if (fd < 0)
-		return -1;
-	while (n > 0 && len < size - 1)
-		if ((n = RETRY(read(fd, buf + len, size - 1 - len))) > 0)
-			len += n;
-	if (n > 0 && RETRY(read(fd, &extra, 1)) != 0)
-		n = -1; /* more than fits: refuse rather than cut it short */
-	close(fd);
-	if (n < 0)
-		return -1;
-	buf[len] = 0;
-	return (int)len;
-}
-
-/* The host's last capability, read by the monitor (an exec action reads nothing of the container's for it). */
-static int read_cap_last_cap(void)
-{
-	char text[16];
-	int last;
-
-	if (read_file("/proc/sys/kernel/cap_last_cap", text, sizeof(text)) <= 0 || sscanf(text, "%d", &last) != 1 ||
-	    last < 1 || last > 63)
-		return 0;
-	return last;
-}
-
 static void update_ready(void);
 
 /* --- status: sup.json ------------------------------------------------------------------------ */
@@ -406,8 +346,10 @@ int sup_init(int argc, char **argv, const char *dir, long long pid, long long st
 	}
 	if ((s = sup_arg(argc, argv, "--workdir")) && !unhex(s, strlen(s), workdir, sizeof(workdir)))
 		strcpy(workdir, "/");
-	if (!load_bpf(sup_arg(argc, argv, "--seccomp-bpf")))
+	if ((s = sup_arg(argc, argv, "--seccomp-bpf")) && *s && load_bpf_file(s, &bpf) < 0) {
+		fprintf(stderr, "pyrun monitor: supervise: %s: %s\n", s, strerror(errno));
 		exec_broken = "cannot load the container's seccomp filter";
+	}
 	if ((s = sup_arg(argc, argv, "--sup-state")))
 		sscanf(s, "%d %d %d %lld %lld %31s %31s %lld %lld", &restarts, &backoff_s, &last_code, &last_started_at,
 		       &last_finished_at, last_reason, last_signal, &prev_log_start, &log_start);
@@ -440,15 +382,6 @@ int sup_init(int argc, char **argv, const char *dir, long long pid, long long st
 
 /* --- running an action ----------------------------------------------------------------------- */
 
-#define MAX_GROUPS 1024
-
-struct creds {
-	unsigned uid[3], gid[3];
-	gid_t groups[MAX_GROUPS];
-	int ngroups, nnp, seccomp;
-	unsigned long long inh, prm, eff, bnd, amb;
-	struct rlimit limits[RLIM_NLIMITS];
-};
 
 /* The hex number after "\nName:" in a /proc/<pid>/status text; 0 if missing. */
 static int status_hex(const char *buf, const char *name, unsigned long long *value)
@@ -470,7 +403,7 @@ static int workload_limits(struct creds *c)
 	int i = 0;
 
 	snprintf(path, sizeof(path), "/proc/%lld/limits", child_pid);
-	if (read_file(path, buf, sizeof(buf)) < 0 || !(line = strchr(buf, '\n')))
+	if (read_small_file(path, buf, sizeof(buf)) < 0 || !(line = strchr(buf, '\n')))
 		return -1;
 	for (line++; i < RLIM_NLIMITS && line && strlen(line) > 26; i++) {
 		char soft[32], hard[32];
@@ -482,6 +415,7 @@ static int workload_limits(struct creds *c)
 		line = strchr(line, '\n');
 		line = line ? line + 1 : NULL;
 	}
+	c->rlimits_set = (1ULL << RLIM_NLIMITS) - 1;
 	return i == RLIM_NLIMITS ? 0 : -1;
 }
 
@@ -498,7 +432,7 @@ static int workload_creds(struct creds *c, char *message, size_t size)
 
 	memset(c, 0, sizeof(*c));
 	snprintf(path, sizeof(path), "/proc/%lld/status", child_pid);
-	if (read_file(path, buf, sizeof(buf)) < 0) {
+	if (read_small_file(path, buf, sizeof(buf)) < 0) {
 		snprintf(message, size, "the container's process is gone");
 		return -1;
 	}
@@ -528,76 +462,11 @@ static int workload_creds(struct creds *c, char *message, size_t size)
 		snprintf(message, size, "cannot read the container's credentials from /proc/%lld", child_pid);
 		return -1;
 	}
-	if (c->seccomp && !bpf_len) { /* confined, but no filter here to confine the action with */
+	if (c->seccomp && !bpf.len) { /* confined, but no filter here to confine the action with */
 		snprintf(message, size, "the container has a seccomp filter pyrun cannot give this action");
 		return -1;
 	}
 	return 0;
-}
-
-static int load_seccomp(void)
-{
-	struct sock_fprog prog = { bpf_len, bpf };
-
-	return bpf_len ? prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) : 0;
-}
-
-/*
- * Arm PR_SET_PDEATHSIG and make sure the parent did not die before: then getppid() names a reaper.
- * (A parent outside the caller's PID namespace shows as 0.)
- */
-static void die_with_parent(pid_t parent)
-{
-	pid_t now;
-
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || ((now = getppid()) != parent && now != 0))
-		_exit(126);
-}
-
-/* In the grandchild: become the container's process (pyrun.runtime.finalize's order) and exec. */
-static void become_and_exec(struct action *a, const struct creds *c, char **env, pid_t parent)
-{
-	struct __user_cap_header_struct head = { _LINUX_CAPABILITY_VERSION_3, 0 };
-	struct __user_cap_data_struct data[2] = {
-		{ (unsigned)c->eff, (unsigned)c->prm, (unsigned)c->inh },
-		{ (unsigned)(c->eff >> 32), (unsigned)(c->prm >> 32), (unsigned)(c->inh >> 32) },
-	};
-
-	for (int r = 0; r < RLIM_NLIMITS; r++) {
-		struct rlimit want = c->limits[r], have;
-
-		/* the container's limits, never more than this process may have (raising needs CAP_SYS_RESOURCE) */
-		if (getrlimit(r, &have) == 0 && want.rlim_max > have.rlim_max)
-			want.rlim_max = have.rlim_max;
-		if (want.rlim_cur > want.rlim_max)
-			want.rlim_cur = want.rlim_max;
-		if (setrlimit(r, &want) < 0) {
-			fprintf(stderr, "setrlimit %d: %s\n", r, strerror(errno));
-			_exit(126);
-		}
-	}
-	if (!c->nnp && load_seccomp() < 0)
-		_exit(126);
-	for (int cap = 0; cap <= cap_last; cap++)
-		if (!(c->bnd & (1ULL << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
-			_exit(126);
-	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0 || setgroups(c->ngroups, c->groups) < 0 ||
-	    setresgid(c->gid[0], c->gid[1], c->gid[2]) < 0 || setresuid(c->uid[0], c->uid[1], c->uid[2]) < 0 ||
-	    syscall(SYS_capset, &head, data) < 0)
-		_exit(126);
-	for (int cap = 0; cap < 64; cap++)
-		if (c->amb & (1ULL << cap))
-			prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0);
-	if (c->nnp && (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || load_seccomp() < 0))
-		_exit(126);
-	/* again after the credential change, which clears it; the parent (outside this PID namespace) shows as 0 */
-	die_with_parent(parent);
-	if (chdir(workdir) < 0 && chdir("/") < 0)
-		_exit(126);
-	environ = env;
-	execvp(a->cmd[0], a->cmd);
-	fprintf(stderr, "exec %s: %s\n", a->cmd[0], strerror(errno));
-	_exit(errno == ENOENT ? 127 : 126);
 }
 
 /* The probe's process: join the workload's cgroups and namespaces, fork into its PID namespace. */
@@ -611,7 +480,7 @@ static void exec_child(struct action *a, const struct creds *c, int ns[5], int o
 
 	die_with_parent(monitor_pid);
 	snprintf(path, sizeof(path), "/proc/%lld/environ", child_pid);
-	if ((n = read_file(path, envbuf, sizeof(envbuf))) < 0)
+	if ((n = read_small_file(path, envbuf, sizeof(envbuf))) < 0)
 		_exit(126);
 	for (int i = 0; n > 0 && i < n && count < 511; i += strlen(envbuf + i) + 1)
 		env[count++] = envbuf + i;
@@ -638,7 +507,7 @@ static void exec_child(struct action *a, const struct creds *c, int ns[5], int o
 		_exit(126);
 	if (pid == 0) {
 		die_with_parent(self);
-		become_and_exec(a, c, env, self);
+		become_and_exec(c, &bpf, cap_last, workdir, "/", a->cmd, env, self, "pyrun probe");
 	}
 	if (RETRY(waitpid(pid, &status, 0)) < 0)
 		_exit(126);

@@ -140,6 +140,9 @@ class ExecHandle(Frozen):
     def run_here(self) -> int:
         """Run in this process (no new interpreter): it joins the container's namespaces and cgroups, forks
         the command and waits; errors are reported on stderr. Returns the exit code to exit with: having
-        joined the container, the caller must do nothing but exit."""
+        joined the container, the caller must do nothing but exit. With the container's exec profile this
+        process becomes the C exec helper instead (pyrun.runtime.execprofile: no Python in the container)."""
+        from pyrun.runtime import execprofile
+        execprofile.exec_helper(self.cdir, self.container, self.argv, self.env, self.cwd)
         from pyrun.runtime import nsexec
         return nsexec.run(self.cdir, list(self.argv), list(self.env), self.cwd)

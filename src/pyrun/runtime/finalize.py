@@ -34,15 +34,21 @@ from pyrun import explain
 from pyrun.frozen import Record
 from pyrun.linux import caps
 from pyrun.runtime import seccomp, security
+from pyrun.runtime.execprofile import container_env, merge_env
 from pyrun.runtime.records import ProcessSpec, SeccompPlan, SecurityPlan
 from pyrun.runtime.users import resolve_in_root
 
 
 class Finalized(Record):
-    """What is left after `become_container_process`: the command, its environment and the late seccomp."""
+    """What is left after `become_container_process`: the command, its environment and the late seccomp;
+    and who the process became (the exec profile records it: pyrun.runtime.execprofile)."""
     args: list[str]
     env: list[str]
     late_seccomp: SeccompPlan | None = None
+    uid: int = 0
+    gid: int = 0
+    groups: tuple[int, ...] = ()
+    home: str = "/"
 
 
 def _no_step(name: str) -> None:
@@ -99,21 +105,10 @@ def become_container_process(sec: SecurityPlan, process: ProcessSpec, *, contain
     except FileNotFoundError:
         raise FileNotFoundError(f"working directory {workdir} does not exist in the container") from None
 
-    env = list(process.env)
-    if not any(e.startswith("HOME=") for e in env):
-        env.append(f"HOME={user.home}")
-    env = merge_env(env, extra_env)
+    env = merge_env(container_env(process.env, user.home), extra_env)
     late = sec.seccomp if plan and no_new_privs else None
-    return Finalized(args=list(args if args is not None else process.args), env=env, late_seccomp=late)
-
-
-def merge_env(env: Sequence[str], extra: Sequence[str]) -> list[str]:
-    """KEY=VALUE lists: `extra` wins over `env` for the same key, order otherwise kept (pure)."""
-    out: dict[str, str] = {}
-    for entry in [*env, *extra]:
-        key, _, value = entry.partition("=")
-        out[key] = value
-    return [f"{k}={v}" for k, v in out.items()]
+    return Finalized(args=list(args if args is not None else process.args), env=env, late_seccomp=late,
+                     uid=user.uid, gid=user.gid, groups=tuple(groups), home=user.home)
 
 
 def load_late_seccomp(final: Finalized, step: Callable[[str], None] = _no_step) -> None:

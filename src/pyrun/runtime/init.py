@@ -68,11 +68,12 @@ def run(config: InitConfig, sock: socket.socket) -> None:
     try:
         sync.recv(sock, "go", timeout=120, peer="monitor")
         final = _set_up(config, step)
+        became = {"uid": final.uid, "gid": final.gid, "groups": list(final.groups), "home": final.home}
         if config.tty:
             step("terminal")
-            _send_ready_on_terminal(sock)
+            _send_ready_on_terminal(sock, became)
         else:
-            sync.send(sock, "ready")
+            sync.send(sock, "ready", **became)
         sync.recv(sock, "start", peer="monitor")
         step("parent death signal")
         _die_with_monitor(sock)
@@ -86,14 +87,14 @@ def run(config: InitConfig, sock: socket.socket) -> None:
             os._exit(1)
 
 
-def _send_ready_on_terminal(sock: socket.socket) -> None:
+def _send_ready_on_terminal(sock: socket.socket, became: dict) -> None:
     """A tty container: a pty of its own devpts (/dev/ptmx after pivot_root, opened as the container's
     user, who then owns /dev/pts/0), the slave its stdin/stdout/stderr and controlling terminal (the init
     leads its own session), the master sent to the monitor with `ready`, as runc's console socket does."""
     explain.emit("# open /dev/ptmx: the workload's terminal; its master goes to the monitor")
     master, slave, _ = pty.open_pair()
     pty.become_stdio_and_ctty(slave)
-    sync.send_fd(sock, "ready", master)
+    sync.send_fd(sock, "ready", master, **became)
     os.close(master)
 
 

@@ -61,7 +61,7 @@ from pathlib import Path
 
 from pyrun import explain
 from pyrun.frozen import replace
-from pyrun.runtime import sync
+from pyrun.runtime import execprofile, sync
 from pyrun.linux import syscalls as linux
 from pyrun.runtime.logs import LineSplitter
 from pyrun.linux.procs import ProcessRef
@@ -164,6 +164,7 @@ class Monitor:
         self.splitters: dict[int, LineSplitter] = {}
         self.stdin_w: int | None = None  # stdin: true: the write end of the workload's stdin (see attach)
         self.terminal: int | None = None  # tty: true: the pty's master (output, input, window size)
+        self.became: dict = {}  # who the init became (its `ready`): the exec profile's user
 
     # --- status -------------------------------------------------------------------------------
     def save(self, **changes) -> None:
@@ -207,7 +208,8 @@ class Monitor:
         for procs in self.config.cgroup_procs:
             linux.write_file(procs, str(pid))
         sync.send(mine, "go")
-        _, terminal = sync.recv_fd(mine, "ready", timeout=120, peer="container init")
+        ready, terminal = sync.recv_fd(mine, "ready", timeout=120, peer="container init")
+        self.became = ready.fields  # uid, gid, groups, home: for the exec profile
         if self.config.tty:
             if terminal is None:
                 raise sync.SyncError("the container's init sent no terminal")
@@ -290,6 +292,12 @@ class Monitor:
             self.save(error=StepError("supervise", f"the probes' and hooks' set-up: {e}"))
             sync.send_error(conn, "supervise", f"the probes' and hooks' set-up: {e}")
             return
+        try:
+            self._write_exec_profile()
+        except Exception as e:  # noqa: BLE001 - fail closed: no start without the profile execs need
+            self.save(error=StepError("exec profile", str(e)))
+            sync.send_error(conn, "exec profile", str(e))
+            return
         reply = self._release_init()
         if reply is None:
             self.save(state=CONTAINER_RUNNING, started_at=now_ns())
@@ -351,17 +359,13 @@ class Monitor:
             *[p["handler"] for p in self.config.supervision.probes.values()], *self.config.supervision.hooks.values()))
         if sec is None or not sec.seccomp.plan or not has_exec:
             return None
-        path = self.cdir / "seccomp.bpf"
-        if not path.exists():
-            from pyrun.runtime import seccomp
-            tmp = self.cdir / ".seccomp.bpf.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            try:
-                seccomp.export_bpf(dict(sec.seccomp.plan), fd)
-            finally:
-                os.close(fd)
-            os.rename(tmp, path)
-        return str(path)
+        return execprofile.write_seccomp_bpf(self.cdir, sec.seccomp.plan)
+
+    def _write_exec_profile(self) -> None:
+        """cdir/exec.json: what `pyrun exec` applies (pyrun.runtime.execprofile), as the init became it."""
+        b = self.became
+        execprofile.write(self.cdir, self.config, int(b["uid"]), int(b["gid"]), [int(g) for g in b["groups"]],
+                          str(b["home"]))
 
     def restart(self, listener: socket.socket) -> None:
         """A restarted instance (the C monitor exec'd this process): a fresh init, started at once,

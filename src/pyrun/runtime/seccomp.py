@@ -264,7 +264,12 @@ def compile_ahead(plan: dict) -> None:
 
 def export_bpf(plan: dict, fd: int) -> int:
     """Write the BPF program of `plan` (what `load` would load) to `fd`, for the C monitor to load
-    into an exec probe or hook with prctl(PR_SET_SECCOMP) (csrc/supervise.c). Returns the rules added."""
+    into an exec probe or hook or an exec (csrc/supervise.c, csrc/nsexec.c) with prctl(PR_SET_SECCOMP).
+    A plan compiled ahead (compile_ahead) is written as built. Returns the rules added."""
+    compiled = _compiled(plan)
+    if compiled is not None:
+        os.write(fd, compiled[1])
+        return compiled[2]
     preload()
     ctx, added = _build(plan)
     try:
