@@ -37,7 +37,8 @@ def test_pod_create_and_exec_start_no_interpreter(pyrun, write_pod, tmp_path):
     out, calls = _execs(pyrun, tmp_path, "exec", "fast", "c", "--", "echo", "inside")
     assert out == "inside\n"
     assert len([c for c in calls if re.search(r"python[0-9.]*\"", c)]) == 1, calls
-    assert not [c for c in calls if "nsexec" in c]
+    assert not [c for c in calls if "pyrun.runtime" in c]  # no `python -m pyrun.runtime.nsexec`
+    assert [c for c in calls if "bin/nsexec" in c]  # the C helper (pyrun.runtime.execprofile) instead
     pyrun("pod", "rm", "-f", "fast")
 
 

@@ -115,8 +115,10 @@ def helper_argv(profile: Any, source: str, pid: int, start_time: int, argv: Sequ
         p.bad("version", f"version {VERSION}")
     name = p.get("name", str)
     caps, ambient = p.get("caps", int), p.get("ambient", int)
-    if caps >= 1 << 64 or ambient & ~caps:
-        p.bad("ambient" if ambient & ~caps else "caps", "a capability mask (ambient within caps)")
+    if caps >= 1 << 64:
+        p.bad("caps", "a 64-bit capability mask")
+    if ambient & ~caps:
+        p.bad("ambient", "a capability mask within caps")
     out = [str(HELPER), "--container", name, "--pid", str(pid), "--start-time", str(start_time),
            "--uid", str(p.get("uid", int)), "--gid", str(p.get("gid", int)),
            "--caps", f"{caps:x}", "--ambient", f"{ambient:x}", "--nnp", "1" if p.get("no_new_privs", bool) else "0"]

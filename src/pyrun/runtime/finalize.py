@@ -4,7 +4,9 @@ Both ways into a container end here, so they cannot drift apart:
   * the container's init (pyrun.runtime.init), after its mounts and pivot_root;
   * an exec helper (pyrun.runtime.nsexec), after it joined the running container's namespaces.
 Either way the process becomes exactly the container's process: same user, groups, rlimits,
-bounding set, capabilities, no_new_privs and seccomp filter. The order is runc's:
+bounding set, capabilities, no_new_privs and seccomp filter. (`pyrun exec`'s C helper, csrc/become.c,
+applies the same settings in the same order from the exec profile the init's result is recorded in:
+pyrun.runtime.execprofile.) The order is runc's:
 
   user            resolve the user in the container's /etc/passwd and /etc/group; runAsNonRoot
   rlimits         RLIMIT_NOFILE (and NPROC) as planned at create time

@@ -186,6 +186,7 @@ class Monitor:
         else:
             linux.unshare(["pid"])
         self.oom_baseline = self._oom_count()
+        self._compile_seccomp_ahead()
         pid = os.fork()
         if pid == 0:  # the container's init
             try:
@@ -216,6 +217,17 @@ class Monitor:
             self.terminal = self.out_r = terminal  # the workload's output, read as stdout
         elif terminal is not None:
             os.close(terminal)
+
+    def _compile_seccomp_ahead(self) -> None:
+        """Build the container's seccomp filter here, once: the init forked next loads it as built, and the
+        exec profile's seccomp.bpf is written from it (pyrun.runtime.seccomp.compile_ahead). A plan that
+        cannot be built is left to the init, which reports it at its seccomp step."""
+        sec = self.config.security
+        if sec is not None and sec.seccomp.plan:
+            from pyrun.errors import PyrunError
+            from pyrun.runtime import seccomp
+            with contextlib.suppress(PyrunError, OSError, ValueError, TypeError):
+                seccomp.compile_ahead(dict(sec.seccomp.plan))
 
     def _make_stdio(self) -> tuple[int | None, int | None, int | None]:
         """The workload's pipes: (stdout, stderr, stdin) ends for the init; self.out_r, err_r, stdin_w

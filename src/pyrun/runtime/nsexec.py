@@ -1,7 +1,8 @@
 """Run a command inside a running container: `pyrun exec` and the CRI's Exec/ExecSync.
 
-`run(cdir, argv, env, cwd)` runs in the CLI process itself (`pyrun exec`; it exits right
-after) or in a child the CRI server's zygote forks (pyrun.runtime.spawn, entry "exec"). It opens the
+`run(cdir, argv, env, cwd)` runs in the CLI process itself (`pyrun exec` with --explain, or
+for a container without an exec profile: otherwise the CLI execs the C helper of
+pyrun.runtime.execprofile; it exits right after) or in a child the CRI server's zygote forks (pyrun.runtime.spawn, entry "exec"). It opens the
 container's namespaces from /proc/<pid>/ns of its workload, joins its cgroups,
 setns(2)es into each (the mount namespace last), then forks (a PID namespace only
 applies to children) and the child execs the command as the container's user with
