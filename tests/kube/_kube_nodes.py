@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
+from _procs import processes_mentioning
+
 REPO = Path(__file__).resolve().parents[2]
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 UNIFIED = CGROUP_ROOT / "unified"  # the v2 hierarchy of a hybrid host
@@ -362,18 +364,6 @@ class PyrunNode(Node):
         left = remove_cgroup_parent(self.cgroup_parent)
         if left:
             raise AssertionError(f"[{self.name}] cgroups left under {self.cgroup_parent}: {left}")
-
-
-def processes_mentioning(needle: str) -> list[str]:
-    out = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if needle.encode() in cmd and b"pytest" not in cmd:
-            out.append(pid + ": " + cmd.replace(b"\0", b" ").decode(errors="replace"))
-    return out
 
 
 # --- the control plane ------------------------------------------------------------------------------
