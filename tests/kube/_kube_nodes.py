@@ -314,7 +314,7 @@ class PyrunNode(Node):
     def kubelet_pods(self) -> list[dict]:
         """The pods the kubelet knows, with status (its read-only port's /pods)."""
         body = self.http_get("http://127.0.0.1:10255/pods")
-        return json.loads(body)["items"] if body else []
+        return (json.loads(body).get("items") or []) if body else []  # "items": null before the first pod
 
     def kubelet_pod(self, name: str) -> dict | None:
         """A static pod by manifest name (the kubelet names it <name>-<node>)."""
