@@ -90,14 +90,6 @@ def write_pod(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def demo_layout(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("demo-image") / "layout"
-    subprocess.run([sys.executable, str(REPO / "scripts" / "build-demo-image.py"), str(out)], check=True,
-                   capture_output=True)
-    return out
-
-
-@pytest.fixture(scope="session")
 def state_root(tmp_path_factory, demo_layout) -> Path:
     if os.geteuid() != 0:
         pytest.skip("needs root")

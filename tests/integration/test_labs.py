@@ -19,6 +19,7 @@ import pytest
 from _labs_runner import (
     LabFormatError, NodeNamespace, output_lines, output_matches, parse_console_block, parse_lab, run_lab,
 )
+from _procs import processes_mentioning
 
 REPO = Path(__file__).resolve().parents[2]
 LABS_DIR = REPO / "docs" / "labs"
@@ -111,18 +112,6 @@ def _remove_cgroup_tree(top: Path) -> None:
             pass
 
 
-def _processes_mentioning(needle: str) -> list[str]:
-    out = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if needle.encode() in cmd and b"pytest" not in cmd:
-            out.append(pid + ": " + cmd.replace(b"\0", b" ").decode(errors="replace"))
-    return out
-
-
 @pytest.fixture
 def lab_env(tmp_path_factory):
     base = Path(f"/tmp/pyrun-lab-{secrets.token_hex(3)}")
@@ -174,7 +163,7 @@ def test_lab(lab_path: Path, lab_env):
     if _nr_hugepages() != hugepages_before:
         problems.append(f"vm.nr_hugepages is {_nr_hugepages()}, was {hugepages_before}")
         Path("/proc/sys/vm/nr_hugepages").write_text(hugepages_before)
-    procs = _processes_mentioning(str(base))
+    procs = processes_mentioning(str(base))
     if procs:
         problems.append("processes left: " + "; ".join(procs))
     cgroups = _cgroup_dirs(env["PYRUN_CGROUP_PARENT"])

@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
+from _procs import processes_mentioning
+
 REPO = Path(__file__).resolve().parents[2]
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 UNIFIED = CGROUP_ROOT / "unified"  # the v2 hierarchy of a hybrid host
@@ -312,7 +314,7 @@ class PyrunNode(Node):
     def kubelet_pods(self) -> list[dict]:
         """The pods the kubelet knows, with status (its read-only port's /pods)."""
         body = self.http_get("http://127.0.0.1:10255/pods")
-        return json.loads(body)["items"] if body else []
+        return (json.loads(body).get("items") or []) if body else []  # "items": null before the first pod
 
     def kubelet_pod(self, name: str) -> dict | None:
         """A static pod by manifest name (the kubelet names it <name>-<node>)."""
@@ -362,18 +364,6 @@ class PyrunNode(Node):
         left = remove_cgroup_parent(self.cgroup_parent)
         if left:
             raise AssertionError(f"[{self.name}] cgroups left under {self.cgroup_parent}: {left}")
-
-
-def processes_mentioning(needle: str) -> list[str]:
-    out = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if needle.encode() in cmd and b"pytest" not in cmd:
-            out.append(pid + ": " + cmd.replace(b"\0", b" ").decode(errors="replace"))
-    return out
 
 
 # --- the control plane ------------------------------------------------------------------------------

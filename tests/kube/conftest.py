@@ -7,13 +7,11 @@ PYRUN_KUBE_BIN=$(tests/kube/build.sh | tail -n1) pytest tests/kube).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from _kube_nodes import REPO, find_kube_bin
+from _kube_nodes import find_kube_bin
 
 
 def pytest_collection_modifyitems(config, items):
@@ -32,11 +30,3 @@ def kube_bin() -> Path:
     if b is None or not (b / "kubelet").exists():
         pytest.skip("PYRUN_KUBE_BIN is not set (the directory tests/kube/build.sh prints)")
     return b
-
-
-@pytest.fixture(scope="session")
-def demo_layout(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("demo-image") / "layout"
-    subprocess.run([sys.executable, str(REPO / "scripts" / "build-demo-image.py"), str(out)], check=True,
-                   capture_output=True)
-    return out
