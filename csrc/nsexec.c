@@ -186,6 +186,8 @@ int main(int argc, char **argv)
 			parse_rlimit(&c, value);
 		else if (!strcmp(name, "--cgroup-procs") && ncgroups < MAX_CGROUPS)
 			cgroups[ncgroups++] = value;
+		else if (!strcmp(name, "--cgroup-procs"))
+			die("arguments", "too many --cgroup-procs"); /* never an exec outside one of its cgroups */
 		else if (!strcmp(name, "--cwd"))
 			cwd = value, have[5] = 1;
 		else
